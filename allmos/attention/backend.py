@@ -1,0 +1,56 @@
+"""The attention backend interface: one implementation per file, registered by name."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import torch
+
+from allmos.attention.metadata import AttentionMetadata
+
+
+@dataclass(frozen=True)
+class HeadShape:
+    num_heads: int  # query heads on this rank
+    num_kv_heads: int
+    head_dim: int
+    scale: float
+
+
+class AttentionBackend(ABC):
+    """Computes attention of new queries against the paged KV cache (already holding the new KV).
+
+    Class attributes state what the backend can do, so a config that asks for more is refused
+    before the model loads.
+    """
+
+    devices: tuple[str, ...] = ("cpu", "cuda")
+    supports_cuda_graphs: bool = False
+
+    def __init__(self, options, heads: HeadShape):
+        self.options = options
+        self.heads = heads
+
+    @classmethod
+    def check(cls, config) -> None:
+        """Raise ConfigError naming the switch if this backend cannot run with `config`."""
+
+    def build_metadata(self, meta: AttentionMetadata) -> AttentionMetadata:
+        """Add backend-specific tensors to the step's metadata (once per step, not per layer)."""
+        return meta
+
+    @abstractmethod
+    def forward(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        k_cache: torch.Tensor,
+        v_cache: torch.Tensor,
+        meta: AttentionMetadata,
+    ) -> torch.Tensor:
+        """q [tokens, heads, dim]; k, v [tokens, kv_heads, dim]; caches [blocks, block_size, kv_heads, dim].
+
+        Returns [tokens, heads, dim].
+        """

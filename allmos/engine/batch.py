@@ -1,0 +1,21 @@
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from allmos.engine.sequence import Sequence
+
+
+@dataclass
+class ScheduledBatch:
+    """What one step computes: for each sequence, its next `num_new_tokens[i]` tokens."""
+
+    seqs: list[Sequence]
+    num_new_tokens: list[int]
+    is_prefill: bool
+
+    @property
+    def num_tokens(self) -> int:
+        return sum(self.num_new_tokens)
+
+    def __len__(self) -> int:
+        return len(self.seqs)

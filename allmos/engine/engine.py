@@ -1,0 +1,101 @@
+"""The engine loop: schedule a step, run it, hand the sampled tokens back to the scheduler."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from allmos.config import EngineConfig
+from allmos.engine.model_runner import ModelRunner
+from allmos.engine.scheduler import SchedulerLimits
+from allmos.engine.sequence import Sequence
+from allmos.engine.stats import EngineStats
+from allmos.errors import ConfigError
+from allmos.models.hf_config import eos_token_ids, load_hf_config
+from allmos.registry import lookup
+from allmos.sampling_params import SamplingParams
+from allmos.validation import validate
+
+
+def weights_source(config: EngineConfig) -> str:
+    has_folder = config.model is not None and os.path.isfile(os.path.join(config.model, "config.json"))
+    if config.random_weights == "always" or not has_folder:
+        return "random"
+    return "real"
+
+
+class Engine:
+    def __init__(self, config: EngineConfig):
+        validate(config)
+        self.config = config
+        self.weights = weights_source(config)
+        self.hf_config = load_hf_config(config, self.weights)
+        check_model_limits(config, self.hf_config)
+        if config.tensor_parallel_size > 1:
+            from allmos.distributed.launcher import DistributedRunner
+
+            self.runner = DistributedRunner(config, self.hf_config, self.weights)
+        else:
+            self.runner = ModelRunner(config, self.hf_config, self.weights)
+        self.block_manager = lookup("block_manager", config.block_manager).cls(self.runner.num_blocks, config.block_size)
+        limits = SchedulerLimits(
+            config.max_num_seqs, config.max_num_batched_tokens, config.max_model_len, config.chunked_prefill
+        )
+        eos = eos_token_ids(config, self.hf_config)
+        self.scheduler = lookup("scheduler", config.scheduler.name).cls(limits, self.block_manager, eos)
+        self.stats = EngineStats()
+        self.next_seq_id = 0
+
+    def add_request(self, token_ids: list[int], params: SamplingParams) -> Sequence:
+        seq = Sequence(self.next_seq_id, token_ids, params, arrival=time.perf_counter())
+        self.next_seq_id += 1
+        self.stats.prompt_tokens += len(token_ids)
+        self.scheduler.add(seq)
+        return seq
+
+    def has_unfinished(self) -> bool:
+        return self.scheduler.has_unfinished()
+
+    def step(self) -> list[Sequence]:
+        start = time.perf_counter()
+        batch = self.scheduler.schedule()
+        tokens = self.runner.run(batch)
+        finished = self.scheduler.postprocess(batch, tokens)
+        now = time.perf_counter()
+        self.stamp_times(batch.seqs, finished, now)
+        kind = "prefill" if batch.is_prefill else "decode"
+        self.stats.record(kind, len(batch), batch.num_tokens, now - start, self.block_manager.num_used_blocks)
+        self.stats.cached_prompt_tokens = self.block_manager.cached_tokens
+        return finished
+
+    def stamp_times(self, seqs: list[Sequence], finished: list[Sequence], now: float) -> None:
+        for seq in seqs:
+            if seq.first_token_time is None and seq.num_output_tokens > 0:
+                seq.first_token_time = now
+        for seq in finished:
+            seq.finish_time = now
+
+    def counters(self) -> dict[str, Any]:
+        graph = self.runner.graph_runner
+        return {
+            "prompt_tokens": self.stats.prompt_tokens,
+            "prefill_tokens_computed": self.stats.prefill_tokens_computed,
+            "cached_prompt_tokens": self.stats.cached_prompt_tokens,
+            "graph_forwards": graph.graph_steps,
+            "eager_forwards": graph.eager_steps,
+            "preemptions": self.scheduler.num_preemptions,
+            "attention_backend": type(self.runner.attention_backend).plugin_name,
+            "kv_store": type(self.runner.kv_store).plugin_name,
+            "block_manager": type(self.block_manager).plugin_name,
+            "scheduler": type(self.scheduler).plugin_name,
+            "num_kv_blocks": self.runner.num_blocks,
+        }
+
+
+def check_model_limits(config: EngineConfig, hf_config: Any) -> None:
+    positions = getattr(hf_config, "max_position_embeddings", None)
+    if positions is not None and config.max_model_len > positions:
+        raise ConfigError(
+            "max_model_len", f"{config.max_model_len} exceeds the model's max_position_embeddings ({positions})"
+        )

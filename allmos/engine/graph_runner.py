@@ -1,0 +1,40 @@
+"""How the model's forward runs: eagerly, or (cuda_graph.py) replayed from captured CUDA graphs."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import torch
+
+from allmos.attention.metadata import AttentionMetadata
+from allmos.registry import PluginOptions, register
+
+
+class GraphRunner(ABC):
+    devices: tuple[str, ...] = ("cpu", "cuda")
+
+    def __init__(self, model: torch.nn.Module):
+        self.model = model
+        self.graph_steps = 0  # forwards replayed from a captured graph
+        self.eager_steps = 0
+
+    @classmethod
+    def check(cls, config) -> None:
+        """Raise ConfigError naming the switch if this runner cannot run with `config`."""
+
+    def capture(self, runner) -> None:
+        """Called once the KV cache exists; a graph runner captures its graphs here."""
+
+    @abstractmethod
+    def forward(self, input_ids: torch.Tensor, positions: torch.Tensor, meta: AttentionMetadata) -> torch.Tensor:
+        """Hidden states of the step: [num_tokens, hidden]."""
+
+
+@register("graph_runner", "eager")
+class EagerRunner(GraphRunner):
+    def forward(self, input_ids, positions, meta):
+        self.eager_steps += 1
+        return self.model(input_ids, positions, meta)
+
+
+EagerOptions = PluginOptions

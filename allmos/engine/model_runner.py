@@ -1,0 +1,113 @@
+"""Owns the model, its KV cache, the graph runner and the sampler; runs one step at a time."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from allmos.attention.backend import HeadShape
+from allmos.attention.layer import PagedAttention
+from allmos.config import EngineConfig
+from allmos.engine import kv_cache
+from allmos.engine.batch import ScheduledBatch
+from allmos.engine.sequence import Sequence
+from allmos.engine.step_inputs import StepInputs, build_step_inputs
+from allmos.layers.ops import Ops
+from allmos.layers.parallel import ParallelInfo
+from allmos.models.context import ModelContext
+from allmos.models.decoder import head_dim_of
+from allmos.models.loader import build_model, load_safetensors, randomize
+from allmos.registry import lookup, make_options
+from allmos.sampling_params import SamplingParams
+
+
+def make_plugin(kind: str, choice, *args):
+    entry = lookup(kind, choice.name)
+    return entry.cls(make_options(kind, choice.name, choice.options), *args)
+
+
+class ModelRunner:
+    def __init__(self, config: EngineConfig, hf_config: Any, weights: str, tp: ParallelInfo = ParallelInfo()):
+        self.config = config
+        self.hf_config = hf_config
+        self.tp = tp
+        self.device = torch.device(config.resolved_device, tp.rank) if config.resolved_device == "cuda" else torch.device("cpu")
+        self.dtype = config.torch_dtype
+        self.kv_store = make_plugin("kv_store", config.kv_store)
+        self.model = build_model(hf_config, self.model_context(), self.device, self.dtype)
+        self.load_weights(weights)
+        self.sampler = make_plugin("sampler", config.sampler, config.seed, self.device)
+        self.graph_runner = lookup("graph_runner", config.graph_runner).cls(self.model)
+        self.cache_shape = self.make_cache_shape()
+        self.num_blocks = self.size_cache()
+        self.bind_cache(kv_cache.allocate(self.cache_shape, self.num_blocks, self.device))
+        self.graph_runner.capture(self)
+
+    def model_context(self) -> ModelContext:
+        max_positions = max(self.config.max_model_len, getattr(self.hf_config, "max_position_embeddings", 0))
+        return ModelContext(self.tp, Ops.build(self.config.compile), self.make_attention, max_positions)
+
+    def make_attention(self, heads: int, kv_heads: int, head_dim: int, scale: float) -> PagedAttention:
+        shape = HeadShape(heads, kv_heads, head_dim, scale)
+        if not hasattr(self, "attention_backend"):
+            self.attention_backend = make_plugin("attention", self.config.attention, shape)
+        return PagedAttention(self.attention_backend, self.kv_store)
+
+    def load_weights(self, weights: str) -> None:
+        if weights == "real":
+            load_safetensors(self.model, self.config.model)
+        else:
+            randomize(self.model, self.config.seed, getattr(self.hf_config, "initializer_range", 0.02))
+
+    def make_cache_shape(self) -> kv_cache.CacheShape:
+        num_kv_heads = self.tp.shard(self.hf_config.num_key_value_heads, "key-value heads")
+        return kv_cache.CacheShape(
+            self.hf_config.num_hidden_layers, num_kv_heads, head_dim_of(self.hf_config), self.config.block_size, self.dtype
+        )
+
+    def size_cache(self) -> int:
+        if self.config.num_kv_blocks is not None:
+            return self.config.num_kv_blocks
+        if self.device.type == "cpu":
+            return kv_cache.cpu_num_blocks(self.config, self.cache_shape)
+        peak = self.profile_activation_peak()
+        return kv_cache.cuda_num_blocks(self.config, self.cache_shape, self.device, peak)
+
+    def profile_activation_peak(self) -> int:
+        """Run the largest prefill step once over a throw-away cache; return the memory peak without it."""
+        tokens = min(self.config.max_num_batched_tokens, self.config.max_num_seqs * self.config.max_model_len)
+        seq_len = min(self.config.max_model_len, tokens)
+        seqs = [Sequence(-1 - i, [0] * seq_len, SamplingParams()) for i in range(max(tokens // seq_len, 1))]
+        blocks_each = (seq_len + self.config.block_size - 1) // self.config.block_size
+        for i, seq in enumerate(seqs):
+            seq.block_table = list(range(i * blocks_each, (i + 1) * blocks_each))
+        scratch = kv_cache.allocate(self.cache_shape, blocks_each * len(seqs), self.device)
+        self.bind_cache(scratch)
+        torch.cuda.reset_peak_memory_stats(self.device)
+        self.run(ScheduledBatch(seqs, [seq_len] * len(seqs), is_prefill=True))
+        torch.cuda.synchronize(self.device)
+        peak = torch.cuda.max_memory_allocated(self.device) - scratch.numel() * scratch.element_size()
+        self.bind_cache(None)
+        del scratch
+        torch.cuda.empty_cache()
+        return peak
+
+    def bind_cache(self, cache: torch.Tensor | None) -> None:
+        self.kv_cache = cache
+        for i, layer in enumerate(self.model.attention_layers()):
+            layer.bind_cache(*(cache[0, i], cache[1, i]) if cache is not None else (None, None))
+
+    def prepare(self, batch: ScheduledBatch) -> StepInputs:
+        inputs = build_step_inputs(batch, self.config.block_size, self.device)
+        inputs.meta = self.attention_backend.build_metadata(inputs.meta)
+        return inputs
+
+    @torch.inference_mode()
+    def run(self, batch: ScheduledBatch) -> list[int]:
+        inputs = self.prepare(batch)
+        hidden = self.graph_runner.forward(inputs.input_ids, inputs.positions, inputs.meta)
+        if inputs.logits_indices is not None:
+            hidden = hidden[inputs.logits_indices]
+        logits = self.model.compute_logits(hidden[: len(batch)])
+        return self.sampler.forward(logits, inputs.temperatures).tolist()

@@ -1,0 +1,183 @@
+"""Schedulers decide what each step computes.
+
+`continuous`: FCFS continuous batching. A step is either a prefill step (waiting sequences, up
+to `max_num_batched_tokens` tokens; with chunked prefill the last one may get a partial chunk)
+or a decode step (one token for every running sequence). When blocks run out, the most recently
+admitted running sequence is preempted and later recomputed.
+
+`static`: the classic baseline. A cohort of up to `max_num_seqs` requests is admitted together
+and runs to completion before the next cohort starts.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections import deque
+from dataclasses import dataclass
+
+from allmos.engine.batch import ScheduledBatch
+from allmos.engine.sequence import Sequence, SequenceStatus
+from allmos.memory.block_manager import BlockManager
+from allmos.registry import PluginOptions, register
+
+
+@dataclass(frozen=True)
+class SchedulerLimits:
+    max_num_seqs: int
+    max_num_batched_tokens: int
+    max_model_len: int
+    chunked_prefill: bool
+
+
+class Scheduler(ABC):
+    def __init__(self, limits: SchedulerLimits, block_manager: BlockManager, eos_token_ids: set[int]):
+        self.limits = limits
+        self.block_manager = block_manager
+        self.eos_token_ids = eos_token_ids
+        self.num_preemptions = 0
+
+    @abstractmethod
+    def add(self, seq: Sequence) -> None: ...
+
+    @abstractmethod
+    def has_unfinished(self) -> bool: ...
+
+    @abstractmethod
+    def schedule(self) -> ScheduledBatch:
+        """The next step's batch; raises if nothing can be scheduled although work remains."""
+
+    @abstractmethod
+    def postprocess(self, batch: ScheduledBatch, token_ids: list[int]) -> list[Sequence]:
+        """Record the step's sampled tokens; returns the sequences that finished."""
+
+
+@register("scheduler", "continuous")
+class ContinuousScheduler(Scheduler):
+    def __init__(self, limits: SchedulerLimits, block_manager: BlockManager, eos_token_ids: set[int]):
+        super().__init__(limits, block_manager, eos_token_ids)
+        self.waiting: deque[Sequence] = deque()
+        self.running: deque[Sequence] = deque()
+
+    def add(self, seq: Sequence) -> None:
+        self.waiting.append(seq)
+
+    def has_unfinished(self) -> bool:
+        return bool(self.waiting or self.running)
+
+    def admissible(self, seq: Sequence) -> bool:
+        return True
+
+    def schedule(self) -> ScheduledBatch:
+        batch = self.schedule_prefill()
+        if batch is None:
+            batch = self.schedule_decode()
+        if batch is None:
+            raise RuntimeError("the scheduler found nothing to run while requests remain (KV cache too small?)")
+        return batch
+
+    def schedule_prefill(self) -> ScheduledBatch | None:
+        budget = self.limits.max_num_batched_tokens
+        seqs, counts = [], []
+        while self.waiting and budget > 0 and len(self.running) + len(seqs) < self.limits.max_num_seqs:
+            seq = self.waiting[0]
+            if not self.admissible(seq) or not self.reserve_prompt_blocks(seq):
+                break
+            chunk = min(seq.num_uncomputed_tokens, budget)
+            if chunk < seq.num_uncomputed_tokens and not self.limits.chunked_prefill:
+                break
+            seqs.append(seq)
+            counts.append(chunk)
+            budget -= chunk
+            if chunk < seq.num_uncomputed_tokens:
+                break  # the rest of this prompt goes in a later step
+            self.waiting.popleft()
+            seq.status = SequenceStatus.RUNNING
+            self.running.append(seq)
+        return ScheduledBatch(seqs, counts, is_prefill=True) if seqs else None
+
+    def reserve_prompt_blocks(self, seq: Sequence) -> bool:
+        if seq.block_table:
+            return True
+        if not self.block_manager.can_allocate(seq, len(seq)):
+            return False
+        self.block_manager.allocate(seq, len(seq))
+        return True
+
+    def schedule_decode(self) -> ScheduledBatch | None:
+        scheduled: list[Sequence] = []
+        while self.running:
+            seq = self.running.popleft()
+            if self.make_room_for(seq):
+                self.block_manager.allocate(seq, len(seq))
+                scheduled.append(seq)
+        self.running.extend(scheduled)
+        return ScheduledBatch(scheduled, [1] * len(scheduled), is_prefill=False) if scheduled else None
+
+    def make_room_for(self, seq: Sequence) -> bool:
+        """Preempt the latest running sequences until `seq` can grow; False if `seq` itself went."""
+        while not self.block_manager.can_allocate(seq, len(seq)):
+            victim = self.running.pop() if self.running else seq
+            self.preempt(victim)
+            if victim is seq:
+                return False
+        return True
+
+    def preempt(self, seq: Sequence) -> None:
+        self.block_manager.free(seq)
+        seq.status = SequenceStatus.WAITING
+        seq.num_preemptions += 1
+        self.num_preemptions += 1
+        self.waiting.appendleft(seq)
+
+    def postprocess(self, batch: ScheduledBatch, token_ids: list[int]) -> list[Sequence]:
+        finished = []
+        for seq, count, token in zip(batch.seqs, batch.num_new_tokens, token_ids):
+            seq.num_computed_tokens += count
+            self.block_manager.mark_computed(seq)
+            if seq.num_computed_tokens < len(seq):
+                continue  # a partial prefill chunk: its sampled token is not used
+            seq.token_ids.append(token)
+            if self.is_done(seq, token):
+                self.finish(seq)
+                finished.append(seq)
+        return finished
+
+    def is_done(self, seq: Sequence, token: int) -> bool:
+        if not seq.params.ignore_eos and token in self.eos_token_ids:
+            return True
+        return seq.num_output_tokens >= seq.params.max_tokens or len(seq) >= self.limits.max_model_len
+
+    def finish(self, seq: Sequence) -> None:
+        seq.status = SequenceStatus.FINISHED
+        self.block_manager.free(seq)
+        self.running.remove(seq)
+
+
+@register("scheduler", "static")
+class StaticScheduler(ContinuousScheduler):
+    """Static batching: no request joins until the whole current cohort has finished."""
+
+    def __init__(self, limits: SchedulerLimits, block_manager: BlockManager, eos_token_ids: set[int]):
+        super().__init__(limits, block_manager, eos_token_ids)
+        self.cohort: set[int] = set()
+
+    def admissible(self, seq: Sequence) -> bool:
+        if not self.cohort:
+            self.form_cohort()
+        return seq.seq_id in self.cohort
+
+    def form_cohort(self) -> None:
+        free = self.block_manager.num_free_blocks
+        for seq in list(self.waiting)[: self.limits.max_num_seqs]:
+            need = self.block_manager.blocks_for(len(seq))
+            if self.cohort and need > free:
+                break
+            free -= need
+            self.cohort.add(seq.seq_id)
+
+    def finish(self, seq: Sequence) -> None:
+        super().finish(seq)
+        self.cohort.discard(seq.seq_id)
+
+
+SchedulerOptions = PluginOptions

@@ -1,0 +1,71 @@
+"""Turn a scheduled batch into the step's device tensors with array operations (no per-token loop)."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from allmos.attention.metadata import AttentionMetadata
+from allmos.engine.batch import ScheduledBatch
+
+
+@dataclass
+class StepInputs:
+    input_ids: torch.Tensor
+    positions: torch.Tensor
+    meta: AttentionMetadata
+    logits_indices: torch.Tensor | None  # rows of the hidden states to sample from (prefill)
+    temperatures: torch.Tensor
+
+
+def block_table_array(batch: ScheduledBatch) -> np.ndarray:
+    width = max(len(s.block_table) for s in batch.seqs)
+    table = np.zeros((len(batch.seqs), width), dtype=np.int32)
+    for row, seq in enumerate(batch.seqs):
+        table[row, : len(seq.block_table)] = seq.block_table
+    return table
+
+
+def token_arrays(batch: ScheduledBatch, starts: np.ndarray, counts: np.ndarray):
+    """(input ids, positions, sequence index of each token) for the batch's new tokens."""
+    if not batch.is_prefill:
+        ids = np.fromiter((s.token_ids[-1] for s in batch.seqs), dtype=np.int64, count=len(batch.seqs))
+        return ids, starts.astype(np.int64), np.arange(len(batch.seqs))
+    pieces = (s.token_ids[a : a + n] for s, a, n in zip(batch.seqs, starts.tolist(), counts.tolist()))
+    total = int(counts.sum())
+    ids = np.fromiter(itertools.chain.from_iterable(pieces), dtype=np.int64, count=total)
+    seq_index = np.repeat(np.arange(len(batch.seqs)), counts)
+    offsets = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
+    return ids, starts[seq_index] + offsets, seq_index
+
+
+def build_step_inputs(batch: ScheduledBatch, block_size: int, device: torch.device) -> StepInputs:
+    starts = np.fromiter((s.num_computed_tokens for s in batch.seqs), dtype=np.int64, count=len(batch.seqs))
+    counts = np.asarray(batch.num_new_tokens, dtype=np.int64)
+    context = starts + counts
+    ids, positions, seq_index = token_arrays(batch, starts, counts)
+    table = block_table_array(batch)
+    slots = table[seq_index, positions // block_size].astype(np.int64) * block_size + positions % block_size
+    cu_q = np.concatenate(([0], np.cumsum(counts))).astype(np.int32)
+    temps = np.fromiter((s.params.temperature for s in batch.seqs), dtype=np.float32, count=len(batch.seqs))
+
+    def dev(array: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(array).to(device, non_blocking=True)
+
+    meta = AttentionMetadata(
+        is_prefill=batch.is_prefill,
+        slot_mapping=dev(slots),
+        context_lens=dev(context.astype(np.int32)),
+        cu_seqlens_q=dev(cu_q),
+        block_tables=dev(table),
+        max_seqlen_q=int(counts.max()),
+        max_seqlen_k=int(context.max()),
+        query_lens_host=counts.tolist(),
+        context_lens_host=context.tolist(),
+        block_size=block_size,
+    )
+    logits_indices = dev(cu_q[1:].astype(np.int64) - 1) if batch.is_prefill else None
+    return StepInputs(dev(ids), dev(positions), meta, logits_indices, dev(temps))

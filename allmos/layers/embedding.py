@@ -1,0 +1,44 @@
+"""Vocabulary-parallel embedding and LM head: each rank holds a contiguous slice of the vocabulary."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from allmos.layers.linear import check_shape
+from allmos.layers.parallel import ParallelInfo
+
+
+class VocabParallelEmbedding(nn.Module):
+    def __init__(self, vocab_size: int, hidden: int, tp: ParallelInfo):
+        super().__init__()
+        self.tp = tp
+        self.vocab_size = vocab_size
+        self.local_vocab = (vocab_size + tp.size - 1) // tp.size
+        self.vocab_start = tp.rank * self.local_vocab
+        self.weight = nn.Parameter(torch.empty(self.local_vocab, hidden), requires_grad=False)
+        self.weight.weight_loader = self.weight_loader
+
+    def weight_loader(self, param: nn.Parameter, loaded: torch.Tensor, shard_id=None) -> None:
+        check_shape("(vocabulary)", (self.vocab_size, param.shape[1]), loaded.shape)
+        piece = loaded[self.vocab_start : self.vocab_start + self.local_vocab]
+        param.data[: piece.shape[0]].copy_(piece)
+        param.data[piece.shape[0] :].zero_()
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        if self.tp.size == 1:
+            return F.embedding(ids, self.weight)
+        local = ids - self.vocab_start
+        inside = (local >= 0) & (local < self.local_vocab)
+        out = F.embedding(local.clamp(0, self.local_vocab - 1), self.weight) * inside.unsqueeze(-1)
+        return self.tp.all_reduce(out)
+
+
+class ParallelLMHead(VocabParallelEmbedding):
+    """Logits for the vocabulary slice of this rank, gathered to full logits on every rank."""
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        logits = F.linear(hidden, self.weight)
+        logits = self.tp.all_gather_last_dim(logits)
+        return logits[..., : self.vocab_size]

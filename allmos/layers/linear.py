@@ -1,0 +1,115 @@
+"""Linear layers that shard across tensor-parallel ranks and load Hugging Face weights.
+
+Each parameter carries a `weight_loader(param, loaded, shard_id)` that copies this rank's slice
+of a checkpoint tensor into the right place, so packed q/k/v and gate/up projections load from
+their separate checkpoint tensors.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from allmos.layers.parallel import ParallelInfo
+
+
+def check_shape(name: str, expected: torch.Size, got: torch.Size) -> None:
+    if tuple(expected) != tuple(got):
+        raise ValueError(f"weight {name}: expected shape {tuple(expected)}, checkpoint has {tuple(got)}")
+
+
+class ShardedLinear(nn.Module):
+    """y = x W^T (+ b) with W [out_features, in_features] already divided by the shard rule."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool, tp: ParallelInfo):
+        super().__init__()
+        self.tp = tp
+        self.weight = nn.Parameter(torch.empty(out_features, in_features), requires_grad=False)
+        self.weight.weight_loader = self.weight_loader
+        self.bias = None
+        if bias:
+            self.bias = nn.Parameter(torch.empty(out_features), requires_grad=False)
+            self.bias.weight_loader = self.weight_loader
+
+    def weight_loader(self, param: nn.Parameter, loaded: torch.Tensor, shard_id=None) -> None:
+        check_shape("(replicated)", param.shape, loaded.shape)
+        param.data.copy_(loaded)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight, self.bias)
+
+
+class ReplicatedLinear(ShardedLinear):
+    pass
+
+
+class ColumnParallelLinear(ShardedLinear):
+    """Output features split across ranks; no communication."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool, tp: ParallelInfo):
+        super().__init__(in_features, tp.shard(out_features, "output features"), bias, tp)
+
+    def weight_loader(self, param: nn.Parameter, loaded: torch.Tensor, shard_id=None) -> None:
+        size = param.shape[0]
+        piece = loaded.narrow(0, self.tp.rank * size, size)
+        check_shape("(column shard)", param.shape, piece.shape)
+        param.data.copy_(piece)
+
+
+class MergedColumnParallelLinear(ColumnParallelLinear):
+    """Several column-parallel projections stored as one (gate and up)."""
+
+    def __init__(self, in_features: int, output_sizes: list[int], bias: bool, tp: ParallelInfo):
+        self.output_sizes = output_sizes
+        super().__init__(in_features, sum(output_sizes), bias, tp)
+
+    def weight_loader(self, param: nn.Parameter, loaded: torch.Tensor, shard_id: int = 0) -> None:
+        size = self.output_sizes[shard_id] // self.tp.size
+        offset = sum(self.output_sizes[:shard_id]) // self.tp.size
+        piece = loaded.narrow(0, self.tp.rank * size, size)
+        target = param.data.narrow(0, offset, size)
+        check_shape(f"(part {shard_id})", target.shape, piece.shape)
+        target.copy_(piece)
+
+
+class QKVParallelLinear(ColumnParallelLinear):
+    """q, k and v projections in one matrix, split by heads across ranks."""
+
+    def __init__(self, hidden: int, head_dim: int, num_heads: int, num_kv_heads: int, bias: bool, tp: ParallelInfo):
+        self.head_dim = head_dim
+        self.local_heads = tp.shard(num_heads, "attention heads")
+        self.local_kv_heads = tp.shard(num_kv_heads, "key-value heads")
+        out = (num_heads + 2 * num_kv_heads) * head_dim
+        super().__init__(hidden, out, bias, tp)
+
+    def weight_loader(self, param: nn.Parameter, loaded: torch.Tensor, shard_id: str = "q") -> None:
+        q = self.local_heads * self.head_dim
+        kv = self.local_kv_heads * self.head_dim
+        offset, size = {"q": (0, q), "k": (q, kv), "v": (q + kv, kv)}[shard_id]
+        piece = loaded.narrow(0, self.tp.rank * size, size)
+        target = param.data.narrow(0, offset, size)
+        check_shape(f"({shard_id} projection)", target.shape, piece.shape)
+        target.copy_(piece)
+
+
+class RowParallelLinear(ShardedLinear):
+    """Input features split across ranks; the partial outputs are summed with an all-reduce."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool, tp: ParallelInfo):
+        super().__init__(tp.shard(in_features, "input features"), out_features, bias, tp)
+
+    def weight_loader(self, param: nn.Parameter, loaded: torch.Tensor, shard_id=None) -> None:
+        if param.dim() == 1:  # the bias is added once, after the reduction
+            check_shape("(row bias)", param.shape, loaded.shape)
+            param.data.copy_(loaded)
+            return
+        size = param.shape[1]
+        piece = loaded.narrow(1, self.tp.rank * size, size)
+        check_shape("(row shard)", param.shape, piece.shape)
+        param.data.copy_(piece)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.linear(x, self.weight)
+        y = self.tp.all_reduce(y)
+        return y + self.bias if self.bias is not None else y

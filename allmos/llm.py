@@ -1,0 +1,85 @@
+"""The public entry point: `LLM(model, **options).generate(prompts, sampling_params)`."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Sequence as Seq
+
+from allmos.config import EngineConfig
+from allmos.engine.engine import Engine
+from allmos.requests import check_request
+from allmos.sampling_params import SamplingParams
+
+Prompt = str | list[int]
+
+
+class LLM:
+    def __init__(self, model: str | None = None, **options: Any):
+        self.engine = Engine(EngineConfig.create(model, **options))
+        self.tokenizer = load_tokenizer(self.engine.config.model)
+
+    def generate(
+        self,
+        prompts: Seq[Prompt],
+        sampling_params: SamplingParams | Seq[SamplingParams] | None = None,
+        use_tqdm: bool = True,
+    ) -> list[dict]:
+        """Outputs in prompt order: {"text": str | None, "token_ids": list[int]} each."""
+        params = self.params_per_prompt(prompts, sampling_params)
+        token_lists = [self.encode(i, p) for i, p in enumerate(prompts)]
+        self.check(token_lists, params)
+        seqs = [self.engine.add_request(t, p) for t, p in zip(token_lists, params)]
+        self.run_until_done(len(seqs), use_tqdm)
+        return [{"text": self.decode(s.output_token_ids), "token_ids": s.output_token_ids} for s in seqs]
+
+    def params_per_prompt(self, prompts, sampling_params) -> list[SamplingParams]:
+        if sampling_params is None:
+            sampling_params = SamplingParams()
+        if isinstance(sampling_params, SamplingParams):
+            return [sampling_params] * len(prompts)
+        if len(sampling_params) != len(prompts):
+            raise ValueError(f"{len(sampling_params)} sampling params for {len(prompts)} prompts")
+        return list(sampling_params)
+
+    def encode(self, index: int, prompt: Prompt) -> list[int]:
+        if not isinstance(prompt, str):
+            return [int(t) for t in prompt]
+        if self.tokenizer is None:
+            from allmos.errors import RequestError
+
+            raise RequestError(index, "a text prompt needs a tokenizer, and the model folder has none; pass token ids")
+        return self.tokenizer.encode(prompt)
+
+    def decode(self, token_ids: list[int]) -> str | None:
+        return self.tokenizer.decode(token_ids, skip_special_tokens=True) if self.tokenizer else None
+
+    def check(self, token_lists: list[list[int]], params: list[SamplingParams]) -> None:
+        engine = self.engine
+        capacity = engine.runner.num_blocks * engine.config.block_size
+        for i, (tokens, p) in enumerate(zip(token_lists, params)):
+            check_request(i, tokens, p, engine.hf_config.vocab_size, engine.config.max_model_len, capacity)
+
+    def run_until_done(self, total: int, use_tqdm: bool) -> None:
+        bar = make_bar(total, use_tqdm)
+        while self.engine.has_unfinished():
+            finished = self.engine.step()
+            if bar is not None:
+                bar.update(len(finished))
+        if bar is not None:
+            bar.close()
+
+
+def make_bar(total: int, enabled: bool):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="generate", dynamic_ncols=True)
+
+
+def load_tokenizer(folder: str | None):
+    if not folder or not os.path.isfile(os.path.join(folder, "tokenizer_config.json")):
+        return None
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(folder, trust_remote_code=False)

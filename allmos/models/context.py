@@ -1,0 +1,19 @@
+"""What a model needs from the engine to build itself: sharding, ops and attention layers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from allmos.attention.layer import PagedAttention
+from allmos.layers.ops import Ops
+from allmos.layers.parallel import ParallelInfo
+
+
+@dataclass(frozen=True)
+class ModelContext:
+    tp: ParallelInfo
+    ops: Ops
+    # (num_heads, num_kv_heads, head_dim, scale) of this rank -> the layer's attention
+    make_attention: Callable[[int, int, int, float], PagedAttention]
+    max_positions: int

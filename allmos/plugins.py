@@ -1,0 +1,22 @@
+"""Importing this module registers every built-in plugin. A new plugin adds its module here."""
+
+import importlib
+import logging
+
+_BUILTIN = (
+    "allmos.engine.scheduler",
+    "allmos.memory.block_manager",
+    "allmos.memory.prefix_cache",
+    "allmos.attention.sdpa",
+    "allmos.kv_store.torch_store",
+    "allmos.sampling.gumbel",
+    "allmos.engine.graph_runner",
+    "allmos.models.qwen3",
+    "allmos.models.qwen2",
+    "allmos.models.llama",
+)
+
+for _module in _BUILTIN:
+    importlib.import_module(_module)
+
+logging.getLogger(__name__).debug("registered %d plugin modules", len(_BUILTIN))

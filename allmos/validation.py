@@ -1,0 +1,88 @@
+"""Refuse configurations that cannot run, before any weights load."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from allmos.config import DTYPES, EngineConfig
+from allmos.errors import ConfigError
+from allmos.registry import lookup
+
+
+def validate(config: EngineConfig) -> None:
+    check_values(config)
+    check_device(config)
+    check_model_source(config)
+    check_limits(config)
+    for kind in ("attention", "kv_store", "scheduler", "sampler"):
+        choice = getattr(config, kind)
+        entry = lookup(kind, choice.name)  # unknown names fail here with the known list
+        check_plugin_device(kind, entry.cls, config)
+        if hasattr(entry.cls, "check"):
+            entry.cls.check(config)
+    lookup("graph_runner", config.graph_runner).cls.check(config)
+
+
+def check_values(c: EngineConfig) -> None:
+    if c.device not in ("auto", "cuda", "cpu"):
+        raise ConfigError("device", f"must be auto, cuda or cpu, got {c.device!r}")
+    if c.dtype != "auto" and c.dtype not in DTYPES:
+        raise ConfigError("dtype", f"must be auto or one of {', '.join(DTYPES)}, got {c.dtype!r}")
+    if not 0.0 < c.gpu_memory_utilization <= 1.0:
+        raise ConfigError("gpu_memory_utilization", f"must be in (0, 1], got {c.gpu_memory_utilization}")
+    if c.block_size < 1 or c.block_size & (c.block_size - 1):
+        raise ConfigError("block_size", f"must be a power of two, got {c.block_size}")
+    for name in ("max_model_len", "max_num_seqs", "max_num_batched_tokens", "tensor_parallel_size"):
+        if getattr(c, name) < 1:
+            raise ConfigError(name, f"must be at least 1, got {getattr(c, name)}")
+    if c.num_kv_blocks is not None and c.num_kv_blocks < 1:
+        raise ConfigError("num_kv_blocks", f"must be at least 1 when set, got {c.num_kv_blocks}")
+    if c.random_weights not in ("never", "if_missing", "always"):
+        raise ConfigError("random_weights", f"must be never, if_missing or always, got {c.random_weights!r}")
+
+
+def check_device(c: EngineConfig) -> None:
+    if c.device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device", "cuda was asked for but no CUDA device is visible; use device=cpu")
+    if c.resolved_device == "cuda" and c.tensor_parallel_size > torch.cuda.device_count():
+        raise ConfigError(
+            "tensor_parallel_size",
+            f"{c.tensor_parallel_size} ranks need as many GPUs, {torch.cuda.device_count()} visible",
+        )
+    if c.resolved_device == "cpu" and c.dtype in ("float16",):
+        raise ConfigError("dtype", "float16 matmuls are not supported well on CPU; use float32 or bfloat16")
+
+
+def check_model_source(c: EngineConfig) -> None:
+    has_folder = c.model is not None and os.path.isfile(os.path.join(c.model, "config.json"))
+    if c.random_weights == "always":
+        if c.architecture is None and not has_folder:
+            raise ConfigError("model", "random weights need an architecture or a folder with config.json")
+        return
+    if has_folder:
+        return
+    if c.model is None and c.architecture is None:
+        raise ConfigError("model", "no model given: pass a Hugging Face folder")
+    where = "does not exist" if c.model is None or not os.path.isdir(c.model) else "has no config.json"
+    if c.random_weights == "if_missing" and c.architecture is not None:
+        return
+    raise ConfigError("model", f"the model folder {c.model!r} {where}")
+
+
+def check_limits(c: EngineConfig) -> None:
+    if not c.chunked_prefill and c.max_num_batched_tokens < c.max_model_len:
+        raise ConfigError(
+            "max_num_batched_tokens",
+            f"{c.max_num_batched_tokens} < max_model_len={c.max_model_len}: a long prompt could never be "
+            "scheduled; raise it or set chunked_prefill=true",
+        )
+
+
+def check_plugin_device(kind: str, cls: type, c: EngineConfig) -> None:
+    devices = getattr(cls, "devices", ("cpu", "cuda"))
+    if c.resolved_device not in devices:
+        raise ConfigError(
+            kind, f"{getattr(cls, 'plugin_name', cls.__name__)} runs on {', '.join(devices)}, not {c.resolved_device}"
+        )

@@ -1,0 +1,344 @@
+"""Load benchmark records (``result.json``) into a DataFrame and name their configurations.
+
+One row per job. Column conventions:
+
+* ``switch.<name>``   one column per switch found in *any* record (union; NA where a record lacks it)
+* ``model``, ``workload``, ``trial``, ``status``, ``error``, ``device_name``, ``dtype``, ``weights``
+* ``job_num``, ``override_dirname``, ``result_dir`` (the job folder), ``trace_path`` (absolute, or NA)
+* ``<metric>``        one column per entry of ``metrics`` (``metric.<metric>`` if the name is taken above)
+* ``counter.<name>``  one column per entry of ``counters``
+* ``correct``         ``correctness.passed`` as pandas ``boolean`` (NA when the job ran no check)
+* ``config``          added by :func:`add_config_labels`, e.g. ``"attention=sdpa cuda_graphs=false"``
+
+Rows are in job order: by sweep folder, then Hydra job number.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import re
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+RESULT_FILE = "result.json"
+SCHEMA_VERSION = 1
+SWITCH_PREFIX = "switch."
+COUNTER_PREFIX = "counter."
+METRIC_PREFIX = "metric."
+CONTEXT_COLUMNS = ("model", "workload", "trial", "status", "error", "device_name", "dtype", "weights")
+JOB_COLUMNS = ("job_num", "override_dirname", "result_dir", "trace_path")
+CONFIG_CONTEXT_COLUMNS = ("model", "workload", "device_name", "dtype", "weights")
+OVERRIDE_CONTEXT_KEYS = ("model", "workload", "trial")
+RESERVED_COLUMNS = frozenset(CONTEXT_COLUMNS + JOB_COLUMNS + ("correct", "config"))
+NO_CONFIG_LABEL = "default"
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_records(folder: str | Path, include_missing: bool = True) -> pd.DataFrame:
+    """All ``result.json`` under ``folder`` (recursively) as one DataFrame, one row per job.
+
+    With ``include_missing``, Hydra job folders (``.hydra/overrides.yaml``) that hold no
+    ``result.json`` become failed rows too, so crashed jobs are never silently dropped.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        raise FileNotFoundError(f"sweep folder not found: {root}")
+    jobs = [(read_record(path), path.parent) for path in sorted(root.rglob(RESULT_FILE))]
+    if not jobs:
+        raise FileNotFoundError(f"no {RESULT_FILE} found under {root}")
+    if include_missing:
+        jobs += [(missing_result_record(job_dir), job_dir) for job_dir in jobs_without_result(root)]
+    known_switches = switch_names(record for record, _ in jobs)
+    rows = [record_to_row(fill_from_overrides(record, known_switches), job_dir) for record, job_dir in jobs]
+    return tidy_frame(pd.DataFrame(rows))
+
+
+def read_record(path: Path) -> dict[str, Any]:
+    """The parsed record; an unreadable file becomes a failed record instead of an exception."""
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return failed_record(f"{type(exc).__name__}: unreadable {path}: {exc}")
+    if not isinstance(record, dict):
+        return failed_record(f"ValueError: {path} does not hold a JSON object")
+    if record.get("schema", SCHEMA_VERSION) != SCHEMA_VERSION:
+        warnings.warn(f"{path}: schema {record.get('schema')!r}, expected {SCHEMA_VERSION}", stacklevel=2)
+    return record
+
+
+def failed_record(error: str, job: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    return {"schema": SCHEMA_VERSION, "status": "failed", "error": error, "job": dict(job or {})}
+
+
+def jobs_without_result(root: Path) -> list[Path]:
+    """Hydra job folders under ``root`` that never wrote a ``result.json``."""
+    job_dirs = (overrides.parent.parent for overrides in root.rglob(".hydra/overrides.yaml"))
+    return sorted(job_dir for job_dir in job_dirs if not (job_dir / RESULT_FILE).exists())
+
+
+def missing_result_record(job_dir: Path) -> dict[str, Any]:
+    overrides = read_hydra_overrides(job_dir / ".hydra" / "overrides.yaml")
+    job = {"num": int(job_dir.name) if job_dir.name.isdigit() else None, "override_dirname": overrides}
+    return failed_record(f"MissingResult: no {RESULT_FILE} in {job_dir} (job crashed or still running)", job)
+
+
+def read_hydra_overrides(path: Path) -> str:
+    """Hydra's ``overrides.yaml`` (a YAML list of ``key=value``) as an ``override_dirname`` string."""
+    items = [line.strip()[2:].strip().strip("'\"") for line in path.read_text().splitlines()]
+    return ",".join(item for item in items if item)
+
+
+def switch_names(records: Iterable[Mapping[str, Any]]) -> list[str]:
+    """Union of the switch names of all records, in order of first appearance."""
+    names: dict[str, None] = {}
+    for record in records:
+        names.update(dict.fromkeys(record.get("switches") or {}))
+    return list(names)
+
+
+def fill_from_overrides(record: dict[str, Any], known_switches: Sequence[str]) -> dict[str, Any]:
+    """A record lacking switches/model/workload/trial gets them from its Hydra ``override_dirname``.
+
+    Only override keys that are known switch names become switches (all keys when none is known).
+    """
+    if record.get("switches") and all(record.get(key) is not None for key in OVERRIDE_CONTEXT_KEYS):
+        return record
+    overrides = parse_overrides((record.get("job") or {}).get("override_dirname") or "")
+    filled = dict(record)
+    for key in OVERRIDE_CONTEXT_KEYS:
+        if filled.get(key) is None and key in overrides:
+            filled[key] = overrides[key]
+    if not filled.get("switches"):
+        wanted = set(known_switches) or set(overrides) - set(OVERRIDE_CONTEXT_KEYS)
+        filled["switches"] = {name: value for name, value in overrides.items() if name in wanted}
+    return filled
+
+
+def record_to_row(record: Mapping[str, Any], job_dir: Path) -> dict[str, Any]:
+    """Flatten one record into a DataFrame row following the module's column conventions."""
+    job = record.get("job") or {}
+    row = {name: record.get(name) for name in CONTEXT_COLUMNS}
+    row["status"] = record.get("status") or ("failed" if record.get("error") else "unknown")
+    row["job_num"] = job.get("num")
+    row["override_dirname"] = job.get("override_dirname")
+    row["result_dir"] = str(job_dir)
+    row["trace_path"] = trace_path(record, job_dir)
+    row.update(prefixed(SWITCH_PREFIX, record.get("switches") or {}))
+    row.update(metric_cells(record.get("metrics") or {}))
+    row.update(prefixed(COUNTER_PREFIX, record.get("counters") or {}))
+    row["correct"] = (record.get("correctness") or {}).get("passed")
+    return row
+
+
+def prefixed(prefix: str, values: Mapping[str, Any]) -> dict[str, Any]:
+    return {f"{prefix}{name}": value for name, value in values.items()}
+
+
+def metric_cells(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """Metrics keep their bare name, unless it clashes with a reserved column."""
+    return {(METRIC_PREFIX + name if name in RESERVED_COLUMNS else name): v for name, v in metrics.items()}
+
+
+def trace_path(record: Mapping[str, Any], job_dir: Path) -> str | None:
+    """Absolute path of the record's trace file if it exists, else None."""
+    name = record.get("trace_file")
+    path = job_dir / name if name else None
+    return str(path.resolve()) if path is not None and path.is_file() else None
+
+
+def tidy_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """Fixed column order, nullable dtypes, and rows in job order."""
+    for column in CONTEXT_COLUMNS + JOB_COLUMNS:
+        if column not in frame:
+            frame[column] = None
+    switches = [c for c in frame.columns if c.startswith(SWITCH_PREFIX)]
+    head = list(CONTEXT_COLUMNS + JOB_COLUMNS) + switches
+    frame = frame[head + [c for c in frame.columns if c not in head and c != "correct"] + ["correct"]].copy()
+    frame["correct"] = frame["correct"].astype("boolean")
+    frame["trial"] = pd.to_numeric(frame["trial"], errors="coerce").astype("Int64")
+    frame["job_num"] = pd.to_numeric(frame["job_num"], errors="coerce").astype("Int64")
+    frame["_sweep"] = [str(Path(d).parent) for d in frame["result_dir"]]
+    ordered = frame.sort_values(["_sweep", "job_num", "result_dir"], na_position="last", kind="stable")
+    return ordered.drop(columns="_sweep").reset_index(drop=True)
+
+
+def metric_columns(frame: pd.DataFrame) -> list[str]:
+    """Numeric columns that hold measurements (not switches, counters or bookkeeping)."""
+    skipped = RESERVED_COLUMNS | {"job_num", "trial"}
+    return [
+        c
+        for c in frame.columns
+        if c not in skipped
+        and not c.startswith((SWITCH_PREFIX, COUNTER_PREFIX))
+        and pd.to_numeric(frame[c], errors="coerce").notna().any()
+    ]
+
+
+# --------------------------------------------------------------------------- configurations
+
+
+def format_value(value: Any) -> str:
+    """Hydra-style text of a switch value: ``true``/``false``/``null``, ``256``, ``0.5``, ``sdpa``."""
+    if isinstance(value, (list, tuple, dict)):
+        return json.dumps(value, separators=(",", ":"))
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+        return "null"
+    if isinstance(value, (bool, np.bool_)):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else repr(value)
+    return str(value)
+
+
+def short_name(column: str) -> str:
+    """``switch.attention`` -> ``attention``; other columns keep their name."""
+    return column.removeprefix(SWITCH_PREFIX)
+
+
+def varies(column: pd.Series) -> bool:
+    return column.map(format_value).nunique() > 1
+
+
+def config_columns(frame: pd.DataFrame) -> list[str]:
+    """Columns that tell configurations apart: model/workload/device/dtype/weights and switches that vary."""
+    switches = [c for c in frame.columns if c.startswith(SWITCH_PREFIX)]
+    candidates = [c for c in CONFIG_CONTEXT_COLUMNS if c in frame.columns] + switches
+    return [c for c in candidates if varies(frame[c])]
+
+
+def config_label(row: Mapping[str, Any], columns: Sequence[str]) -> str:
+    """``"attention=sdpa cuda_graphs=false"`` from the given columns; ``"default"`` when there are none."""
+    return " ".join(f"{short_name(c)}={format_value(row[c])}" for c in columns) or NO_CONFIG_LABEL
+
+
+def add_config_labels(
+    frame: pd.DataFrame,
+    columns: Sequence[str] | None = None,
+    names: Mapping[str, str] | None = None,
+) -> pd.DataFrame:
+    """Copy of ``frame`` with a ``config`` column; ``names`` renames labels (e.g. ``{label: "baseline"}``)."""
+    columns = config_columns(frame) if columns is None else list(columns)
+    labelled = frame.copy()
+    labels = [config_label(row, columns) for row in frame[columns].to_dict("records")]
+    labelled["config"] = [(names or {}).get(label, label) for label in labels]
+    return labelled
+
+
+def config_order(frame: pd.DataFrame) -> list[str]:
+    """Configuration labels in order of first appearance (job order)."""
+    return list(dict.fromkeys(frame["config"]))
+
+
+def config_values(frame: pd.DataFrame, label: str, columns: Sequence[str]) -> dict[str, str]:
+    """``{short switch name: formatted value}`` of one configuration."""
+    first = frame[frame["config"] == label].iloc[0]
+    return {short_name(c): format_value(first[c]) for c in columns}
+
+
+# --------------------------------------------------------------------------- overrides and baseline
+
+
+def parse_override_value(text: str) -> Any:
+    """``"true"`` -> True, ``"null"`` -> None, ``"256"`` -> 256, ``"0.5"`` -> 0.5, else the string."""
+    text = text.strip().strip("'\"")
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered in ("null", "none"):
+        return None
+    for number_type in (int, float):
+        try:
+            return number_type(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_overrides(text: str) -> dict[str, Any]:
+    """``"attention=sdpa,engine.cuda_graphs=false"`` -> ``{"attention": "sdpa", "cuda_graphs": False}``.
+
+    Keys keep their last dotted component; Hydra's ``+``/``++``/``~`` prefixes are dropped.
+    """
+    pairs = (item.split("=", 1) for item in re.split(r",(?=[\w.+~/-]+=)", text) if "=" in item)
+    return {key.strip().lstrip("+~").split(".")[-1]: parse_override_value(value) for key, value in pairs}
+
+
+def resolve_column(frame: pd.DataFrame, key: str) -> str:
+    for column in (key, SWITCH_PREFIX + key.removeprefix(SWITCH_PREFIX)):
+        if column in frame.columns and (column.startswith(SWITCH_PREFIX) or column in CONFIG_CONTEXT_COLUMNS):
+            return column
+    known = sorted(short_name(c) for c in frame.columns if c.startswith(SWITCH_PREFIX))
+    raise ValueError(f"unknown switch {key!r} in baseline; known switches: {', '.join(known)}")
+
+
+def matching_configs(frame: pd.DataFrame, spec: Mapping[str, Any]) -> list[str]:
+    """Configuration labels whose rows match every ``key=value`` of ``spec``."""
+    wanted = {resolve_column(frame, key): format_value(value) for key, value in spec.items()}
+    firsts = frame.drop_duplicates("config")
+    hits = firsts[[all(format_value(row[c]) == v for c, v in wanted.items()) for _, row in firsts.iterrows()]]
+    return list(hits["config"])
+
+
+def enabled_switch_count(row: pd.Series) -> int:
+    """How many switches of a row are turned on (boolean true)."""
+    switches = [c for c in row.index if c.startswith(SWITCH_PREFIX)]
+    return sum(format_value(row[c]) == "true" for c in switches)
+
+
+def fewest_enabled(frame: pd.DataFrame, labels: Sequence[str]) -> str:
+    """Among ``labels``, the configuration with the fewest true switches; ties go to the first job."""
+    firsts = frame.drop_duplicates("config").set_index("config")
+    return min(labels, key=lambda label: enabled_switch_count(firsts.loc[label]))
+
+
+def choose_baseline(frame: pd.DataFrame, override: str | None = None) -> str:
+    """The baseline configuration label of a labelled frame.
+
+    ``override`` (``"attention=sdpa,cuda_graphs=false"``) selects the configurations whose switch values
+    match; otherwise every configuration with at least one successful trial is a candidate (all of them
+    if none succeeded). Among candidates the one with the fewest true switches wins, ties by job order.
+    """
+    if override:
+        candidates = matching_configs(frame, parse_overrides(override))
+        if not candidates:
+            raise ValueError(f"no configuration matches baseline {override!r}; have: {config_order(frame)}")
+    else:
+        succeeded = config_order(frame[frame["status"] == "ok"])
+        candidates = succeeded or config_order(frame)
+    return fewest_enabled(frame, candidates)
+
+
+# --------------------------------------------------------------------------- cumulative ablations
+
+
+def is_cumulative(frame: pd.DataFrame, order: Sequence[str]) -> bool:
+    """True when each configuration differs from the first in strictly more switches than the one before.
+
+    That is the shape of a cumulative ablation (optimizations added one after another).
+    """
+    columns = config_columns(frame)
+    first = config_values(frame, order[0], columns)
+    distances = [
+        sum(v != first[k] for k, v in config_values(frame, label, columns).items()) for label in order
+    ]
+    return len(order) > 1 and all(a < b for a, b in itertools.pairwise(distances))
+
+
+def step_labels(frame: pd.DataFrame, order: Sequence[str]) -> list[str]:
+    """Tick labels of an ablation staircase: the first configuration, then ``+k=v`` changes per step."""
+    columns = config_columns(frame)
+    values = [config_values(frame, label, columns) for label in order]
+    changes = [
+        " ".join(f"+{k}={v}" for k, v in now.items() if before.get(k) != v) or "(no change)"
+        for before, now in itertools.pairwise(values)
+    ]
+    return [order[0]] + changes if order else []

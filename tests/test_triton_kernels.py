@@ -1,0 +1,287 @@
+"""CPU tests of the Triton kernels through the Triton interpreter (TRITON_INTERPRET=1).
+
+The interpreter computes bf16 dots wrongly, so inputs are float32 (exact "ieee" dots) or float16.
+GPU tests at realistic sizes live in test_triton_kernels_gpu.py.
+"""
+
+import importlib
+import os
+import sys
+
+os.environ["TRITON_INTERPRET"] = "1"  # must precede the first import of triton
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+pytest.importorskip("triton")
+
+_KERNEL_MODULES = ("allmos.attention.triton_kernels", "allmos.kv_store.triton_kernels")
+# Kernels are bound to the interpreter when decorated; re-run the decorators if another test module
+# imported these modules before the variable was set.
+for _name in _KERNEL_MODULES:
+    if _name in sys.modules:
+        importlib.reload(sys.modules[_name])
+
+from allmos.attention.triton_kernels import (  # noqa: E402
+    default_num_splits,
+    paged_decode_attention,
+    paged_prefill_attention,
+)
+from allmos.kv_store.triton_kernels import store_kv_triton  # noqa: E402
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _interpreter_loop_bounds_fix():
+    """Triton <= 3.6's interpreter turns a tensor loop bound into an int with int(<array of shape (1,)>),
+    which numpy >= 2.4 rejects (triton-lang/triton#9171). Apply the upstream fix for this module only."""
+    from triton.runtime import interpreter
+
+    original = getattr(interpreter, "_patch_lang_tensor", None)
+    if original is None:
+        yield
+        return
+
+    def patch_lang_tensor(tensor, scope):
+        original(tensor, scope)
+        scope.set_attr(tensor, "__index__", lambda self: int(self.handle.data.squeeze()))
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(interpreter, "_patch_lang_tensor", patch_lang_tensor)
+        yield
+
+
+SENTINEL = -7777.0
+POISON = 1.0e4  # K/V value of the page that padding block-table entries point to
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Helpers
+# ---------------------------------------------------------------------------------------------------------
+
+
+def make_paged_cache(context_lens, block_size, num_kv_heads, head_dim, dtype, gen, extra_cols=2):
+    """Random K/V caches with shuffled physical blocks.
+
+    Block-table entries past each sequence's used blocks point to a poison page (huge values), so a
+    kernel reading beyond a sequence's context corrupts its output.
+    """
+    blocks_per_seq = [-(-n // block_size) for n in context_lens]
+    num_used = sum(blocks_per_seq)
+    num_blocks = num_used + 3
+    shape = (num_blocks, block_size, num_kv_heads, head_dim)
+    k_cache = torch.randn(shape, generator=gen).to(dtype)
+    v_cache = torch.randn(shape, generator=gen).to(dtype)
+    poison_page = num_blocks - 1
+    k_cache[poison_page] = POISON
+    v_cache[poison_page] = POISON
+
+    physical = torch.randperm(num_blocks - 1, generator=gen)[:num_used].to(torch.int32)
+    max_blocks = max(blocks_per_seq) + extra_cols
+    block_tables = torch.full((len(context_lens), max_blocks), poison_page, dtype=torch.int32)
+    start = 0
+    for i, n in enumerate(blocks_per_seq):
+        block_tables[i, :n] = physical[start : start + n]
+        start += n
+    return k_cache, v_cache, block_tables
+
+
+def gather_kv(cache, block_table, length):
+    """[length, H, D] float64 tokens of one sequence, read position by position."""
+    block_size = cache.shape[1]
+    pos = torch.arange(length)
+    pages = block_table[pos // block_size].long()
+    return cache[pages, pos % block_size].double()
+
+
+def reference_attention(q, k, v, scale, q_positions):
+    """Dense float64 attention. q [Lq, Hq, D], k/v [Lk, Hkv, D]; query i sees keys <= q_positions[i]."""
+    group = q.shape[1] // k.shape[1]
+    k = k.repeat_interleave(group, dim=1)
+    v = v.repeat_interleave(group, dim=1)
+    scores = torch.einsum("qhd,khd->hqk", q.double(), k) * scale
+    visible = torch.arange(k.shape[0])[None, :] <= q_positions[:, None]
+    scores = scores.masked_fill(~visible[None], float("-inf"))
+    return torch.einsum("hqk,khd->qhd", scores.softmax(-1), v)
+
+
+def assert_close(actual, expected, atol, rtol):
+    assert not torch.isnan(actual).any(), "NaN in output (unwritten or 0/0)"
+    torch.testing.assert_close(actual.double(), expected.double(), atol=atol, rtol=rtol)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# store_kv_triton
+# ---------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("slot_dtype", [torch.int32, torch.int64])
+@pytest.mark.parametrize("num_kv_heads,head_dim", [(2, 16), (3, 24)])
+def test_store_kv_matches_python_loop(slot_dtype, num_kv_heads, head_dim):
+    gen = torch.Generator().manual_seed(0)
+    num_tokens, num_blocks, block_size = 7, 4, 4
+    # k and v as non-contiguous views into a fused qkv projection output.
+    qkv = torch.randn(num_tokens, 2 + 2 * num_kv_heads, head_dim, generator=gen)
+    k = qkv[:, 2 : 2 + num_kv_heads]
+    v = qkv[:, 2 + num_kv_heads :]
+    assert not k.is_contiguous()
+    slots = torch.randperm(num_blocks * block_size, generator=gen)[:num_tokens]
+    slots[[1, 4]] = -1
+    slot_mapping = slots.to(slot_dtype)
+
+    shape = (num_blocks, block_size, num_kv_heads, head_dim)
+    k_cache = torch.full(shape, SENTINEL)
+    v_cache = torch.full(shape, SENTINEL)
+    expected_k, expected_v = k_cache.clone(), v_cache.clone()
+    for t, slot in enumerate(slots.tolist()):
+        if slot >= 0:
+            expected_k[slot // block_size, slot % block_size] = k[t]
+            expected_v[slot // block_size, slot % block_size] = v[t]
+
+    store_kv_triton(k, v, k_cache, v_cache, slot_mapping)
+    assert torch.equal(k_cache, expected_k)
+    assert torch.equal(v_cache, expected_v)
+    assert (k_cache == SENTINEL).sum() == (num_blocks * block_size - 5) * num_kv_heads * head_dim
+
+
+def test_store_kv_casts_to_cache_dtype():
+    k = torch.randn(3, 2, 16)
+    v = torch.randn(3, 2, 16)
+    k_cache = torch.full((2, 4, 2, 16), SENTINEL, dtype=torch.float16)
+    v_cache = torch.full((2, 4, 2, 16), SENTINEL, dtype=torch.float16)
+    store_kv_triton(k, v, k_cache, v_cache, torch.tensor([5, 0, 7]))
+    assert torch.equal(k_cache[1, 1], k[0].half())
+    assert torch.equal(v_cache[1, 3], v[2].half())
+
+
+def test_store_kv_rejects_bad_shapes():
+    k = torch.randn(3, 2, 16)
+    cache = torch.zeros(2, 4, 2, 8)
+    with pytest.raises(ValueError):
+        store_kv_triton(k, k, cache, cache, torch.zeros(3, dtype=torch.int32))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# paged_decode_attention
+# ---------------------------------------------------------------------------------------------------------
+
+
+def decode_reference(q, k_cache, v_cache, block_tables, context_lens, scale):
+    out = torch.zeros(q.shape, dtype=torch.float64)
+    for b, length in enumerate(context_lens.tolist()):
+        if length == 0:
+            continue
+        k = gather_kv(k_cache, block_tables[b], length)
+        v = gather_kv(v_cache, block_tables[b], length)
+        out[b] = reference_attention(q[b : b + 1], k, v, scale, torch.tensor([length - 1]))[0]
+    return out
+
+
+def run_decode_case(num_heads, num_kv_heads, head_dim, block_size, context_lens, num_splits,
+                    block_n=None, dtype=torch.float32, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    k_cache, v_cache, block_tables = make_paged_cache(context_lens, block_size, num_kv_heads, head_dim, dtype, gen)
+    batch = len(context_lens)
+    # Non-contiguous q: the query slice of a fused qkv tensor.
+    qkv = torch.randn(batch, num_heads + 2 * num_kv_heads, head_dim, generator=gen).to(dtype)
+    q = qkv[:, :num_heads]
+    lens = torch.tensor(context_lens, dtype=torch.int32)
+    scale = head_dim**-0.5
+    out = torch.full(q.shape, float("nan"), dtype=dtype)
+
+    result = paged_decode_attention(q, k_cache, v_cache, block_tables, lens, scale,
+                                    num_splits=num_splits, out=out, block_n=block_n)
+    assert result is out
+    return out, decode_reference(q, k_cache, v_cache, block_tables, lens, scale)
+
+
+@pytest.mark.parametrize("num_splits", [1, 2, 3])
+@pytest.mark.parametrize("block_size,block_n", [(16, None), (32, 16), (16, 32)])
+@pytest.mark.parametrize("num_heads,num_kv_heads", [(4, 2), (8, 1)])
+def test_decode_matches_reference(num_heads, num_kv_heads, block_size, block_n, num_splits):
+    # 0: CUDA-graph padding row; 1; exact and non-multiples of the block size; several pages.
+    context_lens = [1, 0, 37, 2 * block_size, 100]
+    out, ref = run_decode_case(num_heads, num_kv_heads, 32, block_size, context_lens, num_splits, block_n)
+    assert_close(out, ref, atol=1e-4, rtol=1e-4)
+    assert torch.all(out[1] == 0)
+
+
+def test_decode_default_splits_and_fp16():
+    out, ref = run_decode_case(4, 2, 16, 16, [5, 70, 0], num_splits=None, dtype=torch.float16, seed=1)
+    assert_close(out, ref, atol=2e-3, rtol=2e-3)
+
+
+def test_decode_more_splits_than_tiles():
+    out, ref = run_decode_case(2, 2, 16, 16, [3, 20], num_splits=8, seed=2)
+    assert_close(out, ref, atol=1e-4, rtol=1e-4)
+
+
+def test_decode_rejects_bad_head_dim():
+    q = torch.randn(1, 2, 24)
+    cache = torch.randn(2, 16, 1, 24)
+    with pytest.raises(ValueError, match="head_dim"):
+        paged_decode_attention(q, cache, cache, torch.zeros(1, 1, dtype=torch.int32),
+                               torch.ones(1, dtype=torch.int32), 1.0)
+
+
+def test_default_num_splits():
+    assert default_num_splits(256, 8, 4096) == 1  # grid already 2048 programs
+    assert default_num_splits(1, 8, 4096) == 16  # small grid: spread a long context
+    assert default_num_splits(1, 8, 300) == 2  # short contexts: keep >= 256 tokens per split
+    assert default_num_splits(1, 1, 1 << 20) == 32  # capped
+
+
+# ---------------------------------------------------------------------------------------------------------
+# paged_prefill_attention
+# ---------------------------------------------------------------------------------------------------------
+
+
+def prefill_reference(q, k_cache, v_cache, cu_seqlens, context_lens, block_tables, scale):
+    out = torch.zeros(q.shape, dtype=torch.float64)
+    for b in range(len(context_lens)):
+        start, end = cu_seqlens[b].item(), cu_seqlens[b + 1].item()
+        length = context_lens[b].item()
+        k = gather_kv(k_cache, block_tables[b], length)
+        v = gather_kv(v_cache, block_tables[b], length)
+        positions = torch.arange(length - (end - start), length)
+        out[start:end] = reference_attention(q[start:end], k, v, scale, positions)
+    return out
+
+
+def run_prefill_case(q_lens, context_lens, num_heads, num_kv_heads, head_dim, block_size,
+                     block_m=None, block_n=None, dtype=torch.float32, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    k_cache, v_cache, block_tables = make_paged_cache(context_lens, block_size, num_kv_heads, head_dim, dtype, gen)
+    cu_seqlens = torch.tensor([0] + q_lens, dtype=torch.int32).cumsum(0).to(torch.int32)
+    lens = torch.tensor(context_lens, dtype=torch.int32)
+    q = torch.randn(sum(q_lens), num_heads, head_dim, generator=gen).to(dtype)
+    scale = head_dim**-0.5
+    out = torch.full(q.shape, float("nan"), dtype=dtype)
+
+    paged_prefill_attention(q, k_cache, v_cache, cu_seqlens, lens, block_tables, max(q_lens), scale,
+                            out=out, block_m=block_m, block_n=block_n)
+    return out, prefill_reference(q, k_cache, v_cache, cu_seqlens, lens, block_tables, scale)
+
+
+# (q_lens, context_lens): fresh prompts, cached prefixes (context > q_len), single-token queries.
+PREFILL_BATCH = ([37, 1, 16, 5, 20], [37, 30, 16, 50, 65])
+
+
+@pytest.mark.parametrize(
+    "block_size,block_m,block_n",
+    [(16, 16, 16), (32, 16, 16), (16, 32, 32), (16, None, None)],
+)
+def test_prefill_matches_reference(block_size, block_m, block_n):
+    q_lens, context_lens = PREFILL_BATCH
+    out, ref = run_prefill_case(q_lens, context_lens, 4, 2, 32, block_size, block_m, block_n)
+    assert_close(out, ref, atol=1e-4, rtol=1e-4)
+
+
+def test_prefill_head_dim_64_multi_query_group():
+    out, ref = run_prefill_case([9, 24], [9, 40], 8, 1, 64, 16, block_m=16, block_n=16, seed=3)
+    assert_close(out, ref, atol=1e-4, rtol=1e-4)
+
+
+def test_prefill_fp16():
+    out, ref = run_prefill_case([12, 3], [12, 33], 2, 2, 16, 16, block_m=16, block_n=16,
+                                dtype=torch.float16, seed=4)
+    assert_close(out, ref, atol=2e-3, rtol=2e-3)
