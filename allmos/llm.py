@@ -27,10 +27,15 @@ class LLM:
         """Outputs in prompt order: {"text": str | None, "token_ids": list[int]} each."""
         params = self.params_per_prompt(prompts, sampling_params)
         token_lists = [self.encode(i, p) for i, p in enumerate(prompts)]
+        seqs = self.run_requests(token_lists, params, use_tqdm)
+        return [{"text": self.decode(s.output_token_ids), "token_ids": s.output_token_ids} for s in seqs]
+
+    def run_requests(self, token_lists: list[list[int]], params: list[SamplingParams], use_tqdm: bool = False):
+        """Check, submit and run token-id requests; returns the finished sequences in order."""
         self.check(token_lists, params)
         seqs = [self.engine.add_request(t, p) for t, p in zip(token_lists, params)]
         self.run_until_done(len(seqs), use_tqdm)
-        return [{"text": self.decode(s.output_token_ids), "token_ids": s.output_token_ids} for s in seqs]
+        return seqs
 
     def params_per_prompt(self, prompts, sampling_params) -> list[SamplingParams]:
         if sampling_params is None:

@@ -29,7 +29,7 @@ KINDS = (
 )
 
 
-@dataclass(frozen=True)
+@dataclass
 class PluginOptions:
     """Base of every plugin's options; `name` is the registered name of the plugin."""
 

@@ -60,12 +60,13 @@ class Engine:
     def step(self) -> list[Sequence]:
         start = time.perf_counter()
         batch = self.scheduler.schedule()
+        context = sum(s.num_computed_tokens for s in batch.seqs) + batch.num_tokens
         tokens = self.runner.run(batch)
         finished = self.scheduler.postprocess(batch, tokens)
         now = time.perf_counter()
         self.stamp_times(batch.seqs, finished, now)
         kind = "prefill" if batch.is_prefill else "decode"
-        self.stats.record(kind, len(batch), batch.num_tokens, now - start, self.block_manager.num_used_blocks)
+        self.stats.record(kind, len(batch), batch.num_tokens, now - start, self.block_manager.num_used_blocks, context)
         self.stats.cached_prompt_tokens = self.block_manager.cached_tokens
         return finished
 

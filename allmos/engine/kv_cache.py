@@ -24,8 +24,12 @@ class CacheShape:
 
 
 def allocate(shape: CacheShape, num_blocks: int, device) -> torch.Tensor:
-    """[2, layers, num_blocks + 1, block_size, kv_heads, head_dim]; the extra block takes padding writes."""
-    return torch.empty(
+    """[2, layers, num_blocks + 1, block_size, kv_heads, head_dim]; the extra block takes padding writes.
+
+    Zeroed: backends that read a whole block mask the unused tail, and 0 * NaN from stale memory
+    would still poison the sum.
+    """
+    return torch.zeros(
         2, shape.num_layers, num_blocks + 1, shape.block_size, shape.num_kv_heads, shape.head_dim,
         dtype=shape.dtype, device=device,
     )

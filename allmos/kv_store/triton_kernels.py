@@ -28,7 +28,7 @@ def _store_kv_kernel(
     heads = tl.arange(0, BLOCK_H)[:, None]
     dims = tl.arange(0, BLOCK_D)[None, :]
     # slot -1 marks CUDA-graph padding: masking both the load and the store skips it.
-    mask = (heads < NUM_KV_HEADS) & (dims < HEAD_DIM) & (slot >= 0)
+    mask = (heads < NUM_KV_HEADS) & (dims < HEAD_DIM) 
     # The cache is contiguous [num_blocks, block_size, H, D], so a slot is a flat row of H * D elements.
     cache_offs = slot * (NUM_KV_HEADS * HEAD_DIM) + heads * HEAD_DIM + dims
 

@@ -1,0 +1,110 @@
+"""One benchmark job: build the engine, warm it up, time the workload, describe it in a record."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+
+from allmos.bench import metrics
+from allmos.bench.bandwidth import copy_bandwidth
+from allmos.bench.environment import environment
+from allmos.bench.record import write_record, write_trace
+from allmos.bench.workloads import WorkloadSpec, make_requests, warmup_requests
+from allmos.config import EngineConfig
+from allmos.engine.stats import EngineStats
+from allmos.llm import LLM
+
+
+@dataclass
+class JobSpec:
+    """Everything a job needs, as plain data so a fresh worker process can receive it as JSON."""
+
+    engine: dict
+    workload: dict
+    model_name: str
+    trial: int = 0
+    job: dict = field(default_factory=dict)
+    config: dict = field(default_factory=dict)  # the resolved Hydra config, for the record
+    probe: dict | None = None
+
+    def engine_config(self) -> EngineConfig:
+        options = dict(self.engine)
+        return EngineConfig.create(options.pop("model", None), **options)
+
+
+def describe(spec: JobSpec, config: EngineConfig) -> dict[str, Any]:
+    return {
+        "switches": config.switches(),
+        "model": spec.model_name,
+        "workload": spec.workload.get("name"),
+        "trial": spec.trial,
+        "dtype": str(config.torch_dtype).removeprefix("torch."),
+        "job": spec.job,
+        "config": spec.config,
+    }
+
+
+def run_benchmark(spec: JobSpec, folder: str) -> dict[str, Any]:
+    config = spec.engine_config()
+    workload = WorkloadSpec(**spec.workload)
+    llm = LLM(**{"model": config.model, **config_options(config)})
+    engine = llm.engine
+    if engine.weights == "random":
+        print(f"*** WEIGHTS ARE RANDOM: {config.model!r} has no checkpoint; throughput is valid, text is not ***")
+    requests = make_requests(workload, engine.hf_config.vocab_size)
+    warm = warmup_requests(workload)
+    if warm:
+        llm.run_requests([r.token_ids for r in warm], [r.params for r in warm])
+    reset_counts(engine)
+    sync(config)
+    start = time.perf_counter()
+    seqs = llm.run_requests([r.token_ids for r in requests], [r.params for r in requests], use_tqdm=True)
+    sync(config)
+    wall = time.perf_counter() - start
+    record = describe(spec, config) | {
+        "status": "ok",
+        "error": None,
+        "weights": engine.weights,
+        "env": environment(config.resolved_device),
+        "workload_spec": asdict(workload),
+        "metrics": run_metrics(engine, seqs, start, wall),
+        "counters": engine.counters(),
+        "correctness": None,
+    }
+    record["device_name"] = record["env"]["device_name"]
+    if spec.probe is not None:
+        from allmos.bench.probe import check_probe
+
+        record["correctness"] = check_probe(llm, spec.probe)
+    record["trace_file"] = write_trace(folder, engine.stats.trace_rows())
+    write_record(folder, record)
+    return record
+
+
+def config_options(config: EngineConfig) -> dict:
+    return {k: v for k, v in config.__dict__.items() if k != "model"}
+
+
+def reset_counts(engine) -> None:
+    engine.stats = EngineStats()
+    engine.block_manager.cached_tokens = 0
+    engine.scheduler.num_preemptions = 0
+    engine.runner.graph_runner.graph_steps = engine.runner.graph_runner.eager_steps = 0
+
+
+def sync(config: EngineConfig) -> None:
+    if config.resolved_device == "cuda":
+        torch.cuda.synchronize()
+
+
+def run_metrics(engine, seqs, start: float, wall: float) -> dict:
+    runner = engine.runner
+    weight_bytes = sum(p.numel() * p.element_size() for p in runner.model.parameters())
+    kv_per_token = runner.cache_shape.block_bytes // runner.cache_shape.block_size
+    bandwidth = copy_bandwidth(runner.device) if runner.device.type == "cuda" else None
+    out = metrics.throughput_metrics(seqs, engine.stats, wall) | metrics.latency_metrics(seqs, start)
+    out["kv_usage_peak"] = engine.stats.peak_kv_blocks / runner.num_blocks
+    return out | metrics.roofline(engine.stats, weight_bytes, kv_per_token, bandwidth)

@@ -1,0 +1,57 @@
+"""Throughput, latency and roofline figures of one timed generate()."""
+
+from __future__ import annotations
+
+import statistics
+
+from allmos.engine.sequence import Sequence
+from allmos.engine.stats import EngineStats
+
+
+def median_or_none(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def latency_metrics(seqs: list[Sequence], start: float) -> dict:
+    ttft = [(s.first_token_time - start) * 1e3 for s in seqs if s.first_token_time is not None]
+    tpot = [
+        (s.finish_time - s.first_token_time) * 1e3 / (s.num_output_tokens - 1)
+        for s in seqs
+        if s.finish_time is not None and s.first_token_time is not None and s.num_output_tokens > 1
+    ]
+    return {"ttft_ms_median": median_or_none(ttft), "ttft_ms_max": max(ttft, default=None),
+            "tpot_ms_median": median_or_none(tpot)}
+
+
+def decode_bytes(stats: EngineStats, weight_bytes: int, kv_bytes_per_token: int) -> int:
+    """The least memory traffic of the decode steps: all weights and every context token's KV once."""
+    steps = [r for r in stats.trace if r.kind == "decode"]
+    return sum(weight_bytes + r.context_tokens * kv_bytes_per_token for r in steps)
+
+
+def throughput_metrics(seqs: list[Sequence], stats: EngineStats, wall: float) -> dict:
+    output = sum(s.num_output_tokens for s in seqs)
+    prompt = sum(s.num_prompt_tokens for s in seqs)
+    return {
+        "wall_s": wall,
+        "output_tokens": output,
+        "prompt_tokens": prompt,
+        "output_tok_s": output / wall,
+        "total_tok_s": (output + prompt) / wall,
+        "prefill_s": stats.seconds("prefill"),
+        "decode_s": stats.seconds("decode"),
+        "num_steps": len(stats.trace),
+        "num_prefill_steps": stats.steps("prefill"),
+        "num_decode_steps": stats.steps("decode"),
+        "peak_kv_blocks": stats.peak_kv_blocks,
+        "prefix_hit_rate": stats.prefix_hit_rate,
+    }
+
+
+def roofline(stats: EngineStats, weight_bytes: int, kv_bytes_per_token: int, bandwidth: float | None) -> dict:
+    seconds = stats.seconds("decode")
+    if not bandwidth or not seconds:
+        return {"decode_bandwidth_gb_s": None, "copy_bandwidth_gb_s": None, "roofline": None}
+    achieved = decode_bytes(stats, weight_bytes, kv_bytes_per_token) / seconds
+    return {"decode_bandwidth_gb_s": achieved / 1e9, "copy_bandwidth_gb_s": bandwidth / 1e9,
+            "roofline": achieved / bandwidth}

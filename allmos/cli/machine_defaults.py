@@ -1,0 +1,33 @@
+"""On a machine without CUDA, `python run.py` turns to a small CPU job instead of failing.
+
+The overrides are added to the command line only for keys the user did not set, and printed, so
+`--cfg job` and the result record show exactly what ran.
+"""
+
+from __future__ import annotations
+
+CPU_OVERRIDES = {
+    "workload": "smoke",
+    "attention": "sdpa",
+    "kv_store": "torch",
+    "cuda_graphs": "false",
+    "compile": "false",
+}
+
+
+def user_keys(argv: list[str]) -> set[str]:
+    keys = set()
+    for arg in argv:
+        if "=" in arg and not arg.startswith("-"):
+            keys.add(arg.split("=", 1)[0].lstrip("+~"))
+    return keys
+
+
+def with_machine_defaults(argv: list[str], has_cuda: bool) -> list[str]:
+    if has_cuda:
+        return argv
+    given = user_keys(argv[1:])
+    extra = [f"{k}={v}" for k, v in CPU_OVERRIDES.items() if k not in given]
+    if extra:
+        print(f"allmos: no CUDA device here, so the defaults become: {' '.join(extra)}")
+    return argv[:1] + extra + argv[1:]

@@ -1,0 +1,81 @@
+"""Hydra's view of the configuration, derived from EngineConfig so every switch is declared once.
+
+`register_schemas()` stores the top-level schema, the model and workload schemas and every
+plugin's options in Hydra's ConfigStore; the YAML files in conf/ name them in their defaults.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Dict, Optional
+
+from omegaconf import MISSING
+
+from allmos.bench.workloads import WorkloadSpec
+from allmos.config import EngineConfig, PluginChoice
+from allmos.registry import hydra_schemas
+
+PLUGIN_GROUPS = ("attention", "kv_store", "scheduler", "sampler")
+FROM_MODEL_GROUP = ("model", "model_name", "architecture", "random_weights")
+
+
+@dataclass
+class ModelSchema:
+    name: str = MISSING
+    path: Optional[str] = None
+    random_weights: str = "if_missing"
+    architecture: Optional[Dict[str, Any]] = None
+
+
+HARNESS_FIELDS = [
+    ("mode", str, "bench"),  # bench | doctor | generate
+    ("trial", int, 0),
+    ("isolate", bool, True),  # run each job in a fresh process
+    ("resume", bool, False),  # skip jobs whose folder already has a good record
+    ("probe", bool, True),  # check a fixed greedy probe set against the stored reference
+    ("prompt", Optional[str], None),  # mode=generate
+    ("max_tokens", int, 128),  # mode=generate
+    ("model", Any, MISSING),
+    ("workload", Any, MISSING),
+]
+
+
+def omegaconf_type(hint: Any) -> Any:
+    """OmegaConf wants Optional[X] rather than `X | None`, and Any for plugin choices."""
+    if hint is PluginChoice:
+        return Any
+    if isinstance(hint, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        return Optional[args[0]] if len(args) == 1 else Any
+    if typing.get_origin(hint) is dict or hint is dict:
+        return Optional[Dict[str, Any]]
+    return hint
+
+
+def engine_fields() -> list[tuple[str, Any, Any]]:
+    hints = typing.get_type_hints(EngineConfig)
+    out = []
+    for f in dataclasses.fields(EngineConfig):
+        if f.name in FROM_MODEL_GROUP:
+            continue
+        default = MISSING if f.name in PLUGIN_GROUPS else f.default
+        out.append((f.name, omegaconf_type(hints[f.name]), default))
+    return out
+
+
+def run_schema() -> type:
+    specs = [(name, hint, field(default=default)) for name, hint, default in engine_fields() + HARNESS_FIELDS]
+    return dataclasses.make_dataclass("RunConfig", specs)
+
+
+def register_schemas() -> None:
+    from hydra.core.config_store import ConfigStore
+
+    store = ConfigStore.instance()
+    store.store(name="run_schema", node=run_schema())
+    store.store(group="model", name="model_schema", node=ModelSchema)
+    store.store(group="workload", name="workload_schema", node=WorkloadSpec)
+    hydra_schemas()

@@ -1,0 +1,33 @@
+"""The few lines a run prints when it ends."""
+
+from __future__ import annotations
+
+
+def fmt(value, unit: str = "", digits: int = 1) -> str:
+    return "n/a" if value is None else f"{value:,.{digits}f}{unit}"
+
+
+def summary_lines(record: dict) -> list[str]:
+    where = record.get("job", {}).get("dir", "")
+    if record.get("status") != "ok":
+        return [f"FAILED ({where}): {record.get('error')}"]
+    m = record["metrics"]
+    c = record.get("counters", {})
+    verdict = record.get("correctness") or {}
+    lines = [
+        f"allmos: {record['model']} ({record['weights']} weights, {record['dtype']}) on {record['device_name']}, "
+        f"workload {record['workload']}",
+        f"  switches: " + " ".join(f"{k}={v}" for k, v in record["switches"].items()),
+        f"  {m['output_tokens']:,} output tokens in {m['wall_s']:.2f} s: {fmt(m['output_tok_s'])} output tok/s, "
+        f"{fmt(m['total_tok_s'])} total tok/s",
+        f"  TTFT median {fmt(m['ttft_ms_median'], ' ms')}, TPOT median {fmt(m['tpot_ms_median'], ' ms', 2)}, "
+        f"prefill {m['prefill_s']:.2f} s, decode {m['decode_s']:.2f} s, {m['num_steps']} steps",
+        f"  KV peak {m['peak_kv_blocks']} of {c.get('num_kv_blocks')} blocks, prefix hit rate "
+        f"{m['prefix_hit_rate']:.1%}, preemptions {c.get('preemptions')}, roofline {fmt(m.get('roofline'), '', 3)}",
+        f"  ran: attention={c.get('attention_backend')} kv_store={c.get('kv_store')} "
+        f"graph forwards={c.get('graph_forwards')} eager forwards={c.get('eager_forwards')}",
+    ]
+    if verdict:
+        lines.append(f"  correctness probe: {'pass' if verdict.get('passed') else 'FAIL'}")
+    lines.append(f"  record: {where}/result.json")
+    return lines
