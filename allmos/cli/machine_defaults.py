@@ -18,7 +18,7 @@ CPU_OVERRIDES = {
 def user_keys(argv: list[str]) -> set[str]:
     keys = set()
     for arg in argv:
-        if "=" in arg and not arg.startswith("-"):
+        if is_override(arg):
             keys.add(arg.split("=", 1)[0].lstrip("+~"))
     return keys
 
@@ -28,6 +28,13 @@ def with_machine_defaults(argv: list[str], has_cuda: bool) -> list[str]:
         return argv
     given = user_keys(argv[1:])
     extra = [f"{k}={v}" for k, v in CPU_OVERRIDES.items() if k not in given]
-    if extra:
-        print(f"allmos: no CUDA device here, so the defaults become: {' '.join(extra)}")
-    return argv[:1] + extra + argv[1:]
+    if not extra:
+        return argv
+    print(f"allmos: no CUDA device here, so the defaults become: {' '.join(extra)}")
+    # Keep every override in one run of arguments, as Hydra's argument parser needs.
+    first = next((i for i, a in enumerate(argv) if i > 0 and is_override(a)), len(argv))
+    return argv[:first] + extra + argv[first:]
+
+
+def is_override(arg: str) -> bool:
+    return "=" in arg and not arg.startswith("-")

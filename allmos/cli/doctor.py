@@ -1,0 +1,42 @@
+"""`python run.py mode=doctor`: which backends and switches can run on this machine, and why not."""
+
+from __future__ import annotations
+
+import torch
+
+from allmos.config import EngineConfig, PluginChoice
+from allmos.errors import ConfigError
+from allmos.registry import names
+from allmos.validation import validate
+
+ARCH = {"model_type": "qwen3", "architectures": ["Qwen3ForCausalLM"]}
+
+
+def probe(**switches) -> str | None:
+    """None when the switches validate on this machine, else the refusal message."""
+    config = EngineConfig(architecture=ARCH, random_weights="always", **switches)
+    try:
+        validate(config)
+    except (ConfigError, ValueError) as error:
+        return str(error)
+    return None
+
+
+def switch_rows() -> list[tuple[str, str | None]]:
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    rows = []
+    for kind in ("attention", "kv_store", "scheduler", "sampler"):
+        for name in names(kind):
+            rows.append((f"{kind}={name}", probe(device=device, **{kind: PluginChoice(name)})))
+    for switch in ("cuda_graphs", "prefix_caching", "compile", "chunked_prefill"):
+        rows.append((f"{switch}=true", probe(device=device, **{switch: True})))
+    return rows
+
+
+def doctor() -> dict:
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no CUDA device (CPU only)"
+    print(f"allmos doctor: torch {torch.__version__}, {device}")
+    rows = switch_rows()
+    for switch, problem in rows:
+        print(f"  {'ok ' if problem is None else 'no '} {switch:28s} {'' if problem is None else problem}")
+    return {switch: problem for switch, problem in rows}
