@@ -8,7 +8,7 @@ import torch
 
 from allmos.config import DTYPES, EngineConfig
 from allmos.errors import ConfigError
-from allmos.registry import lookup
+from allmos.registry import lookup, names
 
 
 def validate(config: EngineConfig) -> None:
@@ -81,8 +81,11 @@ def check_limits(c: EngineConfig) -> None:
 
 
 def check_plugin_device(kind: str, cls: type, c: EngineConfig) -> None:
-    devices = getattr(cls, "devices", ("cpu", "cuda"))
-    if c.resolved_device not in devices:
-        raise ConfigError(
-            kind, f"{getattr(cls, 'plugin_name', cls.__name__)} runs on {', '.join(devices)}, not {c.resolved_device}"
-        )
+    device = c.resolved_device
+    if not hasattr(cls, "runs_on") or device in cls.runs_on():
+        return
+    here = [n for n in names(kind) if device in lookup(kind, n).cls.runs_on()]
+    raise ConfigError(
+        kind, f"{cls.plugin_name} runs on {', '.join(cls.runs_on())} only, not on {device}; "
+        f"on {device} use {kind}={' or '.join(here)}"
+    )

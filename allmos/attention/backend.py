@@ -33,6 +33,10 @@ class AttentionBackend(ABC):
         self.heads = heads
 
     @classmethod
+    def runs_on(cls) -> tuple[str, ...]:
+        return cls.devices
+
+    @classmethod
     def check(cls, config) -> None:
         """Raise ConfigError naming the switch if this backend cannot run with `config`."""
 

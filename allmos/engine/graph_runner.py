@@ -13,10 +13,15 @@ from allmos.registry import PluginOptions, register
 class GraphRunner(ABC):
     devices: tuple[str, ...] = ("cpu", "cuda")
 
-    def __init__(self, model: torch.nn.Module):
+    def __init__(self, model: torch.nn.Module, backend):
         self.model = model
+        self.backend = backend
         self.graph_steps = 0  # forwards replayed from a captured graph
         self.eager_steps = 0
+
+    @classmethod
+    def runs_on(cls) -> tuple[str, ...]:
+        return cls.devices
 
     @classmethod
     def check(cls, config) -> None:
@@ -27,14 +32,18 @@ class GraphRunner(ABC):
 
     @abstractmethod
     def forward(self, input_ids: torch.Tensor, positions: torch.Tensor, meta: AttentionMetadata) -> torch.Tensor:
-        """Hidden states of the step: [num_tokens, hidden]."""
+        """Hidden states of the step: [num_tokens, hidden]. `meta` is the common metadata; the
+        runner lets the attention backend add its own (inside the graph, when captured)."""
+
+    def run_eager(self, input_ids, positions, meta) -> torch.Tensor:
+        self.eager_steps += 1
+        return self.model(input_ids, positions, self.backend.build_metadata(meta))
 
 
 @register("graph_runner", "eager")
 class EagerRunner(GraphRunner):
     def forward(self, input_ids, positions, meta):
-        self.eager_steps += 1
-        return self.model(input_ids, positions, meta)
+        return self.run_eager(input_ids, positions, meta)
 
 
 EagerOptions = PluginOptions

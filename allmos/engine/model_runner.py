@@ -37,8 +37,8 @@ class ModelRunner:
         self.kv_store = make_plugin("kv_store", config.kv_store)
         self.model = build_model(hf_config, self.model_context(), self.device, self.dtype)
         self.load_weights(weights)
-        self.sampler = make_plugin("sampler", config.sampler, config.seed, self.device)
-        self.graph_runner = lookup("graph_runner", config.graph_runner).cls(self.model)
+        self.sampler = make_plugin("sampler", config.sampler, config.seed, self.device, config.compile)
+        self.graph_runner = lookup("graph_runner", config.graph_runner).cls(self.model, self.attention_backend)
         self.cache_shape = self.make_cache_shape()
         self.num_blocks = self.size_cache()
         self.bind_cache(kv_cache.allocate(self.cache_shape, self.num_blocks, self.device))
@@ -75,17 +75,15 @@ class ModelRunner:
         return kv_cache.cuda_num_blocks(self.config, self.cache_shape, self.device, peak)
 
     def profile_activation_peak(self) -> int:
-        """Run the largest prefill step once over a throw-away cache; return the memory peak without it."""
-        tokens = min(self.config.max_num_batched_tokens, self.config.max_num_seqs * self.config.max_model_len)
-        seq_len = min(self.config.max_model_len, tokens)
-        seqs = [Sequence(-1 - i, [0] * seq_len, SamplingParams()) for i in range(max(tokens // seq_len, 1))]
-        blocks_each = (seq_len + self.config.block_size - 1) // self.config.block_size
-        for i, seq in enumerate(seqs):
-            seq.block_table = list(range(i * blocks_each, (i + 1) * blocks_each))
-        scratch = kv_cache.allocate(self.cache_shape, blocks_each * len(seqs), self.device)
+        """Run the largest prefill and decode steps once over a small throw-away cache (the block
+        tables may repeat blocks: only shapes matter); return the memory peak without that cache."""
+        c = self.config
+        blocks_per_seq = (c.max_model_len + c.block_size - 1) // c.block_size
+        scratch = kv_cache.allocate(self.cache_shape, blocks_per_seq, self.device)
         self.bind_cache(scratch)
         torch.cuda.reset_peak_memory_stats(self.device)
-        self.run(ScheduledBatch(seqs, [seq_len] * len(seqs), is_prefill=True))
+        for batch in dummy_batches(c, blocks_per_seq):
+            self.run(batch)
         torch.cuda.synchronize(self.device)
         peak = torch.cuda.max_memory_allocated(self.device) - scratch.numel() * scratch.element_size()
         self.bind_cache(None)
@@ -98,16 +96,25 @@ class ModelRunner:
         for i, layer in enumerate(self.model.attention_layers()):
             layer.bind_cache(*(cache[0, i], cache[1, i]) if cache is not None else (None, None))
 
-    def prepare(self, batch: ScheduledBatch) -> StepInputs:
-        inputs = build_step_inputs(batch, self.config.block_size, self.device)
-        inputs.meta = self.attention_backend.build_metadata(inputs.meta)
-        return inputs
-
     @torch.inference_mode()
     def run(self, batch: ScheduledBatch) -> list[int]:
-        inputs = self.prepare(batch)
+        inputs = build_step_inputs(batch, self.config.block_size, self.device)
         hidden = self.graph_runner.forward(inputs.input_ids, inputs.positions, inputs.meta)
         if inputs.logits_indices is not None:
             hidden = hidden[inputs.logits_indices]
         logits = self.model.compute_logits(hidden[: len(batch)])
         return self.sampler.forward(logits, inputs.temperatures).tolist()
+
+
+def dummy_batches(c: EngineConfig, blocks_per_seq: int) -> list[ScheduledBatch]:
+    """The largest prefill step and the largest decode step the limits allow."""
+    tokens = min(c.max_num_batched_tokens, c.max_num_seqs * c.max_model_len)
+    seq_len = min(c.max_model_len, tokens)
+    prefill = [Sequence(-1 - i, [0] * seq_len, SamplingParams()) for i in range(max(tokens // seq_len, 1))]
+    decode = [Sequence(-1 - i, [0] * c.max_model_len, SamplingParams()) for i in range(c.max_num_seqs)]
+    for seq in prefill + decode:
+        seq.block_table = list(range(blocks_per_seq))
+    for seq in decode:
+        seq.num_computed_tokens = c.max_model_len - 1
+    return [ScheduledBatch(prefill, [seq_len] * len(prefill), is_prefill=True),
+            ScheduledBatch(decode, [1] * len(decode), is_prefill=False)]

@@ -14,6 +14,10 @@ class KVStore(ABC):
         self.options = options
 
     @classmethod
+    def runs_on(cls) -> tuple[str, ...]:
+        return cls.devices
+
+    @classmethod
     def check(cls, config) -> None:
         """Raise ConfigError naming the switch if this store cannot run with `config`."""
 

@@ -8,8 +8,9 @@ import torch
 class Sampler(ABC):
     """Turns the last-position logits of each sequence into one token each, on the device."""
 
-    def __init__(self, options, seed: int, device: torch.device):
+    def __init__(self, options, seed: int, device: torch.device, compiled: bool = False):
         self.options = options
+        self.compiled = compiled
         self.generator = torch.Generator(device=device).manual_seed(seed)
 
     @abstractmethod

@@ -4,21 +4,28 @@ from allmos.registry import PluginOptions, register
 from allmos.sampling.base import Sampler
 
 
+def pick_tokens(logits: torch.Tensor, temperatures: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """argmax of p / E with E ~ Exp(1) draws a token with probability p; temperature 0 is argmax."""
+    logits = logits.float()
+    greedy = logits.argmax(dim=-1)
+    safe_t = torch.where(temperatures > 0, temperatures, torch.ones_like(temperatures))
+    probs = torch.softmax(logits / safe_t.unsqueeze(1), dim=-1)
+    sampled = (probs / noise).argmax(dim=-1)
+    return torch.where(temperatures > 0, sampled, greedy)
+
+
 @register("sampler", "gumbel")
 class GumbelSampler(Sampler):
-    """Gumbel-max sampling: argmax of p / E with E ~ Exp(1) draws a token with probability p.
+    """Gumbel-max sampling on the device; compiled (noise drawn outside) with compile=true."""
 
-    Rows with temperature 0 take the argmax of the logits (greedy).
-    """
+    def __init__(self, options, seed, device, compiled=False):
+        super().__init__(options, seed, device, compiled)
+        self.pick = torch.compile(pick_tokens, dynamic=True) if compiled else pick_tokens
 
     def forward(self, logits: torch.Tensor, temperatures: torch.Tensor) -> torch.Tensor:
-        logits = logits.float()
-        greedy = logits.argmax(dim=-1)
-        safe_t = torch.where(temperatures > 0, temperatures, torch.ones_like(temperatures))
-        probs = torch.softmax(logits / safe_t.unsqueeze(1), dim=-1)
-        noise = torch.empty_like(probs).exponential_(1.0, generator=self.generator)
-        sampled = (probs / noise).argmax(dim=-1)
-        return torch.where(temperatures > 0, sampled, greedy)
+        noise = torch.empty(logits.shape, dtype=torch.float32, device=logits.device)
+        noise.exponential_(1.0, generator=self.generator)
+        return self.pick(logits, temperatures, noise)
 
 
 GumbelOptions = PluginOptions

@@ -1,0 +1,83 @@
+"""The flash-attn package: varlen prefill (paged when a prefix is cached) and paged decode.
+
+FlashAttention-2 (`flash_attn`) is used when installed, else FlashAttention-3's
+`flash_attn_interface`. Both need cache pages of a multiple of 256 tokens.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+
+import torch
+import torch.nn.functional as F
+
+from allmos.attention.backend import AttentionBackend
+from allmos.errors import ConfigError
+from allmos.registry import PluginOptions, register
+
+INSTALL = "pip install flash-attn --no-build-isolation (builds from source: FLASH_ATTN_CUDA_ARCHS=90 MAX_JOBS=16)"
+
+
+def installed_flavor() -> str | None:
+    for module in ("flash_attn", "flash_attn_interface"):
+        if importlib.util.find_spec(module) is not None:
+            return module
+    return None
+
+
+@register("attention", "flash")
+class FlashBackend(AttentionBackend):
+    devices = ("cuda",)
+    supports_cuda_graphs = True
+
+    def __init__(self, options, heads):
+        super().__init__(options, heads)
+        self.flavor = installed_flavor()
+        self.lib = importlib.import_module(self.flavor)
+
+    @classmethod
+    def check(cls, config) -> None:
+        if config.block_size % 256:
+            raise ConfigError("block_size", f"attention=flash needs pages of a multiple of 256 tokens, got {config.block_size}")
+        if installed_flavor() is None:
+            raise ConfigError("attention", f"flash needs the flash-attn package, which is not installed: {INSTALL}")
+
+    def build_metadata(self, meta):
+        meta.backend_data = F.pad(torch.cumsum(meta.context_lens, 0, dtype=torch.int32), (1, 0))
+        return meta
+
+    def forward(self, q, k, v, k_cache, v_cache, meta):
+        if self.flavor == "flash_attn_interface":
+            return self.forward_fa3(q, k_cache, v_cache, meta)
+        if not meta.is_prefill:
+            out = self.lib.flash_attn_with_kvcache(
+                q.unsqueeze(1), k_cache, v_cache, cache_seqlens=meta.context_lens,
+                block_table=meta.block_tables, softmax_scale=self.heads.scale, causal=True,
+            )
+            return out.squeeze(1)
+        if meta.has_cached_context:
+            return self.lib.flash_attn_varlen_func(
+                q, k_cache, v_cache, meta.cu_seqlens_q, meta.backend_data, meta.max_seqlen_q, meta.max_seqlen_k,
+                softmax_scale=self.heads.scale, causal=True, block_table=meta.block_tables,
+            )
+        return self.lib.flash_attn_varlen_func(
+            q, k, v, meta.cu_seqlens_q, meta.cu_seqlens_q, meta.max_seqlen_q, meta.max_seqlen_q,
+            softmax_scale=self.heads.scale, causal=True,
+        )
+
+    def forward_fa3(self, q, k_cache, v_cache, meta):
+        if not meta.is_prefill:
+            out = self.lib.flash_attn_with_kvcache(
+                q.unsqueeze(1), k_cache, v_cache, cache_seqlens=meta.context_lens, page_table=meta.block_tables,
+                softmax_scale=self.heads.scale, causal=True,
+            )
+            return out.squeeze(1)
+        return self.lib.flash_attn_with_kvcache(
+            q, k_cache, v_cache, cache_seqlens=meta.context_lens, page_table=meta.block_tables,
+            cu_seqlens_q=meta.cu_seqlens_q, max_seqlen_q=meta.max_seqlen_q, softmax_scale=self.heads.scale,
+            causal=True,
+        )
+
+
+FlashOptions = PluginOptions

@@ -1,0 +1,110 @@
+"""Decode steps replayed from CUDA graphs captured for bucketed batch sizes.
+
+Buckets are 1, 2, 4, 8, then every 16 up to max_num_seqs; a batch pads up to the next bucket
+(padding rows have slot -1 and context length 0). All graphs share one memory pool. Prefill steps
+and batches above the largest bucket run eagerly.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from allmos.attention.metadata import AttentionMetadata
+from allmos.engine.graph_runner import GraphRunner
+from allmos.errors import ConfigError
+from allmos.registry import PluginOptions, lookup, register
+
+
+def graph_buckets(max_num_seqs: int) -> list[int]:
+    buckets = [b for b in (1, 2, 4, 8) if b < max_num_seqs] + list(range(16, max_num_seqs + 1, 16))
+    if not buckets or buckets[-1] < max_num_seqs:
+        buckets.append(max_num_seqs)
+    return sorted(set(buckets))
+
+
+class StaticInputs:
+    """The graph's input tensors: every replay copies the step's values into these."""
+
+    def __init__(self, max_batch: int, width: int, block_size: int, max_model_len: int, device):
+        self.input_ids = torch.zeros(max_batch, dtype=torch.int64, device=device)
+        self.positions = torch.zeros(max_batch, dtype=torch.int64, device=device)
+        self.slot_mapping = torch.full((max_batch,), -1, dtype=torch.int64, device=device)
+        self.context_lens = torch.zeros(max_batch, dtype=torch.int32, device=device)
+        self.cu_seqlens_q = torch.arange(max_batch + 1, dtype=torch.int32, device=device)
+        self.block_tables = torch.zeros(max_batch, width, dtype=torch.int32, device=device)
+        self.block_size = block_size
+        self.max_model_len = max_model_len
+
+    def meta(self, batch: int) -> AttentionMetadata:
+        return AttentionMetadata(
+            is_prefill=False,
+            slot_mapping=self.slot_mapping[:batch],
+            context_lens=self.context_lens[:batch],
+            cu_seqlens_q=self.cu_seqlens_q[: batch + 1],
+            block_tables=self.block_tables[:batch],
+            max_seqlen_q=1,
+            max_seqlen_k=self.max_model_len,
+            query_lens_host=[1] * batch,
+            context_lens_host=[self.max_model_len] * batch,
+            block_size=self.block_size,
+        )
+
+    def load(self, input_ids, positions, meta: AttentionMetadata, bucket: int) -> None:
+        n, width = meta.block_tables.shape
+        self.input_ids[:n].copy_(input_ids)
+        self.positions[:n].copy_(positions)
+        self.slot_mapping[:n].copy_(meta.slot_mapping)
+        self.slot_mapping[n:bucket].fill_(-1)
+        self.context_lens[:n].copy_(meta.context_lens)
+        self.context_lens[n:bucket].fill_(0)
+        self.block_tables[:n, :width].copy_(meta.block_tables)
+
+
+@register("graph_runner", "cuda_graph")
+class CudaGraphRunner(GraphRunner):
+    devices = ("cuda",)
+
+    @classmethod
+    def check(cls, config) -> None:
+        if config.resolved_device != "cuda":
+            raise ConfigError("cuda_graphs", f"CUDA graphs need a CUDA device; on {config.resolved_device} use cuda_graphs=false")
+        backend = lookup("attention", config.attention.name).cls
+        if not backend.supports_cuda_graphs:
+            raise ConfigError("cuda_graphs", f"attention={config.attention.name} cannot be captured in a CUDA graph")
+
+    def capture(self, runner) -> None:
+        c = runner.config
+        self.buckets = graph_buckets(c.max_num_seqs)
+        width = (c.max_model_len + c.block_size - 1) // c.block_size
+        self.static = StaticInputs(self.buckets[-1], width, c.block_size, c.max_model_len, runner.device)
+        self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
+        self.outputs: dict[int, torch.Tensor] = {}
+        pool = None
+        with torch.inference_mode():
+            for batch in reversed(self.buckets):  # largest first: the shared pool is sized once
+                self.forward_static(batch)  # warm-up: lazy initialisation and compilation stay outside
+                torch.cuda.synchronize(runner.device)
+                graph = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(graph, pool=pool):
+                    self.outputs[batch] = self.forward_static(batch)
+                pool = graph.pool()
+                self.graphs[batch] = graph
+        torch.cuda.synchronize(runner.device)
+
+    def forward_static(self, batch: int) -> torch.Tensor:
+        s = self.static
+        meta = self.backend.build_metadata(s.meta(batch))
+        return self.model(s.input_ids[:batch], s.positions[:batch], meta)
+
+    def forward(self, input_ids, positions, meta):
+        n = input_ids.shape[0]
+        if meta.is_prefill or n > self.buckets[-1]:
+            return self.run_eager(input_ids, positions, meta)
+        bucket = next(b for b in self.buckets if b >= n)
+        self.static.load(input_ids, positions, meta, bucket)
+        self.graphs[bucket].replay()
+        self.graph_steps += 1
+        return self.outputs[bucket][:n]
+
+
+CudaGraphOptions = PluginOptions

@@ -1,0 +1,30 @@
+"""Whether Triton kernels can run here: on CUDA, or on CPU through Triton's interpreter."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+from allmos.errors import ConfigError
+
+
+def interpreter_on() -> bool:
+    return os.environ.get("TRITON_INTERPRET") == "1"
+
+
+def triton_devices() -> tuple[str, ...]:
+    return ("cuda", "cpu") if interpreter_on() else ("cuda",)
+
+
+def require_triton(switch: str) -> None:
+    if importlib.util.find_spec("triton") is None:
+        raise ConfigError(switch, "needs the triton package: pip install triton (or use the torch/sdpa plugin)")
+
+
+def check_triton_device(switch: str, name: str, device: str) -> None:
+    require_triton(switch)
+    if device not in triton_devices():
+        raise ConfigError(
+            switch, f"{name} runs Triton kernels on CUDA (on CPU only under TRITON_INTERPRET=1, for tests); "
+            f"use {switch}={'sdpa' if switch == 'attention' else 'torch'} on {device}"
+        )
