@@ -24,11 +24,18 @@ class LLM:
         sampling_params: SamplingParams | Seq[SamplingParams] | None = None,
         use_tqdm: bool = True,
     ) -> list[dict]:
-        """Outputs in prompt order: {"text": str | None, "token_ids": list[int]} each."""
+        """Outputs in prompt order: {"text": str | None, "token_ids": list[int]} each, plus
+        "logprobs" (top-k (token id, log-prob) pairs per output token) when the params ask for them."""
         params = self.params_per_prompt(prompts, sampling_params)
         token_lists = [self.encode(i, p) for i, p in enumerate(prompts)]
         seqs = self.run_requests(token_lists, params, use_tqdm)
-        return [{"text": self.decode(s.output_token_ids), "token_ids": s.output_token_ids} for s in seqs]
+        return [self.output_of(s) for s in seqs]
+
+    def output_of(self, seq) -> dict:
+        out = {"text": self.decode(seq.output_token_ids), "token_ids": seq.output_token_ids}
+        if seq.params.logprobs:
+            out["logprobs"] = seq.top_logprobs
+        return out
 
     def run_requests(self, token_lists: list[list[int]], params: list[SamplingParams], use_tqdm: bool = False):
         """Check, submit and run token-id requests; returns the finished sequences in order."""

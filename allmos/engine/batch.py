@@ -6,6 +6,14 @@ from allmos.engine.sequence import Sequence
 
 
 @dataclass
+class StepOutput:
+    """What one step produced: a token per sequence, and top-k log-probabilities when asked for."""
+
+    token_ids: list[int]
+    top_logprobs: list[list[tuple[int, float]]] | None = None
+
+
+@dataclass
 class ScheduledBatch:
     """What one step computes: for each sequence, its next `num_new_tokens[i]` tokens."""
 

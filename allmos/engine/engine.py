@@ -61,8 +61,8 @@ class Engine:
         start = time.perf_counter()
         batch = self.scheduler.schedule()
         context = sum(s.num_computed_tokens for s in batch.seqs) + batch.num_tokens
-        tokens = self.runner.run(batch)
-        finished = self.scheduler.postprocess(batch, tokens)
+        output = self.runner.run(batch)
+        finished = self.scheduler.postprocess(batch, output)
         now = time.perf_counter()
         self.stamp_times(batch.seqs, finished, now)
         kind = "prefill" if batch.is_prefill else "decode"

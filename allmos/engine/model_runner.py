@@ -10,7 +10,7 @@ from allmos.attention.backend import HeadShape
 from allmos.attention.layer import PagedAttention
 from allmos.config import EngineConfig
 from allmos.engine import kv_cache
-from allmos.engine.batch import ScheduledBatch
+from allmos.engine.batch import ScheduledBatch, StepOutput
 from allmos.engine.sequence import Sequence
 from allmos.engine.step_inputs import StepInputs, build_step_inputs
 from allmos.layers.ops import Ops
@@ -97,13 +97,20 @@ class ModelRunner:
             layer.bind_cache(*(cache[0, i], cache[1, i]) if cache is not None else (None, None))
 
     @torch.inference_mode()
-    def run(self, batch: ScheduledBatch) -> list[int]:
+    def run(self, batch: ScheduledBatch) -> StepOutput:
         inputs = build_step_inputs(batch, self.config.block_size, self.device)
         hidden = self.graph_runner.forward(inputs.input_ids, inputs.positions, inputs.meta)
         if inputs.logits_indices is not None:
             hidden = hidden[inputs.logits_indices]
         logits = self.model.compute_logits(hidden[: len(batch)])
-        return self.sampler.forward(logits, inputs.temperatures).tolist()
+        tokens = self.sampler.forward(logits, inputs.temperatures).tolist()
+        k = max(s.params.logprobs for s in batch.seqs)
+        return StepOutput(tokens, top_logprobs(logits, k) if k else None)
+
+
+def top_logprobs(logits: torch.Tensor, k: int) -> list[list[tuple[int, float]]]:
+    values, ids = torch.log_softmax(logits.float(), dim=-1).topk(k, dim=-1)
+    return [list(zip(i, v)) for i, v in zip(ids.tolist(), values.tolist())]
 
 
 def dummy_batches(c: EngineConfig, blocks_per_seq: int) -> list[ScheduledBatch]:

@@ -15,7 +15,7 @@ from abc import ABC, abstractmethod
 from collections import deque
 from dataclasses import dataclass
 
-from allmos.engine.batch import ScheduledBatch
+from allmos.engine.batch import ScheduledBatch, StepOutput
 from allmos.engine.sequence import Sequence, SequenceStatus
 from allmos.memory.block_manager import BlockManager
 from allmos.registry import PluginOptions, register
@@ -47,7 +47,7 @@ class Scheduler(ABC):
         """The next step's batch; raises if nothing can be scheduled although work remains."""
 
     @abstractmethod
-    def postprocess(self, batch: ScheduledBatch, token_ids: list[int]) -> list[Sequence]:
+    def postprocess(self, batch: ScheduledBatch, output: StepOutput) -> list[Sequence]:
         """Record the step's sampled tokens; returns the sequences that finished."""
 
 
@@ -78,7 +78,9 @@ class ContinuousScheduler(Scheduler):
     def schedule_prefill(self) -> ScheduledBatch | None:
         budget = self.limits.max_num_batched_tokens
         seqs, counts = [], []
-        while self.waiting and budget > 0 and len(self.running) + len(seqs) < self.limits.max_num_seqs:
+        # A fully scheduled prompt joins `running` at once, so `running` already counts it; only a
+        # partial chunk is not in `running`, and it ends the loop.
+        while self.waiting and budget > 0 and len(self.running) < self.limits.max_num_seqs:
             seq = self.waiting[0]
             if not self.admissible(seq) or not self.reserve_prompt_blocks(seq):
                 break
@@ -129,14 +131,16 @@ class ContinuousScheduler(Scheduler):
         self.num_preemptions += 1
         self.waiting.appendleft(seq)
 
-    def postprocess(self, batch: ScheduledBatch, token_ids: list[int]) -> list[Sequence]:
+    def postprocess(self, batch: ScheduledBatch, output: StepOutput) -> list[Sequence]:
         finished = []
-        for seq, count, token in zip(batch.seqs, batch.num_new_tokens, token_ids):
+        for i, (seq, count, token) in enumerate(zip(batch.seqs, batch.num_new_tokens, output.token_ids)):
             seq.num_computed_tokens += count
             self.block_manager.mark_computed(seq)
             if seq.num_computed_tokens < len(seq):
                 continue  # a partial prefill chunk: its sampled token is not used
             seq.token_ids.append(token)
+            if output.top_logprobs is not None and seq.params.logprobs:
+                seq.top_logprobs.append(output.top_logprobs[i][: seq.params.logprobs])
             if self.is_done(seq, token):
                 self.finish(seq)
                 finished.append(seq)

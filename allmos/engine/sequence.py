@@ -29,6 +29,7 @@ class Sequence:
         self.first_token_time: float | None = None
         self.finish_time: float | None = None
         self.num_preemptions = 0
+        self.top_logprobs: list[list[tuple[int, float]]] = []  # per output token, when asked for
 
     def __len__(self) -> int:
         return len(self.token_ids)

@@ -94,7 +94,10 @@ def publish(tmp: Path, out_dir: Path) -> Path:
 
 
 def write_hf_folder(gguf_path: Path, folder: Path, dtype: torch.dtype) -> None:
-    model, tokenizer = load_gguf(gguf_path, dtype)
+    model, tokenizer = load_gguf(gguf_path)
+    if dtype != torch.float32:  # dequantize in float32 (transformers' fast path), then cast
+        model = model.to(dtype)
+        model.config.dtype = dtype
     save_config(model, folder)
     save_weights(model, folder / "model.safetensors")
     # safetensors writes 0600; give the weights the umask-derived mode config.json got
@@ -112,15 +115,15 @@ def require_gguf_dependencies() -> None:
         raise ModuleNotFoundError(f"reading GGUF needs {', '.join(missing)}; run: {INSTALL_HINT}")
 
 
-def load_gguf(gguf_path: Path, dtype: torch.dtype) -> tuple[Any, Any]:
-    """transformers' dequantized model and tokenizer for a GGUF file, strictly offline."""
+def load_gguf(gguf_path: Path) -> tuple[Any, Any]:
+    """transformers' float32 dequantized model and tokenizer for a GGUF file, strictly offline."""
     require_gguf_dependencies()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     kwargs = {"gguf_file": gguf_path.name, "local_files_only": True}
     tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), **kwargs)
-    model = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), dtype=dtype, **kwargs)
+    model = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), dtype=torch.float32, **kwargs)
     return model.eval(), tokenizer
 
 
