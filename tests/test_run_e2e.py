@@ -13,7 +13,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def run(tmp_path, *overrides, flags=(), multirun=False):
     args = [sys.executable, "run.py", *(["-m"] if multirun else []), *overrides,
             f"hydra.run.dir={tmp_path}/run", f"hydra.sweep.dir={tmp_path}/sweep", *flags]
-    return subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    env = dict(os.environ, ALLMOS_CACHE=str(tmp_path / "cache"))
+    return subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
 
 
 def test_smoke_run_writes_a_complete_record(tmp_path):
@@ -29,6 +30,9 @@ def test_smoke_run_writes_a_complete_record(tmp_path):
     assert record["counters"]["eager_forwards"] == m["num_steps"]
     assert (tmp_path / "run" / "trace.csv").read_text().startswith("step,kind,")
     assert "output tok/s" in proc.stdout
+    probe = record["correctness"]
+    assert probe["passed"] and probe["first_divergence"] == [None] * 4
+    assert os.path.exists(probe["reference"])
 
 
 def test_refused_switch_exits_non_zero_naming_it(tmp_path):

@@ -11,9 +11,11 @@ import torch
 from allmos.bench import metrics
 from allmos.bench.bandwidth import copy_bandwidth
 from allmos.bench.environment import environment
+from allmos.bench.probe import check_probe, ensure_reference
 from allmos.bench.record import write_record, write_trace
 from allmos.bench.workloads import WorkloadSpec, make_requests, warmup_requests
 from allmos.config import EngineConfig
+from allmos.engine.engine import weights_source
 from allmos.engine.stats import EngineStats
 from allmos.llm import LLM
 
@@ -28,7 +30,7 @@ class JobSpec:
     trial: int = 0
     job: dict = field(default_factory=dict)
     config: dict = field(default_factory=dict)  # the resolved Hydra config, for the record
-    probe: dict | None = None
+    probe: bool = True  # check a greedy probe set against the all-off reference
 
     def engine_config(self) -> EngineConfig:
         options = dict(self.engine)
@@ -50,6 +52,7 @@ def describe(spec: JobSpec, config: EngineConfig) -> dict[str, Any]:
 def run_benchmark(spec: JobSpec, folder: str) -> dict[str, Any]:
     config = spec.engine_config()
     workload = WorkloadSpec(**spec.workload)
+    reference = ensure_reference(config, weights_source(config)) if spec.probe else None
     llm = LLM(**{"model": config.model, **config_options(config)})
     engine = llm.engine
     if engine.weights == "random":
@@ -61,7 +64,7 @@ def run_benchmark(spec: JobSpec, folder: str) -> dict[str, Any]:
     reset_counts(engine)
     sync(config)
     start = time.perf_counter()
-    seqs = llm.run_requests([r.token_ids for r in requests], [r.params for r in requests], use_tqdm=True)
+    seqs = run_workload(llm, requests, workload.concurrency)
     sync(config)
     wall = time.perf_counter() - start
     record = describe(spec, config) | {
@@ -75,13 +78,21 @@ def run_benchmark(spec: JobSpec, folder: str) -> dict[str, Any]:
         "correctness": None,
     }
     record["device_name"] = record["env"]["device_name"]
-    if spec.probe is not None:
-        from allmos.bench.probe import check_probe
-
-        record["correctness"] = check_probe(llm, spec.probe)
+    if reference is not None:
+        record["correctness"] = check_probe(llm, reference)
     record["trace_file"] = write_trace(folder, engine.stats.trace_rows())
     write_record(folder, record)
     return record
+
+
+def run_workload(llm: LLM, requests: list, concurrency: int | None) -> list:
+    """All requests at once, or (single-stream style) `concurrency` at a time, each wave to completion."""
+    size = concurrency or len(requests)
+    seqs = []
+    for start in range(0, len(requests), size):
+        wave = requests[start : start + size]
+        seqs += llm.run_requests([r.token_ids for r in wave], [r.params for r in wave], use_tqdm=concurrency is None)
+    return seqs
 
 
 def config_options(config: EngineConfig) -> dict:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import Optional
 
 from allmos.sampling_params import SamplingParams
 
@@ -28,6 +29,7 @@ class WorkloadSpec:
     warmup_requests: int = 1
     prefix_len: int = 0  # shared_prefix: tokens every sharing request starts with
     prefix_share: float = 0.0  # shared_prefix: share of requests that start with the prefix
+    concurrency: Optional[int] = None  # None: all requests at once; k: k at a time (1 = single stream)
 
 
 @dataclass(frozen=True)

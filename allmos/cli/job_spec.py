@@ -32,4 +32,5 @@ def job_spec(cfg: DictConfig, job: dict) -> JobSpec:
         trial=cfg.trial,
         job=job,
         config=OmegaConf.to_container(cfg, resolve=True),
+        probe=cfg.probe,
     )
