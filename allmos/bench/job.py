@@ -10,7 +10,7 @@ import torch
 
 from allmos.bench import metrics
 from allmos.bench.bandwidth import copy_bandwidth
-from allmos.bench.environment import environment
+from allmos.bench.environment import device_name, environment
 from allmos.bench.probe import check_probe, ensure_reference
 from allmos.bench.record import write_record, write_trace
 from allmos.bench.workloads import WorkloadSpec, make_requests, warmup_requests
@@ -44,6 +44,8 @@ def describe(spec: JobSpec, config: EngineConfig) -> dict[str, Any]:
         "workload": spec.workload.get("name"),
         "trial": spec.trial,
         "dtype": str(config.torch_dtype).removeprefix("torch."),
+        "device_name": device_name(config.resolved_device),
+        "weights": weights_source(config),
         "job": spec.job,
         "config": spec.config,
     }
@@ -70,14 +72,12 @@ def run_benchmark(spec: JobSpec, folder: str) -> dict[str, Any]:
     record = describe(spec, config) | {
         "status": "ok",
         "error": None,
-        "weights": engine.weights,
         "env": environment(config.resolved_device),
         "workload_spec": asdict(workload),
         "metrics": run_metrics(engine, seqs, start, wall),
         "counters": engine.counters(),
         "correctness": None,
     }
-    record["device_name"] = record["env"]["device_name"]
     if reference is not None:
         record["correctness"] = check_probe(llm, reference)
     record["trace_file"] = write_trace(folder, engine.stats.trace_rows())
@@ -116,6 +116,6 @@ def run_metrics(engine, seqs, start: float, wall: float) -> dict:
     weight_bytes = sum(p.numel() * p.element_size() for p in runner.model.parameters())
     kv_per_token = runner.cache_shape.block_bytes // runner.cache_shape.block_size
     bandwidth = copy_bandwidth(runner.device) if runner.device.type == "cuda" else None
-    out = metrics.throughput_metrics(seqs, engine.stats, wall) | metrics.latency_metrics(seqs, start)
+    out = metrics.throughput_metrics(seqs, engine.stats, wall) | metrics.latency_metrics(seqs)
     out["kv_usage_peak"] = engine.stats.peak_kv_blocks / runner.num_blocks
     return out | metrics.roofline(engine.stats, weight_bytes, kv_per_token, bandwidth)

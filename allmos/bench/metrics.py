@@ -12,8 +12,9 @@ def median_or_none(values: list[float]) -> float | None:
     return statistics.median(values) if values else None
 
 
-def latency_metrics(seqs: list[Sequence], start: float) -> dict:
-    ttft = [(s.first_token_time - start) * 1e3 for s in seqs if s.first_token_time is not None]
+def latency_metrics(seqs: list[Sequence]) -> dict:
+    """Time to first token from each request's own arrival; time per output token after it."""
+    ttft = [(s.first_token_time - s.arrival) * 1e3 for s in seqs if s.first_token_time is not None]
     tpot = [
         (s.finish_time - s.first_token_time) * 1e3 / (s.num_output_tokens - 1)
         for s in seqs

@@ -47,14 +47,30 @@ def bench(cfg: DictConfig) -> dict:
     spec = job_spec(cfg, job)
     previous = read_record(folder)
     if cfg.resume and previous is not None and previous.get("status") == "ok":
-        print(f"resume: {folder} already has a good record; skipped")
-        return previous
+        if same_job(previous, spec):
+            print(f"resume: {folder} already has a good record; skipped")
+            return previous
+        print(f"resume: {folder} holds a record of another configuration (the sweep changed?); running again")
     record = run_isolated(spec, folder) if cfg.isolate else run_here(spec, folder)
     for line in summary_lines(record):
         print(line)
     if record.get("status") != "ok" and not multirun:
         sys.exit(1)
     return {"status": record.get("status"), "metrics": record.get("metrics")}
+
+
+RESUME_IGNORED_KEYS = ("resume", "isolate")  # how a job is run, not what it measures
+
+
+def same_job(record: dict, spec) -> bool:
+    """Whether `record` was written for the configuration `spec` describes (Hydra numbers jobs by
+    position in the grid, so a changed sweep puts other configurations into existing folders)."""
+
+    def plain(config) -> dict:
+        config = json.loads(json.dumps(config or {}, default=str))
+        return {k: v for k, v in config.items() if k not in RESUME_IGNORED_KEYS}
+
+    return plain(record.get("config")) == plain(spec.config)
 
 
 def run_here(spec, folder: str) -> dict:

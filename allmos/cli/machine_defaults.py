@@ -24,7 +24,9 @@ def user_keys(argv: list[str]) -> set[str]:
 
 
 def with_machine_defaults(argv: list[str], has_cuda: bool) -> list[str]:
-    if has_cuda:
+    """Single runs only: a sweep (-m) runs exactly as configured, so its experiment's points
+    are never silently replaced; points that cannot run here leave failure records."""
+    if has_cuda or "-m" in argv or "--multirun" in argv:
         return argv
     given = user_keys(argv[1:])
     extra = [f"{k}={v}" for k, v in CPU_OVERRIDES.items() if k not in given]
