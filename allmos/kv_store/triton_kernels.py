@@ -28,7 +28,7 @@ def _store_kv_kernel(
     heads = tl.arange(0, BLOCK_H)[:, None]
     dims = tl.arange(0, BLOCK_D)[None, :]
     # slot -1 marks CUDA-graph padding: masking both the load and the store skips it.
-    mask = (heads < NUM_KV_HEADS) & (dims < HEAD_DIM) 
+    mask = (heads < NUM_KV_HEADS) & (dims < HEAD_DIM) & (slot >= 0)
     # The cache is contiguous [num_blocks, block_size, H, D], so a slot is a flat row of H * D elements.
     cache_offs = slot * (NUM_KV_HEADS * HEAD_DIM) + heads * HEAD_DIM + dims
 
@@ -40,9 +40,10 @@ def _store_kv_kernel(
 
 def _check_store_args(k, v, k_cache, v_cache, slot_mapping) -> None:
     if k.dim() != 3 or k.shape != v.shape:
-        raise ValueError(f"k and v must both be [num_tokens, num_kv_heads, head_dim]; got {k.shape}, {v.shape}")
+        raise ValueError(f"k and v must both be [num_tokens, H, D]; got {tuple(k.shape)}, {tuple(v.shape)}")
     if k_cache.dim() != 4 or k_cache.shape != v_cache.shape:
-        raise ValueError(f"caches must both be [num_blocks, block_size, H, D]; got {k_cache.shape}, {v_cache.shape}")
+        raise ValueError(f"caches must both be [num_blocks, block_size, H, D]; got {tuple(k_cache.shape)}, "
+                         f"{tuple(v_cache.shape)}")
     if k_cache.shape[2:] != k.shape[1:]:
         raise ValueError(f"cache heads/dim {tuple(k_cache.shape[2:])} != k heads/dim {tuple(k.shape[1:])}")
     if not (k_cache.is_contiguous() and v_cache.is_contiguous()):

@@ -1,0 +1,178 @@
+"""GPU tests of the Triton kernels at realistic sizes (Qwen3-0.6B: 16 q heads, 8 kv heads, head_dim 128).
+
+Skipped without CUDA, and when TRITON_INTERPRET=1 is set (the kernels would run in the interpreter; the
+CPU test module sets it, but only on machines without CUDA or where it was already set).
+"""
+
+import importlib
+import os
+
+import pytest
+import torch
+
+pytestmark = pytest.mark.gpu
+
+if os.environ.get("TRITON_INTERPRET") == "1":
+    pytest.skip("compiled-kernel tests cannot run under TRITON_INTERPRET=1", allow_module_level=True)
+if not torch.cuda.is_available():
+    pytest.skip("needs a CUDA device", allow_module_level=True)
+pytest.importorskip("triton")
+
+_attention_kernels = importlib.import_module("allmos.attention.triton_kernels")
+paged_decode_attention = _attention_kernels.paged_decode_attention
+paged_prefill_attention = _attention_kernels.paged_prefill_attention
+store_kv_triton = importlib.import_module("allmos.kv_store.triton_kernels").store_kv_triton
+
+NUM_HEADS, NUM_KV_HEADS, HEAD_DIM = 16, 8, 128
+DEVICE = "cuda"
+DTYPES = [torch.bfloat16, torch.float16]
+
+
+def make_cache(context_lens, block_size, dtype, gen, extra_cols=3):
+    """Shuffled paged caches; unused block-table entries are random valid blocks (never read)."""
+    blocks_per_seq = [-(-n // block_size) for n in context_lens]
+    num_blocks = max(sum(blocks_per_seq), 1) + 4
+    shape = (num_blocks, block_size, NUM_KV_HEADS, HEAD_DIM)
+    k_cache = torch.randn(shape, generator=gen, device=DEVICE).to(dtype)
+    v_cache = torch.randn(shape, generator=gen, device=DEVICE).to(dtype)
+    width = max(blocks_per_seq) + extra_cols
+    block_tables = torch.randint(0, num_blocks, (len(context_lens), width), generator=gen, device=DEVICE)
+    physical = torch.randperm(num_blocks, generator=gen, device=DEVICE)
+    start = 0
+    for i, n in enumerate(blocks_per_seq):
+        block_tables[i, :n] = physical[start : start + n]
+        start += n
+    return k_cache, v_cache, block_tables.to(torch.int32)
+
+
+def gather(cache, block_table, length):
+    pos = torch.arange(length, device=DEVICE)
+    return cache[block_table[pos // cache.shape[1]].long(), pos % cache.shape[1]].float()
+
+
+def dense_attention(q, k, v, scale, q_positions):
+    """float32 reference. q [Lq, Hq, D]; k, v [Lk, Hkv, D]; query i sees keys <= q_positions[i]."""
+    group = q.shape[1] // k.shape[1]
+    k = k.repeat_interleave(group, dim=1)
+    v = v.repeat_interleave(group, dim=1)
+    scores = torch.einsum("qhd,khd->hqk", q.float(), k) * scale
+    visible = torch.arange(k.shape[0], device=DEVICE)[None, :] <= q_positions[:, None]
+    scores = scores.masked_fill(~visible[None], float("-inf"))
+    return torch.einsum("hqk,khd->qhd", scores.softmax(-1), v)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_store_kv_gpu(dtype):
+    gen = torch.Generator(device=DEVICE).manual_seed(0)
+    num_tokens, num_blocks, block_size = 333, 64, 16
+    qkv = torch.randn(num_tokens, NUM_HEADS + 2 * NUM_KV_HEADS, HEAD_DIM, generator=gen, device=DEVICE)
+    qkv = qkv.to(dtype)
+    k, v = qkv[:, NUM_HEADS : NUM_HEADS + NUM_KV_HEADS], qkv[:, NUM_HEADS + NUM_KV_HEADS :]
+    slots = torch.randperm(num_blocks * block_size, generator=gen, device=DEVICE)[:num_tokens]
+    slots[::7] = -1
+    shape = (num_blocks, block_size, NUM_KV_HEADS, HEAD_DIM)
+    k_cache = torch.full(shape, -7.0, dtype=dtype, device=DEVICE)
+    v_cache = torch.full(shape, -7.0, dtype=dtype, device=DEVICE)
+    expected_k, expected_v = k_cache.clone(), v_cache.clone()
+    keep = slots >= 0
+    expected_k.view(-1, NUM_KV_HEADS, HEAD_DIM)[slots[keep]] = k[keep]
+    expected_v.view(-1, NUM_KV_HEADS, HEAD_DIM)[slots[keep]] = v[keep]
+
+    store_kv_triton(k, v, k_cache, v_cache, slots.to(torch.int32))
+    assert torch.equal(k_cache, expected_k)
+    assert torch.equal(v_cache, expected_v)
+
+
+def decode_case(batch, block_size, dtype, num_splits, seed=0, max_context=2048):
+    gen = torch.Generator(device=DEVICE).manual_seed(seed)
+    context_lens = torch.randint(1, max_context + 1, (batch,), generator=torch.Generator().manual_seed(seed))
+    context_lens = context_lens.tolist()
+    context_lens[0] = max_context
+    if batch > 2:
+        context_lens[1], context_lens[2] = 0, 1
+    k_cache, v_cache, block_tables = make_cache(context_lens, block_size, dtype, gen)
+    q = torch.randn(batch, NUM_HEADS, HEAD_DIM, generator=gen, device=DEVICE).to(dtype)
+    lens = torch.tensor(context_lens, dtype=torch.int32, device=DEVICE)
+    scale = HEAD_DIM**-0.5
+    out = paged_decode_attention(q, k_cache, v_cache, block_tables, lens, scale, num_splits=num_splits)
+
+    ref = torch.zeros(q.shape, dtype=torch.float32, device=DEVICE)
+    for b, n in enumerate(context_lens):
+        if n:
+            k, v = gather(k_cache, block_tables[b], n), gather(v_cache, block_tables[b], n)
+            ref[b] = dense_attention(q[b : b + 1], k, v, scale, torch.tensor([n - 1], device=DEVICE))[0]
+    return out, ref
+
+
+@pytest.mark.parametrize("num_splits", [None, 1, 7])
+@pytest.mark.parametrize("block_size", [16, 64, 256])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_decode_gpu(dtype, block_size, num_splits):
+    out, ref = decode_case(64, block_size, dtype, num_splits)
+    assert out.dtype == dtype
+    torch.testing.assert_close(out.float(), ref, atol=1e-2, rtol=1e-2)
+
+
+@pytest.mark.parametrize("block_n", [16, 32, 128])
+def test_decode_gpu_tile_sizes(block_n):
+    gen = torch.Generator(device=DEVICE).manual_seed(1)
+    lens_list = [700, 1, 2048, 33]
+    k_cache, v_cache, block_tables = make_cache(lens_list, 64, torch.bfloat16, gen)
+    q = torch.randn(4, NUM_HEADS, HEAD_DIM, generator=gen, device=DEVICE).to(torch.bfloat16)
+    lens = torch.tensor(lens_list, dtype=torch.int32, device=DEVICE)
+    expected = paged_decode_attention(q, k_cache, v_cache, block_tables, lens, 0.1, num_splits=1, block_n=64)
+    for splits in (1, 5):
+        out = paged_decode_attention(q, k_cache, v_cache, block_tables, lens, 0.1, num_splits=splits,
+                                     block_n=block_n)
+        torch.testing.assert_close(out.float(), expected.float(), atol=1e-2, rtol=1e-2)
+
+
+def test_decode_cuda_graph_capture():
+    """The wrapper must be capturable and replay correctly after context_lens / q change in place."""
+    gen = torch.Generator(device=DEVICE).manual_seed(2)
+    k_cache, v_cache, block_tables = make_cache([512] * 8, 16, torch.bfloat16, gen)
+    q = torch.randn(8, NUM_HEADS, HEAD_DIM, generator=gen, device=DEVICE).to(torch.bfloat16)
+    lens = torch.full((8,), 100, dtype=torch.int32, device=DEVICE)
+    out = torch.empty_like(q)
+
+    def step():
+        paged_decode_attention(q, k_cache, v_cache, block_tables, lens, 0.1, out=out)
+
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        step()  # warm-up compiles outside the capture
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        step()
+
+    lens.copy_(torch.tensor([512, 0, 1, 300, 17, 512, 64, 65], dtype=torch.int32))
+    q.copy_(torch.randn(q.shape, generator=gen, device=DEVICE))
+    graph.replay()
+    expected = paged_decode_attention(q, k_cache, v_cache, block_tables, lens, 0.1)
+    torch.testing.assert_close(out, expected, atol=0, rtol=0)
+    assert torch.all(out[1] == 0)
+
+
+@pytest.mark.parametrize("block_size", [16, 64, 256])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_prefill_gpu(dtype, block_size):
+    gen = torch.Generator(device=DEVICE).manual_seed(3)
+    # (q_len, context_len): fresh prompts, cached prefixes, chunked continuation, single-token rows.
+    seqs = [(1000, 1000), (1, 1), (300, 2048), (129, 129), (1, 777), (64, 1500), (513, 600)]
+    q_lens = [s[0] for s in seqs]
+    context_lens = [s[1] for s in seqs]
+    k_cache, v_cache, block_tables = make_cache(context_lens, block_size, dtype, gen)
+    q = torch.randn(sum(q_lens), NUM_HEADS, HEAD_DIM, generator=gen, device=DEVICE).to(dtype)
+    cu = torch.tensor([0] + q_lens, device=DEVICE).cumsum(0).to(torch.int32)
+    lens = torch.tensor(context_lens, dtype=torch.int32, device=DEVICE)
+    scale = HEAD_DIM**-0.5
+
+    out = paged_prefill_attention(q, k_cache, v_cache, cu, lens, block_tables, max(q_lens), scale)
+    assert out.dtype == dtype
+    for b, (q_len, n) in enumerate(seqs):
+        rows = slice(cu[b].item(), cu[b + 1].item())
+        k, v = gather(k_cache, block_tables[b], n), gather(v_cache, block_tables[b], n)
+        ref = dense_attention(q[rows], k, v, scale, torch.arange(n - q_len, n, device=DEVICE))
+        torch.testing.assert_close(out[rows].float(), ref, atol=1e-2, rtol=1e-2)
