@@ -1,0 +1,117 @@
+"""Where a step's time goes: `python -m allmos.bench.profile_steps [switch=value ...]`.
+
+Runs a workload once normally (the real wall time) and once with a device sync between phases,
+attributing each decode and prefill step's time to: scheduling, input preparation (host arrays and
+copies), the model forward (GPU), logits + sampling + reading the tokens back, and postprocessing.
+The synced run is slower than the real one; the difference is the overlap the real run gets.
+Prints a table and, with --out, writes it as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import time
+
+import torch
+
+from allmos.bench.workloads import WorkloadSpec, make_requests, warmup_requests
+from allmos.engine.batch import StepOutput
+from allmos.engine.step_inputs import build_step_inputs
+from allmos.llm import LLM
+
+PHASES = ("schedule", "prepare", "forward", "sample", "postprocess")
+
+
+class PhaseTimer:
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.totals: dict[str, collections.Counter] = {"prefill": collections.Counter(), "decode": collections.Counter()}
+        self.steps = collections.Counter()
+
+    def mark(self) -> float:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter()
+
+
+def profiled_step(engine, timer: PhaseTimer) -> None:
+    runner = engine.runner
+    t0 = timer.mark()
+    batch = engine.scheduler.schedule()
+    t1 = timer.mark()
+    inputs = build_step_inputs(batch, runner.config.block_size, runner.device)
+    t2 = timer.mark()
+    with torch.inference_mode():
+        hidden = runner.graph_runner.forward(inputs.input_ids, inputs.positions, inputs.meta)
+        t3 = timer.mark()
+        if inputs.logits_indices is not None:
+            hidden = hidden[inputs.logits_indices]
+        logits = runner.model.compute_logits(hidden[: len(batch)])
+        tokens = runner.sampler.forward(logits, inputs.temperatures).tolist()
+    t4 = timer.mark()
+    engine.scheduler.postprocess(batch, StepOutput(tokens))
+    t5 = timer.mark()
+    kind = "prefill" if batch.is_prefill else "decode"
+    timer.steps[kind] += 1
+    for phase, seconds in zip(PHASES, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4)):
+        timer.totals[kind][phase] += seconds
+
+
+def submit(llm: LLM, requests) -> None:
+    for r in requests:
+        llm.engine.add_request(r.token_ids, r.params)
+
+
+def profile(llm: LLM, spec: WorkloadSpec) -> dict:
+    requests = make_requests(spec, llm.engine.hf_config.vocab_size)
+    warm = warmup_requests(spec)
+    llm.run_requests([r.token_ids for r in warm], [r.params for r in warm])
+    start = time.perf_counter()
+    llm.run_requests([r.token_ids for r in requests], [r.params for r in requests])
+    real = time.perf_counter() - start
+    timer = PhaseTimer(llm.engine.runner.device)
+    submit(llm, requests)
+    start = time.perf_counter()
+    while llm.engine.has_unfinished():
+        profiled_step(llm.engine, timer)
+    synced = time.perf_counter() - start
+    return {"real_wall_s": real, "synced_wall_s": synced, "steps": dict(timer.steps),
+            "seconds": {k: dict(v) for k, v in timer.totals.items()}}
+
+
+def print_table(result: dict) -> None:
+    print(f"real wall {result['real_wall_s']:.2f} s; with a sync between phases {result['synced_wall_s']:.2f} s")
+    for kind, phases in result["seconds"].items():
+        steps = result["steps"].get(kind, 0)
+        if not steps:
+            continue
+        total = sum(phases.values())
+        cells = "  ".join(f"{p} {phases.get(p, 0):7.3f}s ({1e3 * phases.get(p, 0) / steps:6.2f} ms/step)" for p in PHASES)
+        print(f"{kind:8s} {steps:5d} steps {total:7.2f}s: {cells}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", default=None, help="a Hugging Face folder (default: random Qwen3-0.6B)")
+    parser.add_argument("--num-requests", type=int, default=256)
+    parser.add_argument("--out", default=None)
+    parser.add_argument("switches", nargs="*", help="engine options as key=value (e.g. attention=triton)")
+    args = parser.parse_args()
+    from omegaconf import OmegaConf
+
+    options = OmegaConf.to_container(OmegaConf.from_dotlist(args.switches))
+    arch = OmegaConf.to_container(OmegaConf.load("conf/model/qwen3-0.6b.yaml").architecture)
+    llm = LLM(args.model, architecture=arch, random_weights="if_missing", **options)
+    spec = WorkloadSpec(name="nano_bench", num_requests=args.num_requests, input_len_min=100, input_len_max=1024,
+                        output_len_min=100, output_len_max=1024)
+    result = profile(llm, spec) | {"switches": llm.engine.config.switches()}
+    print_table(result)
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(result, f, indent=1, default=str)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,32 @@
+"""Run by test_triton_engine_cpu.py in a fresh process with TRITON_INTERPRET=1: the whole engine
+with attention=triton and kv_store=triton on CPU must give the sdpa/torch engine's greedy tokens."""
+
+import json
+import sys
+
+from triton.runtime import interpreter
+
+from allmos import LLM, SamplingParams
+
+original = interpreter._patch_lang_tensor
+
+
+def patch_lang_tensor(tensor, scope):  # triton-lang/triton#9171: loop bounds from tensors under numpy >= 2.4
+    original(tensor, scope)
+    scope.set_attr(tensor, "__index__", lambda self: int(self.handle.data.squeeze()))
+
+
+interpreter._patch_lang_tensor = patch_lang_tensor
+
+folder = sys.argv[1]
+prompts = [[5, 6, 7, 8, 9, 10, 11], list(range(20, 60)), [3, 4], list(range(20, 52)) + [9]]
+params = SamplingParams(temperature=0, max_tokens=6)
+results = {}
+for name, switches in {"reference": {}, "triton": {"attention": "triton", "kv_store": "triton"},
+                       "triton_prefix": {"attention": "triton", "kv_store": "triton", "prefix_caching": True}}.items():
+    llm = LLM(folder, dtype="float32", block_size=16, num_kv_blocks=32, max_model_len=256, max_num_batched_tokens=256,
+              **switches)
+    llm.generate(prompts[1:2], params, use_tqdm=False)  # caches the prefix the last prompt shares
+    results[name] = [o["token_ids"] for o in llm.generate(prompts, params, use_tqdm=False)]
+    results[name + "_counters"] = llm.engine.counters()
+print(json.dumps(results))
