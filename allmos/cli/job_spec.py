@@ -8,12 +8,15 @@ from omegaconf import DictConfig, OmegaConf
 
 from allmos.bench.job import JobSpec
 from allmos.cli.schema import engine_fields
+from allmos.models.prepare import prepare_model
 
 
 def engine_options(cfg: DictConfig) -> dict:
     options = {name: to_plain(cfg[name]) for name, _, _ in engine_fields()}
     model = cfg.model
     options["model"] = os.path.expanduser(model.path) if model.path else None
+    if model.get("prepare"):
+        options["model"] = prepare_model(model.prepare)
     options["model_name"] = model.name
     options["architecture"] = to_plain(model.architecture)
     options["random_weights"] = model.random_weights

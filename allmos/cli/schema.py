@@ -28,6 +28,7 @@ class ModelSchema:
     path: Optional[str] = None
     random_weights: str = "if_missing"
     architecture: Optional[Dict[str, Any]] = None
+    prepare: Optional[str] = None  # make the folder on first need (e.g. smollm2: convert a shipped GGUF)
 
 
 HARNESS_FIELDS = [

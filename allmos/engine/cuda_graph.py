@@ -72,13 +72,17 @@ class CudaGraphRunner(GraphRunner):
         if not backend.supports_cuda_graphs:
             raise ConfigError("cuda_graphs", f"attention={config.attention.name} cannot be captured in a CUDA graph")
 
+    def __init__(self, model, backend):
+        super().__init__(model, backend)
+        self.buckets: list[int] = []
+        self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
+        self.outputs: dict[int, torch.Tensor] = {}
+
     def capture(self, runner) -> None:
         c = runner.config
         self.buckets = graph_buckets(c.max_num_seqs)
         width = (c.max_model_len + c.block_size - 1) // c.block_size
         self.static = StaticInputs(self.buckets[-1], width, c.block_size, c.max_model_len, runner.device)
-        self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
-        self.outputs: dict[int, torch.Tensor] = {}
         pool = None
         with torch.inference_mode():
             for batch in reversed(self.buckets):  # largest first: the shared pool is sized once
@@ -98,7 +102,7 @@ class CudaGraphRunner(GraphRunner):
 
     def forward(self, input_ids, positions, meta):
         n = input_ids.shape[0]
-        if meta.is_prefill or n > self.buckets[-1]:
+        if meta.is_prefill or not self.graphs or n > self.buckets[-1]:  # no graphs yet: memory profiling
             return self.run_eager(input_ids, positions, meta)
         bucket = next(b for b in self.buckets if b >= n)
         self.static.load(input_ids, positions, meta, bucket)

@@ -15,7 +15,7 @@ from allmos.errors import ConfigError
 from allmos.models.hf_config import eos_token_ids, load_hf_config
 from allmos.registry import lookup
 from allmos.sampling_params import SamplingParams
-from allmos.validation import validate
+from allmos.validation import check_tensor_parallel, validate
 
 
 def weights_source(config: EngineConfig) -> str:
@@ -32,6 +32,7 @@ class Engine:
         self.weights = weights_source(config)
         self.hf_config = load_hf_config(config, self.weights)
         check_model_limits(config, self.hf_config)
+        check_tensor_parallel(config, self.hf_config)
         if config.tensor_parallel_size > 1:
             from allmos.distributed.launcher import DistributedRunner
 

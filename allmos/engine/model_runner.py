@@ -99,11 +99,18 @@ class ModelRunner:
     @torch.inference_mode()
     def run(self, batch: ScheduledBatch) -> StepOutput:
         inputs = build_step_inputs(batch, self.config.block_size, self.device)
+        logits = self.step_logits(inputs, len(batch))
+        return self.sample(batch, logits, inputs.temperatures)
+
+    def step_logits(self, inputs: StepInputs, num_seqs: int) -> torch.Tensor:
+        """The forward of one step: [num_seqs, vocab] logits (every tensor-parallel rank runs this)."""
         hidden = self.graph_runner.forward(inputs.input_ids, inputs.positions, inputs.meta)
         if inputs.logits_indices is not None:
             hidden = hidden[inputs.logits_indices]
-        logits = self.model.compute_logits(hidden[: len(batch)])
-        tokens = self.sampler.forward(logits, inputs.temperatures).tolist()
+        return self.model.compute_logits(hidden[:num_seqs])
+
+    def sample(self, batch: ScheduledBatch, logits: torch.Tensor, temperatures: torch.Tensor) -> StepOutput:
+        tokens = self.sampler.forward(logits, temperatures).tolist()
         k = max(s.params.logprobs for s in batch.seqs)
         return StepOutput(tokens, top_logprobs(logits, k) if k else None)
 
