@@ -6,7 +6,7 @@ GPU tests at realistic sizes live in test_triton_kernels_gpu.py.
 TRITON_INTERPRET must be set before triton is first imported (triton's own jit library is bound to the
 interpreter at import), and it then holds for the rest of the pytest process. So that it never leaks into
 compiled-kernel tests, this module skips itself on machines with CUDA unless TRITON_INTERPRET=1 is already
-set (`TRITON_INTERPRET=1 pytest tests/test_triton_kernels.py` runs it there).
+set (`TRITON_INTERPRET=1 pytest tests/triton_interpreter_kernels.py` runs it there; test_triton_kernels_cpu.py runs it in its own process).
 """
 
 import importlib
