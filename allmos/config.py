@@ -40,6 +40,7 @@ class EngineConfig:
     model_name: str = ""  # the short name used in results
     architecture: dict | None = None  # config.json contents used when `model` is absent
     random_weights: str = "if_missing"  # never | if_missing | always
+    load_format: str = "safetensors"  # safetensors | pt (.bin through torch.load(weights_only=True))
     device: str = "auto"
     dtype: str = "auto"
     attention: PluginChoice = PluginChoice("sdpa")

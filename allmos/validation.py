@@ -39,6 +39,8 @@ def check_values(c: EngineConfig) -> None:
             raise ConfigError(name, f"must be at least 1, got {getattr(c, name)}")
     if c.num_kv_blocks is not None and c.num_kv_blocks < 1:
         raise ConfigError("num_kv_blocks", f"must be at least 1 when set, got {c.num_kv_blocks}")
+    if c.load_format not in ("safetensors", "pt"):
+        raise ConfigError("load_format", f"must be safetensors or pt, got {c.load_format!r}")
     if c.random_weights not in ("never", "if_missing", "always"):
         raise ConfigError("random_weights", f"must be never, if_missing or always, got {c.random_weights!r}")
 

@@ -17,7 +17,7 @@ from allmos.layers.ops import Ops
 from allmos.layers.parallel import ParallelInfo
 from allmos.models.context import ModelContext
 from allmos.models.decoder import head_dim_of
-from allmos.models.loader import build_model, load_safetensors, randomize
+from allmos.models.loader import build_model, load_checkpoint, randomize
 from allmos.registry import lookup, make_options
 from allmos.sampling_params import SamplingParams
 
@@ -56,7 +56,7 @@ class ModelRunner:
 
     def load_weights(self, weights: str) -> None:
         if weights == "real":
-            load_safetensors(self.model, self.config.model)
+            load_checkpoint(self.model, self.config.model, self.config.load_format)
         else:
             randomize(self.model, self.config.seed, getattr(self.hf_config, "initializer_range", 0.02))
 

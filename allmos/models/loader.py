@@ -38,11 +38,33 @@ def build_model(hf_config: Any, ctx: ModelContext, device: torch.device, dtype: 
         return cls(hf_config, ctx)
 
 
-def checkpoint_files(folder: str) -> list[str]:
-    files = sorted(glob.glob(os.path.join(folder, "*.safetensors")))
-    if not files:
-        raise FileNotFoundError(f"no *.safetensors files in {folder}")
-    return files
+LOAD_FORMATS = ("safetensors", "pt")
+
+
+def checkpoint_files(folder: str, load_format: str) -> list[str]:
+    pattern = "*.safetensors" if load_format == "safetensors" else "*.bin"
+    files = sorted(glob.glob(os.path.join(folder, pattern)))
+    if files:
+        return files
+    if load_format == "safetensors" and glob.glob(os.path.join(folder, "*.bin")):
+        raise FileNotFoundError(
+            f"{folder} has only .bin checkpoints; pass load_format=pt to read them with "
+            "torch.load(weights_only=True), or convert them to safetensors"
+        )
+    raise FileNotFoundError(f"no {pattern} files in {folder}")
+
+
+def checkpoint_tensors(folder: str, load_format: str):
+    """(name, tensor) pairs of every checkpoint file; .bin only through torch.load(weights_only=True)."""
+    for path in checkpoint_files(folder, load_format):
+        if load_format == "pt":
+            yield from torch.load(path, map_location="cpu", weights_only=True).items()
+            continue
+        from safetensors import safe_open
+
+        with safe_open(path, framework="pt") as f:
+            for name in f.keys():
+                yield name, f.get_tensor(name)
 
 
 def target_of(model: nn.Module, name: str) -> tuple[str, Any]:
@@ -53,24 +75,33 @@ def target_of(model: nn.Module, name: str) -> tuple[str, Any]:
     return name, None
 
 
-def load_safetensors(model: nn.Module, folder: str) -> None:
-    from safetensors import safe_open
+def expected_parts(model: nn.Module) -> dict[tuple[str, Any], str]:
+    """(our parameter, shard) -> the checkpoint name that must fill it."""
+    packed = getattr(model, "packed_modules", {})
+    parts = {}
+    for name, _ in model.named_parameters():
+        if name == "lm_head.weight" and getattr(model, "tied", False):
+            continue
+        shards = [(hf, shard) for hf, (ours, shard) in packed.items() if f".{ours}." in name]
+        for hf, shard in shards or [(None, None)]:
+            parts[(name, shard)] = name.replace(f".{packed[hf][0]}.", f".{hf}.") if hf else name
+    return parts
 
+
+def load_checkpoint(model: nn.Module, folder: str, load_format: str = "safetensors") -> None:
+    """Fill every parameter from the checkpoint; a missing, unexpected or misshapen tensor is an error naming it."""
     params = dict(model.named_parameters())
-    loaded: set[str] = set()
-    for path in checkpoint_files(folder):
-        with safe_open(path, framework="pt") as f:
-            for name in f.keys():
-                if name.endswith("rotary_emb.inv_freq"):
-                    continue
-                if name == "lm_head.weight" and getattr(model, "tied", False):
-                    continue
-                ours, shard = target_of(model, name)
-                if ours not in params:
-                    raise KeyError(f"checkpoint tensor {name} has no place in {type(model).__name__}")
-                load_tensor(name, params[ours], f.get_tensor(name), shard)
-                loaded.add(ours)
-    missing = sorted(set(params) - loaded - ({"lm_head.weight"} if getattr(model, "tied", False) else set()))
+    expected = expected_parts(model)
+    loaded: set[tuple[str, Any]] = set()
+    for name, tensor in checkpoint_tensors(folder, load_format):
+        if name.endswith("rotary_emb.inv_freq") or (name == "lm_head.weight" and getattr(model, "tied", False)):
+            continue
+        ours, shard = target_of(model, name)
+        if ours not in params:
+            raise KeyError(f"unexpected checkpoint tensor {name}: it has no place in {type(model).__name__}")
+        load_tensor(name, params[ours], tensor, shard)
+        loaded.add((ours, shard))
+    missing = sorted(expected[k] for k in set(expected) - loaded)
     if missing:
         raise KeyError(f"checkpoint in {folder} lacks tensor(s): {', '.join(missing[:8])}")
 
@@ -83,8 +114,11 @@ def load_tensor(name: str, param: nn.Parameter, tensor: torch.Tensor, shard: Any
             param.data.copy_(tensor)
         else:
             loader(param, tensor, shard)
-    except ValueError as e:
-        raise ValueError(f"checkpoint tensor {name}: {e}") from None
+    except (ValueError, RuntimeError) as e:  # RuntimeError: a slice of the wrong shape
+        raise ValueError(
+            f"checkpoint tensor {name}: its shape {tuple(tensor.shape)} does not fit the parameter "
+            f"({tuple(param.shape)} on this rank): {e}"
+        ) from None
 
 
 def randomize(model: nn.Module, seed: int, std: float) -> None:
