@@ -24,7 +24,7 @@ class PluginChoice:
     options: dict = field(default_factory=dict)
 
     @classmethod
-    def of(cls, value: Any) -> "PluginChoice":
+    def of(cls, value: Any) -> PluginChoice:
         """A plugin given as a name or as a dict with a `name` key and its options."""
         if isinstance(value, PluginChoice):
             return value
@@ -62,7 +62,7 @@ class EngineConfig:
     seed: int = 0
 
     @classmethod
-    def create(cls, model: str | None = None, **options: Any) -> "EngineConfig":
+    def create(cls, model: str | None = None, **options: Any) -> EngineConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(options) - known)
         if unknown:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Sequence as Seq
+from typing import Any
+from typing import Sequence as Seq
 
 from allmos.config import EngineConfig
 from allmos.engine.engine import Engine

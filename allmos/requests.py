@@ -6,12 +6,20 @@ from allmos.errors import RequestError
 from allmos.sampling_params import SamplingParams
 
 
-def check_request(index: int, token_ids: list[int], params: SamplingParams, vocab_size: int, max_model_len: int,
-                  max_tokens_in_cache: int) -> None:
+def check_request(
+    index: int,
+    token_ids: list[int],
+    params: SamplingParams,
+    vocab_size: int,
+    max_model_len: int,
+    max_tokens_in_cache: int,
+) -> None:
     if not token_ids:
         raise RequestError(index, "the prompt is empty")
     if len(token_ids) >= max_model_len:
-        raise RequestError(index, f"the prompt has {len(token_ids)} tokens; max_model_len={max_model_len} leaves no room to generate")
+        raise RequestError(
+            index, f"the prompt has {len(token_ids)} tokens; max_model_len={max_model_len} leaves no room to generate"
+        )
     if params.max_tokens < 1:
         raise RequestError(index, f"max_tokens must be at least 1, got {params.max_tokens}")
     if params.temperature < 0:
@@ -22,6 +30,7 @@ def check_request(index: int, token_ids: list[int], params: SamplingParams, voca
     longest = min(len(token_ids) + params.max_tokens, max_model_len)
     if longest > max_tokens_in_cache:
         raise RequestError(
-            index, f"it may grow to {longest} tokens but the whole KV cache holds {max_tokens_in_cache}; "
-            "lower max_tokens or give the cache more memory"
+            index,
+            f"it may grow to {longest} tokens but the whole KV cache holds {max_tokens_in_cache}; "
+            "lower max_tokens or give the cache more memory",
         )

@@ -25,6 +25,7 @@ def check_triton_device(switch: str, name: str, device: str) -> None:
     require_triton(switch)
     if device not in triton_devices():
         raise ConfigError(
-            switch, f"{name} runs Triton kernels on CUDA (on CPU only under TRITON_INTERPRET=1, for tests); "
-            f"use {switch}={'sdpa' if switch == 'attention' else 'torch'} on {device}"
+            switch,
+            f"{name} runs Triton kernels on CUDA (on CPU only under TRITON_INTERPRET=1, for tests); "
+            f"use {switch}={'sdpa' if switch == 'attention' else 'torch'} on {device}",
         )

@@ -88,8 +88,9 @@ def check_plugin_device(kind: str, cls: type, c: EngineConfig) -> None:
         return
     here = [n for n in names(kind) if device in lookup(kind, n).cls.runs_on()]
     raise ConfigError(
-        kind, f"{cls.plugin_name} runs on {', '.join(cls.runs_on())} only, not on {device}; "
-        f"on {device} use {kind}={' or '.join(here)}"
+        kind,
+        f"{cls.plugin_name} runs on {', '.join(cls.runs_on())} only, not on {device}; "
+        f"on {device} use {kind}={' or '.join(here)}",
     )
 
 

@@ -49,9 +49,7 @@ def mark_failed(ax, summary: pd.DataFrame) -> None:
             ax.text(x, 0, "failed", rotation=90, ha="center", va="bottom", color="#b00020")
 
 
-def plot_metric_bars(
-    summary: pd.DataFrame, metric: str, out_dir: str | Path, stem: str = "metric_bars"
-) -> list[Path]:
+def plot_metric_bars(summary: pd.DataFrame, metric: str, out_dir: str | Path, stem: str = "metric_bars") -> list[Path]:
     """Bar per configuration (summary-table order): median, min–max error bars; the baseline in grey."""
     fig = Figure(figsize=(max(6.0, 1.1 * len(summary) + 2.0), 4.5))
     ax = fig.subplots()

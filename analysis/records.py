@@ -327,9 +327,7 @@ def is_cumulative(frame: pd.DataFrame, order: Sequence[str]) -> bool:
     """
     columns = config_columns(frame)
     first = config_values(frame, order[0], columns)
-    distances = [
-        sum(v != first[k] for k, v in config_values(frame, label, columns).items()) for label in order
-    ]
+    distances = [sum(v != first[k] for k, v in config_values(frame, label, columns).items()) for label in order]
     return len(order) > 1 and all(a < b for a, b in itertools.pairwise(distances))
 
 

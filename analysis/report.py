@@ -29,9 +29,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("sweep_folder", type=Path, help="folder searched recursively for result.json")
     parser.add_argument("--metric", default="output_tok_s", help="metric column to summarize")
-    parser.add_argument(
-        "--baseline", help='switch values of the baseline, e.g. "attention=sdpa,cuda_graphs=false"'
-    )
+    parser.add_argument("--baseline", help='switch values of the baseline, e.g. "attention=sdpa,cuda_graphs=false"')
     parser.add_argument("--out", type=Path, help="output folder (default: <sweep_folder>/report)")
     parser.add_argument("--bootstrap", action="store_true", help="add a bootstrap 95%% CI of the median")
     parser.add_argument("--staircase", action="store_true", help="always draw the cumulative-ablation plot")
@@ -64,9 +62,7 @@ def write_figures(
     order = list(summary["config"])
     if staircase or records.is_cumulative(frame, order):
         labels = records.step_labels(frame, order)
-        paths += plots.plot_ablation_staircase(
-            summary, metric, out_dir, order, labels, stem=f"{metric}_staircase"
-        )
+        paths += plots.plot_ablation_staircase(summary, metric, out_dir, order, labels, stem=f"{metric}_staircase")
     batch_column = "switch.max_num_seqs"
     if batch_column in frame and records.varies(frame[batch_column]):
         paths += plots.plot_metric_vs_batch_size(frame, metric, out_dir, batch_column, f"{metric}_vs_batch")
@@ -122,9 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     caption = f"{args.metric}: median over trials, speedup vs {baseline}"
     tables.write_latex(shown, out_dir / "report.tex", caption=caption)
     print(table_md)
-    print(
-        f"\nbaseline: {baseline}\nwrote {out_dir / 'report.md'}, {out_dir / 'report.tex'}, {len(figures)} figures"
-    )
+    print(f"\nbaseline: {baseline}\nwrote {out_dir / 'report.md'}, {out_dir / 'report.tex'}, {len(figures)} figures")
     return 0
 
 

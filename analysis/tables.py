@@ -69,9 +69,7 @@ def display_name(column: str) -> str:
     return column if name in SUMMARY_COLUMNS else name
 
 
-def build_summary_table(
-    frame: pd.DataFrame, metric: str, baseline: str, bootstrap: bool = False
-) -> pd.DataFrame:
+def build_summary_table(frame: pd.DataFrame, metric: str, baseline: str, bootstrap: bool = False) -> pd.DataFrame:
     """One row per configuration (job order), failed ones included.
 
     Columns: ``config``, the varying configuration columns (short names), ``trials``, ``median``,

@@ -19,9 +19,11 @@ def main(folder: str, out: str) -> None:
         records.append(record)
         m = record.get("metrics") or {}
         probe = (record.get("correctness") or {}).get("passed")
-        print(f"{record['path']:50s} {record.get('status'):6s} out_tok/s={m.get('output_tok_s') or 0:9.1f} "
-              f"wall={m.get('wall_s') or 0:7.2f}s roofline={m.get('roofline')} probe={probe} "
-              f"{record.get('error') or ''}"[:400])
+        print(
+            f"{record['path']:50s} {record.get('status'):6s} out_tok/s={m.get('output_tok_s') or 0:9.1f} "
+            f"wall={m.get('wall_s') or 0:7.2f}s roofline={m.get('roofline')} probe={probe} "
+            f"{record.get('error') or ''}"[:400]
+        )
     with open(out, "w") as f:
         json.dump(records, f, indent=1, default=str)
 

@@ -6,7 +6,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from models import save_tiny_model  # noqa: E402
+from models import save_tiny_model
 
 
 def pytest_collection_modifyitems(config, items):

@@ -237,9 +237,7 @@ def test_staircase_for_cumulative_ablation(tmp_path: Path):
 
 
 def test_throughput_vs_batch_size(tmp_path: Path):
-    configs = [
-        ({**BASE_SWITCHES, "max_num_seqs": n, "cuda_graphs": g}, [n * 1.0]) for n in (1, 8) for g in (0, 1)
-    ]
+    configs = [({**BASE_SWITCHES, "max_num_seqs": n, "cuda_graphs": g}, [n * 1.0]) for n in (1, 8) for g in (0, 1)]
     frame = records.add_config_labels(records.load_records(write_sweep(tmp_path / "s", configs)))
     assert_figures(plots.plot_metric_vs_batch_size(frame, "output_tok_s", tmp_path / "f"))
 
@@ -256,12 +254,8 @@ def test_timeline_from_trace_csv(tmp_path: Path):
 
 
 def test_report_draws_timeline_when_trace_present(tmp_path: Path):
-    path = write_record(
-        tmp_path / "s", 0, BASE_SWITCHES, metrics={"output_tok_s": 3.0}, trace_file="trace.csv"
-    )
-    (path.parent / "trace.csv").write_text(
-        "step,kind,batch_size,num_tokens,step_ms,kv_blocks_used\n0,decode,1,1,2,1\n"
-    )
+    path = write_record(tmp_path / "s", 0, BASE_SWITCHES, metrics={"output_tok_s": 3.0}, trace_file="trace.csv")
+    (path.parent / "trace.csv").write_text("step,kind,batch_size,num_tokens,step_ms,kv_blocks_used\n0,decode,1,1,2,1\n")
     assert report.main([str(tmp_path / "s"), "--out", str(tmp_path / "out")]) == 0
     assert_figures(sorted((tmp_path / "out").glob("timeline_*")))
 

@@ -12,13 +12,26 @@ from allmos.cli.schema import engine_fields, register_schemas
 from allmos.config import EngineConfig
 
 CONF = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "conf")
-GROUPS = {group: sorted(f[:-5] for f in os.listdir(os.path.join(CONF, group)) if f.endswith(".yaml"))
-          for group in ("attention", "kv_store", "scheduler", "sampler", "model", "workload")}
+GROUPS = {
+    group: sorted(f[:-5] for f in os.listdir(os.path.join(CONF, group)) if f.endswith(".yaml"))
+    for group in ("attention", "kv_store", "scheduler", "sampler", "model", "workload")
+}
 SWITCH_VALUES = {
-    "cuda_graphs": "true", "prefix_caching": "true", "compile": "true", "chunked_prefill": "true",
-    "device": "cpu", "dtype": "float64", "tensor_parallel_size": "2", "block_size": "16",
-    "gpu_memory_utilization": "0.5", "cpu_kv_cache_gib": "0.25", "num_kv_blocks": "7", "max_model_len": "2048",
-    "max_num_seqs": "8", "max_num_batched_tokens": "4096", "seed": "3",
+    "cuda_graphs": "true",
+    "prefix_caching": "true",
+    "compile": "true",
+    "chunked_prefill": "true",
+    "device": "cpu",
+    "dtype": "float64",
+    "tensor_parallel_size": "2",
+    "block_size": "16",
+    "gpu_memory_utilization": "0.5",
+    "cpu_kv_cache_gib": "0.25",
+    "num_kv_blocks": "7",
+    "max_model_len": "2048",
+    "max_num_seqs": "8",
+    "max_num_batched_tokens": "4096",
+    "seed": "3",
 }
 
 

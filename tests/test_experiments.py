@@ -49,8 +49,13 @@ LEAVE_ONE_OUT = {
     "no_compile": ("triton", "triton", True, False, True),
     "no_prefix_caching": ("triton", "triton", True, True, False),
 }
-JOBS = {"ablation_cumulative": 18, "ablation_leave_one_out": 18, "attention_backends": 18,
-        "prefix_caching": 24, "latency": 6}
+JOBS = {
+    "ablation_cumulative": 18,
+    "ablation_leave_one_out": 18,
+    "attention_backends": 18,
+    "prefix_caching": 24,
+    "latency": 6,
+}
 
 
 # --------------------------------------------------------------------------- composition
@@ -88,7 +93,7 @@ def repo_root_env(monkeypatch):
 
 
 def test_every_experiment_is_listed():
-    assert NAMES == sorted(JOBS)
+    assert sorted(JOBS) == NAMES
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -127,21 +132,34 @@ def test_experiment_workloads():
     w = composed("+experiment=latency").workload
     assert (w.kind, w.concurrency, w.temperature, w.input_len_max, w.output_len_max) == ("latency", 1, 0.0, 128, 256)
     assert [job[:2] for job in grid("attention_backends")][::6] == [  # the baseline first
-        ["attention=sdpa", "cuda_graphs=False"], ["attention=triton", "cuda_graphs=False"],
-        ["attention=flash", "cuda_graphs=False"]]
+        ["attention=sdpa", "cuda_graphs=False"],
+        ["attention=triton", "cuda_graphs=False"],
+        ["attention=flash", "cuda_graphs=False"],
+    ]
     assert len(grid("attention_backends", "trial=0")) == 6  # the command line narrows a sweep
 
 
 def test_paper_script_runs_every_experiment(tmp_path):
     out = tmp_path / "paper"
-    proc = subprocess.run(["bash", str(EXPERIMENTS / "paper.sh"), "--dry-run", "--out", str(out), "model=x"],
-                          check=False, capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    proc = subprocess.run(
+        ["bash", str(EXPERIMENTS / "paper.sh"), "--dry-run", "--out", str(out), "model=x"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     runs = [line for line in proc.stdout.splitlines() if "run.py -m" in line]
     assert [line.split("+experiment=")[1].split()[0] for line in runs] == [
-        "ablation_cumulative", "ablation_leave_one_out", "attention_backends", "prefix_caching", "latency"]
+        "ablation_cumulative",
+        "ablation_leave_one_out",
+        "attention_backends",
+        "prefix_caching",
+        "latency",
+    ]
     assert sorted(line.split("+experiment=")[1].split()[0] for line in runs) == NAMES
-    for name, line in zip(NAMES, sorted(runs, key=lambda l: l.split("+experiment=")[1])):
+    for name, line in zip(NAMES, sorted(runs, key=lambda run: run.split("+experiment=")[1])):
         assert f"hydra.sweep.dir={out}/{name}" in line and line.endswith("model=x")
     assert proc.stdout.count("analysis/report.py") == len(NAMES) + 1  # + the latency TPOT report
 
@@ -156,8 +174,15 @@ def env(tmp_path_factory):
 
 
 def run_py(env, *arguments, cwd=ROOT, timeout=300):
-    return subprocess.run([sys.executable, str(ROOT / "run.py"), *arguments], cwd=cwd, env=env,
-                          check=False, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "run.py"), *arguments],
+        cwd=cwd,
+        env=env,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def test_search_path_works_from_any_directory(env, tmp_path):
@@ -168,7 +193,7 @@ def test_search_path_works_from_any_directory(env, tmp_path):
     assert f"file://{ROOT}/experiments" in info.stdout
     job = run_py(away, "+experiment=prefix_caching", "+ablation=c5_prefix_caching", "--cfg", "all", cwd=tmp_path)
     assert job.returncode == 0, job.stderr[-2000:]
-    cfg = OmegaConf.create(job.stdout[job.stdout.index("hydra:"):])
+    cfg = OmegaConf.create(job.stdout[job.stdout.index("hydra:") :])
     assert cfg.hydra.sweeper.params["workload.prefix_share"] == "0,0.25,0.5,0.75"
     assert cfg.prefix_caching is True  # from experiments/ablation/ (no CPU default pins it)
 
@@ -191,8 +216,16 @@ def label(record: dict) -> str:
 def test_real_sweep_then_report(env, tmp_path):
     """Default isolation (a worker process per job); failed points are recorded and the sweep goes on."""
     sweep = tmp_path / "sweep"
-    proc = run_py(env, "-m", *TINY, *PINNED, "prefix_caching=false,true", "cuda_graphs=false,true",
-                  "trial=0,1", f"hydra.sweep.dir={sweep}")
+    proc = run_py(
+        env,
+        "-m",
+        *TINY,
+        *PINNED,
+        "prefix_caching=false,true",
+        "cuda_graphs=false,true",
+        "trial=0,1",
+        f"hydra.sweep.dir={sweep}",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     jobs = records(sweep)
     assert sorted(jobs) == list(range(8))
@@ -203,11 +236,21 @@ def test_real_sweep_then_report(env, tmp_path):
             assert "cuda_graphs" in record["error"]
         else:
             assert record["correctness"]["passed"] and os.path.isfile(sweep / str(record["job"]["num"]) / "trace.csv")
-    assert all(Path(r["correctness"]["reference"]).is_relative_to(env["ALLMOS_CACHE"])
-               for r in jobs.values() if r["status"] == "ok")
+    assert all(
+        Path(r["correctness"]["reference"]).is_relative_to(env["ALLMOS_CACHE"])
+        for r in jobs.values()
+        if r["status"] == "ok"
+    )
 
-    report = subprocess.run([sys.executable, "analysis/report.py", str(sweep)], cwd=ROOT, env=env,
-                            check=False, capture_output=True, text=True, timeout=120)
+    report = subprocess.run(
+        [sys.executable, "analysis/report.py", str(sweep)],
+        cwd=ROOT,
+        env=env,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert report.returncode == 0, report.stderr[-3000:]
     table = markdown_rows((sweep / "report" / "report.md").read_text())
     rows = {f"cuda_graphs={row['cuda_graphs']} prefix_caching={row['prefix_caching']}": row for row in table}
@@ -221,7 +264,9 @@ def test_real_sweep_then_report(env, tmp_path):
         row = rows[config]
         assert row["trials"] == "2"
         if None in values:
-            assert row["output_tok_s (median)"] == "n/a" and row["status"].startswith("failed: ConfigError: cuda_graphs")
+            assert row["output_tok_s (median)"] == "n/a" and row["status"].startswith(
+                "failed: ConfigError: cuda_graphs"
+            )
             continue
         median = statistics.median(values)
         assert row["output_tok_s (median)"] == format_number(median)
@@ -278,8 +323,16 @@ def has_submitit() -> bool:
 @pytest.mark.skipif(not has_submitit(), reason="hydra-submitit-launcher is not installed (optional extra)")
 def test_submitit_local_launcher(env, tmp_path):
     sweep = tmp_path / "sweep"
-    proc = run_py(env, "-m", "hydra/launcher=submitit_local", *TINY, *PINNED, "cuda_graphs=false,true",
-                  "isolate=false", f"hydra.sweep.dir={sweep}")
+    proc = run_py(
+        env,
+        "-m",
+        "hydra/launcher=submitit_local",
+        *TINY,
+        *PINNED,
+        "cuda_graphs=false,true",
+        "isolate=false",
+        f"hydra.sweep.dir={sweep}",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     jobs = records(sweep)
     assert [jobs[i]["status"] for i in (0, 1)] == ["ok", "failed"]

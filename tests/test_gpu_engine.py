@@ -5,11 +5,11 @@ import itertools
 
 import pytest
 import torch
+from models import save_tiny_model
 
 from allmos import LLM, SamplingParams
 from allmos.attention.flash import installed_flavor
 from allmos.bench.compare import close_enough
-from models import save_tiny_model
 
 pytestmark = pytest.mark.gpu
 
@@ -17,8 +17,15 @@ SHARED = list(range(1000, 1040))
 PROMPTS = [SHARED + [7, 8, 9], SHARED + list(range(50, 90)), [3, 4, 5], list(range(200, 263)), SHARED + [11]]
 MAX_TOKENS = 32
 TOP = 5
-GPU_MODEL = dict(hidden_size=256, intermediate_size=512, num_hidden_layers=4, num_attention_heads=8,
-                 num_key_value_heads=4, head_dim=64, vocab_size=4096)
+GPU_MODEL = dict(
+    hidden_size=256,
+    intermediate_size=512,
+    num_hidden_layers=4,
+    num_attention_heads=8,
+    num_key_value_heads=4,
+    head_dim=64,
+    vocab_size=4096,
+)
 
 
 @pytest.fixture(scope="module")
@@ -27,8 +34,15 @@ def folder(tmp_path_factory):
 
 
 def run_ours(folder, **switches):
-    llm = LLM(folder, device="cuda", dtype="bfloat16", max_model_len=512, max_num_seqs=16,
-              gpu_memory_utilization=0.3, **switches)
+    llm = LLM(
+        folder,
+        device="cuda",
+        dtype="bfloat16",
+        max_model_len=512,
+        max_num_seqs=16,
+        gpu_memory_utilization=0.3,
+        **switches,
+    )
     params = SamplingParams(temperature=0, max_tokens=MAX_TOKENS, ignore_eos=True, logprobs=TOP)
     llm.generate(PROMPTS[:1], params, use_tqdm=False)  # its blocks are cached for the later prompts
     outs = llm.generate(PROMPTS, params, use_tqdm=False)
@@ -43,9 +57,16 @@ def run_transformers(folder):
     results = []
     for prompt in PROMPTS:
         ids = torch.tensor([prompt], device="cuda")
-        out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=MAX_TOKENS, do_sample=False,
-                             output_logits=True, return_dict_in_generate=True, pad_token_id=0)
-        tokens = out.sequences[0, len(prompt):].tolist()
+        out = model.generate(
+            ids,
+            attention_mask=torch.ones_like(ids),
+            max_new_tokens=MAX_TOKENS,
+            do_sample=False,
+            output_logits=True,
+            return_dict_in_generate=True,
+            pad_token_id=0,
+        )
+        tokens = out.sequences[0, len(prompt) :].tolist()
         tops = [step[0].float().topk(TOP).indices.tolist() for step in out.logits]
         results.append((tokens, tops))
     return results
@@ -74,11 +95,19 @@ COMBOS = list(itertools.product(attention_choices(), [False, True], ["torch", "t
 
 
 @pytest.mark.parametrize("attention,cuda_graphs,kv_store,prefix_caching,compile", COMBOS)
-def test_switch_combination_agrees_with_baseline(folder, baseline, attention, cuda_graphs, kv_store, prefix_caching,
-                                                 compile):
+def test_switch_combination_agrees_with_baseline(
+    folder, baseline, attention, cuda_graphs, kv_store, prefix_caching, compile
+):
     block_size = 256 if attention == "flash" else 16
-    llm, ours = run_ours(folder, attention=attention, cuda_graphs=cuda_graphs, kv_store=kv_store,
-                         prefix_caching=prefix_caching, compile=compile, block_size=block_size)
+    llm, ours = run_ours(
+        folder,
+        attention=attention,
+        cuda_graphs=cuda_graphs,
+        kv_store=kv_store,
+        prefix_caching=prefix_caching,
+        compile=compile,
+        block_size=block_size,
+    )
     assert_close(ours, baseline)
     counters = llm.engine.counters()
     assert counters["attention_backend"] == attention and counters["kv_store"] == kv_store

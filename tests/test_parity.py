@@ -3,9 +3,9 @@
 import itertools
 
 import pytest
+from models import hf_greedy
 
 from allmos import LLM, SamplingParams
-from models import hf_greedy
 
 PROMPTS = [
     [5, 6, 7, 8, 9, 10, 11],
@@ -35,8 +35,12 @@ COMBOS = list(itertools.product(["continuous", "static"], [False, True], [False,
 def test_greedy_parity_every_combination(tiny_qwen3, reference, scheduler, prefix_caching, chunked_prefill, block_size):
     budget = 32 if chunked_prefill else 256  # 32 < the longest prompt: chunks really happen
     out = generate(
-        tiny_qwen3, scheduler=scheduler, prefix_caching=prefix_caching, chunked_prefill=chunked_prefill,
-        block_size=block_size, max_num_batched_tokens=budget,
+        tiny_qwen3,
+        scheduler=scheduler,
+        prefix_caching=prefix_caching,
+        chunked_prefill=chunked_prefill,
+        block_size=block_size,
+        max_num_batched_tokens=budget,
     )
     assert out == reference
 

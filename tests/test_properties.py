@@ -13,10 +13,10 @@ from functools import cache
 
 from hypothesis import HealthCheck, event, example, given, settings, target
 from hypothesis import strategies as st
+from test_scheduler import drive, make_scheduler, reference_output, run_alone
 
 from allmos import LLM, SamplingParams
 from allmos.engine.sequence import Sequence
-from test_scheduler import drive, make_scheduler, reference_output, run_alone
 
 BLOCK_SIZES = [2, 4, 8, 16, 32]
 MAX_STEPS = 10_000
@@ -30,8 +30,8 @@ def blocks_for(num_tokens: int, block_size: int) -> int:
 def prompt_sets(draw, min_size=1, max_size=12, max_len=60, vocab_tops=(10, 11, 12, 200)):
     """Prompts of 1..max_len tokens; many reuse a random-length prefix of an earlier prompt, some repeat one.
 
-    A narrow vocabulary (down to one token) makes equal blocks at different positions and after different prefixes common
-    (what chained hashing must tell apart); a wide one makes accidental agreement rare.
+    A narrow vocabulary (down to one token) makes equal blocks at different positions and after
+    different prefixes common (what chained hashing must tell apart); a wide one makes accidental agreement rare.
     """
     n = draw(st.integers(min_size, max_size))
     tokens = st.integers(10, draw(st.sampled_from(vocab_tops)))
@@ -74,23 +74,37 @@ def scheduler_cases(draw, prefix=None, vocab_tops=(10, 11, 12, 200)):
     else:  # what validation demands without chunking
         budget = draw(st.integers(max_model_len, max_model_len + 64))
     return dict(
-        prompts=prompts, params=params, arrivals=arrivals, block_size=block_size, max_model_len=max_model_len,
-        num_blocks=num_blocks, chunked=chunked, budget=budget, max_num_seqs=draw(st.integers(1, 8)),
+        prompts=prompts,
+        params=params,
+        arrivals=arrivals,
+        block_size=block_size,
+        max_model_len=max_model_len,
+        num_blocks=num_blocks,
+        chunked=chunked,
+        budget=budget,
+        max_num_seqs=draw(st.integers(1, 8)),
         prefix=draw(st.booleans()) if prefix is None else prefix,
         kind=draw(st.sampled_from(["continuous", "static"])),
     )
 
 
 SETTINGS = settings(
-    max_examples=60, deadline=None, database=None,
+    max_examples=60,
+    deadline=None,
+    database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 
 
 def check_workload(case) -> None:
     sched = make_scheduler(
-        case["kind"], num_blocks=case["num_blocks"], block_size=case["block_size"], prefix=case["prefix"],
-        max_num_seqs=case["max_num_seqs"], budget=case["budget"], max_model_len=case["max_model_len"],
+        case["kind"],
+        num_blocks=case["num_blocks"],
+        block_size=case["block_size"],
+        prefix=case["prefix"],
+        max_num_seqs=case["max_num_seqs"],
+        budget=case["budget"],
+        max_model_len=case["max_model_len"],
         chunked=case["chunked"],
     )
     seqs = [Sequence(i, p, sp) for i, (p, sp) in enumerate(zip(case["prompts"], case["params"]))]
@@ -186,9 +200,12 @@ def engine_cases(draw):
     fewest = blocks_for(longest, block_size)
     chunked = draw(st.booleans())
     return dict(
-        indices=indices, max_tokens=max_tokens, block_size=block_size,
+        indices=indices,
+        max_tokens=max_tokens,
+        block_size=block_size,
         num_kv_blocks=draw(st.integers(fewest, 2 * fewest + 2)),
-        prefix_caching=draw(st.sampled_from([True, True, False])), chunked_prefill=chunked,
+        prefix_caching=draw(st.sampled_from([True, True, False])),
+        chunked_prefill=chunked,
         max_num_batched_tokens=draw(st.integers(4, 40)) if chunked else MAX_MODEL_LEN,
         scheduler=draw(st.sampled_from(["continuous", "static"])),
         max_num_seqs=draw(st.integers(1, 3)),
@@ -198,19 +215,34 @@ def engine_cases(draw):
 # Two fixed cases that surely preempt, hit the prefix cache and (the first) chunk prompts.
 PINNED = [
     dict(
-        indices=[0, 1, 2, 6, 3], max_tokens=[10] * 5, block_size=4, num_kv_blocks=10, prefix_caching=True,
-        chunked_prefill=True, max_num_batched_tokens=8, scheduler="continuous", max_num_seqs=4,
+        indices=[0, 1, 2, 6, 3],
+        max_tokens=[10] * 5,
+        block_size=4,
+        num_kv_blocks=10,
+        prefix_caching=True,
+        chunked_prefill=True,
+        max_num_batched_tokens=8,
+        scheduler="continuous",
+        max_num_seqs=4,
     ),
     dict(
-        indices=[6, 0, 2, 4, 5], max_tokens=[10, 5, 10, 3, 10], block_size=8, num_kv_blocks=5,
-        prefix_caching=True, chunked_prefill=False, max_num_batched_tokens=MAX_MODEL_LEN, scheduler="static",
+        indices=[6, 0, 2, 4, 5],
+        max_tokens=[10, 5, 10, 3, 10],
+        block_size=8,
+        num_kv_blocks=5,
+        prefix_caching=True,
+        chunked_prefill=False,
+        max_num_batched_tokens=MAX_MODEL_LEN,
+        scheduler="static",
         max_num_seqs=3,
     ),
 ]
 
 
 @settings(
-    max_examples=30, deadline=None, database=None,
+    max_examples=30,
+    deadline=None,
+    database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 @given(case=engine_cases())

@@ -7,16 +7,16 @@ import sys
 
 import pytest
 import torch
+from models import save_tiny_model
 from safetensors.torch import load_file, save_file
 
 from allmos import LLM, SamplingParams
 from allmos.attention.flash import FlashBackend
 from allmos.attention.triton_backend import TritonBackend
-from allmos.kv_store.triton_store import TritonKVStore
 from allmos.config import EngineConfig, PluginChoice
 from allmos.errors import ConfigError, RequestError
+from allmos.kv_store.triton_store import TritonKVStore
 from allmos.validation import validate
-from models import save_tiny_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -34,10 +34,24 @@ REFUSED = [
 
 @pytest.mark.parametrize("overrides,switch,hint", REFUSED)
 def test_refused_configs_exit_non_zero_naming_the_switch(tmp_path, overrides, switch, hint):
-    args = [sys.executable, "run.py", "model=qwen3-tiny", "workload=smoke", "device=cpu", "probe=false", *overrides,
-            f"hydra.run.dir={tmp_path}"]
-    proc = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300,
-                          env=dict(os.environ, ALLMOS_CACHE=str(tmp_path / "cache")))
+    args = [
+        sys.executable,
+        "run.py",
+        "model=qwen3-tiny",
+        "workload=smoke",
+        "device=cpu",
+        "probe=false",
+        *overrides,
+        f"hydra.run.dir={tmp_path}",
+    ]
+    proc = subprocess.run(
+        args,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, ALLMOS_CACHE=str(tmp_path / "cache")),
+    )
     assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
     out = proc.stdout + proc.stderr
     assert f"{switch}:" in out and hint in out
@@ -59,8 +73,11 @@ def test_missing_optional_packages_are_named_with_the_install_command(monkeypatc
     import importlib.util
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name in ("flash_attn", "flash_attn_interface", "triton") else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name in ("flash_attn", "flash_attn_interface", "triton") else real(name, *a),
+    )
     with pytest.raises(ConfigError, match="attention: flash needs the flash-attn package.*pip install flash-attn"):
         FlashBackend.check(EngineConfig(block_size=256))
     with pytest.raises(ConfigError, match="kv_store: needs the triton package: pip install triton"):
@@ -73,8 +90,11 @@ def test_tensor_parallel_beyond_visible_gpus_is_refused(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     with pytest.raises(ConfigError, match="tensor_parallel_size: 2 ranks need as many GPUs, 1 visible"):
-        validate(EngineConfig(architecture={"model_type": "qwen3"}, random_weights="always", device="cuda",
-                              tensor_parallel_size=2))
+        validate(
+            EngineConfig(
+                architecture={"model_type": "qwen3"}, random_weights="always", device="cuda", tensor_parallel_size=2
+            )
+        )
 
 
 @pytest.fixture(scope="module")
@@ -147,6 +167,8 @@ def test_bin_checkpoints_only_when_asked(tmp_path):
     with pytest.raises(FileNotFoundError, match="load_format=pt"):
         LLM(bin_folder, num_kv_blocks=4, max_model_len=256)
     params = SamplingParams(temperature=0, max_tokens=5)
-    ours = LLM(bin_folder, num_kv_blocks=8, max_model_len=256, load_format="pt").generate([[4, 5, 6]], params, use_tqdm=False)
+    ours = LLM(bin_folder, num_kv_blocks=8, max_model_len=256, load_format="pt").generate(
+        [[4, 5, 6]], params, use_tqdm=False
+    )
     ref = LLM(folder, num_kv_blocks=8, max_model_len=256).generate([[4, 5, 6]], params, use_tqdm=False)
     assert ours[0]["token_ids"] == ref[0]["token_ids"]

@@ -11,8 +11,15 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def run(tmp_path, *overrides, flags=(), multirun=False):
-    args = [sys.executable, "run.py", *(["-m"] if multirun else []), *overrides,
-            f"hydra.run.dir={tmp_path}/run", f"hydra.sweep.dir={tmp_path}/sweep", *flags]
+    args = [
+        sys.executable,
+        "run.py",
+        *(["-m"] if multirun else []),
+        *overrides,
+        f"hydra.run.dir={tmp_path}/run",
+        f"hydra.sweep.dir={tmp_path}/sweep",
+        *flags,
+    ]
     env = dict(os.environ, ALLMOS_CACHE=str(tmp_path / "cache"))
     return subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
 

@@ -41,7 +41,7 @@ def reference_output(prompt: list[int], params: SamplingParams, max_model_len: i
         tokens.append(token)
         out = len(tokens) - len(prompt)
         if (not params.ignore_eos and token in eos) or out >= params.max_tokens or len(tokens) >= max_model_len:
-            return tokens[len(prompt):]
+            return tokens[len(prompt) :]
 
 
 def prefix_digests(tokens: list[int]) -> list[int]:
@@ -90,8 +90,15 @@ class FakeModel:
 
 
 def make_scheduler(
-    kind="continuous", num_blocks=64, block_size=4, prefix=False, max_num_seqs=8, budget=256,
-    max_model_len=256, chunked=False, eos=(EOS,),
+    kind="continuous",
+    num_blocks=64,
+    block_size=4,
+    prefix=False,
+    max_num_seqs=8,
+    budget=256,
+    max_model_len=256,
+    chunked=False,
+    eos=(EOS,),
 ):
     bm = (PrefixCachingBlockManager if prefix else PagedBlockManager)(num_blocks, block_size)
     limits = SchedulerLimits(max_num_seqs, budget, max_model_len, chunked)

@@ -156,8 +156,13 @@ while True:
 def test_ctrl_c_stops_every_process(tiny_qwen3):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     proc = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(SCRIPT.format(folder=tiny_qwen3))], env=env,
-        start_new_session=True, capture_output=True, text=True, timeout=120, check=False,
+        [sys.executable, "-c", textwrap.dedent(SCRIPT.format(folder=tiny_qwen3))],
+        env=env,
+        start_new_session=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert proc.returncode != 0
     assert "KeyboardInterrupt" in proc.stderr and proc.stderr.count("Traceback") == 1, proc.stderr

@@ -24,8 +24,15 @@ SHARED = list(range(1000, 1040))
 PROMPTS = [SHARED + [7, 8, 9], SHARED + list(range(50, 90)), [3, 4, 5], list(range(200, 263)), SHARED + [11]]
 MAX_TOKENS = 32
 TOP = 5
-GPU_MODEL = dict(hidden_size=256, intermediate_size=512, num_hidden_layers=4, num_attention_heads=8,
-                 num_key_value_heads=4, head_dim=64, vocab_size=4096)
+GPU_MODEL = dict(
+    hidden_size=256,
+    intermediate_size=512,
+    num_hidden_layers=4,
+    num_attention_heads=8,
+    num_key_value_heads=4,
+    head_dim=64,
+    vocab_size=4096,
+)
 PARAMS = SamplingParams(temperature=0, max_tokens=MAX_TOKENS, ignore_eos=True, logprobs=TOP)
 
 
@@ -39,8 +46,16 @@ def make(folder, **switches):
         # a fixed cache size skips the memory profiling (the cuda_graphs=false cases cover it on two
         # ranks); at HEAD a7c931d/3dcb737 it ran a forward before CudaGraphRunner.capture and failed
         switches.setdefault("num_kv_blocks", 512)
-    return LLM(folder, device="cuda", dtype="bfloat16", max_model_len=512, max_num_seqs=16,
-               gpu_memory_utilization=0.3, block_size=16, **switches)
+    return LLM(
+        folder,
+        device="cuda",
+        dtype="bfloat16",
+        max_model_len=512,
+        max_num_seqs=16,
+        gpu_memory_utilization=0.3,
+        block_size=16,
+        **switches,
+    )
 
 
 def generate(llm):
@@ -74,8 +89,9 @@ COMBOS = list(itertools.product(["sdpa", "triton"], [False, True], [False, True]
 
 @pytest.mark.parametrize("attention,cuda_graphs,prefix_caching", COMBOS)
 def test_two_ranks_agree_with_one(folder, baseline, attention, cuda_graphs, prefix_caching):
-    llm = make(folder, tensor_parallel_size=2, attention=attention, cuda_graphs=cuda_graphs,
-               prefix_caching=prefix_caching)
+    llm = make(
+        folder, tensor_parallel_size=2, attention=attention, cuda_graphs=cuda_graphs, prefix_caching=prefix_caching
+    )
     try:
         assert_close(generate(llm), baseline)
         counters = llm.engine.counters()

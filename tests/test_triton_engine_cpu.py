@@ -14,8 +14,13 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 def test_triton_engine_matches_sdpa_under_interpreter(tiny_qwen3):
     env = dict(os.environ, TRITON_INTERPRET="1", PYTHONPATH=os.path.dirname(HERE))
-    proc = subprocess.run([sys.executable, os.path.join(HERE, "triton_engine_script.py"), tiny_qwen3],
-                          capture_output=True, text=True, timeout=600, env=env)
+    proc = subprocess.run(
+        [sys.executable, os.path.join(HERE, "triton_engine_script.py"), tiny_qwen3],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["triton"] == out["reference"]

@@ -122,8 +122,7 @@ def test_decode_gpu_tile_sizes(block_n):
     lens = torch.tensor(lens_list, dtype=torch.int32, device=DEVICE)
     expected = paged_decode_attention(q, k_cache, v_cache, block_tables, lens, 0.1, num_splits=1, block_n=64)
     for splits in (1, 5):
-        out = paged_decode_attention(q, k_cache, v_cache, block_tables, lens, 0.1, num_splits=splits,
-                                     block_n=block_n)
+        out = paged_decode_attention(q, k_cache, v_cache, block_tables, lens, 0.1, num_splits=splits, block_n=block_n)
         torch.testing.assert_close(out.float(), expected.float(), atol=1e-2, rtol=1e-2)
 
 

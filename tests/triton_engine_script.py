@@ -22,10 +22,20 @@ folder = sys.argv[1]
 prompts = [[5, 6, 7, 8, 9, 10, 11], list(range(20, 60)), [3, 4], list(range(20, 52)) + [9]]
 params = SamplingParams(temperature=0, max_tokens=6)
 results = {}
-for name, switches in {"reference": {}, "triton": {"attention": "triton", "kv_store": "triton"},
-                       "triton_prefix": {"attention": "triton", "kv_store": "triton", "prefix_caching": True}}.items():
-    llm = LLM(folder, dtype="float32", block_size=16, num_kv_blocks=32, max_model_len=256, max_num_batched_tokens=256,
-              **switches)
+for name, switches in {
+    "reference": {},
+    "triton": {"attention": "triton", "kv_store": "triton"},
+    "triton_prefix": {"attention": "triton", "kv_store": "triton", "prefix_caching": True},
+}.items():
+    llm = LLM(
+        folder,
+        dtype="float32",
+        block_size=16,
+        num_kv_blocks=32,
+        max_model_len=256,
+        max_num_batched_tokens=256,
+        **switches,
+    )
     llm.generate(prompts[1:2], params, use_tqdm=False)  # caches the prefix the last prompt shares
     results[name] = [o["token_ids"] for o in llm.generate(prompts, params, use_tqdm=False)]
     results[name + "_counters"] = llm.engine.counters()

@@ -6,7 +6,8 @@ GPU tests at realistic sizes live in test_triton_kernels_gpu.py.
 TRITON_INTERPRET must be set before triton is first imported (triton's own jit library is bound to the
 interpreter at import), and it then holds for the rest of the pytest process. So that it never leaks into
 compiled-kernel tests, this module skips itself on machines with CUDA unless TRITON_INTERPRET=1 is already
-set (`TRITON_INTERPRET=1 pytest tests/triton_interpreter_kernels.py` runs it there; test_triton_kernels_cpu.py runs it in its own process).
+set (`TRITON_INTERPRET=1 pytest tests/triton_interpreter_kernels.py` runs it there;
+test_triton_kernels_cpu.py runs it in its own process).
 """
 
 import importlib
@@ -18,11 +19,16 @@ import torch
 
 if os.environ.get("TRITON_INTERPRET") != "1":
     if torch.cuda.is_available():
-        pytest.skip("CUDA is present: test_triton_kernels_gpu.py tests the compiled kernels "
-                    "(set TRITON_INTERPRET=1 to run these interpreter tests)", allow_module_level=True)
+        pytest.skip(
+            "CUDA is present: test_triton_kernels_gpu.py tests the compiled kernels "
+            "(set TRITON_INTERPRET=1 to run these interpreter tests)",
+            allow_module_level=True,
+        )
     if "triton" in sys.modules:
-        pytest.skip("triton was imported before TRITON_INTERPRET=1 could be set; "
-                    "run this file in its own pytest process", allow_module_level=True)
+        pytest.skip(
+            "triton was imported before TRITON_INTERPRET=1 could be set; run this file in its own pytest process",
+            allow_module_level=True,
+        )
 os.environ["TRITON_INTERPRET"] = "1"  # before the first import of triton
 pytest.importorskip("triton")
 
@@ -179,11 +185,11 @@ def decode_reference(q, k_cache, v_cache, block_tables, context_lens, scale):
     return out
 
 
-def run_decode_case(num_heads, num_kv_heads, head_dim, block_size, context_lens, num_splits,
-                    block_n=None, dtype=torch.float32, seed=0):
+def run_decode_case(
+    num_heads, num_kv_heads, head_dim, block_size, context_lens, num_splits, block_n=None, dtype=torch.float32, seed=0
+):
     gen = torch.Generator().manual_seed(seed)
-    k_cache, v_cache, block_tables = make_paged_cache(
-        context_lens, block_size, num_kv_heads, head_dim, dtype, gen)
+    k_cache, v_cache, block_tables = make_paged_cache(context_lens, block_size, num_kv_heads, head_dim, dtype, gen)
     batch = len(context_lens)
     # Non-contiguous q: the query slice of a fused qkv tensor.
     qkv = torch.randn(batch, num_heads + 2 * num_kv_heads, head_dim, generator=gen).to(dtype)
@@ -192,8 +198,9 @@ def run_decode_case(num_heads, num_kv_heads, head_dim, block_size, context_lens,
     scale = head_dim**-0.5
     out = torch.full(q.shape, float("nan"), dtype=dtype)
 
-    result = paged_decode_attention(q, k_cache, v_cache, block_tables, lens, scale,
-                                    num_splits=num_splits, out=out, block_n=block_n)
+    result = paged_decode_attention(
+        q, k_cache, v_cache, block_tables, lens, scale, num_splits=num_splits, out=out, block_n=block_n
+    )
     assert result is out
     return out, decode_reference(q, k_cache, v_cache, block_tables, lens, scale)
 
@@ -223,8 +230,9 @@ def test_decode_rejects_bad_head_dim():
     q = torch.randn(1, 2, 24)
     cache = torch.randn(2, 16, 1, 24)
     with pytest.raises(ValueError, match="head_dim"):
-        paged_decode_attention(q, cache, cache, torch.zeros(1, 1, dtype=torch.int32),
-                               torch.ones(1, dtype=torch.int32), 1.0)
+        paged_decode_attention(
+            q, cache, cache, torch.zeros(1, 1, dtype=torch.int32), torch.ones(1, dtype=torch.int32), 1.0
+        )
 
 
 def test_default_num_splits():
@@ -251,19 +259,39 @@ def prefill_reference(q, k_cache, v_cache, cu_seqlens, context_lens, block_table
     return out
 
 
-def run_prefill_case(q_lens, context_lens, num_heads, num_kv_heads, head_dim, block_size,
-                     block_m=None, block_n=None, dtype=torch.float32, seed=0):
+def run_prefill_case(
+    q_lens,
+    context_lens,
+    num_heads,
+    num_kv_heads,
+    head_dim,
+    block_size,
+    block_m=None,
+    block_n=None,
+    dtype=torch.float32,
+    seed=0,
+):
     gen = torch.Generator().manual_seed(seed)
-    k_cache, v_cache, block_tables = make_paged_cache(
-        context_lens, block_size, num_kv_heads, head_dim, dtype, gen)
+    k_cache, v_cache, block_tables = make_paged_cache(context_lens, block_size, num_kv_heads, head_dim, dtype, gen)
     cu_seqlens = torch.tensor([0] + q_lens, dtype=torch.int32).cumsum(0).to(torch.int32)
     lens = torch.tensor(context_lens, dtype=torch.int32)
     q = torch.randn(sum(q_lens), num_heads, head_dim, generator=gen).to(dtype)
     scale = head_dim**-0.5
     out = torch.full(q.shape, float("nan"), dtype=dtype)
 
-    paged_prefill_attention(q, k_cache, v_cache, cu_seqlens, lens, block_tables, max(q_lens), scale,
-                            out=out, block_m=block_m, block_n=block_n)
+    paged_prefill_attention(
+        q,
+        k_cache,
+        v_cache,
+        cu_seqlens,
+        lens,
+        block_tables,
+        max(q_lens),
+        scale,
+        out=out,
+        block_m=block_m,
+        block_n=block_n,
+    )
     return out, prefill_reference(q, k_cache, v_cache, cu_seqlens, lens, block_tables, scale)
 
 
@@ -287,6 +315,5 @@ def test_prefill_head_dim_64_multi_query_group():
 
 
 def test_prefill_fp16():
-    out, ref = run_prefill_case([12, 3], [12, 33], 2, 2, 16, 16, block_m=16, block_n=16,
-                                dtype=torch.float16, seed=4)
+    out, ref = run_prefill_case([12, 3], [12, 33], 2, 2, 16, 16, block_m=16, block_n=16, dtype=torch.float16, seed=4)
     assert_close(out, ref, atol=2e-3, rtol=2e-3)

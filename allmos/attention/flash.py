@@ -39,7 +39,9 @@ class FlashBackend(AttentionBackend):
     @classmethod
     def check(cls, config) -> None:
         if config.block_size % 256:
-            raise ConfigError("block_size", f"attention=flash needs pages of a multiple of 256 tokens, got {config.block_size}")
+            raise ConfigError(
+                "block_size", f"attention=flash needs pages of a multiple of 256 tokens, got {config.block_size}"
+            )
         if installed_flavor() is None:
             raise ConfigError("attention", f"flash needs the flash-attn package, which is not installed: {INSTALL}")
 
@@ -52,30 +54,61 @@ class FlashBackend(AttentionBackend):
             return self.forward_fa3(q, k_cache, v_cache, meta)
         if not meta.is_prefill:
             out = self.lib.flash_attn_with_kvcache(
-                q.unsqueeze(1), k_cache, v_cache, cache_seqlens=meta.context_lens,
-                block_table=meta.block_tables, softmax_scale=self.heads.scale, causal=True,
+                q.unsqueeze(1),
+                k_cache,
+                v_cache,
+                cache_seqlens=meta.context_lens,
+                block_table=meta.block_tables,
+                softmax_scale=self.heads.scale,
+                causal=True,
             )
             return out.squeeze(1)
         if meta.has_cached_context:
             return self.lib.flash_attn_varlen_func(
-                q, k_cache, v_cache, meta.cu_seqlens_q, meta.backend_data, meta.max_seqlen_q, meta.max_seqlen_k,
-                softmax_scale=self.heads.scale, causal=True, block_table=meta.block_tables,
+                q,
+                k_cache,
+                v_cache,
+                meta.cu_seqlens_q,
+                meta.backend_data,
+                meta.max_seqlen_q,
+                meta.max_seqlen_k,
+                softmax_scale=self.heads.scale,
+                causal=True,
+                block_table=meta.block_tables,
             )
         return self.lib.flash_attn_varlen_func(
-            q, k, v, meta.cu_seqlens_q, meta.cu_seqlens_q, meta.max_seqlen_q, meta.max_seqlen_q,
-            softmax_scale=self.heads.scale, causal=True,
+            q,
+            k,
+            v,
+            meta.cu_seqlens_q,
+            meta.cu_seqlens_q,
+            meta.max_seqlen_q,
+            meta.max_seqlen_q,
+            softmax_scale=self.heads.scale,
+            causal=True,
         )
 
     def forward_fa3(self, q, k_cache, v_cache, meta):
         if not meta.is_prefill:
             out = self.lib.flash_attn_with_kvcache(
-                q.unsqueeze(1), k_cache, v_cache, cache_seqlens=meta.context_lens, page_table=meta.block_tables,
-                softmax_scale=self.heads.scale, causal=True,
+                q.unsqueeze(1),
+                k_cache,
+                v_cache,
+                cache_seqlens=meta.context_lens,
+                page_table=meta.block_tables,
+                softmax_scale=self.heads.scale,
+                causal=True,
             )
             return out.squeeze(1)
         return self.lib.flash_attn_with_kvcache(
-            q, k_cache, v_cache, cache_seqlens=meta.context_lens, page_table=meta.block_tables,
-            cu_seqlens_q=meta.cu_seqlens_q, max_seqlen_q=meta.max_seqlen_q, softmax_scale=self.heads.scale,
+            q,
+            k_cache,
+            v_cache,
+            cache_seqlens=meta.context_lens,
+            page_table=meta.block_tables,
+            cu_seqlens_q=meta.cu_seqlens_q,
+            max_seqlen_q=meta.max_seqlen_q,
+            softmax_scale=self.heads.scale,
             causal=True,
         )
 

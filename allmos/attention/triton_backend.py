@@ -36,10 +36,21 @@ class TritonBackend(AttentionBackend):
     def forward(self, q, k, v, k_cache, v_cache, meta):
         if meta.is_prefill:
             return self.kernels.paged_prefill_attention(
-                q, k_cache, v_cache, meta.cu_seqlens_q, meta.context_lens, meta.block_tables,
-                meta.max_seqlen_q, self.heads.scale,
+                q,
+                k_cache,
+                v_cache,
+                meta.cu_seqlens_q,
+                meta.context_lens,
+                meta.block_tables,
+                meta.max_seqlen_q,
+                self.heads.scale,
             )
         return self.kernels.paged_decode_attention(
-            q, k_cache, v_cache, meta.block_tables, meta.context_lens, self.heads.scale,
+            q,
+            k_cache,
+            v_cache,
+            meta.block_tables,
+            meta.context_lens,
+            self.heads.scale,
             num_splits=self.options.num_splits,
         )

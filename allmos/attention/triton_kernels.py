@@ -47,12 +47,26 @@ def _tile_pages(bt_row_ptr, tile_start, offs_n, in_range, BLOCK_SIZE: tl.constex
 
 @triton.jit
 def _attend_kv_tiles(
-    acc, l_i, m_i, q, q_pos, tok_start, tok_end,
-    bt_row_ptr, k_head_ptr, v_head_ptr,
-    stride_kp, stride_kt, stride_vp, stride_vt,
+    acc,
+    l_i,
+    m_i,
+    q,
+    q_pos,
+    tok_start,
+    tok_end,
+    bt_row_ptr,
+    k_head_ptr,
+    v_head_ptr,
+    stride_kp,
+    stride_kt,
+    stride_vp,
+    stride_vt,
     qk_scale,
-    HEAD_DIM: tl.constexpr, BLOCK_SIZE: tl.constexpr, BLOCK_N: tl.constexpr,
-    MASK_BOUNDS: tl.constexpr, CAUSAL: tl.constexpr,
+    HEAD_DIM: tl.constexpr,
+    BLOCK_SIZE: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    MASK_BOUNDS: tl.constexpr,
+    CAUSAL: tl.constexpr,
 ):
     """Online-softmax update of (acc, l_i, m_i) with KV tokens [tok_start, tok_end).
 
@@ -102,16 +116,33 @@ def _attend_kv_tiles(
 
 @triton.jit
 def _decode_split_kernel(
-    q_ptr, k_cache_ptr, v_cache_ptr, block_tables_ptr, context_lens_ptr,
-    out_ptr, partial_out_ptr, partial_lse_ptr,
-    qk_scale, num_splits,
-    stride_qb, stride_qh,
-    stride_kp, stride_kt, stride_kh,
-    stride_vp, stride_vt, stride_vh,
+    q_ptr,
+    k_cache_ptr,
+    v_cache_ptr,
+    block_tables_ptr,
+    context_lens_ptr,
+    out_ptr,
+    partial_out_ptr,
+    partial_lse_ptr,
+    qk_scale,
+    num_splits,
+    stride_qb,
+    stride_qh,
+    stride_kp,
+    stride_kt,
+    stride_kh,
+    stride_vp,
+    stride_vt,
+    stride_vh,
     stride_btb,
-    stride_ob, stride_oh,
-    GROUP: tl.constexpr, GROUP_PAD: tl.constexpr, HEAD_DIM: tl.constexpr,
-    BLOCK_SIZE: tl.constexpr, BLOCK_N: tl.constexpr, DIRECT_OUT: tl.constexpr,
+    stride_ob,
+    stride_oh,
+    GROUP: tl.constexpr,
+    GROUP_PAD: tl.constexpr,
+    HEAD_DIM: tl.constexpr,
+    BLOCK_SIZE: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    DIRECT_OUT: tl.constexpr,
 ):
     """One program = one (sequence, kv head, split). Its GROUP query heads share every K/V tile it loads.
 
@@ -134,18 +165,36 @@ def _decode_split_kernel(
     offs_d = tl.arange(0, HEAD_DIM)
     q_heads = kv_head * GROUP + offs_g
     head_mask = offs_g < GROUP
-    q = tl.load(q_ptr + batch_idx * stride_qb + q_heads[:, None] * stride_qh + offs_d[None, :],
-                mask=head_mask[:, None], other=0.0)
+    q = tl.load(
+        q_ptr + batch_idx * stride_qb + q_heads[:, None] * stride_qh + offs_d[None, :],
+        mask=head_mask[:, None],
+        other=0.0,
+    )
 
     acc = tl.zeros([GROUP_PAD, HEAD_DIM], dtype=tl.float32)
     l_i = tl.zeros([GROUP_PAD], dtype=tl.float32)
     m_i = tl.full([GROUP_PAD], float("-inf"), dtype=tl.float32)
     acc, l_i, m_i = _attend_kv_tiles(
-        acc, l_i, m_i, q, offs_g, tok_start, tok_end,
+        acc,
+        l_i,
+        m_i,
+        q,
+        offs_g,
+        tok_start,
+        tok_end,
         block_tables_ptr + batch_idx.to(tl.int64) * stride_btb,
-        k_cache_ptr + kv_head * stride_kh, v_cache_ptr + kv_head * stride_vh,
-        stride_kp, stride_kt, stride_vp, stride_vt, qk_scale,
-        HEAD_DIM, BLOCK_SIZE, BLOCK_N, MASK_BOUNDS=True, CAUSAL=False,
+        k_cache_ptr + kv_head * stride_kh,
+        v_cache_ptr + kv_head * stride_vh,
+        stride_kp,
+        stride_kt,
+        stride_vp,
+        stride_vt,
+        qk_scale,
+        HEAD_DIM,
+        BLOCK_SIZE,
+        BLOCK_N,
+        MASK_BOUNDS=True,
+        CAUSAL=False,
     )
 
     # An empty split (or context_len == 0) leaves l_i == 0: it yields o = 0 and lse = -inf.
@@ -166,9 +215,14 @@ def _decode_split_kernel(
 
 @triton.jit
 def _decode_combine_kernel(
-    partial_out_ptr, partial_lse_ptr, out_ptr, num_splits,
-    stride_ob, stride_oh,
-    HEAD_DIM: tl.constexpr, SPLITS_PAD: tl.constexpr,
+    partial_out_ptr,
+    partial_lse_ptr,
+    out_ptr,
+    num_splits,
+    stride_ob,
+    stride_oh,
+    HEAD_DIM: tl.constexpr,
+    SPLITS_PAD: tl.constexpr,
 ):
     """One program = one (sequence, query head): merges the splits' normalized outputs by their lse."""
     batch_idx = tl.program_id(0)
@@ -183,8 +237,7 @@ def _decode_combine_kernel(
     lse_max = tl.where(lse_max == float("-inf"), 0.0, lse_max)  # context_len == 0: all splits empty
     weights = tl.exp2(lse - lse_max)
     weight_sum = tl.sum(weights, 0)
-    o = tl.load(partial_out_ptr + rows[:, None] * HEAD_DIM + offs_d[None, :],
-                mask=split_mask[:, None], other=0.0)
+    o = tl.load(partial_out_ptr + rows[:, None] * HEAD_DIM + offs_d[None, :], mask=split_mask[:, None], other=0.0)
     o = tl.sum(o * weights[:, None], 0) / tl.where(weight_sum > 0, weight_sum, 1.0)
     tl.store(out_ptr + batch_idx * stride_ob + head * stride_oh + offs_d, o.to(out_ptr.dtype.element_ty))
 
@@ -216,16 +269,30 @@ def default_num_splits(batch: int, num_kv_heads: int, max_context: int, num_sms:
 
 @triton.jit
 def _prefill_kernel(
-    q_ptr, k_cache_ptr, v_cache_ptr, out_ptr,
-    cu_seqlens_q_ptr, context_lens_ptr, block_tables_ptr,
+    q_ptr,
+    k_cache_ptr,
+    v_cache_ptr,
+    out_ptr,
+    cu_seqlens_q_ptr,
+    context_lens_ptr,
+    block_tables_ptr,
     qk_scale,
-    stride_qt, stride_qh,
-    stride_kp, stride_kt, stride_kh,
-    stride_vp, stride_vt, stride_vh,
+    stride_qt,
+    stride_qh,
+    stride_kp,
+    stride_kt,
+    stride_kh,
+    stride_vp,
+    stride_vt,
+    stride_vh,
     stride_btb,
-    stride_ot, stride_oh,
-    GROUP: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_SIZE: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    stride_ot,
+    stride_oh,
+    GROUP: tl.constexpr,
+    HEAD_DIM: tl.constexpr,
+    BLOCK_SIZE: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
 ):
     """One program = BLOCK_M query rows of one (sequence, query head)."""
     m_block = tl.program_id(0)
@@ -244,8 +311,9 @@ def _prefill_kernel(
     offs_d = tl.arange(0, HEAD_DIM)
     row_mask = offs_m < q_len
     q_rows = (q_start + offs_m).to(tl.int64)
-    q = tl.load(q_ptr + q_rows[:, None] * stride_qt + head * stride_qh + offs_d[None, :],
-                mask=row_mask[:, None], other=0.0)
+    q = tl.load(
+        q_ptr + q_rows[:, None] * stride_qt + head * stride_qh + offs_d[None, :], mask=row_mask[:, None], other=0.0
+    )
     q_pos = prefix_len + offs_m
 
     # Tokens [0, full_end) are visible to every row of the tile; [full_end, causal_end) need the causal mask.
@@ -260,14 +328,48 @@ def _prefill_kernel(
     l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
     m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
     acc, l_i, m_i = _attend_kv_tiles(
-        acc, l_i, m_i, q, q_pos, 0, full_end, bt_row_ptr, k_head_ptr, v_head_ptr,
-        stride_kp, stride_kt, stride_vp, stride_vt, qk_scale,
-        HEAD_DIM, BLOCK_SIZE, BLOCK_N, MASK_BOUNDS=False, CAUSAL=False,
+        acc,
+        l_i,
+        m_i,
+        q,
+        q_pos,
+        0,
+        full_end,
+        bt_row_ptr,
+        k_head_ptr,
+        v_head_ptr,
+        stride_kp,
+        stride_kt,
+        stride_vp,
+        stride_vt,
+        qk_scale,
+        HEAD_DIM,
+        BLOCK_SIZE,
+        BLOCK_N,
+        MASK_BOUNDS=False,
+        CAUSAL=False,
     )
     acc, l_i, m_i = _attend_kv_tiles(
-        acc, l_i, m_i, q, q_pos, full_end, causal_end, bt_row_ptr, k_head_ptr, v_head_ptr,
-        stride_kp, stride_kt, stride_vp, stride_vt, qk_scale,
-        HEAD_DIM, BLOCK_SIZE, BLOCK_N, MASK_BOUNDS=True, CAUSAL=True,
+        acc,
+        l_i,
+        m_i,
+        q,
+        q_pos,
+        full_end,
+        causal_end,
+        bt_row_ptr,
+        k_head_ptr,
+        v_head_ptr,
+        stride_kp,
+        stride_kt,
+        stride_vp,
+        stride_vt,
+        qk_scale,
+        HEAD_DIM,
+        BLOCK_SIZE,
+        BLOCK_N,
+        MASK_BOUNDS=True,
+        CAUSAL=True,
     )
 
     o = acc / tl.where(l_i > 0, l_i, 1.0)[:, None]
@@ -283,8 +385,9 @@ def _prefill_kernel(
 def _check_cache(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor) -> tuple[int, int, int]:
     """Validate shapes shared by both kernels; return (block_size, num_kv_heads, group)."""
     if k_cache.dim() != 4 or k_cache.shape != v_cache.shape:
-        raise ValueError(f"caches must both be [num_blocks, block_size, H, D]; got {tuple(k_cache.shape)}, "
-                         f"{tuple(v_cache.shape)}")
+        raise ValueError(
+            f"caches must both be [num_blocks, block_size, H, D]; got {tuple(k_cache.shape)}, {tuple(v_cache.shape)}"
+        )
     _, block_size, num_kv_heads, head_dim = k_cache.shape
     num_heads = q.shape[1]
     if q.dim() != 3 or q.shape[2] != head_dim:
@@ -355,23 +458,46 @@ def paged_decode_attention(
         partial_lse = torch.empty((batch, num_heads, num_splits), **f32)
 
     _decode_split_kernel[(batch, num_kv_heads, num_splits)](
-        q, k_cache, v_cache, block_tables, context_lens,
-        out, partial_out, partial_lse,
-        scale * _LOG2E, num_splits,
-        q.stride(0), q.stride(1),
-        k_cache.stride(0), k_cache.stride(1), k_cache.stride(2),
-        v_cache.stride(0), v_cache.stride(1), v_cache.stride(2),
+        q,
+        k_cache,
+        v_cache,
+        block_tables,
+        context_lens,
+        out,
+        partial_out,
+        partial_lse,
+        scale * _LOG2E,
+        num_splits,
+        q.stride(0),
+        q.stride(1),
+        k_cache.stride(0),
+        k_cache.stride(1),
+        k_cache.stride(2),
+        v_cache.stride(0),
+        v_cache.stride(1),
+        v_cache.stride(2),
         block_tables.stride(0),
-        out.stride(0), out.stride(1),
-        GROUP=group, GROUP_PAD=max(16, triton.next_power_of_2(group)), HEAD_DIM=head_dim,
-        BLOCK_SIZE=block_size, BLOCK_N=block_n, DIRECT_OUT=direct,
-        num_warps=num_warps, num_stages=num_stages,
+        out.stride(0),
+        out.stride(1),
+        GROUP=group,
+        GROUP_PAD=max(16, triton.next_power_of_2(group)),
+        HEAD_DIM=head_dim,
+        BLOCK_SIZE=block_size,
+        BLOCK_N=block_n,
+        DIRECT_OUT=direct,
+        num_warps=num_warps,
+        num_stages=num_stages,
     )
     if not direct:
         _decode_combine_kernel[(batch, num_heads)](
-            partial_out, partial_lse, out, num_splits,
-            out.stride(0), out.stride(1),
-            HEAD_DIM=head_dim, SPLITS_PAD=triton.next_power_of_2(num_splits),
+            partial_out,
+            partial_lse,
+            out,
+            num_splits,
+            out.stride(0),
+            out.stride(1),
+            HEAD_DIM=head_dim,
+            SPLITS_PAD=triton.next_power_of_2(num_splits),
             num_warps=4 if head_dim * num_splits >= 2048 else 1,
         )
     return out
@@ -421,17 +547,32 @@ def paged_prefill_attention(
 
     grid = (triton.cdiv(max_seqlen_q, block_m), batch, num_heads)
     _prefill_kernel[grid](
-        q, k_cache, v_cache, out,
-        cu_seqlens_q, context_lens, block_tables,
+        q,
+        k_cache,
+        v_cache,
+        out,
+        cu_seqlens_q,
+        context_lens,
+        block_tables,
         scale * _LOG2E,
-        q.stride(0), q.stride(1),
-        k_cache.stride(0), k_cache.stride(1), k_cache.stride(2),
-        v_cache.stride(0), v_cache.stride(1), v_cache.stride(2),
+        q.stride(0),
+        q.stride(1),
+        k_cache.stride(0),
+        k_cache.stride(1),
+        k_cache.stride(2),
+        v_cache.stride(0),
+        v_cache.stride(1),
+        v_cache.stride(2),
         block_tables.stride(0),
-        out.stride(0), out.stride(1),
-        GROUP=group, HEAD_DIM=head_dim, BLOCK_SIZE=block_size,
-        BLOCK_M=block_m, BLOCK_N=block_n,
-        num_warps=num_warps, num_stages=num_stages,
+        out.stride(0),
+        out.stride(1),
+        GROUP=group,
+        HEAD_DIM=head_dim,
+        BLOCK_SIZE=block_size,
+        BLOCK_M=block_m,
+        BLOCK_N=block_n,
+        num_warps=num_warps,
+        num_stages=num_stages,
     )
     return out
 

@@ -33,4 +33,6 @@ def close_enough(ours: list[int], ours_top: list[list[int]], ref: list[int], ref
         return Verdict(False, d, f"lengths differ ({len(ours)} vs {len(ref)}) with no token differing")
     if ours[d] in ref_top[d] and ref[d] in ours_top[d]:
         return Verdict(True, d)
-    return Verdict(False, d, f"at {d}: ours {ours[d]} (reference top {ref_top[d]}), reference {ref[d]} (our top {ours_top[d]})")
+    return Verdict(
+        False, d, f"at {d}: ours {ours[d]} (reference top {ref_top[d]}), reference {ref[d]} (our top {ours_top[d]})"
+    )

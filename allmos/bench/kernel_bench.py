@@ -54,8 +54,16 @@ SWEEP_BLOCK_N = (32, 64, 128)
 SWEEP_WARPS = (4, 8)
 SWEEP_STAGES = (2, 3)
 PREFILL_SHAPES = ((4, 2048, 2048), (16, 512, 512), (4, 512, 2048))  # (sequences, q_len, context_len)
-PREFILL_CONFIGS = ((128, 64, 8, 2), (128, 64, 8, 3), (128, 128, 8, 2), (128, 64, 4, 2), (128, 32, 4, 3),
-                   (64, 64, 4, 2), (64, 64, 4, 3), (64, 128, 4, 2))  # block_m, block_n, warps, stages
+PREFILL_CONFIGS = (
+    (128, 64, 8, 2),
+    (128, 64, 8, 3),
+    (128, 128, 8, 2),
+    (128, 64, 4, 2),
+    (128, 32, 4, 3),
+    (64, 64, 4, 2),
+    (64, 64, 4, 3),
+    (64, 128, 4, 2),
+)  # block_m, block_n, warps, stages
 ROTATION_BYTES = 256 << 20  # input bytes cycled through between reuses: several times the L2
 GRAPH_BYTES = 1 << 30  # bytes moved per graph replay, so one replay lasts well above timer resolution
 MAX_SETS = 128
@@ -167,8 +175,12 @@ def make_decode_bench(batch: int, context: int, block_size: int) -> DecodeBench:
 
 
 def triton_calls(x: DecodeBench, **config) -> list:
-    return [functools.partial(paged_decode_attention, q, x.k_cache, x.v_cache, block_tables, x.context_lens,
-                              x.scale, out=out, **config) for q, block_tables, out in x.sets]
+    return [
+        functools.partial(
+            paged_decode_attention, q, x.k_cache, x.v_cache, block_tables, x.context_lens, x.scale, out=out, **config
+        )
+        for q, block_tables, out in x.sets
+    ]
 
 
 def gather_dense(x: DecodeBench, block_tables: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -213,8 +225,10 @@ def flash_attn_timing(x: DecodeBench) -> dict:
     except ImportError:
         return {"flash_attn": "not installed"}
     kwargs = {"cache_seqlens": x.context_lens, "softmax_scale": x.scale, "causal": True}
-    calls = [functools.partial(flash_attn_with_kvcache, q.unsqueeze(1), x.k_cache, x.v_cache, block_table=bt,
-                               **kwargs) for q, bt, _ in x.sets]
+    calls = [
+        functools.partial(flash_attn_with_kvcache, q.unsqueeze(1), x.k_cache, x.v_cache, block_table=bt, **kwargs)
+        for q, bt, _ in x.sets
+    ]
     try:
         return {"flash_attn_ms": graph_ms(calls, x.bytes_per_call)}
     except Exception as exc:  # noqa: BLE001 -- e.g. FA2 needs page sizes that are multiples of 256
@@ -237,11 +251,16 @@ def sweep_decode(x: DecodeBench) -> tuple[dict, list[dict]]:
 def bench_decode_shape(batch: int, context: int, block_size: int, sweep: bool) -> dict:
     x = make_decode_bench(batch, context, block_size)
     num_sms = torch.cuda.get_device_properties(0).multi_processor_count
-    row = {"batch": batch, "context": context, "block_size": block_size, "bytes": x.bytes_per_call,
-           "input_sets": len(x.sets),
-           "default_num_splits": default_num_splits(batch, NUM_KV_HEADS, context, num_sms),
-           "triton_default_ms": graph_ms(triton_calls(x), x.bytes_per_call),
-           "triton_default_host_us": host_us(triton_calls(x)[0])}
+    row = {
+        "batch": batch,
+        "context": context,
+        "block_size": block_size,
+        "bytes": x.bytes_per_call,
+        "input_sets": len(x.sets),
+        "default_num_splits": default_num_splits(batch, NUM_KV_HEADS, context, num_sms),
+        "triton_default_ms": graph_ms(triton_calls(x), x.bytes_per_call),
+        "triton_default_host_us": host_us(triton_calls(x)[0]),
+    }
     row.update(sdpa_timings(x))
     row.update(flash_attn_timing(x))
     if sweep:
@@ -268,18 +287,26 @@ def bench_prefill_shape(seqs: int, q_len: int, context: int, block_size: int, sw
     out = torch.empty_like(q)
 
     def run(**config):
-        return paged_prefill_attention(q, k_cache, v_cache, cu_seqlens, context_lens, block_tables, q_len,
-                                       HEAD_DIM**-0.5, out=out, **config)
+        return paged_prefill_attention(
+            q, k_cache, v_cache, cu_seqlens, context_lens, block_tables, q_len, HEAD_DIM**-0.5, out=out, **config
+        )
 
     visible = q_len * (context - q_len) + q_len * (q_len + 1) // 2  # causal (query, key) pairs per seq
     flops = 4 * seqs * visible * NUM_HEADS * HEAD_DIM
-    row = {"seqs": seqs, "q_len": q_len, "context": context, "block_size": block_size, "flops": flops,
-           "triton_default_ms": median_ms(run)}
+    row = {
+        "seqs": seqs,
+        "q_len": q_len,
+        "context": context,
+        "block_size": block_size,
+        "flops": flops,
+        "triton_default_ms": median_ms(run),
+    }
     if q_len == context:  # fresh prompts: dense causal SDPA on contiguous tensors as the reference
         qd = q.view(seqs, q_len, NUM_HEADS, HEAD_DIM).transpose(1, 2)
         kd, vd = (torch.randn(seqs, NUM_HEADS, context, HEAD_DIM, dtype=DTYPE, device="cuda") for _ in "kv")
         row["torch_sdpa_dense_causal_ms"] = median_ms(
-            lambda: torch.nn.functional.scaled_dot_product_attention(qd, kd, vd, is_causal=True))
+            lambda: torch.nn.functional.scaled_dot_product_attention(qd, kd, vd, is_causal=True)
+        )
     if sweep:
         trials = []
         for block_m, block_n, warps, stages in PREFILL_CONFIGS:
@@ -309,20 +336,30 @@ def bench_store(num_tokens: int, block_size: int = 16) -> dict:
     k_cache = torch.randn(shape, dtype=DTYPE, device="cuda")
     v_cache = torch.randn(shape, dtype=DTYPE, device="cuda")
     all_slots = torch.randperm(num_blocks * block_size, device="cuda")[: count * num_tokens].view(count, -1)
-    sets = [(torch.randn(num_tokens, NUM_KV_HEADS, HEAD_DIM, dtype=DTYPE, device="cuda"),
-             torch.randn(num_tokens, NUM_KV_HEADS, HEAD_DIM, dtype=DTYPE, device="cuda"), slots)
-            for slots in all_slots]
+    sets = [
+        (
+            torch.randn(num_tokens, NUM_KV_HEADS, HEAD_DIM, dtype=DTYPE, device="cuda"),
+            torch.randn(num_tokens, NUM_KV_HEADS, HEAD_DIM, dtype=DTYPE, device="cuda"),
+            slots,
+        )
+        for slots in all_slots
+    ]
 
     def torch_store(k, v, slots):
         k_cache.view(-1, NUM_KV_HEADS, HEAD_DIM)[slots] = k
         v_cache.view(-1, NUM_KV_HEADS, HEAD_DIM)[slots] = v
 
-    our_calls = [functools.partial(store_kv_triton, k, v, k_cache, v_cache, slots.to(torch.int32))
-                     for k, v, slots in sets]
+    our_calls = [
+        functools.partial(store_kv_triton, k, v, k_cache, v_cache, slots.to(torch.int32)) for k, v, slots in sets
+    ]
     torch_calls = [functools.partial(torch_store, k, v, slots) for k, v, slots in sets]
-    row = {"num_tokens": num_tokens, "bytes": io_bytes, "input_sets": count,
-           "triton_ms": graph_ms(our_calls, io_bytes),
-           "torch_index_put_ms": graph_ms(torch_calls, io_bytes)}
+    row = {
+        "num_tokens": num_tokens,
+        "bytes": io_bytes,
+        "input_sets": count,
+        "triton_ms": graph_ms(our_calls, io_bytes),
+        "torch_index_put_ms": graph_ms(torch_calls, io_bytes),
+    }
     return add_gbps(row, io_bytes)
 
 
@@ -332,58 +369,78 @@ def bench_store(num_tokens: int, block_size: int = 16) -> dict:
 
 
 def print_decode_table(rows: list[dict]) -> None:
-    print("\npaged decode, GB/s (K/V + q + out bytes / median graph-replay time per call); "
-          "sdpa_gather = gather to dense + SDPA")
-    header = f"{'bs':>4} {'batch':>5} {'ctx':>5} | {'default':>8} {'best':>8} {'sdpa_gather':>11} " \
-             f"{'sdpa_only':>9} {'flash':>8} {'host_us':>7} | best splits/block_n/warps/stages vs default"
+    print(
+        "\npaged decode, GB/s (K/V + q + out bytes / median graph-replay time per call); "
+        "sdpa_gather = gather to dense + SDPA"
+    )
+    header = (
+        f"{'bs':>4} {'batch':>5} {'ctx':>5} | {'default':>8} {'best':>8} {'sdpa_gather':>11} "
+        f"{'sdpa_only':>9} {'flash':>8} {'host_us':>7} | best splits/block_n/warps/stages vs default"
+    )
     print(header)
     for r in rows:
         best = r.get("triton_best")
         best_gbps = f"{gbps(r['bytes'], best['ms']):8.0f}" if best else f"{'-':>8}"
         flash = f"{r['flash_attn_gbps']:8.0f}" if "flash_attn_gbps" in r else f"{'n/a':>8}"
-        config = (f"{best['num_splits']}/{best['block_n']}/{best['num_warps']}/{best['num_stages']}"
-                  if best else "-")
-        print(f"{r['block_size']:>4} {r['batch']:>5} {r['context']:>5} | {r['triton_default_gbps']:8.0f} "
-              f"{best_gbps} {r['torch_sdpa_gather_gbps']:11.0f} {r['torch_sdpa_dense_only_gbps']:9.0f} "
-              f"{flash} {r['triton_default_host_us']:7.1f} | {config} vs {r['default_num_splits']}")
+        config = f"{best['num_splits']}/{best['block_n']}/{best['num_warps']}/{best['num_stages']}" if best else "-"
+        print(
+            f"{r['block_size']:>4} {r['batch']:>5} {r['context']:>5} | {r['triton_default_gbps']:8.0f} "
+            f"{best_gbps} {r['torch_sdpa_gather_gbps']:11.0f} {r['torch_sdpa_dense_only_gbps']:9.0f} "
+            f"{flash} {r['triton_default_host_us']:7.1f} | {config} vs {r['default_num_splits']}"
+        )
 
 
 def print_store_table(rows: list[dict]) -> None:
     print("\nKV store, GB/s (k and v read + written)")
     print(f"{'tokens':>7} | {'triton':>8} {'torch':>8} | {'triton us':>9} {'torch us':>9}")
     for r in rows:
-        print(f"{r['num_tokens']:>7} | {r['triton_gbps']:8.0f} {r['torch_index_put_gbps']:8.0f} | "
-              f"{r['triton_ms'] * 1e3:9.1f} {r['torch_index_put_ms'] * 1e3:9.1f}")
+        print(
+            f"{r['num_tokens']:>7} | {r['triton_gbps']:8.0f} {r['torch_index_put_gbps']:8.0f} | "
+            f"{r['triton_ms'] * 1e3:9.1f} {r['torch_index_put_ms'] * 1e3:9.1f}"
+        )
 
 
 def print_prefill_table(rows: list[dict]) -> None:
     print("\npaged prefill, TFLOP/s (causal pairs x 4 x head_dim x heads / median time)")
-    print(f"{'bs':>4} {'seqs':>4} {'q_len':>5} {'ctx':>5} | {'default':>7} {'best':>7} {'sdpa':>7} | "
-          f"best (block_m/block_n/warps/stages)")
+    print(
+        f"{'bs':>4} {'seqs':>4} {'q_len':>5} {'ctx':>5} | {'default':>7} {'best':>7} {'sdpa':>7} | "
+        f"best (block_m/block_n/warps/stages)"
+    )
     for r in rows:
         best = r.get("triton_best")
         best_tf = f"{r['flops'] / (best['ms'] * 1e-3) / 1e12:7.0f}" if best else f"{'-':>7}"
-        sdpa_tf = f"{r['torch_sdpa_dense_causal_tflops']:7.0f}" if "torch_sdpa_dense_causal_tflops" in r \
-            else f"{'n/a':>7}"
+        sdpa_tf = (
+            f"{r['torch_sdpa_dense_causal_tflops']:7.0f}" if "torch_sdpa_dense_causal_tflops" in r else f"{'n/a':>7}"
+        )
         keys = ("block_m", "block_n", "num_warps", "num_stages")
         config = "/".join(str(best[k]) for k in keys) if best else "-"
-        print(f"{r['block_size']:>4} {r['seqs']:>4} {r['q_len']:>5} {r['context']:>5} | "
-              f"{r['triton_default_tflops']:7.0f} {best_tf} {sdpa_tf} | {config}")
+        print(
+            f"{r['block_size']:>4} {r['seqs']:>4} {r['q_len']:>5} {r['context']:>5} | "
+            f"{r['triton_default_tflops']:7.0f} {best_tf} {sdpa_tf} | {config}"
+        )
 
 
 def environment() -> dict:
     props = torch.cuda.get_device_properties(0)
-    return {"device": props.name, "num_sms": props.multi_processor_count, "torch": torch.__version__,
-            "triton": triton.__version__, "cuda": torch.version.cuda}
+    return {
+        "device": props.name,
+        "num_sms": props.multi_processor_count,
+        "torch": torch.__version__,
+        "triton": triton.__version__,
+        "cuda": torch.version.cuda,
+    }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True, help="directory for kernel_bench.json")
     parser.add_argument("--quick", action="store_true", help="no config sweeps, fewer shapes")
-    parser.add_argument("--sweep", choices=("all", "decode", "prefill", "none"), default="all",
-                        help="which kernels get a tile/split config sweep")
+    parser.add_argument(
+        "--sweep",
+        choices=("all", "decode", "prefill", "none"),
+        default="all",
+        help="which kernels get a tile/split config sweep",
+    )
     args = parser.parse_args()
     if not torch.cuda.is_available():
         raise SystemExit("kernel_bench needs a CUDA device")
@@ -398,12 +455,17 @@ def main() -> None:
     results["decode"] = []
     for block_size, batch, context in itertools.product(BLOCK_SIZES, batches, CONTEXTS):
         row = bench_decode_shape(batch, context, block_size, sweep in ("all", "decode"))
-        print(f"decode block_size={block_size} batch={batch} context={context}: "
-              f"default {row['triton_default_gbps']:.0f} GB/s, best {row.get('triton_best')}", flush=True)
+        print(
+            f"decode block_size={block_size} batch={batch} context={context}: "
+            f"default {row['triton_default_gbps']:.0f} GB/s, best {row.get('triton_best')}",
+            flush=True,
+        )
         results["decode"].append(row)
         torch.cuda.empty_cache()
-    results["prefill"] = [bench_prefill_shape(*shape, block_size, sweep in ("all", "prefill"))
-                          for block_size, shape in itertools.product(BLOCK_SIZES, PREFILL_SHAPES)]
+    results["prefill"] = [
+        bench_prefill_shape(*shape, block_size, sweep in ("all", "prefill"))
+        for block_size, shape in itertools.product(BLOCK_SIZES, PREFILL_SHAPES)
+    ]
     results["store_kv"] = [bench_store(n) for n in STORE_TOKENS]
 
     path = os.path.join(args.out, "kernel_bench.json")

@@ -20,8 +20,11 @@ def latency_metrics(seqs: list[Sequence]) -> dict:
         for s in seqs
         if s.finish_time is not None and s.first_token_time is not None and s.num_output_tokens > 1
     ]
-    return {"ttft_ms_median": median_or_none(ttft), "ttft_ms_max": max(ttft, default=None),
-            "tpot_ms_median": median_or_none(tpot)}
+    return {
+        "ttft_ms_median": median_or_none(ttft),
+        "ttft_ms_max": max(ttft, default=None),
+        "tpot_ms_median": median_or_none(tpot),
+    }
 
 
 def decode_bytes(stats: EngineStats, weight_bytes: int, kv_bytes_per_token: int) -> int:
@@ -54,5 +57,8 @@ def roofline(stats: EngineStats, weight_bytes: int, kv_bytes_per_token: int, ban
     if not bandwidth or not seconds:
         return {"decode_bandwidth_gb_s": None, "copy_bandwidth_gb_s": None, "roofline": None}
     achieved = decode_bytes(stats, weight_bytes, kv_bytes_per_token) / seconds
-    return {"decode_bandwidth_gb_s": achieved / 1e9, "copy_bandwidth_gb_s": bandwidth / 1e9,
-            "roofline": achieved / bandwidth}
+    return {
+        "decode_bandwidth_gb_s": achieved / 1e9,
+        "copy_bandwidth_gb_s": bandwidth / 1e9,
+        "roofline": achieved / bandwidth,
+    }

@@ -21,9 +21,16 @@ from allmos.config import EngineConfig, PluginChoice
 from allmos.sampling_params import SamplingParams
 
 NUM_PROMPTS, MIN_LEN, MAX_LEN, MAX_TOKENS, TOP = 4, 8, 48, 16, 5
-ALL_OFF = dict(attention=PluginChoice("sdpa"), kv_store=PluginChoice("torch"), cuda_graphs=False,
-               prefix_caching=False, compile=False, chunked_prefill=False, scheduler=PluginChoice("continuous"),
-               tensor_parallel_size=1)
+ALL_OFF = dict(
+    attention=PluginChoice("sdpa"),
+    kv_store=PluginChoice("torch"),
+    cuda_graphs=False,
+    prefix_caching=False,
+    compile=False,
+    chunked_prefill=False,
+    scheduler=PluginChoice("continuous"),
+    tensor_parallel_size=1,
+)
 
 
 def probe_prompts(vocab_size: int) -> list[list[int]]:
@@ -40,7 +47,9 @@ def reference_path(config: EngineConfig, weights: str) -> str:
     identity = json.dumps([config.model, config.architecture, weights, config.seed], sort_keys=True, default=str)
     digest = hashlib.sha1(identity.encode()).hexdigest()[:12]
     dtype = str(config.torch_dtype).removeprefix("torch.")
-    return os.path.join(cache_dir(), f"{config.model_name or 'model'}-{weights}-{dtype}-{config.resolved_device}-{digest}.json")
+    return os.path.join(
+        cache_dir(), f"{config.model_name or 'model'}-{weights}-{dtype}-{config.resolved_device}-{digest}.json"
+    )
 
 
 def generate_probe(llm) -> list[dict]:

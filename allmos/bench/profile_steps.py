@@ -27,7 +27,10 @@ PHASES = ("schedule", "prepare", "forward", "sample", "postprocess")
 class PhaseTimer:
     def __init__(self, device: torch.device):
         self.device = device
-        self.totals: dict[str, collections.Counter] = {"prefill": collections.Counter(), "decode": collections.Counter()}
+        self.totals: dict[str, collections.Counter] = {
+            "prefill": collections.Counter(),
+            "decode": collections.Counter(),
+        }
         self.steps = collections.Counter()
 
     def mark(self) -> float:
@@ -77,8 +80,12 @@ def profile(llm: LLM, spec: WorkloadSpec) -> dict:
     while llm.engine.has_unfinished():
         profiled_step(llm.engine, timer)
     synced = time.perf_counter() - start
-    return {"real_wall_s": real, "synced_wall_s": synced, "steps": dict(timer.steps),
-            "seconds": {k: dict(v) for k, v in timer.totals.items()}}
+    return {
+        "real_wall_s": real,
+        "synced_wall_s": synced,
+        "steps": dict(timer.steps),
+        "seconds": {k: dict(v) for k, v in timer.totals.items()},
+    }
 
 
 def print_table(result: dict) -> None:
@@ -88,7 +95,9 @@ def print_table(result: dict) -> None:
         if not steps:
             continue
         total = sum(phases.values())
-        cells = "  ".join(f"{p} {phases.get(p, 0):7.3f}s ({1e3 * phases.get(p, 0) / steps:6.2f} ms/step)" for p in PHASES)
+        cells = "  ".join(
+            f"{p} {phases.get(p, 0):7.3f}s ({1e3 * phases.get(p, 0) / steps:6.2f} ms/step)" for p in PHASES
+        )
         print(f"{kind:8s} {steps:5d} steps {total:7.2f}s: {cells}")
 
 
@@ -104,8 +113,14 @@ def main() -> None:
     options = OmegaConf.to_container(OmegaConf.from_dotlist(args.switches))
     arch = OmegaConf.to_container(OmegaConf.load("conf/model/qwen3-0.6b.yaml").architecture)
     llm = LLM(args.model, architecture=arch, random_weights="if_missing", **options)
-    spec = WorkloadSpec(name="nano_bench", num_requests=args.num_requests, input_len_min=100, input_len_max=1024,
-                        output_len_min=100, output_len_max=1024)
+    spec = WorkloadSpec(
+        name="nano_bench",
+        num_requests=args.num_requests,
+        input_len_min=100,
+        input_len_max=1024,
+        output_len_min=100,
+        output_len_max=1024,
+    )
     result = profile(llm, spec) | {"switches": llm.engine.config.switches()}
     print_table(result)
     if args.out:

@@ -32,8 +32,14 @@ def describe_failure(spec: JobSpec) -> dict:
     try:
         return describe(spec, spec.engine_config())
     except Exception:  # noqa: BLE001 - the config itself may be what failed
-        return {"model": spec.model_name, "workload": spec.workload.get("name"), "trial": spec.trial,
-                "job": spec.job, "config": spec.config, "switches": {}}
+        return {
+            "model": spec.model_name,
+            "workload": spec.workload.get("name"),
+            "trial": spec.trial,
+            "job": spec.job,
+            "config": spec.config,
+            "switches": {},
+        }
 
 
 if __name__ == "__main__":

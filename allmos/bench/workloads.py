@@ -39,12 +39,17 @@ class Request:
 
 
 def make_requests(spec: WorkloadSpec, vocab_size: int) -> list[Request]:
-    makers = {"random_tokens": random_token_requests, "shared_prefix": shared_prefix_requests,
-              "latency": random_token_requests}
+    makers = {
+        "random_tokens": random_token_requests,
+        "shared_prefix": shared_prefix_requests,
+        "latency": random_token_requests,
+    }
     if spec.kind not in makers:
         raise ValueError(f"workload kind {spec.kind!r} is unknown; known: {', '.join(makers)}")
     if spec.token_id_max >= vocab_size:
-        raise ValueError(f"workload {spec.name}: token ids up to {spec.token_id_max} exceed the vocabulary ({vocab_size})")
+        raise ValueError(
+            f"workload {spec.name}: token ids up to {spec.token_id_max} exceed the vocabulary ({vocab_size})"
+        )
     return makers[spec.kind](spec)
 
 

@@ -37,8 +37,11 @@ def run_job(cfg: DictConfig) -> dict | None:
 def current_job() -> tuple[str, dict, bool]:
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
-    job = {"num": hc.job.num if multirun else 0, "override_dirname": hc.job.override_dirname,
-           "dir": hc.runtime.output_dir}
+    job = {
+        "num": hc.job.num if multirun else 0,
+        "override_dirname": hc.job.override_dirname,
+        "dir": hc.runtime.output_dir,
+    }
     return hc.runtime.output_dir, job, multirun
 
 

@@ -17,7 +17,7 @@ def summary_lines(record: dict) -> list[str]:
     lines = [
         f"allmos: {record['model']} ({record['weights']} weights, {record['dtype']}) on {record['device_name']}, "
         f"workload {record['workload']}",
-        f"  switches: " + " ".join(f"{k}={v}" for k, v in record["switches"].items()),
+        "  switches: " + " ".join(f"{k}={v}" for k, v in record["switches"].items()),
         f"  {m['output_tokens']:,} output tokens in {m['wall_s']:.2f} s: {fmt(m['output_tok_s'])} output tok/s, "
         f"{fmt(m['total_tok_s'])} total tok/s",
         f"  TTFT median {fmt(m['ttft_ms_median'], ' ms')}, TPOT median {fmt(m['tpot_ms_median'], ' ms', 2)}, "

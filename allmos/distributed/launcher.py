@@ -26,6 +26,7 @@ them with a timeout and terminate what is left. No shared memory is used.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import multiprocessing as mp
 import multiprocessing.util  # its exit hook must be registered before ours (atexit is LIFO)
@@ -106,7 +107,11 @@ class WorkerGroup:
             device_id = torch.device("cuda", 0)
         hook = sys.excepthook
         dist.init_process_group(
-            self.backend, store=self.store, rank=0, world_size=self.world, timeout=COLLECTIVE_TIMEOUT,
+            self.backend,
+            store=self.store,
+            rank=0,
+            world_size=self.world,
+            timeout=COLLECTIVE_TIMEOUT,
             device_id=device_id,
         )
         sys.excepthook = hook  # torch's hook would prefix "[rank0]: " to every later traceback of this process
@@ -126,7 +131,7 @@ class WorkerGroup:
             log.warning("a tensor-parallel worker exited; aborting the NCCL communicator")
             try:
                 pg.abort()
-            except Exception as e:  # the main thread reports the worker's error either way
+            except Exception as e:  # noqa: BLE001 - the main thread reports the worker's error either way
                 log.warning("aborting the process group failed: %s", e)
 
         self.monitor = threading.Thread(target=watch, name="allmos-tp-monitor", daemon=True)
@@ -243,10 +248,8 @@ class WorkerGroup:
                 self.stop_workers(0.0)  # they may be stuck in a collective: no polite stop
                 self.destroy_group(abort=True)
             else:
-                try:
+                with contextlib.suppress(Exception):  # a worker that already left needs no stop
                     self.send_all("stop")
-                except Exception:
-                    pass
                 self.destroy_group(abort=False)
                 self.stop_workers(JOIN_TIMEOUT)
         finally:
@@ -281,7 +284,7 @@ class WorkerGroup:
                     dist.distributed_c10d._abort_process_group()
                 else:
                     dist.destroy_process_group()
-            except Exception as e:
+            except Exception as e:  # noqa: BLE001 - teardown must go on
                 log.warning("tearing down the tensor-parallel process group: %s", e)
 
         # in a thread, so that a communicator that will not finish cannot hang the engine's process
@@ -289,8 +292,9 @@ class WorkerGroup:
         thread.start()
         thread.join(TEARDOWN_TIMEOUT)
         if thread.is_alive():
-            log.warning("the tensor-parallel process group did not shut down within %.0f s; left behind",
-                        TEARDOWN_TIMEOUT)
+            log.warning(
+                "the tensor-parallel process group did not shut down within %.0f s; left behind", TEARDOWN_TIMEOUT
+            )
 
 
 def release_graphs(graph_runners: list) -> None:

@@ -8,6 +8,7 @@ it exits. A worker ignores Ctrl-C (rank 0 stops it) and exits when rank 0's proc
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import signal
@@ -110,12 +111,10 @@ def worker_main(spec: WorkerSpec, conn) -> None:
         serve(spec, link)
     except ParentGone:
         code = 1
-    except BaseException:
+    except BaseException:  # noqa: BLE001 - any failure goes to rank 0, which raises it once
         code = 1
-        try:
+        with contextlib.suppress(Exception):  # rank 0 may be gone already
             conn.send(("error", spec.rank, time.time(), traceback.format_exc()))
-        except Exception:
-            pass
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
@@ -139,7 +138,11 @@ def serve(spec: WorkerSpec, link: WorkerLink) -> None:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // spec.world))
     store = dist.TCPStore(LOOPBACK, spec.port, spec.world, False, timeout=INIT_TIMEOUT)
     dist.init_process_group(
-        spec.backend, store=store, rank=spec.rank, world_size=spec.world, timeout=COLLECTIVE_TIMEOUT,
+        spec.backend,
+        store=store,
+        rank=spec.rank,
+        world_size=spec.world,
+        timeout=COLLECTIVE_TIMEOUT,
         device_id=device_id,
     )
     inject_failure(spec.rank, "load")

@@ -67,7 +67,9 @@ class CudaGraphRunner(GraphRunner):
     @classmethod
     def check(cls, config) -> None:
         if config.resolved_device != "cuda":
-            raise ConfigError("cuda_graphs", f"CUDA graphs need a CUDA device; on {config.resolved_device} use cuda_graphs=false")
+            raise ConfigError(
+                "cuda_graphs", f"CUDA graphs need a CUDA device; on {config.resolved_device} use cuda_graphs=false"
+            )
         backend = lookup("attention", config.attention.name).cls
         if not backend.supports_cuda_graphs:
             raise ConfigError("cuda_graphs", f"attention={config.attention.name} cannot be captured in a CUDA graph")

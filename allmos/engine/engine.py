@@ -39,7 +39,9 @@ class Engine:
             self.runner = DistributedRunner(config, self.hf_config, self.weights)
         else:
             self.runner = ModelRunner(config, self.hf_config, self.weights)
-        self.block_manager = lookup("block_manager", config.block_manager).cls(self.runner.num_blocks, config.block_size)
+        self.block_manager = lookup("block_manager", config.block_manager).cls(
+            self.runner.num_blocks, config.block_size
+        )
         limits = SchedulerLimits(
             config.max_num_seqs, config.max_num_batched_tokens, config.max_model_len, config.chunked_prefill
         )

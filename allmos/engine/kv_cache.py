@@ -30,8 +30,14 @@ def allocate(shape: CacheShape, num_blocks: int, device) -> torch.Tensor:
     would still poison the sum.
     """
     return torch.zeros(
-        2, shape.num_layers, num_blocks + 1, shape.block_size, shape.num_kv_heads, shape.head_dim,
-        dtype=shape.dtype, device=device,
+        2,
+        shape.num_layers,
+        num_blocks + 1,
+        shape.block_size,
+        shape.num_kv_heads,
+        shape.head_dim,
+        dtype=shape.dtype,
+        device=device,
     )
 
 

@@ -28,11 +28,13 @@ def make_plugin(kind: str, choice, *args):
 
 
 class ModelRunner:
-    def __init__(self, config: EngineConfig, hf_config: Any, weights: str, tp: ParallelInfo = ParallelInfo()):
+    def __init__(self, config: EngineConfig, hf_config: Any, weights: str, tp: ParallelInfo | None = None):
         self.config = config
         self.hf_config = hf_config
-        self.tp = tp
-        self.device = torch.device(config.resolved_device, tp.rank) if config.resolved_device == "cuda" else torch.device("cpu")
+        self.tp = tp or ParallelInfo()
+        self.device = (
+            torch.device(config.resolved_device, tp.rank) if config.resolved_device == "cuda" else torch.device("cpu")
+        )
         self.dtype = config.torch_dtype
         self.kv_store = make_plugin("kv_store", config.kv_store)
         self.model = build_model(hf_config, self.model_context(), self.device, self.dtype)
@@ -63,7 +65,11 @@ class ModelRunner:
     def make_cache_shape(self) -> kv_cache.CacheShape:
         num_kv_heads = self.tp.shard(self.hf_config.num_key_value_heads, "key-value heads")
         return kv_cache.CacheShape(
-            self.hf_config.num_hidden_layers, num_kv_heads, head_dim_of(self.hf_config), self.config.block_size, self.dtype
+            self.hf_config.num_hidden_layers,
+            num_kv_heads,
+            head_dim_of(self.hf_config),
+            self.config.block_size,
+            self.dtype,
         )
 
     def size_cache(self) -> int:
@@ -130,5 +136,7 @@ def dummy_batches(c: EngineConfig, blocks_per_seq: int) -> list[ScheduledBatch]:
         seq.block_table = list(range(blocks_per_seq))
     for seq in decode:
         seq.num_computed_tokens = c.max_model_len - 1
-    return [ScheduledBatch(prefill, [seq_len] * len(prefill), is_prefill=True),
-            ScheduledBatch(decode, [1] * len(decode), is_prefill=False)]
+    return [
+        ScheduledBatch(prefill, [seq_len] * len(prefill), is_prefill=True),
+        ScheduledBatch(decode, [1] * len(decode), is_prefill=False),
+    ]

@@ -24,8 +24,9 @@ class EngineStats:
     cached_prompt_tokens: int = 0  # tokens whose KV came from the prefix cache instead
     peak_kv_blocks: int = 0
 
-    def record(self, kind: str, batch_size: int, num_tokens: int, seconds: float, blocks_used: int,
-               context_tokens: int) -> None:
+    def record(
+        self, kind: str, batch_size: int, num_tokens: int, seconds: float, blocks_used: int, context_tokens: int
+    ) -> None:
         row = StepRecord(len(self.trace), kind, batch_size, num_tokens, seconds * 1e3, blocks_used, context_tokens)
         self.trace.append(row)
         self.peak_kv_blocks = max(self.peak_kv_blocks, blocks_used)

@@ -42,8 +42,9 @@ def _check_store_args(k, v, k_cache, v_cache, slot_mapping) -> None:
     if k.dim() != 3 or k.shape != v.shape:
         raise ValueError(f"k and v must both be [num_tokens, H, D]; got {tuple(k.shape)}, {tuple(v.shape)}")
     if k_cache.dim() != 4 or k_cache.shape != v_cache.shape:
-        raise ValueError(f"caches must both be [num_blocks, block_size, H, D]; got {tuple(k_cache.shape)}, "
-                         f"{tuple(v_cache.shape)}")
+        raise ValueError(
+            f"caches must both be [num_blocks, block_size, H, D]; got {tuple(k_cache.shape)}, {tuple(v_cache.shape)}"
+        )
     if k_cache.shape[2:] != k.shape[1:]:
         raise ValueError(f"cache heads/dim {tuple(k_cache.shape[2:])} != k heads/dim {tuple(k.shape[1:])}")
     if not (k_cache.is_contiguous() and v_cache.is_contiguous()):

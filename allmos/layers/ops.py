@@ -53,7 +53,7 @@ class Ops:
     apply_rope: Callable = apply_rope
 
     @classmethod
-    def build(cls, compiled: bool) -> "Ops":
+    def build(cls, compiled: bool) -> Ops:
         if not compiled:
             return cls()
         return cls(**{name: torch.compile(fn, dynamic=True) for name, fn in vars(cls()).items()})

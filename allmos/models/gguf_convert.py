@@ -36,8 +36,7 @@ def find_smollm2_gguf() -> Path:
         if path.is_file():
             return path
     raise FileNotFoundError(
-        f"{SMOLLM2_GGUF_NAME} not found in {list(spec.submodule_search_locations)}; "
-        f"reinstall with: {INSTALL_HINT}"
+        f"{SMOLLM2_GGUF_NAME} not found in {list(spec.submodule_search_locations)}; reinstall with: {INSTALL_HINT}"
     )
 
 

@@ -63,7 +63,7 @@ def checkpoint_tensors(folder: str, load_format: str):
         from safetensors import safe_open
 
         with safe_open(path, framework="pt") as f:
-            for name in f.keys():
+            for name in f.keys():  # noqa: SIM118 - safe_open is not a dict
                 yield name, f.get_tensor(name)
 
 
