@@ -19,6 +19,15 @@ class LLM:
         self.engine = Engine(EngineConfig.create(model, **options))
         self.tokenizer = load_tokenizer(self.engine.config.model)
 
+    def close(self) -> None:
+        self.engine.close()
+
+    def __enter__(self) -> LLM:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     def generate(
         self,
         prompts: Seq[Prompt],

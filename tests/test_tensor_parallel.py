@@ -86,7 +86,7 @@ def test_two_ranks_match_one(tiny_qwen3, reference, prefix_caching):
         assert counters["num_kv_blocks"] == 64
         assert (counters["cached_prompt_tokens"] > 0) == prefix_caching
     finally:
-        llm.engine.runner.close()
+        llm.close()
     assert_all_stopped()
 
 

@@ -112,6 +112,8 @@ def main() -> None:
 
     options = OmegaConf.to_container(OmegaConf.from_dotlist(args.switches))
     arch = OmegaConf.to_container(OmegaConf.load("conf/model/qwen3-0.6b.yaml").architecture)
+    if options.get("tensor_parallel_size", 1) > 1:
+        parser.error("the step profiler drives rank 0 alone: use tensor_parallel_size=1")
     llm = LLM(args.model, architecture=arch, random_weights="if_missing", **options)
     spec = WorkloadSpec(
         name="nano_bench",

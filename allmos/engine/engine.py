@@ -57,6 +57,12 @@ class Engine:
         self.scheduler.add(seq)
         return seq
 
+    def close(self) -> None:
+        """Stop tensor-parallel workers (if any); the engine cannot step afterwards."""
+        close = getattr(self.runner, "close", None)
+        if close is not None:
+            close()
+
     def has_unfinished(self) -> bool:
         return self.scheduler.has_unfinished()
 
