@@ -1,0 +1,142 @@
+"""Pieces shared by the Triton attention kernels: the paged KV tile loop and host-side checks.
+
+Cache layout: k_cache / v_cache are [num_blocks, block_size, num_kv_heads, head_dim] with a unit stride in
+head_dim. `block_tables[b, i]` is the physical block holding tokens [i * block_size, (i + 1) * block_size)
+of sequence b.
+
+Both wrappers are CUDA-graph capturable: they read no tensor values on the host, and every shape they
+allocate depends only on input shapes and host ints.
+
+Scores are computed in the log2 domain (scale * log2(e) folded into one multiplier) so the softmax uses
+exp2. Accumulation is float32; outputs are written in the dtype of `out` (q's dtype by default).
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+LOG2E = 1.4426950408889634
+
+# ---------------------------------------------------------------------------------------------------------
+# Shared inner loop
+# ---------------------------------------------------------------------------------------------------------
+
+
+@triton.jit
+def _tile_pages(bt_row_ptr, tile_start, offs_n, in_range, BLOCK_SIZE: tl.constexpr, BLOCK_N: tl.constexpr):
+    """(page, slot in page) of tokens tile_start + offs_n; page is int64 (caches can pass 2**31 elements)."""
+    if BLOCK_N <= BLOCK_SIZE:
+        # tile_start is a multiple of BLOCK_N, which divides BLOCK_SIZE: the tile lies in one page.
+        page = tl.load(bt_row_ptr + tile_start // BLOCK_SIZE).to(tl.int64)
+        slot = tile_start % BLOCK_SIZE + offs_n
+    else:
+        tok = tile_start + offs_n
+        page = tl.load(bt_row_ptr + tok // BLOCK_SIZE, mask=in_range, other=0).to(tl.int64)
+        slot = tok % BLOCK_SIZE
+    return page, slot
+
+
+@triton.jit
+def _attend_kv_tiles(
+    acc,
+    l_i,
+    m_i,
+    q,
+    q_pos,
+    tok_start,
+    tok_end,
+    bt_row_ptr,
+    k_head_ptr,
+    v_head_ptr,
+    stride_kp,
+    stride_kt,
+    stride_vp,
+    stride_vt,
+    qk_scale,
+    HEAD_DIM: tl.constexpr,
+    BLOCK_SIZE: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    MASK_BOUNDS: tl.constexpr,
+    CAUSAL: tl.constexpr,
+):
+    """Online-softmax update of (acc, l_i, m_i) with KV tokens [tok_start, tok_end).
+
+    q is [M, HEAD_DIM]; q_pos [M] holds each query row's KV position (used only when CAUSAL).
+    tok_start must be a multiple of BLOCK_N. Without MASK_BOUNDS, tok_end must be one too.
+    """
+    offs_n = tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, HEAD_DIM)
+    for tile_start in range(tok_start, tok_end, BLOCK_N):
+        tok = tile_start + offs_n
+        in_range = tok < tok_end
+        page, slot = _tile_pages(bt_row_ptr, tile_start, offs_n, in_range, BLOCK_SIZE, BLOCK_N)
+        k_ptrs = k_head_ptr + (page * stride_kp + slot * stride_kt)[:, None] + offs_d[None, :]
+        v_ptrs = v_head_ptr + (page * stride_vp + slot * stride_vt)[:, None] + offs_d[None, :]
+        if MASK_BOUNDS:
+            k = tl.load(k_ptrs, mask=in_range[:, None], other=0.0)
+        else:
+            k = tl.load(k_ptrs)
+
+        # "ieee" only matters for float32 inputs (exact instead of tf32); 16-bit dots ignore it.
+        s = tl.dot(q, tl.trans(k.to(q.dtype)), input_precision="ieee") * qk_scale
+        if CAUSAL:
+            s = tl.where((tok[None, :] <= q_pos[:, None]) & in_range[None, :], s, float("-inf"))
+        elif MASK_BOUNDS:
+            s = tl.where(in_range[None, :], s, float("-inf"))
+
+        # Every tile holds a token visible to every row that reaches it, or every row saw token 0 in an
+        # earlier tile, so m_new is finite and exp2 never sees (-inf) - (-inf).
+        m_new = tl.maximum(m_i, tl.max(s, 1))
+        alpha = tl.exp2(m_i - m_new)
+        p = tl.exp2(s - m_new[:, None])
+        l_i = l_i * alpha + tl.sum(p, 1)
+
+        if MASK_BOUNDS:
+            v = tl.load(v_ptrs, mask=in_range[:, None], other=0.0)
+        else:
+            v = tl.load(v_ptrs)
+        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision="ieee")
+        m_i = m_new
+    return acc, l_i, m_i
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Host wrappers
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _check_cache(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor) -> tuple[int, int, int]:
+    """Validate shapes shared by both kernels; return (block_size, num_kv_heads, group)."""
+    if k_cache.dim() != 4 or k_cache.shape != v_cache.shape:
+        raise ValueError(
+            f"caches must both be [num_blocks, block_size, H, D]; got {tuple(k_cache.shape)}, {tuple(v_cache.shape)}"
+        )
+    _, block_size, num_kv_heads, head_dim = k_cache.shape
+    num_heads = q.shape[1]
+    if q.dim() != 3 or q.shape[2] != head_dim:
+        raise ValueError(f"q must be [tokens, num_heads, head_dim={head_dim}]; got {tuple(q.shape)}")
+    if head_dim < 16 or head_dim & (head_dim - 1):
+        raise ValueError(f"head_dim must be a power of two >= 16; got {head_dim}")
+    if block_size & (block_size - 1):
+        raise ValueError(f"block_size must be a power of two; got {block_size}")
+    if num_heads % num_kv_heads:
+        raise ValueError(f"num_heads={num_heads} is not a multiple of num_kv_heads={num_kv_heads}")
+    if q.stride(-1) != 1 or k_cache.stride(-1) != 1 or v_cache.stride(-1) != 1:
+        raise ValueError("q, k_cache and v_cache need a unit stride in head_dim")
+    return block_size, num_kv_heads, num_heads // num_kv_heads
+
+
+def _check_index_tensors(**tensors: torch.Tensor) -> None:
+    for name, tensor in tensors.items():
+        if tensor.stride(-1) != 1:
+            raise ValueError(f"{name} needs a unit stride in its last dimension")
+
+
+def _output_like(q: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
+    if out is None:
+        return torch.empty(q.shape, dtype=q.dtype, device=q.device)
+    if out.shape != q.shape or out.stride(-1) != 1:
+        raise ValueError(f"out must have q's shape {tuple(q.shape)} and a unit last stride")
+    return out

@@ -1,0 +1,256 @@
+"""Paged decode attention: split-KV (flash-decoding) with grouped-query heads sharing each KV tile."""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from allmos.attention.triton_common import LOG2E as _LOG2E
+from allmos.attention.triton_common import _attend_kv_tiles, _check_cache, _check_index_tensors, _output_like
+
+_H100_NUM_SMS = 132
+_MAX_SPLITS = 32
+_MIN_TOKENS_PER_SPLIT = 64
+# KV tokens per inner iteration. Tiles may span several pages (page looked up per token), so the tile is
+# independent of block_size; 64 rows x 256 B (bf16, head_dim 128) keeps 16 KB of K in flight per program.
+_DECODE_BLOCK_N = 64
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Decode: split-KV (flash-decoding)
+# ---------------------------------------------------------------------------------------------------------
+
+
+@triton.jit
+def _decode_split_kernel(
+    q_ptr,
+    k_cache_ptr,
+    v_cache_ptr,
+    block_tables_ptr,
+    context_lens_ptr,
+    out_ptr,
+    partial_out_ptr,
+    partial_lse_ptr,
+    qk_scale,
+    num_splits,
+    stride_qb,
+    stride_qh,
+    stride_kp,
+    stride_kt,
+    stride_kh,
+    stride_vp,
+    stride_vt,
+    stride_vh,
+    stride_btb,
+    stride_ob,
+    stride_oh,
+    GROUP: tl.constexpr,
+    GROUP_PAD: tl.constexpr,
+    HEAD_DIM: tl.constexpr,
+    BLOCK_SIZE: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    DIRECT_OUT: tl.constexpr,
+):
+    """One program = one (sequence, kv head, split). Its GROUP query heads share every K/V tile it loads.
+
+    Why tl.dot with the group padded to GROUP_PAD >= 16 rows instead of a broadcast-multiply-sum: decode is
+    bound by HBM bandwidth, and the tensor cores make the padded rows free; the broadcast form materializes
+    GROUP x BLOCK_N x HEAD_DIM fp32 products in registers (64 KB per program for group 8, BLOCK_N 64,
+    head_dim 128), which spills or forces tiny tiles, and tiny tiles leave too few bytes in flight.
+    """
+    batch_idx = tl.program_id(0)
+    kv_head = tl.program_id(1)
+    split = tl.program_id(2)
+
+    ctx_len = tl.load(context_lens_ptr + batch_idx)
+    num_tiles = tl.cdiv(ctx_len, BLOCK_N)
+    tiles_per_split = tl.cdiv(num_tiles, num_splits)
+    tok_start = split * tiles_per_split * BLOCK_N
+    tok_end = tl.minimum(tok_start + tiles_per_split * BLOCK_N, ctx_len)
+
+    offs_g = tl.arange(0, GROUP_PAD)
+    offs_d = tl.arange(0, HEAD_DIM)
+    q_heads = kv_head * GROUP + offs_g
+    head_mask = offs_g < GROUP
+    q = tl.load(
+        q_ptr + batch_idx * stride_qb + q_heads[:, None] * stride_qh + offs_d[None, :],
+        mask=head_mask[:, None],
+        other=0.0,
+    )
+
+    acc = tl.zeros([GROUP_PAD, HEAD_DIM], dtype=tl.float32)
+    l_i = tl.zeros([GROUP_PAD], dtype=tl.float32)
+    m_i = tl.full([GROUP_PAD], float("-inf"), dtype=tl.float32)
+    acc, l_i, m_i = _attend_kv_tiles(
+        acc,
+        l_i,
+        m_i,
+        q,
+        offs_g,
+        tok_start,
+        tok_end,
+        block_tables_ptr + batch_idx.to(tl.int64) * stride_btb,
+        k_cache_ptr + kv_head * stride_kh,
+        v_cache_ptr + kv_head * stride_vh,
+        stride_kp,
+        stride_kt,
+        stride_vp,
+        stride_vt,
+        qk_scale,
+        HEAD_DIM,
+        BLOCK_SIZE,
+        BLOCK_N,
+        MASK_BOUNDS=True,
+        CAUSAL=False,
+    )
+
+    # An empty split (or context_len == 0) leaves l_i == 0: it yields o = 0 and lse = -inf.
+    has_tokens = l_i > 0
+    l_safe = tl.where(has_tokens, l_i, 1.0)
+    o = acc / l_safe[:, None]
+    if DIRECT_OUT:
+        out_ptrs = out_ptr + batch_idx * stride_ob + q_heads[:, None] * stride_oh + offs_d[None, :]
+        tl.store(out_ptrs, o.to(out_ptr.dtype.element_ty), mask=head_mask[:, None])
+    else:
+        # Workspace layout: partial_out [B, num_heads, num_splits, D], partial_lse [B, num_heads, num_splits].
+        num_heads = tl.num_programs(1) * GROUP
+        rows = (batch_idx * num_heads + q_heads) * num_splits + split
+        lse = tl.where(has_tokens, m_i + tl.log2(l_safe), float("-inf"))
+        tl.store(partial_lse_ptr + rows, lse, mask=head_mask)
+        tl.store(partial_out_ptr + rows[:, None] * HEAD_DIM + offs_d[None, :], o, mask=head_mask[:, None])
+
+
+@triton.jit
+def _decode_combine_kernel(
+    partial_out_ptr,
+    partial_lse_ptr,
+    out_ptr,
+    num_splits,
+    stride_ob,
+    stride_oh,
+    HEAD_DIM: tl.constexpr,
+    SPLITS_PAD: tl.constexpr,
+):
+    """One program = one (sequence, query head): merges the splits' normalized outputs by their lse."""
+    batch_idx = tl.program_id(0)
+    head = tl.program_id(1)
+    offs_s = tl.arange(0, SPLITS_PAD)
+    offs_d = tl.arange(0, HEAD_DIM)
+    split_mask = offs_s < num_splits
+    rows = (batch_idx * tl.num_programs(1) + head) * num_splits + offs_s
+
+    lse = tl.load(partial_lse_ptr + rows, mask=split_mask, other=float("-inf"))
+    lse_max = tl.max(lse, 0)
+    lse_max = tl.where(lse_max == float("-inf"), 0.0, lse_max)  # context_len == 0: all splits empty
+    weights = tl.exp2(lse - lse_max)
+    weight_sum = tl.sum(weights, 0)
+    o = tl.load(partial_out_ptr + rows[:, None] * HEAD_DIM + offs_d[None, :], mask=split_mask[:, None], other=0.0)
+    o = tl.sum(o * weights[:, None], 0) / tl.where(weight_sum > 0, weight_sum, 1.0)
+    tl.store(out_ptr + batch_idx * stride_ob + head * stride_oh + offs_d, o.to(out_ptr.dtype.element_ty))
+
+
+def _num_sms(device: torch.device) -> int:
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).multi_processor_count
+    return _H100_NUM_SMS
+
+
+def default_num_splits(batch: int, num_kv_heads: int, max_context: int, num_sms: int = _H100_NUM_SMS) -> int:
+    """Splits per (sequence, kv head): enough programs to fill the GPU twice, each split >= 64 tokens.
+
+    Only host-known shapes are used (max_context comes from block_tables' width), so the choice is fixed
+    for a CUDA graph; the kernel spreads each sequence's actual tiles over the splits, so a generous
+    max_context only adds a few empty programs. Tuned on an H100 (bf16, 8 kv heads, head_dim 128): within
+    1% of the best power-of-two split count on every shape of allmos.bench.kernel_bench.
+    """
+    programs = batch * num_kv_heads
+    wanted = triton.next_power_of_2(triton.cdiv(2 * num_sms, max(programs, 1)))
+    useful = triton.cdiv(max(max_context, 1), _MIN_TOKENS_PER_SPLIT)
+    return max(1, min(wanted, useful, _MAX_SPLITS))
+
+
+def paged_decode_attention(
+    q: torch.Tensor,
+    k_cache: torch.Tensor,
+    v_cache: torch.Tensor,
+    block_tables: torch.Tensor,
+    context_lens: torch.Tensor,
+    scale: float,
+    num_splits: int | None = None,
+    out: torch.Tensor | None = None,
+    *,
+    block_n: int | None = None,
+    num_warps: int = 4,
+    num_stages: int = 2,
+) -> torch.Tensor:
+    """Single-token attention for each sequence: q [batch, num_heads, head_dim] -> out (same shape).
+
+    context_lens[b] KV tokens (the current one included) must already be in the cache; a zero length
+    yields zeros. block_n / num_warps / num_stages are tuning knobs for benchmarks.
+    """
+    block_size, num_kv_heads, group = _check_cache(q, k_cache, v_cache)
+    _check_index_tensors(block_tables=block_tables, context_lens=context_lens)
+    batch, num_heads, head_dim = q.shape
+    out = _output_like(q, out)
+    if batch == 0:
+        return out
+    if num_splits is None:
+        max_context = block_tables.shape[1] * block_size
+        num_splits = default_num_splits(batch, num_kv_heads, max_context, _num_sms(q.device))
+    if num_splits < 1:
+        raise ValueError(f"num_splits must be >= 1; got {num_splits}")
+    block_n = block_n or _DECODE_BLOCK_N
+
+    direct = num_splits == 1
+    if direct:
+        partial_out = partial_lse = out  # unused by the kernel
+    else:
+        f32 = {"dtype": torch.float32, "device": q.device}
+        partial_out = torch.empty((batch, num_heads, num_splits, head_dim), **f32)
+        partial_lse = torch.empty((batch, num_heads, num_splits), **f32)
+
+    _decode_split_kernel[(batch, num_kv_heads, num_splits)](
+        q,
+        k_cache,
+        v_cache,
+        block_tables,
+        context_lens,
+        out,
+        partial_out,
+        partial_lse,
+        scale * _LOG2E,
+        num_splits,
+        q.stride(0),
+        q.stride(1),
+        k_cache.stride(0),
+        k_cache.stride(1),
+        k_cache.stride(2),
+        v_cache.stride(0),
+        v_cache.stride(1),
+        v_cache.stride(2),
+        block_tables.stride(0),
+        out.stride(0),
+        out.stride(1),
+        GROUP=group,
+        GROUP_PAD=max(16, triton.next_power_of_2(group)),
+        HEAD_DIM=head_dim,
+        BLOCK_SIZE=block_size,
+        BLOCK_N=block_n,
+        DIRECT_OUT=direct,
+        num_warps=num_warps,
+        num_stages=num_stages,
+    )
+    if not direct:
+        _decode_combine_kernel[(batch, num_heads)](
+            partial_out,
+            partial_lse,
+            out,
+            num_splits,
+            out.stride(0),
+            out.stride(1),
+            HEAD_DIM=head_dim,
+            SPLITS_PAD=triton.next_power_of_2(num_splits),
+            num_warps=4 if head_dim * num_splits >= 2048 else 1,
+        )
+    return out
