@@ -90,6 +90,24 @@ def test_two_ranks_match_one(tiny_qwen3, reference, prefix_caching):
     assert_all_stopped()
 
 
+def test_random_weights_are_one_model_across_ranks(tiny_qwen3):
+    """Random weights are drawn per checkpoint tensor and sliced, so tp=2 runs the model tp=1 runs."""
+    from omegaconf import OmegaConf
+
+    conf = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "conf", "model", "qwen3-tiny.yaml")
+    arch = OmegaConf.to_container(OmegaConf.load(conf).architecture)
+    options = dict(
+        architecture=arch, random_weights="always", dtype="float64", max_model_len=256, num_kv_blocks=64, block_size=8
+    )
+    single = greedy(LLM(None, **options))
+    llm = LLM(None, tensor_parallel_size=2, **options)
+    try:
+        assert greedy(llm) == single
+    finally:
+        llm.close()
+    assert_all_stopped()
+
+
 def test_size_that_does_not_divide_the_heads_is_refused(tiny_qwen3):
     with pytest.raises(ConfigError) as info:
         make(tiny_qwen3, tensor_parallel_size=3)

@@ -44,7 +44,10 @@ def cache_dir() -> str:
 
 
 def reference_path(config: EngineConfig, weights: str) -> str:
-    identity = json.dumps([config.model, config.architecture, weights, config.seed], sort_keys=True, default=str)
+    # "random-v2": random weights are drawn per checkpoint tensor name (tensor-parallel consistent)
+    identity = json.dumps(
+        [config.model, config.architecture, weights, config.seed, "random-v2"], sort_keys=True, default=str
+    )
     digest = hashlib.sha1(identity.encode()).hexdigest()[:12]
     dtype = str(config.torch_dtype).removeprefix("torch.")
     return os.path.join(

@@ -19,12 +19,16 @@ class VocabParallelEmbedding(nn.Module):
         self.vocab_start = tp.rank * self.local_vocab
         self.weight = nn.Parameter(torch.empty(self.local_vocab, hidden), requires_grad=False)
         self.weight.weight_loader = self.weight_loader
+        self.weight.checkpoint_shape = self.checkpoint_shape
 
     def weight_loader(self, param: nn.Parameter, loaded: torch.Tensor, shard_id=None) -> None:
         check_shape("(vocabulary)", (self.vocab_size, param.shape[1]), loaded.shape)
         piece = loaded[self.vocab_start : self.vocab_start + self.local_vocab]
         param.data[: piece.shape[0]].copy_(piece)
         param.data[piece.shape[0] :].zero_()
+
+    def checkpoint_shape(self, param: nn.Parameter, shard_id=None) -> tuple[int, ...]:
+        return (self.vocab_size, param.shape[1])
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         if self.tp.size == 1:

@@ -27,14 +27,20 @@ class ShardedLinear(nn.Module):
         self.tp = tp
         self.weight = nn.Parameter(torch.empty(out_features, in_features), requires_grad=False)
         self.weight.weight_loader = self.weight_loader
+        self.weight.checkpoint_shape = self.checkpoint_shape
         self.bias = None
         if bias:
             self.bias = nn.Parameter(torch.empty(out_features), requires_grad=False)
             self.bias.weight_loader = self.weight_loader
+            self.bias.checkpoint_shape = self.checkpoint_shape
 
     def weight_loader(self, param: nn.Parameter, loaded: torch.Tensor, shard_id=None) -> None:
         check_shape("(replicated)", param.shape, loaded.shape)
         param.data.copy_(loaded)
+
+    def checkpoint_shape(self, param: nn.Parameter, shard_id=None) -> tuple[int, ...]:
+        """The shape of the checkpoint tensor this parameter (part `shard_id`) is loaded from."""
+        return tuple(param.shape)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x, self.weight, self.bias)
@@ -56,6 +62,9 @@ class ColumnParallelLinear(ShardedLinear):
         check_shape("(column shard)", param.shape, piece.shape)
         param.data.copy_(piece)
 
+    def checkpoint_shape(self, param: nn.Parameter, shard_id=None) -> tuple[int, ...]:
+        return (param.shape[0] * self.tp.size, *param.shape[1:])
+
 
 class MergedColumnParallelLinear(ColumnParallelLinear):
     """Several column-parallel projections stored as one (gate and up)."""
@@ -71,6 +80,9 @@ class MergedColumnParallelLinear(ColumnParallelLinear):
         target = param.data.narrow(0, offset, size)
         check_shape(f"(part {shard_id})", target.shape, piece.shape)
         target.copy_(piece)
+
+    def checkpoint_shape(self, param: nn.Parameter, shard_id: int = 0) -> tuple[int, ...]:
+        return (self.output_sizes[shard_id], *param.shape[1:])
 
 
 class QKVParallelLinear(ColumnParallelLinear):
@@ -92,6 +104,10 @@ class QKVParallelLinear(ColumnParallelLinear):
         check_shape(f"({shard_id} projection)", target.shape, piece.shape)
         target.copy_(piece)
 
+    def checkpoint_shape(self, param: nn.Parameter, shard_id: str = "q") -> tuple[int, ...]:
+        heads = self.local_heads if shard_id == "q" else self.local_kv_heads
+        return (heads * self.tp.size * self.head_dim, *param.shape[1:])
+
 
 class RowParallelLinear(ShardedLinear):
     """Input features split across ranks; the partial outputs are summed with an all-reduce."""
@@ -108,6 +124,11 @@ class RowParallelLinear(ShardedLinear):
         piece = loaded.narrow(1, self.tp.rank * size, size)
         check_shape("(row shard)", param.shape, piece.shape)
         param.data.copy_(piece)
+
+    def checkpoint_shape(self, param: nn.Parameter, shard_id=None) -> tuple[int, ...]:
+        if param.dim() == 1:
+            return tuple(param.shape)
+        return (param.shape[0], param.shape[1] * self.tp.size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = F.linear(x, self.weight)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
+import zlib
 from typing import Any
 
 import torch
@@ -122,13 +123,21 @@ def load_tensor(name: str, param: nn.Parameter, tensor: torch.Tensor, shard: Any
 
 
 def randomize(model: nn.Module, seed: int, std: float) -> None:
-    """Random weights with the architecture's own initializer scale; norms stay at one."""
+    """Random weights at the architecture's initializer scale (norms one, biases zero).
+
+    Each checkpoint tensor is drawn whole, from a generator seeded by its name, and loaded like a
+    checkpoint: every tensor-parallel rank then holds its slice of one and the same model.
+    """
+    params = dict(model.named_parameters())
     device = next(model.parameters()).device
-    gen = torch.Generator(device=device).manual_seed(seed)
-    for name, param in model.named_parameters():
-        if name.endswith("norm.weight"):
-            param.data.fill_(1.0)
-        elif name.endswith("bias"):
-            param.data.zero_()
+    for (ours, shard), name in expected_parts(model).items():
+        param = params[ours]
+        shape = param.checkpoint_shape(param, shard) if hasattr(param, "checkpoint_shape") else tuple(param.shape)
+        if ours.endswith("norm.weight"):
+            full = torch.ones(shape, device=device)
+        elif ours.endswith("bias"):
+            full = torch.zeros(shape, device=device)
         else:
-            param.data.copy_(torch.randn(param.shape, generator=gen, device=device) * std)
+            gen = torch.Generator(device=device).manual_seed(seed * 1_000_003 + zlib.crc32(name.encode()))
+            full = torch.randn(shape, generator=gen, device=device) * std
+        load_tensor(name, param, full.to(param.dtype), shard)
