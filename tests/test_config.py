@@ -90,3 +90,14 @@ def test_job_spec_carries_the_resolved_config():
     assert spec.model_name == "qwen3-tiny" and spec.workload["name"] == "smoke"
     assert spec.config["model"]["name"] == "qwen3-tiny"
     assert OmegaConf.create(spec.config)  # plain data, JSON-able
+
+
+def test_each_rank_gets_its_own_cuda_device():
+    import torch
+
+    from allmos.engine.model_runner import rank_device
+    from allmos.layers.parallel import ParallelInfo
+
+    assert rank_device("cuda", ParallelInfo()) == torch.device("cuda", 0)
+    assert rank_device("cuda", ParallelInfo(1, 2)) == torch.device("cuda", 1)
+    assert rank_device("cpu", ParallelInfo(1, 2)) == torch.device("cpu")

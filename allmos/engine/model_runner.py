@@ -22,6 +22,11 @@ from allmos.registry import lookup, make_options
 from allmos.sampling_params import SamplingParams
 
 
+def rank_device(device: str, tp: ParallelInfo) -> torch.device:
+    """cuda:<rank> for each tensor-parallel rank on CUDA; the CPU otherwise."""
+    return torch.device("cuda", tp.rank) if device == "cuda" else torch.device("cpu")
+
+
 def make_plugin(kind: str, choice, *args):
     entry = lookup(kind, choice.name)
     return entry.cls(make_options(kind, choice.name, choice.options), *args)
@@ -32,11 +37,10 @@ class ModelRunner:
         self.config = config
         self.hf_config = hf_config
         self.tp = tp or ParallelInfo()
-        self.device = (
-            torch.device(config.resolved_device, tp.rank) if config.resolved_device == "cuda" else torch.device("cpu")
-        )
+        self.device = rank_device(config.resolved_device, self.tp)
         self.dtype = config.torch_dtype
         self.kv_store = make_plugin("kv_store", config.kv_store)
+        self.attention_backend = make_plugin("attention", config.attention, self.head_shape())
         self.model = build_model(hf_config, self.model_context(), self.device, self.dtype)
         self.load_weights(weights)
         self.sampler = make_plugin("sampler", config.sampler, config.seed, self.device, config.compile)
@@ -50,10 +54,15 @@ class ModelRunner:
         max_positions = max(self.config.max_model_len, getattr(self.hf_config, "max_position_embeddings", 0))
         return ModelContext(self.tp, Ops.build(self.config.compile), self.make_attention, max_positions)
 
+    def head_shape(self) -> HeadShape:
+        cfg, head_dim = self.hf_config, head_dim_of(self.hf_config)
+        heads = self.tp.shard(cfg.num_attention_heads, "attention heads")
+        kv_heads = self.tp.shard(cfg.num_key_value_heads, "key-value heads")
+        return HeadShape(heads, kv_heads, head_dim, head_dim**-0.5)
+
     def make_attention(self, heads: int, kv_heads: int, head_dim: int, scale: float) -> PagedAttention:
-        shape = HeadShape(heads, kv_heads, head_dim, scale)
-        if not hasattr(self, "attention_backend"):
-            self.attention_backend = make_plugin("attention", self.config.attention, shape)
+        if HeadShape(heads, kv_heads, head_dim, scale) != self.attention_backend.heads:
+            raise ValueError(f"a layer's heads {heads}/{kv_heads}x{head_dim} differ from the model config's")
         return PagedAttention(self.attention_backend, self.kv_store)
 
     def load_weights(self, weights: str) -> None:
