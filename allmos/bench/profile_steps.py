@@ -105,23 +105,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", default=None, help="a Hugging Face folder (default: random Qwen3-0.6B)")
     parser.add_argument("--num-requests", type=int, default=256)
+    parser.add_argument("--max-len", type=int, default=1024, help="longest prompt and output (nano_bench: 1024)")
+    parser.add_argument("--arch", default="conf/model/qwen3-0.6b.yaml", help="model config whose architecture to use")
     parser.add_argument("--out", default=None)
     parser.add_argument("switches", nargs="*", help="engine options as key=value (e.g. attention=triton)")
     args = parser.parse_args()
     from omegaconf import OmegaConf
 
     options = OmegaConf.to_container(OmegaConf.from_dotlist(args.switches))
-    arch = OmegaConf.to_container(OmegaConf.load("conf/model/qwen3-0.6b.yaml").architecture)
+    arch = OmegaConf.to_container(OmegaConf.load(args.arch).architecture)
     if options.get("tensor_parallel_size", 1) > 1:
         parser.error("the step profiler drives rank 0 alone: use tensor_parallel_size=1")
     llm = LLM(args.model, architecture=arch, random_weights="if_missing", **options)
+    short = min(100, args.max_len)
     spec = WorkloadSpec(
         name="nano_bench",
         num_requests=args.num_requests,
-        input_len_min=100,
-        input_len_max=1024,
-        output_len_min=100,
-        output_len_max=1024,
+        input_len_min=short,
+        input_len_max=args.max_len,
+        output_len_min=short,
+        output_len_max=args.max_len,
     )
     result = profile(llm, spec) | {"switches": llm.engine.config.switches()}
     print_table(result)

@@ -1,0 +1,40 @@
+"""The repeatable measurement scripts run end to end on the tiny model (their figures matter on a GPU)."""
+
+import json
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_step_profiler_attributes_every_step(tmp_path):
+    out = tmp_path / "profile.json"
+    args = [
+        sys.executable,
+        "-m",
+        "allmos.bench.profile_steps",
+        "--num-requests",
+        "6",
+        "--max-len",
+        "24",
+        "--arch",
+        "conf/model/qwen3-tiny.yaml",
+        "--out",
+        str(out),
+        "device=cpu",
+        "max_model_len=256",
+    ]
+    proc = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(out.read_text())
+    assert result["steps"]["prefill"] >= 1 and result["steps"]["decode"] >= 1
+    for kind in ("prefill", "decode"):
+        assert set(result["seconds"][kind]) == {"schedule", "prepare", "forward", "sample", "postprocess"}
+    assert "decode" in proc.stdout and "real wall" in proc.stdout
+
+
+def test_step_profiler_refuses_tensor_parallel():
+    args = [sys.executable, "-m", "allmos.bench.profile_steps", "tensor_parallel_size=2"]
+    proc = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "tensor_parallel_size=1" in proc.stderr
