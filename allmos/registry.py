@@ -2,7 +2,7 @@
 
 A plugin registers its class and its options dataclass under (kind, name)::
 
-    @register("attention", "sdpa", options=SdpaOptions)
+    @register("attention", "triton", options=TritonOptions)
     class SdpaBackend(AttentionBackend): ...
 
 The Hydra config group named like the kind selects the plugin by name, and `hydra_schemas`

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from allmos.attention.backend import AttentionBackend
 from allmos.errors import ConfigError
-from allmos.registry import PluginOptions, register
+from allmos.registry import register
 
 INSTALL = "pip install flash-attn --no-build-isolation (builds from source: FLASH_ATTN_CUDA_ARCHS=90 MAX_JOBS=16)"
 
@@ -111,6 +111,3 @@ class FlashBackend(AttentionBackend):
             softmax_scale=self.heads.scale,
             causal=True,
         )
-
-
-FlashOptions = PluginOptions

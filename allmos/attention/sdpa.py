@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from allmos.attention.backend import AttentionBackend
 from allmos.attention.metadata import AttentionMetadata
-from allmos.registry import PluginOptions, register
+from allmos.registry import register
 
 
 def gather_context(cache: torch.Tensor, block_table: torch.Tensor, length: int) -> torch.Tensor:
@@ -73,6 +73,3 @@ class SdpaBackend(AttentionBackend):
         mask = (positions.unsqueeze(0) < meta.context_lens.unsqueeze(1))[:, None, None, :]
         out = self.attend(q.unsqueeze(2), keys.transpose(1, 2), values.transpose(1, 2), mask=mask)
         return out.squeeze(1)
-
-
-SdpaOptions = PluginOptions

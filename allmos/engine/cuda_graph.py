@@ -12,7 +12,7 @@ import torch
 from allmos.attention.metadata import AttentionMetadata
 from allmos.engine.graph_runner import GraphRunner
 from allmos.errors import ConfigError
-from allmos.registry import PluginOptions, lookup, register
+from allmos.registry import lookup, register
 
 
 def graph_buckets(max_num_seqs: int) -> list[int]:
@@ -111,6 +111,3 @@ class CudaGraphRunner(GraphRunner):
         self.graphs[bucket].replay()
         self.graph_steps += 1
         return self.outputs[bucket][:n]
-
-
-CudaGraphOptions = PluginOptions

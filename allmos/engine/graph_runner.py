@@ -7,7 +7,7 @@ from abc import ABC, abstractmethod
 import torch
 
 from allmos.attention.metadata import AttentionMetadata
-from allmos.registry import PluginOptions, register
+from allmos.registry import register
 
 
 class GraphRunner(ABC):
@@ -44,6 +44,3 @@ class GraphRunner(ABC):
 class EagerRunner(GraphRunner):
     def forward(self, input_ids, positions, meta):
         return self.run_eager(input_ids, positions, meta)
-
-
-EagerOptions = PluginOptions

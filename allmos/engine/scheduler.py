@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from allmos.engine.batch import ScheduledBatch, StepOutput
 from allmos.engine.sequence import Sequence, SequenceStatus
 from allmos.memory.block_manager import BlockManager
-from allmos.registry import PluginOptions, register
+from allmos.registry import register
 
 
 @dataclass(frozen=True)
@@ -182,6 +182,3 @@ class StaticScheduler(ContinuousScheduler):
     def finish(self, seq: Sequence) -> None:
         super().finish(seq)
         self.cohort.discard(seq.seq_id)
-
-
-SchedulerOptions = PluginOptions

@@ -1,5 +1,5 @@
 from allmos.kv_store.base import KVStore
-from allmos.registry import PluginOptions, register
+from allmos.registry import register
 from allmos.triton_support import check_triton_device, triton_devices
 
 
@@ -23,6 +23,3 @@ class TritonKVStore(KVStore):
 
     def write(self, k, v, k_cache, v_cache, slot_mapping) -> None:
         self.store(k, v, k_cache, v_cache, slot_mapping)
-
-
-TritonStoreOptions = PluginOptions

@@ -1,6 +1,6 @@
 import torch
 
-from allmos.registry import PluginOptions, register
+from allmos.registry import register
 from allmos.sampling.base import Sampler
 
 
@@ -26,6 +26,3 @@ class GumbelSampler(Sampler):
         noise = torch.empty(logits.shape, dtype=torch.float32, device=logits.device)
         noise.exponential_(1.0, generator=self.generator)
         return self.pick(logits, temperatures, noise)
-
-
-GumbelOptions = PluginOptions
