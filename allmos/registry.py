@@ -3,7 +3,7 @@
 A plugin registers its class and its options dataclass under (kind, name)::
 
     @register("attention", "triton", options=TritonOptions)
-    class SdpaBackend(AttentionBackend): ...
+    class TritonBackend(AttentionBackend): ...
 
 The Hydra config group named like the kind selects the plugin by name, and `hydra_schemas`
 stores each options dataclass in Hydra's ConfigStore so Hydra validates the plugin's options.
