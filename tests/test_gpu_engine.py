@@ -5,27 +5,13 @@ import itertools
 
 import pytest
 import torch
+from gpu_workload import GPU_MODEL, MAX_TOKENS, PROMPTS, TOP, assert_close, generate_with_tops
 from models import save_tiny_model
 
-from allmos import LLM, SamplingParams
+from allmos import LLM
 from allmos.attention.flash import installed_flavor
-from allmos.bench.compare import close_enough
 
 pytestmark = pytest.mark.gpu
-
-SHARED = list(range(1000, 1040))
-PROMPTS = [SHARED + [7, 8, 9], SHARED + list(range(50, 90)), [3, 4, 5], list(range(200, 263)), SHARED + [11]]
-MAX_TOKENS = 32
-TOP = 5
-GPU_MODEL = dict(
-    hidden_size=256,
-    intermediate_size=512,
-    num_hidden_layers=4,
-    num_attention_heads=8,
-    num_key_value_heads=4,
-    head_dim=64,
-    vocab_size=4096,
-)
 
 
 @pytest.fixture(scope="module")
@@ -43,10 +29,7 @@ def run_ours(folder, **switches):
         gpu_memory_utilization=0.3,
         **switches,
     )
-    params = SamplingParams(temperature=0, max_tokens=MAX_TOKENS, ignore_eos=True, logprobs=TOP)
-    llm.generate(PROMPTS[:1], params, use_tqdm=False)  # its blocks are cached for the later prompts
-    outs = llm.generate(PROMPTS, params, use_tqdm=False)
-    return llm, [(o["token_ids"], [[t for t, _ in step] for step in o["logprobs"]]) for o in outs]
+    return llm, generate_with_tops(llm)
 
 
 def run_transformers(folder):
@@ -70,12 +53,6 @@ def run_transformers(folder):
         tops = [step[0].float().topk(TOP).indices.tolist() for step in out.logits]
         results.append((tokens, tops))
     return results
-
-
-def assert_close(ours, ref):
-    for i, ((o, o_top), (r, r_top)) in enumerate(zip(ours, ref)):
-        verdict = close_enough(o, o_top, r, r_top)
-        assert verdict.passed, f"prompt {i}: {verdict.reason}"
 
 
 @pytest.fixture(scope="module")

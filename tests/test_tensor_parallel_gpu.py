@@ -8,10 +8,11 @@ import multiprocessing
 import pytest
 import torch
 import torch.distributed as dist
+from gpu_workload import GPU_MODEL, assert_close
+from gpu_workload import generate_with_tops as generate
 from models import save_tiny_model
 
-from allmos import LLM, SamplingParams
-from allmos.bench.compare import close_enough
+from allmos import LLM
 from allmos.distributed.launcher import WorkerError
 from allmos.distributed.worker import FAIL_ENV
 
@@ -19,21 +20,6 @@ pytestmark = [
     pytest.mark.gpu,
     pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA devices"),
 ]
-
-SHARED = list(range(1000, 1040))
-PROMPTS = [SHARED + [7, 8, 9], SHARED + list(range(50, 90)), [3, 4, 5], list(range(200, 263)), SHARED + [11]]
-MAX_TOKENS = 32
-TOP = 5
-GPU_MODEL = dict(
-    hidden_size=256,
-    intermediate_size=512,
-    num_hidden_layers=4,
-    num_attention_heads=8,
-    num_key_value_heads=4,
-    head_dim=64,
-    vocab_size=4096,
-)
-PARAMS = SamplingParams(temperature=0, max_tokens=MAX_TOKENS, ignore_eos=True, logprobs=TOP)
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +29,7 @@ def folder(tmp_path_factory):
 
 def make(folder, **switches):
     if switches.get("cuda_graphs"):
-        # a fixed cache size skips the memory profiling (the cuda_graphs=false cases cover it on two
-        # ranks); at HEAD a7c931d/3dcb737 it ran a forward before CudaGraphRunner.capture and failed
+        # a fixed cache size skips the memory profiling (the cuda_graphs=false cases cover it on two ranks)
         switches.setdefault("num_kv_blocks", 512)
     return LLM(
         folder,
@@ -56,18 +41,6 @@ def make(folder, **switches):
         block_size=16,
         **switches,
     )
-
-
-def generate(llm):
-    llm.generate(PROMPTS[:1], PARAMS, use_tqdm=False)  # its blocks are cached for the later prompts
-    outs = llm.generate(PROMPTS, PARAMS, use_tqdm=False)
-    return [(o["token_ids"], [[t for t, _ in step] for step in o["logprobs"]]) for o in outs]
-
-
-def assert_close(ours, ref):
-    for i, ((o, o_top), (r, r_top)) in enumerate(zip(ours, ref)):
-        verdict = close_enough(o, o_top, r, r_top)
-        assert verdict.passed, f"prompt {i}: {verdict.reason}"
 
 
 def assert_all_stopped():

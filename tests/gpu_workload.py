@@ -1,0 +1,33 @@
+"""The prompts, model and vLLM-style comparison shared by the bf16 GPU tests."""
+
+from allmos import SamplingParams
+from allmos.bench.compare import close_enough
+
+SHARED = list(range(1000, 1040))
+PROMPTS = [SHARED + [7, 8, 9], SHARED + list(range(50, 90)), [3, 4, 5], list(range(200, 263)), SHARED + [11]]
+MAX_TOKENS = 32
+TOP = 5
+GPU_MODEL = dict(
+    hidden_size=256,
+    intermediate_size=512,
+    num_hidden_layers=4,
+    num_attention_heads=8,
+    num_key_value_heads=4,
+    head_dim=64,
+    vocab_size=4096,
+)
+PARAMS = SamplingParams(temperature=0, max_tokens=MAX_TOKENS, ignore_eos=True, logprobs=TOP)
+
+
+def generate_with_tops(llm):
+    """(tokens, top-k ids per position) per prompt; the first prompt runs alone first so the later
+    prompts that share its prefix find it in the prefix cache."""
+    llm.generate(PROMPTS[:1], PARAMS, use_tqdm=False)
+    outs = llm.generate(PROMPTS, PARAMS, use_tqdm=False)
+    return [(o["token_ids"], [[t for t, _ in step] for step in o["logprobs"]]) for o in outs]
+
+
+def assert_close(ours, ref):
+    for i, ((o, o_top), (r, r_top)) in enumerate(zip(ours, ref)):
+        verdict = close_enough(o, o_top, r, r_top)
+        assert verdict.passed, f"prompt {i}: {verdict.reason}"
