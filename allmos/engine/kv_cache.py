@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from dataclasses import dataclass
 
 import torch
@@ -46,7 +47,13 @@ def cpu_num_blocks(config: EngineConfig, shape: CacheShape) -> int:
 
 
 def cuda_num_blocks(config: EngineConfig, shape: CacheShape, device, activation_peak: int) -> int:
-    """Blocks that fit in gpu_memory_utilization of the card after weights and activations."""
+    """Blocks that fit in gpu_memory_utilization of the card after weights and activations.
+
+    Memory that this process's allocator caches but no live tensor uses (an earlier engine's cache,
+    freed) counts as free: it is collected and returned to the driver first.
+    """
+    gc.collect()
+    torch.cuda.empty_cache()
     free, total = torch.cuda.mem_get_info(device)
     in_use_now = total - free
     torch_now = torch.cuda.memory_allocated(device)
