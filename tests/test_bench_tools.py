@@ -22,6 +22,10 @@ def test_step_profiler_attributes_every_step(tmp_path):
         "conf/model/qwen3-tiny.yaml",
         "--out",
         str(out),
+        "--kernels",
+        "2",
+        "--kernels-after",
+        "1",
         "device=cpu",
         "max_model_len=256",
     ]
@@ -32,6 +36,7 @@ def test_step_profiler_attributes_every_step(tmp_path):
     for kind in ("prefill", "decode"):
         assert set(result["seconds"][kind]) == {"schedule", "prepare", "forward", "sample", "postprocess"}
     assert "decode" in proc.stdout and "real wall" in proc.stdout
+    assert result["kernel_breakdown"]["steps"] == 2 and len(result["kernel_breakdown"]["batch_sizes"]) == 2
 
 
 def test_step_profiler_refuses_tensor_parallel():

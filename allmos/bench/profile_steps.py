@@ -44,7 +44,7 @@ def profiled_step(engine, timer: PhaseTimer) -> None:
     t0 = timer.mark()
     batch = engine.scheduler.schedule()
     t1 = timer.mark()
-    inputs = build_step_inputs(batch, runner.config.block_size, runner.device)
+    inputs = build_step_inputs(batch, runner.config.block_size, runner.device, runner.staging)
     t2 = timer.mark()
     with torch.inference_mode():
         hidden = runner.graph_runner.forward(inputs.input_ids, inputs.positions, inputs.meta)
@@ -88,6 +88,44 @@ def profile(llm: LLM, spec: WorkloadSpec) -> dict:
     }
 
 
+def device_time_us(event) -> float:
+    for name in ("self_device_time_total", "self_cuda_time_total"):
+        if hasattr(event, name):
+            return float(getattr(event, name))
+    return 0.0
+
+
+def kernel_breakdown(llm: LLM, spec: WorkloadSpec, skip: int, steps: int, top: int = 25) -> dict:
+    """GPU time per kernel over `steps` decode steps taken after `skip` steps of the workload (torch
+    profiler; kernels replayed from CUDA graphs included), in microseconds per step."""
+    submit(llm, make_requests(spec, llm.engine.hf_config.vocab_size))
+    engine = llm.engine
+    for _ in range(skip):
+        engine.step()
+    batch_sizes = []
+    on_cuda = engine.runner.device.type == "cuda"
+    activities = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA] if on_cuda else [])
+    with torch.profiler.profile(activities=activities) as prof:
+        for _ in range(steps):
+            batch_sizes.append(len(engine.scheduler.running))
+            engine.step()
+        if on_cuda:
+            torch.cuda.synchronize()
+    while engine.has_unfinished():
+        engine.step()
+    rows = sorted(((device_time_us(e), e.key, e.count) for e in prof.key_averages()), reverse=True)
+    kernels = [{"name": k[:90], "us_per_step": t / steps, "calls_per_step": c / steps} for t, k, c in rows if t > 0]
+    return {"steps": steps, "batch_sizes": batch_sizes, "kernels": kernels[:top],
+            "total_us_per_step": sum(k["us_per_step"] for k in kernels)}
+
+
+def print_kernels(result: dict) -> None:
+    print(f"kernels over {result['steps']} decode steps (batch {result['batch_sizes'][0]}): "
+          f"{result['total_us_per_step']:.0f} us of GPU time per step")
+    for k in result["kernels"]:
+        print(f"{k['us_per_step']:9.1f} us {k['calls_per_step']:6.1f}x  {k['name']}")
+
+
 def print_table(result: dict) -> None:
     print(f"real wall {result['real_wall_s']:.2f} s; with a sync between phases {result['synced_wall_s']:.2f} s")
     for kind, phases in result["seconds"].items():
@@ -108,6 +146,8 @@ def main() -> None:
     parser.add_argument("--max-len", type=int, default=1024, help="longest prompt and output (nano_bench: 1024)")
     parser.add_argument("--arch", default="conf/model/qwen3-0.6b.yaml", help="model config whose architecture to use")
     parser.add_argument("--out", default=None)
+    parser.add_argument("--kernels", type=int, default=0, help="also profile kernels over this many decode steps")
+    parser.add_argument("--kernels-after", type=int, default=100, help="steps to run before the kernel profile")
     parser.add_argument("switches", nargs="*", help="engine options as key=value (e.g. attention=triton)")
     args = parser.parse_args()
     from omegaconf import OmegaConf
@@ -128,6 +168,9 @@ def main() -> None:
     )
     result = profile(llm, spec) | {"switches": llm.engine.config.switches()}
     print_table(result)
+    if args.kernels:
+        result["kernel_breakdown"] = kernel_breakdown(llm, spec, args.kernels_after, args.kernels)
+        print_kernels(result["kernel_breakdown"])
     if args.out:
         with open(args.out, "w") as f:
             json.dump(result, f, indent=1, default=str)
