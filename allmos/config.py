@@ -51,6 +51,7 @@ class EngineConfig:
     prefix_caching: bool = False
     compile: bool = False
     chunked_prefill: bool = False
+    async_scheduling: bool = False  # queue the next decode step before reading back this one's tokens
     tensor_parallel_size: int = 1
     block_size: int = 256
     gpu_memory_utilization: float = 0.9

@@ -3,16 +3,18 @@
 # Usage: bash scripts/gpu_nano_bench.sh RUNS_DIR [extra overrides...]
 set -u
 runs=$1; shift
+ON="attention=triton kv_store=triton cuda_graphs=true compile=true prefix_caching=true async_scheduling=true"
 declare -A CONFIGS=(
-  [all_on]="attention=triton kv_store=triton cuda_graphs=true compile=true prefix_caching=true"
-  [no_attention]="attention=sdpa kv_store=triton cuda_graphs=true compile=true prefix_caching=true"
-  [no_kv_store]="attention=triton kv_store=torch cuda_graphs=true compile=true prefix_caching=true"
-  [no_cuda_graphs]="attention=triton kv_store=triton cuda_graphs=false compile=true prefix_caching=true"
-  [no_compile]="attention=triton kv_store=triton cuda_graphs=true compile=false prefix_caching=true"
-  [no_prefix_caching]="attention=triton kv_store=triton cuda_graphs=true compile=true prefix_caching=false"
-  [all_off]="attention=sdpa kv_store=torch cuda_graphs=false compile=false prefix_caching=false"
+  [all_on]="$ON"
+  [no_attention]="$ON attention=sdpa"
+  [no_kv_store]="$ON kv_store=torch"
+  [no_cuda_graphs]="$ON cuda_graphs=false"
+  [no_compile]="$ON compile=false"
+  [no_prefix_caching]="$ON prefix_caching=false"
+  [no_async_scheduling]="$ON async_scheduling=false"
+  [all_off]="attention=sdpa kv_store=torch cuda_graphs=false compile=false prefix_caching=false async_scheduling=false"
 )
-for name in all_on no_attention no_kv_store no_cuda_graphs no_compile no_prefix_caching all_off; do
+for name in ${NAMES:-all_on no_attention no_kv_store no_cuda_graphs no_compile no_prefix_caching no_async_scheduling all_off}; do
   echo "=== $name: ${CONFIGS[$name]} $*"
   python run.py ${CONFIGS[$name]} "$@" hydra.run.dir="$runs/$name" 2>&1 | grep -v "generate:" | tail -12
 done

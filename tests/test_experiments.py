@@ -30,28 +30,30 @@ NAMES = sorted(p.stem for p in (EXPERIMENTS / "experiment").glob("*.yaml"))
 TINY = ["model=qwen3-tiny", "workload=smoke", "device=cpu", "num_kv_blocks=16"]
 # Every key run.py's CPU defaults would otherwise add is given, so runs here and on a GPU machine agree.
 PINNED = ["attention=sdpa", "kv_store=torch", "compile=false"]
-SWITCHES = ("attention", "kv_store", "cuda_graphs", "compile", "prefix_caching")
-ALL_OFF = ("sdpa", "torch", False, False, False)
-ALL_ON = ("triton", "triton", True, True, True)
+SWITCHES = ("attention", "kv_store", "cuda_graphs", "compile", "prefix_caching", "async_scheduling")
+ALL_OFF = ("sdpa", "torch", False, False, False, False)
+ALL_ON = ("triton", "triton", True, True, True, True)
 CUMULATIVE = {  # the stated order: each stage adds one optimization to the one before
     "c0_all_off": ALL_OFF,
-    "c1_attention_triton": ("triton", "torch", False, False, False),
-    "c2_kv_store_triton": ("triton", "triton", False, False, False),
-    "c3_cuda_graphs": ("triton", "triton", True, False, False),
-    "c4_compile": ("triton", "triton", True, True, False),
-    "c5_prefix_caching": ALL_ON,
+    "c1_attention_triton": ("triton", "torch", False, False, False, False),
+    "c2_kv_store_triton": ("triton", "triton", False, False, False, False),
+    "c3_cuda_graphs": ("triton", "triton", True, False, False, False),
+    "c4_compile": ("triton", "triton", True, True, False, False),
+    "c5_prefix_caching": ("triton", "triton", True, True, True, False),
+    "c6_async_scheduling": ALL_ON,
 }
 LEAVE_ONE_OUT = {
     "all_on": ALL_ON,
-    "no_attention": ("sdpa", "triton", True, True, True),
-    "no_kv_store": ("triton", "torch", True, True, True),
-    "no_cuda_graphs": ("triton", "triton", False, True, True),
-    "no_compile": ("triton", "triton", True, False, True),
-    "no_prefix_caching": ("triton", "triton", True, True, False),
+    "no_attention": ("sdpa", "triton", True, True, True, True),
+    "no_kv_store": ("triton", "torch", True, True, True, True),
+    "no_cuda_graphs": ("triton", "triton", False, True, True, True),
+    "no_compile": ("triton", "triton", True, False, True, True),
+    "no_prefix_caching": ("triton", "triton", True, True, False, True),
+    "no_async_scheduling": ("triton", "triton", True, True, True, False),
 }
 JOBS = {
-    "ablation_cumulative": 18,
-    "ablation_leave_one_out": 18,
+    "ablation_cumulative": 21,
+    "ablation_leave_one_out": 21,
     "attention_backends": 18,
     "prefix_caching": 24,
     "latency": 6,

@@ -68,12 +68,14 @@ def attention_choices():
     return ["sdpa", "triton"] + (["flash"] if installed_flavor() else [])
 
 
-COMBOS = list(itertools.product(attention_choices(), [False, True], ["torch", "triton"], [False, True], [False, True]))
+COMBOS = list(
+    itertools.product(attention_choices(), [False, True], ["torch", "triton"], [False, True], [False, True], [False, True])
+)
 
 
-@pytest.mark.parametrize("attention,cuda_graphs,kv_store,prefix_caching,compile", COMBOS)
+@pytest.mark.parametrize("attention,cuda_graphs,kv_store,prefix_caching,compile,async_scheduling", COMBOS)
 def test_switch_combination_agrees_with_baseline(
-    folder, baseline, attention, cuda_graphs, kv_store, prefix_caching, compile
+    folder, baseline, attention, cuda_graphs, kv_store, prefix_caching, compile, async_scheduling
 ):
     block_size = 256 if attention == "flash" else 16
     llm, ours = run_ours(
@@ -83,11 +85,13 @@ def test_switch_combination_agrees_with_baseline(
         kv_store=kv_store,
         prefix_caching=prefix_caching,
         compile=compile,
+        async_scheduling=async_scheduling,
         block_size=block_size,
     )
     assert_close(ours, baseline)
     counters = llm.engine.counters()
     assert counters["attention_backend"] == attention and counters["kv_store"] == kv_store
     assert (counters["graph_forwards"] > 0) == cuda_graphs
+    assert (counters["ahead_steps"] > 0) == async_scheduling
     if prefix_caching and block_size == 16:
         assert counters["cached_prompt_tokens"] > 0

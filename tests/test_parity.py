@@ -28,11 +28,13 @@ def generate(folder, **options):
     return [out["token_ids"] for out in llm.generate(PROMPTS, params, use_tqdm=False)]
 
 
-COMBOS = list(itertools.product(["continuous", "static"], [False, True], [False, True], [8, 256]))
+COMBOS = list(itertools.product(["continuous", "static"], [False, True], [False, True], [8, 256], [False, True]))
 
 
-@pytest.mark.parametrize("scheduler,prefix_caching,chunked_prefill,block_size", COMBOS)
-def test_greedy_parity_every_combination(tiny_qwen3, reference, scheduler, prefix_caching, chunked_prefill, block_size):
+@pytest.mark.parametrize("scheduler,prefix_caching,chunked_prefill,block_size,async_scheduling", COMBOS)
+def test_greedy_parity_every_combination(
+    tiny_qwen3, reference, scheduler, prefix_caching, chunked_prefill, block_size, async_scheduling
+):
     budget = 32 if chunked_prefill else 256  # 32 < the longest prompt: chunks really happen
     out = generate(
         tiny_qwen3,
@@ -41,13 +43,17 @@ def test_greedy_parity_every_combination(tiny_qwen3, reference, scheduler, prefi
         chunked_prefill=chunked_prefill,
         block_size=block_size,
         max_num_batched_tokens=budget,
+        async_scheduling=async_scheduling,
     )
     assert out == reference
 
 
-def test_parity_with_preemption(tiny_qwen3, reference):
+@pytest.mark.parametrize("async_scheduling", [False, True])
+def test_parity_with_preemption(tiny_qwen3, reference, async_scheduling):
     """A cache of 12 blocks of 8 tokens cannot hold all five sequences: some are recomputed."""
-    llm = LLM(tiny_qwen3, dtype="float64", max_model_len=256, num_kv_blocks=12, block_size=8)
+    llm = LLM(
+        tiny_qwen3, dtype="float64", max_model_len=256, num_kv_blocks=12, block_size=8, async_scheduling=async_scheduling
+    )
     out = llm.generate(PROMPTS, SamplingParams(temperature=0, max_tokens=MAX_TOKENS), use_tqdm=False)
     assert [o["token_ids"] for o in out] == reference
     assert llm.engine.scheduler.num_preemptions > 0

@@ -73,11 +73,14 @@ def reference(tiny_qwen3):
     return greedy(llm), greedy(llm, PROMPTS[::-1])
 
 
-@pytest.mark.parametrize("prefix_caching", [False, True])
-def test_two_ranks_match_one(tiny_qwen3, reference, prefix_caching):
-    # with prefix caching, also chunked prefill: prompts are split over steps and cached blocks reused
+@pytest.mark.parametrize("prefix_caching,async_scheduling", [(False, False), (True, False), (False, True)])
+def test_two_ranks_match_one(tiny_qwen3, reference, prefix_caching, async_scheduling):
+    # with prefix caching, also chunked prefill: prompts are split over steps and cached blocks reused;
+    # with async scheduling, look-ahead steps take their input ids from rank 0 by broadcast
     extra = {"chunked_prefill": True, "max_num_batched_tokens": 16} if prefix_caching else {}
-    llm = make(tiny_qwen3, tensor_parallel_size=2, prefix_caching=prefix_caching, **extra)
+    llm = make(
+        tiny_qwen3, tensor_parallel_size=2, prefix_caching=prefix_caching, async_scheduling=async_scheduling, **extra
+    )
     try:
         assert len(live_children()) == 1
         assert greedy(llm) == reference[0]
@@ -85,6 +88,7 @@ def test_two_ranks_match_one(tiny_qwen3, reference, prefix_caching):
         counters = llm.engine.counters()
         assert counters["num_kv_blocks"] == 64
         assert (counters["cached_prompt_tokens"] > 0) == prefix_caching
+        assert (counters["ahead_steps"] > 0) == async_scheduling
     finally:
         llm.close()
     assert_all_stopped()

@@ -57,13 +57,20 @@ def baseline(folder):
     return out
 
 
-COMBOS = list(itertools.product(["sdpa", "triton"], [False, True], [False, True]))
+COMBOS = list(itertools.product(["sdpa", "triton"], [False, True], [False, True], [False, True]))
+KV_STORE = {"sdpa": "torch", "triton": "triton"}  # both stores covered, each with one backend
 
 
-@pytest.mark.parametrize("attention,cuda_graphs,prefix_caching", COMBOS)
-def test_two_ranks_agree_with_one(folder, baseline, attention, cuda_graphs, prefix_caching):
+@pytest.mark.parametrize("attention,cuda_graphs,prefix_caching,async_scheduling", COMBOS)
+def test_two_ranks_agree_with_one(folder, baseline, attention, cuda_graphs, prefix_caching, async_scheduling):
     llm = make(
-        folder, tensor_parallel_size=2, attention=attention, cuda_graphs=cuda_graphs, prefix_caching=prefix_caching
+        folder,
+        tensor_parallel_size=2,
+        attention=attention,
+        kv_store=KV_STORE[attention],
+        cuda_graphs=cuda_graphs,
+        prefix_caching=prefix_caching,
+        async_scheduling=async_scheduling,
     )
     try:
         assert_close(generate(llm), baseline)
@@ -71,6 +78,8 @@ def test_two_ranks_agree_with_one(folder, baseline, attention, cuda_graphs, pref
         assert counters["attention_backend"] == attention
         assert (counters["graph_forwards"] > 0) == cuda_graphs
         assert (counters["cached_prompt_tokens"] > 0) == prefix_caching
+        assert (counters["ahead_steps"] > 0) == async_scheduling
+        assert counters["kv_store"] == KV_STORE[attention]
     finally:
         llm.engine.runner.close()
     del llm

@@ -28,6 +28,7 @@ ALL_OFF = dict(
     prefix_caching=False,
     compile=False,
     chunked_prefill=False,
+    async_scheduling=False,
     scheduler=PluginChoice("continuous"),
     tensor_parallel_size=1,
 )

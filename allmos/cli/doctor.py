@@ -28,7 +28,7 @@ def switch_rows() -> list[tuple[str, str | None]]:
     for kind in ("attention", "kv_store", "scheduler", "sampler"):
         for name in names(kind):
             rows.append((f"{kind}={name}", probe(device=device, **{kind: PluginChoice(name)})))
-    for switch in ("cuda_graphs", "prefix_caching", "compile", "chunked_prefill"):
+    for switch in ("cuda_graphs", "prefix_caching", "compile", "chunked_prefill", "async_scheduling"):
         rows.append((f"{switch}=true", probe(device=device, **{switch: True})))
     return rows
 

@@ -44,7 +44,7 @@ import torch.distributed as dist
 
 from allmos.distributed.rank import RankRunner
 from allmos.distributed.worker import COLLECTIVE_TIMEOUT, INIT_TIMEOUT, LOOPBACK, WorkerSpec, worker_main
-from allmos.engine.batch import ScheduledBatch, StepOutput
+from allmos.engine.batch import LaunchedStep, ScheduledBatch, StepOutput
 from allmos.layers.parallel import ParallelInfo
 
 log = logging.getLogger(__name__)
@@ -342,10 +342,19 @@ class DistributedRunner:
             raise
 
     def run(self, batch: ScheduledBatch) -> StepOutput:
+        return self.collect(self.launch(batch))
+
+    def launch(self, batch: ScheduledBatch, prev: LaunchedStep | None = None) -> LaunchedStep:
         if self.group.closed:
             raise RuntimeError("the tensor-parallel runner is closed (after close() or a failure)")
+        return self._guarded(self.rank0.launch, batch, prev)
+
+    def collect(self, step: LaunchedStep) -> StepOutput:
+        return self._guarded(self.rank0.collect, step)
+
+    def _guarded(self, fn, *args):
         try:
-            return self.rank0.lead(batch)
+            return fn(*args)
         except BaseException as error:
             self._fail(error)
             raise

@@ -11,10 +11,11 @@ from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
-from allmos.engine.batch import ScheduledBatch, StepOutput
+from allmos.engine.batch import LaunchedStep, ScheduledBatch, StepOutput
 from allmos.engine.model_runner import ModelRunner
-from allmos.engine.step_inputs import build_step_inputs
+from allmos.engine.step_inputs import StepInputs, build_step_inputs
 from allmos.layers.parallel import ParallelInfo
 
 HOST = torch.device("cpu")
@@ -71,16 +72,30 @@ class RankRunner(ModelRunner):
         self.peers.barrier()
         return self.peers.agree_min(super().size_cache())
 
-    @torch.inference_mode()
-    def lead(self, batch: ScheduledBatch) -> StepOutput:
-        wire = to_wire(build_step_inputs(batch, self.config.block_size, HOST))
-        self.peers.send_step(wire)
+    def prepare(self, batch: ScheduledBatch, prev: LaunchedStep | None) -> StepInputs:
+        """Rank 0: send the step's host arrays to the other ranks, then copy them to this device. A
+        look-ahead step's input ids exist only on this device (the running step samples them): they
+        are broadcast to the other ranks on the device, with no host round trip."""
+        ahead = batch.ahead_rows is not None
+        placeholder = torch.zeros(len(prev.batch), dtype=torch.int64) if ahead else None
+        wire = to_wire(build_step_inputs(batch, self.config.block_size, HOST, prev_tokens=placeholder))
+        self.peers.send_step((wire, ahead))
         inputs = from_wire(wire, self.device)
-        output = self.sample(batch, self.step_logits(inputs, len(batch)), inputs.temperatures)
+        if ahead:
+            rows = torch.as_tensor(batch.ahead_rows, dtype=torch.int64).to(self.device, non_blocking=True)
+            inputs.input_ids = prev.tokens[rows]
+            dist.broadcast(inputs.input_ids, src=0)
+        return inputs
+
+    def collect(self, step: LaunchedStep) -> StepOutput:
+        output = super().collect(step)
         self.peers.check()  # a worker that failed during the step has reported by now: raise its error
         return output
 
     @torch.inference_mode()
-    def follow(self, wire: Any) -> None:
+    def follow(self, message: tuple[Any, bool]) -> None:
+        wire, ahead = message
         inputs = from_wire(wire, self.device)
+        if ahead:
+            dist.broadcast(inputs.input_ids, src=0)
         self.step_logits(inputs, inputs.temperatures.shape[0])  # the LM head's all-gather needs every rank

@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 from allmos.config import EngineConfig
+from allmos.engine.batch import LaunchedStep, ScheduledBatch
 from allmos.engine.model_runner import ModelRunner
 from allmos.engine.scheduler import SchedulerLimits
 from allmos.engine.sequence import Sequence
@@ -49,6 +50,8 @@ class Engine:
         self.scheduler = lookup("scheduler", config.scheduler.name).cls(limits, self.block_manager, eos)
         self.stats = EngineStats()
         self.next_seq_id = 0
+        self.in_flight: LaunchedStep | None = None  # the look-ahead step queued by the last step()
+        self.ahead_steps = 0  # steps queued before the previous step's tokens were read back
 
     def add_request(self, token_ids: list[int], params: SamplingParams) -> Sequence:
         seq = Sequence(self.next_seq_id, token_ids, params, arrival=time.perf_counter())
@@ -64,20 +67,34 @@ class Engine:
             close()
 
     def has_unfinished(self) -> bool:
-        return self.scheduler.has_unfinished()
+        return self.in_flight is not None or self.scheduler.has_unfinished()
 
     def step(self) -> list[Sequence]:
+        """Finish one step and return the sequences it finished. With async_scheduling, the next
+        decode step is scheduled and queued on the device before this one's tokens are read back,
+        so the host's bookkeeping overlaps the device's work."""
         start = time.perf_counter()
-        batch = self.scheduler.schedule()
-        context = sum(s.num_computed_tokens for s in batch.seqs) + batch.num_tokens
-        output = self.runner.run(batch)
-        finished = self.scheduler.postprocess(batch, output)
+        launched = self.in_flight or self.launch(self.scheduler.schedule())
+        self.in_flight = None
+        if self.config.async_scheduling:
+            ahead = self.scheduler.schedule_ahead(launched.batch)
+            if ahead is not None:
+                self.in_flight = self.launch(ahead, launched)
+                self.ahead_steps += 1
+        batch = launched.batch
+        finished = self.scheduler.postprocess(batch, self.runner.collect(launched))
         now = time.perf_counter()
         self.stamp_times(batch.seqs, finished, now)
         kind = "prefill" if batch.is_prefill else "decode"
-        self.stats.record(kind, len(batch), batch.num_tokens, now - start, self.block_manager.num_used_blocks, context)
+        blocks = self.block_manager.num_used_blocks
+        self.stats.record(kind, len(batch), batch.num_tokens, now - start, blocks, batch.context_tokens)
         self.stats.cached_prompt_tokens = self.block_manager.cached_tokens
         return finished
+
+    def launch(self, batch: ScheduledBatch, prev: LaunchedStep | None = None) -> LaunchedStep:
+        ahead = batch.ahead_rows is not None
+        batch.context_tokens = sum(s.num_computed_tokens + ahead for s in batch.seqs) + batch.num_tokens
+        return self.runner.launch(batch, prev)
 
     def stamp_times(self, seqs: list[Sequence], finished: list[Sequence], now: float) -> None:
         for seq in seqs:
@@ -95,6 +112,7 @@ class Engine:
             "graph_forwards": graph.graph_steps,
             "eager_forwards": graph.eager_steps,
             "preemptions": self.scheduler.num_preemptions,
+            "ahead_steps": self.ahead_steps,
             "attention_backend": type(self.runner.attention_backend).plugin_name,
             "kv_store": type(self.runner.kv_store).plugin_name,
             "block_manager": type(self.block_manager).plugin_name,

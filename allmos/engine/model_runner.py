@@ -10,8 +10,10 @@ from allmos.attention.backend import HeadShape
 from allmos.attention.layer import PagedAttention
 from allmos.config import EngineConfig
 from allmos.engine import kv_cache
-from allmos.engine.batch import ScheduledBatch, StepOutput
+from allmos.engine.batch import LaunchedStep, ScheduledBatch, StepOutput
 from allmos.engine.sequence import Sequence
+from allmos.engine.readback import TokenReadback
+from allmos.engine.staging import HostStaging
 from allmos.engine.step_inputs import StepInputs, build_step_inputs
 from allmos.layers.ops import Ops
 from allmos.layers.parallel import ParallelInfo
@@ -39,6 +41,8 @@ class ModelRunner:
         self.tp = tp or ParallelInfo()
         self.device = rank_device(config.resolved_device, self.tp)
         self.dtype = config.torch_dtype
+        self.staging = HostStaging(self.device)
+        self.token_readback = TokenReadback(self.device, config.max_num_seqs)
         self.kv_store = make_plugin("kv_store", config.kv_store)
         self.attention_backend = make_plugin("attention", config.attention, self.head_shape())
         self.model = build_model(hf_config, self.model_context(), self.device, self.dtype)
@@ -111,11 +115,31 @@ class ModelRunner:
         for i, layer in enumerate(self.model.attention_layers()):
             layer.bind_cache(*(cache[0, i], cache[1, i]) if cache is not None else (None, None))
 
-    @torch.inference_mode()
     def run(self, batch: ScheduledBatch) -> StepOutput:
-        inputs = build_step_inputs(batch, self.config.block_size, self.device)
+        return self.collect(self.launch(batch))
+
+    @torch.inference_mode()
+    def launch(self, batch: ScheduledBatch, prev: LaunchedStep | None = None) -> LaunchedStep:
+        """Queue the step's work on the device and return without waiting for it; `prev` is the
+        step still running before a look-ahead batch."""
+        inputs = self.prepare(batch, prev)
         logits = self.step_logits(inputs, len(batch))
-        return self.sample(batch, logits, inputs.temperatures)
+        tokens = self.sampler.forward(logits, inputs.temperatures)
+        k = max(s.params.logprobs for s in batch.seqs)
+        tops = torch.log_softmax(logits.float(), dim=-1).topk(k, dim=-1) if k else None
+        return LaunchedStep(batch, tokens, self.token_readback.start(tokens), tops)
+
+    def prepare(self, batch: ScheduledBatch, prev: LaunchedStep | None) -> StepInputs:
+        prev_tokens = prev.tokens if prev is not None else None
+        return build_step_inputs(batch, self.config.block_size, self.device, self.staging, prev_tokens)
+
+    def collect(self, step: LaunchedStep) -> StepOutput:
+        """Wait for a launched step; its sampled tokens (and top log-probabilities) on the host."""
+        tokens = self.token_readback.finish(step.readback)
+        if step.tops is None:
+            return StepOutput(tokens)
+        values, ids = step.tops
+        return StepOutput(tokens, [list(zip(i, v)) for i, v in zip(ids.tolist(), values.tolist())])
 
     def step_logits(self, inputs: StepInputs, num_seqs: int) -> torch.Tensor:
         """The forward of one step: [num_seqs, vocab] logits (every tensor-parallel rank runs this)."""
@@ -123,16 +147,6 @@ class ModelRunner:
         if inputs.logits_indices is not None:
             hidden = hidden[inputs.logits_indices]
         return self.model.compute_logits(hidden[:num_seqs])
-
-    def sample(self, batch: ScheduledBatch, logits: torch.Tensor, temperatures: torch.Tensor) -> StepOutput:
-        tokens = self.sampler.forward(logits, temperatures).tolist()
-        k = max(s.params.logprobs for s in batch.seqs)
-        return StepOutput(tokens, top_logprobs(logits, k) if k else None)
-
-
-def top_logprobs(logits: torch.Tensor, k: int) -> list[list[tuple[int, float]]]:
-    values, ids = torch.log_softmax(logits.float(), dim=-1).topk(k, dim=-1)
-    return [list(zip(i, v)) for i, v in zip(ids.tolist(), values.tolist())]
 
 
 def dummy_batches(c: EngineConfig, blocks_per_seq: int) -> list[ScheduledBatch]:

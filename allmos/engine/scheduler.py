@@ -50,6 +50,11 @@ class Scheduler(ABC):
     def postprocess(self, batch: ScheduledBatch, output: StepOutput) -> list[Sequence]:
         """Record the step's sampled tokens; returns the sequences that finished."""
 
+    def schedule_ahead(self, running: ScheduledBatch) -> ScheduledBatch | None:
+        """The decode batch after `running`, scheduled before `running`'s tokens are known; None when
+        the next step should be scheduled normally (after postprocessing `running`)."""
+        return None
+
 
 @register("scheduler", "continuous")
 class ContinuousScheduler(Scheduler):
@@ -115,6 +120,33 @@ class ContinuousScheduler(Scheduler):
         self.running.extend(scheduled)
         return ScheduledBatch(scheduled, [1] * len(scheduled), is_prefill=False) if scheduled else None
 
+    def schedule_ahead(self, running: ScheduledBatch) -> ScheduledBatch | None:
+        """Every sequence of the decode step `running` that will not finish by length, one position
+        further, if each can grow by a block without preemption and no waiting prompt could start now.
+        A sequence that then samples an end-of-sequence token wastes its look-ahead token (dropped)."""
+        if running.is_prefill or self.prefill_would_start():
+            return None
+        rows = [
+            i
+            for i, seq in enumerate(running.seqs)
+            if not seq.is_finished and not self.done_by_length(seq, len(seq) + 1)
+        ]
+        seqs = [running.seqs[i] for i in rows]
+        needed = sum(self.block_manager.blocks_for(len(s) + 1) - len(s.block_table) for s in seqs)
+        if not seqs or needed > self.block_manager.num_free_blocks:
+            return None
+        for seq in seqs:
+            self.block_manager.allocate(seq, len(seq) + 1)
+        return ScheduledBatch(seqs, [1] * len(seqs), is_prefill=False, ahead_rows=rows)
+
+    def prefill_would_start(self) -> bool:
+        if not self.waiting or len(self.running) >= self.limits.max_num_seqs:
+            return False
+        head = self.waiting[0]
+        return self.admissible(head) and (
+            bool(head.block_table) or self.block_manager.can_allocate(head, len(head))
+        )
+
     def make_room_for(self, seq: Sequence) -> bool:
         """Preempt the latest running sequences until `seq` can grow; False if `seq` itself went."""
         while not self.block_manager.can_allocate(seq, len(seq)):
@@ -134,6 +166,8 @@ class ContinuousScheduler(Scheduler):
     def postprocess(self, batch: ScheduledBatch, output: StepOutput) -> list[Sequence]:
         finished = []
         for i, (seq, count, token) in enumerate(zip(batch.seqs, batch.num_new_tokens, output.token_ids)):
+            if seq.is_finished:
+                continue  # ended (end-of-sequence token) in the step before this look-ahead one
             seq.num_computed_tokens += count
             self.block_manager.mark_computed(seq)
             if seq.num_computed_tokens < len(seq):
@@ -149,7 +183,12 @@ class ContinuousScheduler(Scheduler):
     def is_done(self, seq: Sequence, token: int) -> bool:
         if not seq.params.ignore_eos and token in self.eos_token_ids:
             return True
-        return seq.num_output_tokens >= seq.params.max_tokens or len(seq) >= self.limits.max_model_len
+        return self.done_by_length(seq, len(seq))
+
+    def done_by_length(self, seq: Sequence, length: int) -> bool:
+        """Whether `seq` is finished once it holds `length` tokens, whatever they are."""
+        outputs = length - seq.num_prompt_tokens
+        return outputs >= seq.params.max_tokens or length >= self.limits.max_model_len
 
     def finish(self, seq: Sequence) -> None:
         seq.status = SequenceStatus.FINISHED

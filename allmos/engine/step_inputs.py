@@ -10,6 +10,7 @@ import torch
 
 from allmos.attention.metadata import AttentionMetadata
 from allmos.engine.batch import ScheduledBatch
+from allmos.engine.staging import HostStaging
 
 
 @dataclass
@@ -31,6 +32,8 @@ def block_table_array(batch: ScheduledBatch) -> np.ndarray:
 
 def token_arrays(batch: ScheduledBatch, starts: np.ndarray, counts: np.ndarray):
     """(input ids, positions, sequence index of each token) for the batch's new tokens."""
+    if batch.ahead_rows is not None:
+        return None, starts.copy(), np.arange(len(batch.seqs))
     if not batch.is_prefill:
         ids = np.fromiter((s.token_ids[-1] for s in batch.seqs), dtype=np.int64, count=len(batch.seqs))
         return ids, starts.astype(np.int64), np.arange(len(batch.seqs))
@@ -42,8 +45,21 @@ def token_arrays(batch: ScheduledBatch, starts: np.ndarray, counts: np.ndarray):
     return ids, starts[seq_index] + offsets, seq_index
 
 
-def build_step_inputs(batch: ScheduledBatch, block_size: int, device: torch.device) -> StepInputs:
+def build_step_inputs(
+    batch: ScheduledBatch,
+    block_size: int,
+    device: torch.device,
+    staging: HostStaging | None = None,
+    prev_tokens: torch.Tensor | None = None,
+) -> StepInputs:
+    """The step's tensors on `device`. A look-ahead batch (`batch.ahead_rows` set) is built while the
+    step before it still runs: each sequence's input is the token that step is sampling, taken on the
+    device from `prev_tokens` (that step's sampled ids), at the position one past what the host knows."""
+    ahead = batch.ahead_rows is not None
+    if ahead and prev_tokens is None:
+        raise ValueError("a look-ahead batch needs the sampled tokens of the step before it")
     starts = np.fromiter((s.num_computed_tokens for s in batch.seqs), dtype=np.int64, count=len(batch.seqs))
+    starts += ahead
     counts = np.asarray(batch.num_new_tokens, dtype=np.int64)
     context = starts + counts
     ids, positions, seq_index = token_arrays(batch, starts, counts)
@@ -51,21 +67,29 @@ def build_step_inputs(batch: ScheduledBatch, block_size: int, device: torch.devi
     slots = table[seq_index, positions // block_size].astype(np.int64) * block_size + positions % block_size
     cu_q = np.concatenate(([0], np.cumsum(counts))).astype(np.int32)
     temps = np.fromiter((s.params.temperature for s in batch.seqs), dtype=np.float32, count=len(batch.seqs))
-
-    def dev(array: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(array).to(device, non_blocking=True)
-
+    arrays = {
+        "ids": np.asarray(batch.ahead_rows, dtype=np.int64) if ahead else ids,
+        "positions": positions,
+        "slots": slots,
+        "context": context.astype(np.int32),
+        "cu_q": cu_q,
+        "table": table,
+        "temps": temps,
+    }
+    if batch.is_prefill:
+        arrays["logits_indices"] = cu_q[1:].astype(np.int64) - 1
+    dev = (staging or HostStaging(device)).to_device(arrays)
     meta = AttentionMetadata(
         is_prefill=batch.is_prefill,
-        slot_mapping=dev(slots),
-        context_lens=dev(context.astype(np.int32)),
-        cu_seqlens_q=dev(cu_q),
-        block_tables=dev(table),
+        slot_mapping=dev["slots"],
+        context_lens=dev["context"],
+        cu_seqlens_q=dev["cu_q"],
+        block_tables=dev["table"],
         max_seqlen_q=int(counts.max()),
         max_seqlen_k=int(context.max()),
         query_lens_host=counts.tolist(),
         context_lens_host=context.tolist(),
         block_size=block_size,
     )
-    logits_indices = dev(cu_q[1:].astype(np.int64) - 1) if batch.is_prefill else None
-    return StepInputs(dev(ids), dev(positions), meta, logits_indices, dev(temps))
+    input_ids = prev_tokens[dev["ids"]] if ahead else dev["ids"]
+    return StepInputs(input_ids, dev["positions"], meta, dev.get("logits_indices"), dev["temps"])

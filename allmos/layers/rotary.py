@@ -53,5 +53,8 @@ class RotaryEmbedding(nn.Module):
         self.register_buffer("sin", freqs.sin(), persistent=False)
 
     def forward(self, positions: torch.Tensor, q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        cos, sin = self.cos[positions], self.sin[positions]
-        return self.ops.apply_rope(q, cos, sin), self.ops.apply_rope(k, cos, sin)
+        return self.ops.rope_qk(positions, q, k, self.cos, self.sin)
+
+    def forward_normed(self, positions: torch.Tensor, q: torch.Tensor, k: torch.Tensor, q_norm, k_norm):
+        """RMSNorm q and k per head (q_norm, k_norm: RMSNorm modules), then rotate them."""
+        return self.ops.qk_norm_rope(positions, q, k, q_norm.weight, k_norm.weight, q_norm.eps, self.cos, self.sin)

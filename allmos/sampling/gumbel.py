@@ -5,12 +5,14 @@ from allmos.sampling.base import Sampler
 
 
 def pick_tokens(logits: torch.Tensor, temperatures: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-    """argmax of p / E with E ~ Exp(1) draws a token with probability p; temperature 0 is argmax."""
+    """argmax of p / E with E ~ Exp(1) draws a token with probability p; temperature 0 is argmax.
+
+    Taken in log space, argmax(logits / t - log E), which needs no softmax: one pass over the logits.
+    """
     logits = logits.float()
     greedy = logits.argmax(dim=-1)
     safe_t = torch.where(temperatures > 0, temperatures, torch.ones_like(temperatures))
-    probs = torch.softmax(logits / safe_t.unsqueeze(1), dim=-1)
-    sampled = (probs / noise).argmax(dim=-1)
+    sampled = (logits / safe_t.unsqueeze(1) - noise.log()).argmax(dim=-1)
     return torch.where(temperatures > 0, sampled, greedy)
 
 
