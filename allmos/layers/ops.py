@@ -46,15 +46,10 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
 
 
 def rope_qk(positions: torch.Tensor, q: torch.Tensor, k: torch.Tensor, cos_cache: torch.Tensor, sin_cache: torch.Tensor):
-    """RoPE on q and k, the cos/sin rows looked up here: compiled, the lookup and both rotations
-    become one kernel instead of four."""
+    """RoPE on q and k with the cos/sin lookup inside, so that compiled the lookups fuse into the
+    rotations (two gathers fewer per layer)."""
     cos, sin = cos_cache[positions], sin_cache[positions]
     return apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-
-
-def qk_norm_rope(positions, q, k, q_weight, k_weight, eps: float, cos_cache, sin_cache):
-    """Qwen3's per-head RMSNorm of q and k, then RoPE: one kernel when compiled."""
-    return rope_qk(positions, rms_norm(q, q_weight, eps), rms_norm(k, k_weight, eps), cos_cache, sin_cache)
 
 
 @dataclass(frozen=True)
@@ -64,7 +59,6 @@ class Ops:
     silu_and_mul: Callable = silu_and_mul
     apply_rope: Callable = apply_rope
     rope_qk: Callable = rope_qk
-    qk_norm_rope: Callable = qk_norm_rope
 
     @classmethod
     def build(cls, compiled: bool) -> Ops:

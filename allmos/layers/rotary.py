@@ -55,6 +55,3 @@ class RotaryEmbedding(nn.Module):
     def forward(self, positions: torch.Tensor, q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.ops.rope_qk(positions, q, k, self.cos, self.sin)
 
-    def forward_normed(self, positions: torch.Tensor, q: torch.Tensor, k: torch.Tensor, q_norm, k_norm):
-        """RMSNorm q and k per head (q_norm, k_norm: RMSNorm modules), then rotate them."""
-        return self.ops.qk_norm_rope(positions, q, k, q_norm.weight, k_norm.weight, q_norm.eps, self.cos, self.sin)

@@ -67,9 +67,8 @@ class DecoderAttention(nn.Module):
         k = k.view(-1, self.kv_heads, self.head_dim)
         v = v.view(-1, self.kv_heads, self.head_dim)
         if self.qk_norm:
-            q, k = self.rotary.forward_normed(positions, q, k, self.q_norm, self.k_norm)
-        else:
-            q, k = self.rotary(positions, q, k)
+            q, k = self.q_norm(q), self.k_norm(k)
+        q, k = self.rotary(positions, q, k)
         out = self.attn(q, k, v, meta)
         return self.o_proj(out.flatten(1, 2))
 
