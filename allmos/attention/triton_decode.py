@@ -22,7 +22,9 @@ _DECODE_BLOCK_N = 64
 # ---------------------------------------------------------------------------------------------------------
 
 
-@triton.jit
+# The block-table width changes from step to step: a specialised kernel per width class (1, multiple of
+# 16, other) would compile inside timed runs.
+@triton.jit(do_not_specialize=["stride_btb"])
 def _decode_split_kernel(
     q_ptr,
     k_cache_ptr,

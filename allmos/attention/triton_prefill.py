@@ -14,7 +14,9 @@ from allmos.attention.triton_common import _attend_kv_tiles, _check_cache, _chec
 # ---------------------------------------------------------------------------------------------------------
 
 
-@triton.jit
+# The block-table width changes from step to step: a specialised kernel per width class (1, multiple of
+# 16, other) would compile inside timed runs.
+@triton.jit(do_not_specialize=["stride_btb"])
 def _prefill_kernel(
     q_ptr,
     k_cache_ptr,

@@ -82,12 +82,15 @@ def sampling(spec: WorkloadSpec, max_tokens: int) -> SamplingParams:
 
 
 def warmup_requests(spec: WorkloadSpec) -> list[Request]:
-    """Short requests run before timing starts (not counted), so lazy setup stays out of the figures.
+    """Requests run before timing starts (not counted), so lazy setup stays out of the figures.
 
     At least two when any are asked for: torch.compile specialises a dimension of size one, so a
-    single warm-up row would leave the batched shapes to be compiled inside the timed run.
+    single warm-up row would leave the batched shapes to be compiled inside the timed run. Their
+    prompts have the workload's shortest and longest lengths, so prefill meets multi-block block
+    tables before timing, as the timed steps will.
     """
     if spec.warmup_requests < 1:
         return []
     params = SamplingParams(temperature=spec.temperature, max_tokens=8, ignore_eos=True)
-    return [Request(list(range(1, 17 + 8 * i)), params) for i in range(max(2, spec.warmup_requests))]
+    lengths = [spec.input_len_min, spec.input_len_max] + [16 + 8 * i for i in range(2, spec.warmup_requests)]
+    return [Request([1 + t % 1000 for t in range(n)], params) for n in lengths]
