@@ -101,9 +101,10 @@ class ModelRunner:
         scratch = kv_cache.allocate(self.cache_shape, blocks_per_seq, self.device)
         self.bind_cache(scratch)
         torch.cuda.reset_peak_memory_stats(self.device)
-        for batch in dummy_batches(c, blocks_per_seq):  # locally on each rank: no step is led here
-            inputs = build_step_inputs(batch, c.block_size, self.device, self.staging)
-            self.sampler.forward(self.step_logits(inputs, len(batch)), inputs.temperatures)
+        with torch.inference_mode():
+            for batch in dummy_batches(c, blocks_per_seq):  # locally on each rank: no step is led here
+                inputs = build_step_inputs(batch, c.block_size, self.device, self.staging)
+                self.sampler.forward(self.step_logits(inputs, len(batch)), inputs.temperatures)
         torch.cuda.synchronize(self.device)
         peak = torch.cuda.max_memory_allocated(self.device) - scratch.numel() * scratch.element_size()
         self.bind_cache(None)
