@@ -43,6 +43,19 @@ def tick_label(label: str) -> str:
     return label.replace(" ", "\n")
 
 
+def bar_labels(summary: pd.DataFrame) -> list[str]:
+    """With a baseline, each bar names only what differs from it (six switches per bar overlap);
+    otherwise the whole configuration."""
+    pairs = [str(label).split(" ") for label in summary["config"]]
+    base = next((p for p, is_base in zip(pairs, summary["is_baseline"]) if is_base), None)
+    if base is None:
+        return [tick_label(str(label)) for label in summary["config"]]
+    return [
+        "baseline" if is_base else "\n".join(kv for kv in p if kv not in base) or "(as baseline)"
+        for p, is_base in zip(pairs, summary["is_baseline"])
+    ]
+
+
 def mark_failed(ax, summary: pd.DataFrame) -> None:
     for x, value in enumerate(summary["median"]):
         if pd.isna(value):
@@ -57,7 +70,7 @@ def plot_metric_bars(summary: pd.DataFrame, metric: str, out_dir: str | Path, st
     colors = [BASE_COLOR if is_base else BAR_COLOR for is_base in summary["is_baseline"]]
     ax.bar(x, summary["median"].fillna(0.0), yerr=error_bars(summary), capsize=4, color=colors)
     mark_failed(ax, summary)
-    ax.set_xticks(x, [tick_label(label) for label in summary["config"]], fontsize=8)
+    ax.set_xticks(x, bar_labels(summary), fontsize=8)
     ax.set_ylabel(metric)
     ax.set_title(f"{metric} per configuration (median, bars: min–max over trials)")
     return save_figure(fig, out_dir, stem)

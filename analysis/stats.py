@@ -40,7 +40,21 @@ def bootstrap_median_ci(
     return float(low), float(high)
 
 
-def speedup(values: Iterable[object], baseline_values: Iterable[object]) -> float:
-    """Ratio of medians, ``median(values) / median(baseline_values)`` (never a mean of ratios)."""
-    base = median(baseline_values)
-    return median(values) / base if base and np.isfinite(base) else float("nan")
+TIME_SUFFIXES = ("_s", "_ms", "_ms_median", "_ms_max")
+RATE_SUFFIX = "tok_s"  # output_tok_s: tokens per second
+
+
+def lower_is_better(metric: str) -> bool:
+    """Times (``wall_s``, ``decode_s``, ``tpot_ms_median``, ...) improve downwards; rates upwards."""
+    return metric.endswith(TIME_SUFFIXES) and not metric.endswith(RATE_SUFFIX)
+
+
+def speedup(values: Iterable[object], baseline_values: Iterable[object], lower_better: bool = False) -> float:
+    """Ratio of medians (never a mean of ratios): ``median(values) / median(baseline_values)`` for a
+    rate, the inverse for a time, so that above 1 always means faster than the baseline."""
+    base, value = median(baseline_values), median(values)
+    if not (base and np.isfinite(base)):
+        return float("nan")
+    if lower_better:
+        return base / value if value else float("nan")
+    return value / base

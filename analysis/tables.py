@@ -55,7 +55,7 @@ def summary_row(trials: pd.DataFrame, metric: str, baseline_values: pd.Series, b
     row = {"trials": len(trials), "median": stats.median(values), "min": low, "max": high}
     if bootstrap:
         row["ci_low"], row["ci_high"] = stats.bootstrap_median_ci(values)
-    row["speedup"] = stats.speedup(values, baseline_values)
+    row["speedup"] = stats.speedup(values, baseline_values, stats.lower_is_better(metric))
     if ROOFLINE_METRIC in trials and stats.finite_values(trials[ROOFLINE_METRIC]).size:
         row["roofline_pct"] = 100.0 * stats.median(ok_values(trials, ROOFLINE_METRIC))
     row["correct"] = correctness_verdict(trials["correct"])

@@ -77,6 +77,12 @@ def test_stats_are_medians_spreads_and_ratio_of_medians():
     assert stats.speedup([10, 12, 11], [5, 6, 4]) == pytest.approx(2.2)
     assert stats.speedup([1, 100, 3], [1, 1, 1]) == 3  # median ratio, not a mean of ratios
     assert pd.isna(stats.speedup([1, 2], []))
+
+
+def test_speedup_of_a_time_is_the_inverse_ratio():
+    assert stats.lower_is_better("decode_s") and stats.lower_is_better("tpot_ms_median")
+    assert not stats.lower_is_better("output_tok_s")
+    assert stats.speedup([2.0, 2.5, 3.0], [5.0, 5.0, 5.0], lower_better=True) == 2.0  # half the time: 2x
     assert pd.isna(stats.median([]))
 
 
@@ -279,3 +285,14 @@ def test_cli_runs_as_script_and_module(sweep: Path, tmp_path: Path, entry: list[
 def test_cli_unknown_metric_is_a_clear_error(sweep: Path):
     with pytest.raises(SystemExit, match="metric 'nope' not found.*output_tok_s"):
         report.main([str(sweep), "--metric", "nope"])
+
+
+def test_bar_labels_name_what_differs_from_the_baseline():
+    summary = pd.DataFrame(
+        {
+            "config": ["a=1 b=1", "a=0 b=1", "a=1 b=0"],
+            "is_baseline": [True, False, False],
+        }
+    )
+    assert plots.bar_labels(summary) == ["baseline", "a=0", "b=0"]
+    assert plots.bar_labels(summary.assign(is_baseline=False)) == ["a=1\nb=1", "a=0\nb=1", "a=1\nb=0"]
