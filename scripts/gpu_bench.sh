@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# GPU figures, each part sized for one device call (< 10 minutes):
+# GPU figures, in parts for device calls of at most 10 minutes:
 #   bash scripts/gpu_bench.sh nano     nano_bench: everything on, each switch off alone, everything off
-#   bash scripts/gpu_bench.sh latency  the latency workload with CUDA graphs on and off, the transformers
-#                                      side-by-side, and the step profile of the all-on configuration
+#                                      (~12 min in all: split it, e.g. NAMES="no_attention all_off" bash ...)
+#   bash scripts/gpu_bench.sh latency  the latency workload with CUDA graphs on and off, batch-1 decode step
+#                                      time with and without graphs, the transformers side-by-side, and the
+#                                      step and kernel profile of the all-on configuration
 # Records are gathered into $OUT/records-<part>.json (a device call brings back only a few files).
 set -u
 part=${1:?usage: gpu_bench.sh nano|latency}
@@ -15,12 +17,14 @@ case $part in
     ;;
   latency)
     for g in true false; do
-      python run.py workload=latency attention=triton kv_store=triton compile=true cuda_graphs=$g \
+      python run.py workload=latency attention=triton kv_store=triton compile=true async_scheduling=true cuda_graphs=$g \
         hydra.run.dir="$runs/graphs_$g" 2>&1 | grep -E "tok/s|TPOT|FAILED"
     done
+    python -m allmos.bench.step_time --batch 1 --context 512 --out "$out/step_time.json" attention=triton \
+      kv_store=triton compile=true async_scheduling=true 2>&1 | tail -2
     python -m allmos.bench.hf_baseline --batch 64 --max-new-tokens 256 --out "$out/hf_baseline.json" 2>&1 | tail -14
-    python -m allmos.bench.profile_steps --out "$out/profile.json" attention=triton kv_store=triton \
-      cuda_graphs=true compile=true 2>&1 | tail -4
+    python -m allmos.bench.profile_steps --kernels 10 --out "$out/profile.json" attention=triton kv_store=triton \
+      cuda_graphs=true compile=true async_scheduling=true 2>&1 | tail -30
     ;;
   *) echo "unknown part $part" >&2; exit 2 ;;
 esac

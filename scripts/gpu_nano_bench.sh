@@ -14,7 +14,9 @@ declare -A CONFIGS=(
   [no_async_scheduling]="$ON async_scheduling=false"
   [all_off]="attention=sdpa kv_store=torch cuda_graphs=false compile=false prefix_caching=false async_scheduling=false"
 )
-for name in ${NAMES:-all_on no_attention no_kv_store no_cuda_graphs no_compile no_prefix_caching no_async_scheduling all_off}; do
+# The sdpa configurations go last: their decode gathers whole block tables and takes minutes.
+for name in ${NAMES:-all_on no_kv_store no_cuda_graphs no_compile no_prefix_caching no_async_scheduling no_attention all_off}; do
   echo "=== $name: ${CONFIGS[$name]} $*"
-  python run.py ${CONFIGS[$name]} "$@" hydra.run.dir="$runs/$name" 2>&1 | grep -v "generate:" | tail -12
+  timeout "${JOB_TIMEOUT:-240}" python run.py ${CONFIGS[$name]} "$@" hydra.run.dir="$runs/$name" 2>&1 \
+    | grep -v "generate:" | tail -12
 done

@@ -14,8 +14,13 @@ PROMPTS = [[5, 6, 7, 8, 9, 10, 11], list(range(20, 60)), [3, 4], list(range(100,
 
 def make_llm(folder, async_scheduling, **options):
     return LLM(
-        folder, dtype="float64", max_model_len=256, num_kv_blocks=64, block_size=8,
-        async_scheduling=async_scheduling, **options,
+        folder,
+        dtype="float64",
+        max_model_len=256,
+        num_kv_blocks=64,
+        block_size=8,
+        async_scheduling=async_scheduling,
+        **options,
     )
 
 
@@ -52,7 +57,9 @@ def test_end_of_sequence_during_a_look_ahead_step(tiny_qwen3):
 
 def test_temperature_sampling_is_seeded_the_same(tiny_qwen3):
     params = SamplingParams(temperature=0.8, max_tokens=12, ignore_eos=True)
-    assert token_ids(make_llm(tiny_qwen3, True, seed=3), params) == token_ids(make_llm(tiny_qwen3, False, seed=3), params)
+    assert token_ids(make_llm(tiny_qwen3, True, seed=3), params) == token_ids(
+        make_llm(tiny_qwen3, False, seed=3), params
+    )
 
 
 def scheduler_with(num_blocks: int, max_num_seqs: int = 8) -> ContinuousScheduler:
@@ -66,7 +73,7 @@ def decode_batch(sched: ContinuousScheduler, *lengths: int) -> ScheduledBatch:
         seq = Sequence(i, list(range(n)), SamplingParams(max_tokens=8))
         sched.add(seq)
         seqs.append(seq)
-    batch = sched.schedule()
+    assert sched.schedule().is_prefill
     for seq in seqs:  # as if the prefill ran and sampled one token each
         seq.num_computed_tokens = len(seq)
         seq.token_ids.append(1)
@@ -105,8 +112,13 @@ def test_async_with_preemption_and_prefix_caching(tiny_qwen3, prefix_caching):
     params = SamplingParams(temperature=0, max_tokens=24, ignore_eos=True)
     sync = token_ids(make_llm(tiny_qwen3, False, prefix_caching=prefix_caching), params)
     llm = LLM(
-        tiny_qwen3, dtype="float64", max_model_len=256, num_kv_blocks=10, block_size=8,
-        async_scheduling=True, prefix_caching=prefix_caching,
+        tiny_qwen3,
+        dtype="float64",
+        max_model_len=256,
+        num_kv_blocks=10,
+        block_size=8,
+        async_scheduling=True,
+        prefix_caching=prefix_caching,
     )
     assert token_ids(llm, params) == sync
     assert llm.engine.scheduler.num_preemptions > 0

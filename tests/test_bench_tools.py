@@ -43,3 +43,32 @@ def test_step_profiler_refuses_tensor_parallel():
     args = [sys.executable, "-m", "allmos.bench.profile_steps", "tensor_parallel_size=2"]
     proc = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "tensor_parallel_size=1" in proc.stderr
+
+
+def test_step_time_reports_milliseconds_per_decode_step(tmp_path):
+    out = tmp_path / "step_time.json"
+    args = [
+        sys.executable,
+        "-m",
+        "allmos.bench.step_time",
+        "--arch",
+        "conf/model/qwen3-tiny.yaml",
+        "--graphs",
+        "false",
+        "--context",
+        "20",
+        "--steps",
+        "5",
+        "--out",
+        str(out),
+        "device=cpu",
+        "max_model_len=256",
+        "async_scheduling=true",
+    ]
+    proc = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["cuda_graphs"] is False and row["batch"] == 1 and row["ms_per_step"] > 0
+    assert "ms per decode step" in proc.stdout
+    refused = subprocess.run(args[:-1] + ["cuda_graphs=true"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert refused.returncode != 0 and "--graphs" in refused.stderr

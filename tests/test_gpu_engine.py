@@ -69,7 +69,9 @@ def attention_choices():
 
 
 COMBOS = list(
-    itertools.product(attention_choices(), [False, True], ["torch", "triton"], [False, True], [False, True], [False, True])
+    itertools.product(
+        attention_choices(), [False, True], ["torch", "triton"], [False, True], [False, True], [False, True]
+    )
 )
 
 

@@ -52,7 +52,12 @@ def test_greedy_parity_every_combination(
 def test_parity_with_preemption(tiny_qwen3, reference, async_scheduling):
     """A cache of 12 blocks of 8 tokens cannot hold all five sequences: some are recomputed."""
     llm = LLM(
-        tiny_qwen3, dtype="float64", max_model_len=256, num_kv_blocks=12, block_size=8, async_scheduling=async_scheduling
+        tiny_qwen3,
+        dtype="float64",
+        max_model_len=256,
+        num_kv_blocks=12,
+        block_size=8,
+        async_scheduling=async_scheduling,
     )
     out = llm.generate(PROMPTS, SamplingParams(temperature=0, max_tokens=MAX_TOKENS), use_tqdm=False)
     assert [o["token_ids"] for o in out] == reference

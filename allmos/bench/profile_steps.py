@@ -115,13 +115,19 @@ def kernel_breakdown(llm: LLM, spec: WorkloadSpec, skip: int, steps: int, top: i
         engine.step()
     rows = sorted(((device_time_us(e), e.key, e.count) for e in prof.key_averages()), reverse=True)
     kernels = [{"name": k[:90], "us_per_step": t / steps, "calls_per_step": c / steps} for t, k, c in rows if t > 0]
-    return {"steps": steps, "batch_sizes": batch_sizes, "kernels": kernels[:top],
-            "total_us_per_step": sum(k["us_per_step"] for k in kernels)}
+    return {
+        "steps": steps,
+        "batch_sizes": batch_sizes,
+        "kernels": kernels[:top],
+        "total_us_per_step": sum(k["us_per_step"] for k in kernels),
+    }
 
 
 def print_kernels(result: dict) -> None:
-    print(f"kernels over {result['steps']} decode steps (batch {result['batch_sizes'][0]}): "
-          f"{result['total_us_per_step']:.0f} us of GPU time per step")
+    print(
+        f"kernels over {result['steps']} decode steps (batch {result['batch_sizes'][0]}): "
+        f"{result['total_us_per_step']:.0f} us of GPU time per step"
+    )
     for k in result["kernels"]:
         print(f"{k['us_per_step']:9.1f} us {k['calls_per_step']:6.1f}x  {k['name']}")
 

@@ -11,8 +11,8 @@ from allmos.attention.layer import PagedAttention
 from allmos.config import EngineConfig
 from allmos.engine import kv_cache
 from allmos.engine.batch import LaunchedStep, ScheduledBatch, StepOutput
-from allmos.engine.sequence import Sequence
 from allmos.engine.readback import TokenReadback
+from allmos.engine.sequence import Sequence
 from allmos.engine.staging import HostStaging
 from allmos.engine.step_inputs import StepInputs, build_step_inputs
 from allmos.layers.ops import Ops

@@ -143,9 +143,7 @@ class ContinuousScheduler(Scheduler):
         if not self.waiting or len(self.running) >= self.limits.max_num_seqs:
             return False
         head = self.waiting[0]
-        return self.admissible(head) and (
-            bool(head.block_table) or self.block_manager.can_allocate(head, len(head))
-        )
+        return self.admissible(head) and (bool(head.block_table) or self.block_manager.can_allocate(head, len(head)))
 
     def make_room_for(self, seq: Sequence) -> bool:
         """Preempt the latest running sequences until `seq` can grow; False if `seq` itself went."""

@@ -55,8 +55,11 @@ class HostStaging:
             self.events[slot].synchronize()
         current = self.buffers[slot]
         if current is None or current.numel() < nbytes:
-            current = torch.empty(max(nbytes, 2 * (0 if current is None else current.numel()), 1 << 16),
-                                  dtype=torch.uint8, pin_memory=True)
+            current = torch.empty(
+                max(nbytes, 2 * (0 if current is None else current.numel()), 1 << 16),
+                dtype=torch.uint8,
+                pin_memory=True,
+            )
             self.buffers[slot] = current
         return current
 

@@ -45,7 +45,9 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1).to(dtype)
 
 
-def rope_qk(positions: torch.Tensor, q: torch.Tensor, k: torch.Tensor, cos_cache: torch.Tensor, sin_cache: torch.Tensor):
+def rope_qk(
+    positions: torch.Tensor, q: torch.Tensor, k: torch.Tensor, cos_cache: torch.Tensor, sin_cache: torch.Tensor
+):
     """RoPE on q and k with the cos/sin lookup inside, so that compiled the lookups fuse into the
     rotations (two gathers fewer per layer)."""
     cos, sin = cos_cache[positions], sin_cache[positions]

@@ -54,4 +54,3 @@ class RotaryEmbedding(nn.Module):
 
     def forward(self, positions: torch.Tensor, q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.ops.rope_qk(positions, q, k, self.cos, self.sin)
-

@@ -1,0 +1,92 @@
+"""Decode step time at a fixed batch and context, with CUDA graphs on and off, in one process.
+
+`python -m allmos.bench.step_time --batch 1 --context 512 [--graphs both] [switch=value ...]`
+
+Starts `--batch` sequences of `--context` prompt tokens, lets them reach steady decoding, then times
+`--steps` consecutive decode steps (engine.step(), host work included, device synchronised at the
+ends) and reports milliseconds per step for each CUDA-graph setting. Engines are built one after the
+other, the first freed before the second starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import time
+
+import torch
+
+from allmos.llm import LLM
+from allmos.sampling_params import SamplingParams
+
+WARM_STEPS = 8
+
+
+def sync(llm: LLM) -> None:
+    if llm.engine.runner.device.type == "cuda":
+        torch.cuda.synchronize(llm.engine.runner.device)
+
+
+def decode_step_ms(llm: LLM, batch: int, context: int, steps: int) -> float:
+    engine = llm.engine
+    params = SamplingParams(temperature=0, max_tokens=WARM_STEPS + steps + 4, ignore_eos=True)
+    for i in range(batch):
+        engine.add_request([1 + (7 * i + t) % 1000 for t in range(context)], params)
+    while engine.stats.steps("decode") < WARM_STEPS:
+        engine.step()
+    sync(llm)
+    start = time.perf_counter()
+    for _ in range(steps):
+        engine.step()
+    sync(llm)
+    elapsed = time.perf_counter() - start
+    while engine.has_unfinished():
+        engine.step()
+    return 1e3 * elapsed / steps
+
+
+def measure(model: str | None, arch: dict | None, options: dict, graphs: bool, args) -> dict:
+    llm = LLM(model, architecture=arch, random_weights="if_missing", **options, cuda_graphs=graphs)
+    try:
+        ms = decode_step_ms(llm, args.batch, args.context, args.steps)
+        return {"cuda_graphs": graphs, "batch": args.batch, "context": args.context, "ms_per_step": ms}
+    finally:
+        llm.close()
+        del llm
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=None, help="a Hugging Face folder (default: random Qwen3-0.6B)")
+    parser.add_argument("--arch", default="conf/model/qwen3-0.6b.yaml", help="model config whose architecture to use")
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--context", type=int, default=512)
+    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--graphs", choices=("both", "true", "false"), default="both")
+    parser.add_argument("--out", default=None)
+    parser.add_argument("switches", nargs="*", help="engine options as key=value (e.g. attention=triton)")
+    args = parser.parse_args()
+    from omegaconf import OmegaConf
+
+    options = OmegaConf.to_container(OmegaConf.from_dotlist(args.switches))
+    if "cuda_graphs" in options:
+        parser.error("choose CUDA graphs with --graphs, not a cuda_graphs= switch")
+    arch = OmegaConf.to_container(OmegaConf.load(args.arch).architecture)
+    settings = {"both": [False, True], "true": [True], "false": [False]}[args.graphs]
+    rows = [measure(args.model, arch, options, graphs, args) for graphs in settings]
+    for row in rows:
+        print(
+            f"cuda_graphs={str(row['cuda_graphs']).lower():5s} batch {row['batch']} context {row['context']}: "
+            f"{row['ms_per_step']:.3f} ms per decode step"
+        )
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump({"switches": options, "rows": rows}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
