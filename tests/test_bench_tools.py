@@ -72,3 +72,20 @@ def test_step_time_reports_milliseconds_per_decode_step(tmp_path):
     assert "ms per decode step" in proc.stdout
     refused = subprocess.run(args[:-1] + ["cuda_graphs=true"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert refused.returncode != 0 and "--graphs" in refused.stderr
+
+
+def test_source_hash_follows_the_code(tmp_path):
+    from allmos.bench.environment import source_hash
+
+    (tmp_path / "allmos").mkdir()
+    (tmp_path / "conf").mkdir()
+    module = tmp_path / "allmos" / "a.py"
+    module.write_text("x = 1\n")
+    (tmp_path / "conf" / "c.yaml").write_text("k: 1\n")
+    (tmp_path / "allmos" / "notes.txt").write_text("not code")
+    first = source_hash(str(tmp_path))
+    assert len(first) == 12 and first == source_hash(str(tmp_path))
+    (tmp_path / "allmos" / "notes.txt").write_text("changed, still not code")
+    assert source_hash(str(tmp_path)) == first
+    module.write_text("x = 2\n")
+    assert source_hash(str(tmp_path)) != first

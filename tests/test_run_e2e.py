@@ -31,6 +31,7 @@ def test_smoke_run_writes_a_complete_record(tmp_path):
     assert record["status"] == "ok" and record["weights"] == "random"
     assert record["switches"]["attention"] == "sdpa" and record["model"] == "qwen3-tiny"
     assert record["env"]["packages"]["torch"] and "git_commit" in record["env"]
+    assert len(record["env"]["source_hash"]) == 12
     m = record["metrics"]
     assert m["output_tokens"] > 0 and m["output_tok_s"] > 0 and m["num_steps"] > 0
     assert m["peak_kv_blocks"] > 0 and 0.0 <= m["prefix_hit_rate"] <= 1.0

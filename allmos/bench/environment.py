@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import os
 import platform
@@ -22,8 +23,27 @@ def package_versions() -> dict[str, str | None]:
     return versions
 
 
-def git_commit() -> str | None:
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SOURCE_DIRS = ("allmos", "conf")
+SOURCE_SUFFIXES = (".py", ".yaml")
+
+
+def source_hash(root: str = ROOT) -> str:
+    """A digest of the code and configs that ran (12 hex digits): provenance that holds where a
+    copied tree's git metadata is stale or missing."""
+    digest = hashlib.sha256()
+    for top in SOURCE_DIRS:
+        for folder, dirs, files in sorted(os.walk(os.path.join(root, top))):
+            dirs.sort()
+            for name in sorted(f for f in files if f.endswith(SOURCE_SUFFIXES)):
+                path = os.path.join(folder, name)
+                digest.update(os.path.relpath(path, root).encode())
+                with open(path, "rb") as f:
+                    digest.update(f.read())
+    return digest.hexdigest()[:12]
+
+
+def git_commit(root: str = ROOT) -> str | None:
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
         dirty = subprocess.run(
@@ -48,6 +68,7 @@ def device_name(device: str) -> str:
 def environment(device: str) -> dict:
     return {
         "git_commit": git_commit(),
+        "source_hash": source_hash(),
         "python": platform.python_version(),
         "packages": package_versions(),
         "device_name": device_name(device),
