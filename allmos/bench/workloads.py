@@ -91,6 +91,14 @@ def warmup_requests(spec: WorkloadSpec) -> list[Request]:
     """
     if spec.warmup_requests < 1:
         return []
-    params = SamplingParams(temperature=spec.temperature, max_tokens=8, ignore_eos=True)
     lengths = [spec.input_len_min, spec.input_len_max] + [16 + 8 * i for i in range(2, spec.warmup_requests)]
-    return [Request([1 + t % 1000 for t in range(n)], params) for n in lengths]
+    # The first request runs longer than the rest, so the last warm-up steps decode a batch of one,
+    # the size torch.compile specialises, as a timed run's last steps do.
+    max_tokens = [12] + [8] * (len(lengths) - 1)
+    return [
+        Request(
+            [1 + t % spec.token_id_max for t in range(n)],
+            SamplingParams(temperature=spec.temperature, max_tokens=m, ignore_eos=True),
+        )
+        for n, m in zip(lengths, max_tokens)
+    ]
