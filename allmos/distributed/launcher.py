@@ -341,9 +341,6 @@ class DistributedRunner:
             self._fail(error)
             raise
 
-    def run(self, batch: ScheduledBatch) -> StepOutput:
-        return self.collect(self.launch(batch))
-
     def launch(self, batch: ScheduledBatch, prev: LaunchedStep | None = None) -> LaunchedStep:
         if self.group.closed:
             raise RuntimeError("the tensor-parallel runner is closed (after close() or a failure)")

@@ -117,9 +117,6 @@ class ModelRunner:
         for i, layer in enumerate(self.model.attention_layers()):
             layer.bind_cache(*(cache[0, i], cache[1, i]) if cache is not None else (None, None))
 
-    def run(self, batch: ScheduledBatch) -> StepOutput:
-        return self.collect(self.launch(batch))
-
     @torch.inference_mode()
     def launch(self, batch: ScheduledBatch, prev: LaunchedStep | None = None) -> LaunchedStep:
         """Queue the step's work on the device and return without waiting for it; `prev` is the
