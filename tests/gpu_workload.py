@@ -16,6 +16,8 @@ GPU_MODEL = dict(
     head_dim=64,
     vocab_size=4096,
 )
+# The engine options every bf16 GPU test shares (a small cache share: tests build many engines).
+GPU_ENGINE = dict(device="cuda", dtype="bfloat16", max_model_len=512, max_num_seqs=16, gpu_memory_utilization=0.3)
 PARAMS = SamplingParams(temperature=0, max_tokens=MAX_TOKENS, ignore_eos=True, logprobs=TOP)
 
 

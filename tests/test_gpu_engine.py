@@ -5,7 +5,7 @@ import itertools
 
 import pytest
 import torch
-from gpu_workload import GPU_MODEL, MAX_TOKENS, PROMPTS, TOP, assert_close, generate_with_tops
+from gpu_workload import GPU_ENGINE, GPU_MODEL, MAX_TOKENS, PROMPTS, TOP, assert_close, generate_with_tops
 from models import save_tiny_model
 
 from allmos import LLM
@@ -20,15 +20,7 @@ def folder(tmp_path_factory):
 
 
 def run_ours(folder, **switches):
-    llm = LLM(
-        folder,
-        device="cuda",
-        dtype="bfloat16",
-        max_model_len=512,
-        max_num_seqs=16,
-        gpu_memory_utilization=0.3,
-        **switches,
-    )
+    llm = LLM(folder, **GPU_ENGINE, **switches)
     return llm, generate_with_tops(llm)
 
 

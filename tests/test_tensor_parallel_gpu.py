@@ -8,7 +8,7 @@ import multiprocessing
 import pytest
 import torch
 import torch.distributed as dist
-from gpu_workload import GPU_MODEL, assert_close
+from gpu_workload import GPU_ENGINE, GPU_MODEL, assert_close
 from gpu_workload import generate_with_tops as generate
 from models import save_tiny_model
 
@@ -31,16 +31,7 @@ def make(folder, **switches):
     if switches.get("cuda_graphs"):
         # a fixed cache size skips the memory profiling (the cuda_graphs=false cases cover it on two ranks)
         switches.setdefault("num_kv_blocks", 512)
-    return LLM(
-        folder,
-        device="cuda",
-        dtype="bfloat16",
-        max_model_len=512,
-        max_num_seqs=16,
-        gpu_memory_utilization=0.3,
-        block_size=16,
-        **switches,
-    )
+    return LLM(folder, **GPU_ENGINE, block_size=16, **switches)
 
 
 def assert_all_stopped():

@@ -53,16 +53,7 @@ class FlashBackend(AttentionBackend):
         if self.flavor == "flash_attn_interface":
             return self.forward_fa3(q, k_cache, v_cache, meta)
         if not meta.is_prefill:
-            out = self.lib.flash_attn_with_kvcache(
-                q.unsqueeze(1),
-                k_cache,
-                v_cache,
-                cache_seqlens=meta.context_lens,
-                block_table=meta.block_tables,
-                softmax_scale=self.heads.scale,
-                causal=True,
-            )
-            return out.squeeze(1)
+            return self.decode(q, k_cache, v_cache, meta)
         if meta.has_cached_context:
             return self.lib.flash_attn_varlen_func(
                 q,
@@ -88,18 +79,23 @@ class FlashBackend(AttentionBackend):
             causal=True,
         )
 
+    def decode(self, q, k_cache, v_cache, meta):
+        """One query token per sequence over its pages (FA2 calls the page table block_table, FA3 page_table)."""
+        table = "page_table" if self.flavor == "flash_attn_interface" else "block_table"
+        out = self.lib.flash_attn_with_kvcache(
+            q.unsqueeze(1),
+            k_cache,
+            v_cache,
+            cache_seqlens=meta.context_lens,
+            softmax_scale=self.heads.scale,
+            causal=True,
+            **{table: meta.block_tables},
+        )
+        return out.squeeze(1)
+
     def forward_fa3(self, q, k_cache, v_cache, meta):
         if not meta.is_prefill:
-            out = self.lib.flash_attn_with_kvcache(
-                q.unsqueeze(1),
-                k_cache,
-                v_cache,
-                cache_seqlens=meta.context_lens,
-                page_table=meta.block_tables,
-                softmax_scale=self.heads.scale,
-                causal=True,
-            )
-            return out.squeeze(1)
+            return self.decode(q, k_cache, v_cache, meta)
         return self.lib.flash_attn_with_kvcache(
             q,
             k_cache,
