@@ -86,6 +86,9 @@ def test_switch_combination_agrees_with_baseline(
     counters = llm.engine.counters()
     assert counters["attention_backend"] == attention and counters["kv_store"] == kv_store
     assert (counters["graph_forwards"] > 0) == cuda_graphs
+    if cuda_graphs:
+        widths = llm.engine.runner.graph_runner.widths
+        assert (len(widths) > 1) == (attention == "sdpa")  # sdpa's gather follows the table width
     assert (counters["ahead_steps"] > 0) == async_scheduling
     if prefix_caching and block_size == 16:
         assert counters["cached_prompt_tokens"] > 0

@@ -27,6 +27,9 @@ class AttentionBackend(ABC):
 
     devices: tuple[str, ...] = ("cpu", "cuda")
     supports_cuda_graphs: bool = False
+    # True where decode work grows with the block-table width rather than the context lengths
+    # (a gather of the whole table): CUDA graphs are then captured per table-width bucket too.
+    graphs_per_table_width: bool = False
 
     def __init__(self, options, heads: HeadShape):
         self.options = options

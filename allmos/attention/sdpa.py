@@ -2,7 +2,8 @@
 
 Prefill loops over the sequences of the step (not over tokens). Decode gathers every sequence's
 blocks into one padded tensor and masks past each context length, so its shapes depend only on
-the batch and the block-table width, which lets a CUDA graph capture it.
+the batch and the block-table width, which lets a CUDA graph capture it (one graph per batch and
+table-width bucket, so a graph's gather is at most twice the batch's longest context).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ def end_aligned_causal_mask(q_len: int, k_len: int, device) -> torch.Tensor:
 @register("attention", "sdpa")
 class SdpaBackend(AttentionBackend):
     supports_cuda_graphs = True
+    graphs_per_table_width = True
 
     def forward(self, q, k, v, k_cache, v_cache, meta: AttentionMetadata) -> torch.Tensor:
         if meta.is_prefill:

@@ -1,8 +1,10 @@
 """Decode steps replayed from CUDA graphs captured for bucketed batch sizes.
 
 Buckets are 1, 2, 4, 8, then every 16 up to max_num_seqs; a batch pads up to the next bucket
-(padding rows have slot -1 and context length 0). All graphs share one memory pool. Prefill steps
-and batches above the largest bucket run eagerly.
+(padding rows have slot -1 and context length 0). A backend whose decode work follows the
+block-table width (`graphs_per_table_width`) also gets one graph per power-of-two width, and the
+table pads up to the next width. All graphs share one memory pool. Prefill steps and batches above
+the largest bucket run eagerly.
 """
 
 from __future__ import annotations
@@ -22,6 +24,18 @@ def graph_buckets(max_num_seqs: int) -> list[int]:
     return sorted(set(buckets))
 
 
+def width_buckets(full_width: int, per_width: bool) -> list[int]:
+    """Block-table widths to capture: the full width, or every power of two below it as well."""
+    if not per_width:
+        return [full_width]
+    widths = [1 << i for i in range(full_width.bit_length()) if 1 << i < full_width]
+    return widths + [full_width]
+
+
+def bucket_for(size: int, buckets: list[int]) -> int:
+    return next(b for b in buckets if b >= size)
+
+
 class StaticInputs:
     """The graph's input tensors: every replay copies the step's values into these."""
 
@@ -35,17 +49,18 @@ class StaticInputs:
         self.block_size = block_size
         self.max_model_len = max_model_len
 
-    def meta(self, batch: int) -> AttentionMetadata:
+    def meta(self, batch: int, width: int) -> AttentionMetadata:
+        longest = min(width * self.block_size, self.max_model_len)
         return AttentionMetadata(
             is_prefill=False,
             slot_mapping=self.slot_mapping[:batch],
             context_lens=self.context_lens[:batch],
             cu_seqlens_q=self.cu_seqlens_q[: batch + 1],
-            block_tables=self.block_tables[:batch],
+            block_tables=self.block_tables[:batch, :width],
             max_seqlen_q=1,
-            max_seqlen_k=self.max_model_len,
+            max_seqlen_k=longest,
             query_lens_host=[1] * batch,
-            context_lens_host=[self.max_model_len] * batch,
+            context_lens_host=[longest] * batch,
             block_size=self.block_size,
         )
 
@@ -77,37 +92,40 @@ class CudaGraphRunner(GraphRunner):
     def __init__(self, model, backend):
         super().__init__(model, backend)
         self.buckets: list[int] = []
-        self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
-        self.outputs: dict[int, torch.Tensor] = {}
+        self.widths: list[int] = []
+        self.graphs: dict[tuple[int, int], torch.cuda.CUDAGraph] = {}  # by (batch, table width)
+        self.outputs: dict[tuple[int, int], torch.Tensor] = {}
 
     def capture(self, runner) -> None:
         c = runner.config
         self.buckets = graph_buckets(c.max_num_seqs)
-        width = (c.max_model_len + c.block_size - 1) // c.block_size
-        self.static = StaticInputs(self.buckets[-1], width, c.block_size, c.max_model_len, runner.device)
+        full_width = (c.max_model_len + c.block_size - 1) // c.block_size
+        self.widths = width_buckets(full_width, self.backend.graphs_per_table_width)
+        self.static = StaticInputs(self.buckets[-1], full_width, c.block_size, c.max_model_len, runner.device)
         pool = None
         with torch.inference_mode():
-            for batch in reversed(self.buckets):  # largest first: the shared pool is sized once
-                self.forward_static(batch)  # warm-up: lazy initialisation and compilation stay outside
+            # largest first: the shared pool is sized once
+            for key in sorted(((b, w) for b in self.buckets for w in self.widths), reverse=True):
+                self.forward_static(*key)  # warm-up: lazy initialisation and compilation stay outside
                 torch.cuda.synchronize(runner.device)
                 graph = torch.cuda.CUDAGraph()
                 with torch.cuda.graph(graph, pool=pool):
-                    self.outputs[batch] = self.forward_static(batch)
+                    self.outputs[key] = self.forward_static(*key)
                 pool = graph.pool()
-                self.graphs[batch] = graph
+                self.graphs[key] = graph
         torch.cuda.synchronize(runner.device)
 
-    def forward_static(self, batch: int) -> torch.Tensor:
+    def forward_static(self, batch: int, width: int) -> torch.Tensor:
         s = self.static
-        meta = self.backend.build_metadata(s.meta(batch))
+        meta = self.backend.build_metadata(s.meta(batch, width))
         return self.model(s.input_ids[:batch], s.positions[:batch], meta)
 
     def forward(self, input_ids, positions, meta):
         n = input_ids.shape[0]
         if meta.is_prefill or not self.graphs or n > self.buckets[-1]:  # no graphs yet: memory profiling
             return self.run_eager(input_ids, positions, meta)
-        bucket = next(b for b in self.buckets if b >= n)
-        self.static.load(input_ids, positions, meta, bucket)
-        self.graphs[bucket].replay()
+        key = (bucket_for(n, self.buckets), bucket_for(meta.block_tables.shape[1], self.widths))
+        self.static.load(input_ids, positions, meta, key[0])
+        self.graphs[key].replay()
         self.graph_steps += 1
-        return self.outputs[bucket][:n]
+        return self.outputs[key][:n]
