@@ -4,8 +4,10 @@
 
 Starts `--batch` sequences of `--context` prompt tokens, lets them reach steady decoding, then times
 `--steps` consecutive decode steps (engine.step(), host work included, device synchronised at the
-ends) and reports milliseconds per step for each CUDA-graph setting. Engines are built one after the
-other, the first freed before the second starts.
+ends) and reports milliseconds per step for each CUDA-graph setting. With graphs it also times the
+captured forward alone (back-to-back replays between CUDA events: the GPU time of the model's
+forward without the LM head, sampler or host), so the two figures separate device from host time.
+Engines are built one after the other, the first freed before the second starts.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import time
 
 import torch
 
+from allmos.engine.cuda_graph import bucket_for
 from allmos.llm import LLM
 from allmos.sampling_params import SamplingParams
 
@@ -28,7 +31,24 @@ def sync(llm: LLM) -> None:
         torch.cuda.synchronize(llm.engine.runner.device)
 
 
-def decode_step_ms(llm: LLM, batch: int, context: int, steps: int) -> float:
+def graph_replay_ms(llm: LLM, batch: int, context: int, replays: int = 50) -> float | None:
+    graphs = llm.engine.runner.graph_runner
+    if not getattr(graphs, "graphs", None):
+        return None
+    blocks = -(-context // llm.engine.config.block_size)
+    graph = graphs.graphs[(bucket_for(batch, graphs.buckets), bucket_for(blocks, graphs.widths))]
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    graph.replay()
+    start.record()
+    for _ in range(replays):
+        graph.replay()
+    end.record()
+    end.synchronize()
+    return start.elapsed_time(end) / replays
+
+
+def decode_step_ms(llm: LLM, batch: int, context: int, steps: int) -> tuple[float, float | None]:
+    """(ms per engine step, ms per replay of the captured forward or None without graphs)."""
     engine = llm.engine
     params = SamplingParams(temperature=0, max_tokens=WARM_STEPS + steps + 4, ignore_eos=True)
     for i in range(batch):
@@ -41,16 +61,19 @@ def decode_step_ms(llm: LLM, batch: int, context: int, steps: int) -> float:
         engine.step()
     sync(llm)
     elapsed = time.perf_counter() - start
+    # the sequences are still live, so the replayed inputs are real
+    replay = graph_replay_ms(llm, batch, context + WARM_STEPS + steps)
     while engine.has_unfinished():
         engine.step()
-    return 1e3 * elapsed / steps
+    return 1e3 * elapsed / steps, replay
 
 
 def measure(model: str | None, arch: dict | None, options: dict, graphs: bool, args) -> dict:
     llm = LLM(model, architecture=arch, random_weights="if_missing", **options, cuda_graphs=graphs)
     try:
-        ms = decode_step_ms(llm, args.batch, args.context, args.steps)
-        return {"cuda_graphs": graphs, "batch": args.batch, "context": args.context, "ms_per_step": ms}
+        ms, replay = decode_step_ms(llm, args.batch, args.context, args.steps)
+        row = {"cuda_graphs": graphs, "batch": args.batch, "context": args.context, "ms_per_step": ms}
+        return row | {"graph_replay_ms": replay}
     finally:
         llm.close()
         del llm
@@ -82,6 +105,7 @@ def main() -> None:
         print(
             f"cuda_graphs={str(row['cuda_graphs']).lower():5s} batch {row['batch']} context {row['context']}: "
             f"{row['ms_per_step']:.3f} ms per decode step"
+            + (f" (forward graph alone: {row['graph_replay_ms']:.3f} ms)" if row["graph_replay_ms"] else "")
         )
     if args.out:
         with open(args.out, "w") as f:
