@@ -15,6 +15,7 @@ import torch
 
 from allmos.errors import ConfigError
 
+PLUGIN_SWITCHES = ("attention", "kv_store", "rope", "scheduler", "sampler")
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32, "float64": torch.float64}
 
 
@@ -45,6 +46,7 @@ class EngineConfig:
     dtype: str = "auto"
     attention: PluginChoice = PluginChoice("sdpa")
     kv_store: PluginChoice = PluginChoice("torch")
+    rope: PluginChoice = PluginChoice("torch")  # q/k norm + rotary embedding: torch ops or one Triton kernel
     scheduler: PluginChoice = PluginChoice("continuous")
     sampler: PluginChoice = PluginChoice("gumbel")
     cuda_graphs: bool = False
@@ -68,7 +70,7 @@ class EngineConfig:
         unknown = sorted(set(options) - known)
         if unknown:
             raise ConfigError(unknown[0], f"unknown option; known options: {', '.join(sorted(known))}")
-        for key in ("attention", "kv_store", "scheduler", "sampler"):
+        for key in PLUGIN_SWITCHES:
             if key in options:
                 options[key] = PluginChoice.of(options[key])
         if model is not None:

@@ -12,6 +12,8 @@ _BUILTIN = (
     "allmos.attention.flash",
     "allmos.kv_store.torch_store",
     "allmos.kv_store.triton_store",
+    "allmos.rope.torch_rope",
+    "allmos.rope.triton_rope",
     "allmos.sampling.gumbel",
     "allmos.engine.graph_runner",
     "allmos.engine.cuda_graph",

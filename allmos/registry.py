@@ -23,6 +23,7 @@ KINDS = (
     "block_manager",
     "attention",
     "kv_store",
+    "rope",
     "sampler",
     "graph_runner",
     "model",

@@ -6,7 +6,7 @@ import os
 
 import torch
 
-from allmos.config import DTYPES, EngineConfig
+from allmos.config import DTYPES, PLUGIN_SWITCHES, EngineConfig
 from allmos.errors import ConfigError
 from allmos.registry import lookup, names
 
@@ -16,7 +16,7 @@ def validate(config: EngineConfig) -> None:
     check_device(config)
     check_model_source(config)
     check_limits(config)
-    for kind in ("attention", "kv_store", "scheduler", "sampler"):
+    for kind in PLUGIN_SWITCHES:
         choice = getattr(config, kind)
         entry = lookup(kind, choice.name)  # unknown names fail here with the known list
         check_plugin_device(kind, entry.cls, config)

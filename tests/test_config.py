@@ -14,13 +14,14 @@ from allmos.config import EngineConfig
 CONF = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "conf")
 GROUPS = {
     group: sorted(f[:-5] for f in os.listdir(os.path.join(CONF, group)) if f.endswith(".yaml"))
-    for group in ("attention", "kv_store", "scheduler", "sampler", "model", "workload")
+    for group in ("attention", "kv_store", "rope", "scheduler", "sampler", "model", "workload")
 }
 SWITCH_VALUES = {
     "cuda_graphs": "true",
     "prefix_caching": "true",
     "compile": "true",
     "chunked_prefill": "true",
+    "async_scheduling": "true",
     "device": "cpu",
     "dtype": "float64",
     "tensor_parallel_size": "2",
@@ -57,6 +58,13 @@ def test_every_engine_switch_is_a_config_key():
     cfg = composed()
     for name, _, _ in engine_fields():
         assert name in cfg, f"{name} missing from conf/config.yaml"
+
+
+def test_every_engine_switch_is_in_the_readme_table():
+    with open(os.path.join(CONF, "..", "README.md")) as f:
+        readme = f.read()
+    for name, _, _ in engine_fields():
+        assert f"| `{name}` |" in readme, f"{name} missing from the README's table of switches"
 
 
 @pytest.mark.parametrize("switch,value", sorted(SWITCH_VALUES.items()))

@@ -60,16 +60,22 @@ def attention_choices():
     return ["sdpa", "triton"] + (["flash"] if installed_flavor() else [])
 
 
-COMBOS = list(
-    itertools.product(
+# Every combination with rope=torch; rope=triton (which replaces the same ops that compile does)
+# with every attention backend x cuda_graphs x compile, the other switches on.
+COMBOS = [
+    combo + ("torch",)
+    for combo in itertools.product(
         attention_choices(), [False, True], ["torch", "triton"], [False, True], [False, True], [False, True]
     )
-)
+] + [
+    (attention, graphs, "triton", True, compiled, True, "triton")
+    for attention, graphs, compiled in itertools.product(attention_choices(), [False, True], [False, True])
+]
 
 
-@pytest.mark.parametrize("attention,cuda_graphs,kv_store,prefix_caching,compile,async_scheduling", COMBOS)
+@pytest.mark.parametrize("attention,cuda_graphs,kv_store,prefix_caching,compile,async_scheduling,rope", COMBOS)
 def test_switch_combination_agrees_with_baseline(
-    folder, baseline, attention, cuda_graphs, kv_store, prefix_caching, compile, async_scheduling
+    folder, baseline, attention, cuda_graphs, kv_store, prefix_caching, compile, async_scheduling, rope
 ):
     block_size = 256 if attention == "flash" else 16
     llm, ours = run_ours(
@@ -80,11 +86,13 @@ def test_switch_combination_agrees_with_baseline(
         prefix_caching=prefix_caching,
         compile=compile,
         async_scheduling=async_scheduling,
+        rope=rope,
         block_size=block_size,
     )
     assert_close(ours, baseline)
     counters = llm.engine.counters()
     assert counters["attention_backend"] == attention and counters["kv_store"] == kv_store
+    assert counters["rope"] == rope
     assert (counters["graph_forwards"] > 0) == cuda_graphs
     if cuda_graphs:
         widths = llm.engine.runner.graph_runner.widths

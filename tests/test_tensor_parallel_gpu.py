@@ -49,7 +49,9 @@ def baseline(folder):
 
 
 COMBOS = list(itertools.product(["sdpa", "triton"], [False, True], [False, True], [False, True]))
-KV_STORE = {"sdpa": "torch", "triton": "triton"}  # both stores covered, each with one backend
+# both stores and both rope plugins covered, each with one backend
+KV_STORE = {"sdpa": "torch", "triton": "triton"}
+ROPE = KV_STORE
 
 
 @pytest.mark.parametrize("attention,cuda_graphs,prefix_caching,async_scheduling", COMBOS)
@@ -59,6 +61,7 @@ def test_two_ranks_agree_with_one(folder, baseline, attention, cuda_graphs, pref
         tensor_parallel_size=2,
         attention=attention,
         kv_store=KV_STORE[attention],
+        rope=ROPE[attention],
         cuda_graphs=cuda_graphs,
         prefix_caching=prefix_caching,
         async_scheduling=async_scheduling,
@@ -70,7 +73,7 @@ def test_two_ranks_agree_with_one(folder, baseline, attention, cuda_graphs, pref
         assert (counters["graph_forwards"] > 0) == cuda_graphs
         assert (counters["cached_prompt_tokens"] > 0) == prefix_caching
         assert (counters["ahead_steps"] > 0) == async_scheduling
-        assert counters["kv_store"] == KV_STORE[attention]
+        assert counters["kv_store"] == KV_STORE[attention] and counters["rope"] == ROPE[attention]
     finally:
         llm.engine.runner.close()
     del llm

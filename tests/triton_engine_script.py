@@ -1,5 +1,5 @@
 """Run by test_triton_engine_cpu.py in a fresh process with TRITON_INTERPRET=1: the whole engine
-with attention=triton and kv_store=triton on CPU must give the sdpa/torch engine's greedy tokens."""
+with attention=triton, kv_store=triton and rope=triton on CPU must give the sdpa/torch engine's greedy tokens."""
 
 import json
 import sys
@@ -26,6 +26,7 @@ for name, switches in {
     "reference": {},
     "triton": {"attention": "triton", "kv_store": "triton"},
     "triton_prefix": {"attention": "triton", "kv_store": "triton", "prefix_caching": True},
+    "triton_rope": {"attention": "triton", "kv_store": "triton", "rope": "triton"},
 }.items():
     llm = LLM(
         folder,

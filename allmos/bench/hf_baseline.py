@@ -21,7 +21,14 @@ from allmos.bench.workloads import WorkloadSpec, make_requests
 from allmos.llm import LLM
 from allmos.sampling_params import SamplingParams
 
-ALL_ON = {"attention": "triton", "kv_store": "triton", "cuda_graphs": True, "compile": True, "async_scheduling": True}
+ALL_ON = {
+    "attention": "triton",
+    "kv_store": "triton",
+    "rope": "triton",
+    "cuda_graphs": True,
+    "compile": True,
+    "async_scheduling": True,
+}
 
 
 def random_checkpoint(folder: str) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from allmos.config import EngineConfig, PluginChoice
+from allmos.config import PLUGIN_SWITCHES, EngineConfig, PluginChoice
 from allmos.errors import ConfigError
 from allmos.registry import names
 from allmos.validation import validate
@@ -25,7 +25,7 @@ def probe(**switches) -> str | None:
 def switch_rows() -> list[tuple[str, str | None]]:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     rows = []
-    for kind in ("attention", "kv_store", "scheduler", "sampler"):
+    for kind in PLUGIN_SWITCHES:
         for name in names(kind):
             rows.append((f"{kind}={name}", probe(device=device, **{kind: PluginChoice(name)})))
     for switch in ("cuda_graphs", "prefix_caching", "compile", "chunked_prefill", "async_scheduling"):

@@ -10,6 +10,7 @@ CPU_OVERRIDES = {
     "workload": "smoke",
     "attention": "sdpa",
     "kv_store": "torch",
+    "rope": "torch",
     "cuda_graphs": "false",
     "compile": "false",
 }

@@ -15,10 +15,10 @@ from typing import Any, Dict, Optional
 from omegaconf import MISSING
 
 from allmos.bench.workloads import WorkloadSpec
-from allmos.config import EngineConfig, PluginChoice
+from allmos.config import PLUGIN_SWITCHES, EngineConfig, PluginChoice
 from allmos.registry import hydra_schemas
 
-PLUGIN_GROUPS = ("attention", "kv_store", "scheduler", "sampler")
+PLUGIN_GROUPS = PLUGIN_SWITCHES
 FROM_MODEL_GROUP = ("model", "model_name", "architecture", "random_weights")
 
 

@@ -24,7 +24,7 @@ def summary_lines(record: dict) -> list[str]:
         f"prefill {m['prefill_s']:.2f} s, decode {m['decode_s']:.2f} s, {m['num_steps']} steps",
         f"  KV peak {m['peak_kv_blocks']} of {c.get('num_kv_blocks')} blocks, prefix hit rate "
         f"{m['prefix_hit_rate']:.1%}, preemptions {c.get('preemptions')}, roofline {fmt(m.get('roofline'), '', 3)}",
-        f"  ran: attention={c.get('attention_backend')} kv_store={c.get('kv_store')} "
+        f"  ran: attention={c.get('attention_backend')} kv_store={c.get('kv_store')} rope={c.get('rope')} "
         f"graph forwards={c.get('graph_forwards')} eager forwards={c.get('eager_forwards')}",
     ]
     if verdict:

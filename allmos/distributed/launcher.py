@@ -373,6 +373,7 @@ class DistributedRunner:
     graph_runner = property(lambda self: self.rank0.graph_runner)
     attention_backend = property(lambda self: self.rank0.attention_backend)
     kv_store = property(lambda self: self.rank0.kv_store)
+    qk_rope = property(lambda self: self.rank0.qk_rope)
     model = property(lambda self: self.rank0.model)
     cache_shape = property(lambda self: self.rank0.cache_shape)
     device = property(lambda self: self.rank0.device)

@@ -8,6 +8,7 @@ from typing import Callable
 from allmos.attention.layer import PagedAttention
 from allmos.layers.ops import Ops
 from allmos.layers.parallel import ParallelInfo
+from allmos.rope.base import QKRope
 
 
 @dataclass(frozen=True)
@@ -17,3 +18,4 @@ class ModelContext:
     # (num_heads, num_kv_heads, head_dim, scale) of this rank -> the layer's attention
     make_attention: Callable[[int, int, int, float], PagedAttention]
     max_positions: int
+    qk_rope: QKRope  # applies q/k norm and rotary embedding

@@ -56,6 +56,7 @@ class DecoderAttention(nn.Module):
             self.q_norm = RMSNorm(head_dim, cfg.rms_norm_eps, ctx.ops)
             self.k_norm = RMSNorm(head_dim, cfg.rms_norm_eps, ctx.ops)
         self.qk_norm = traits.qk_norm
+        self.qk_rope = ctx.qk_rope
         theta, scaling = rope_settings(cfg)
         self.rotary = RotaryEmbedding(head_dim, ctx.max_positions, theta, scaling, ctx.ops)
         self.attn = ctx.make_attention(self.heads, self.kv_heads, head_dim, head_dim**-0.5)
@@ -66,9 +67,8 @@ class DecoderAttention(nn.Module):
         q = q.view(-1, self.heads, self.head_dim)
         k = k.view(-1, self.kv_heads, self.head_dim)
         v = v.view(-1, self.kv_heads, self.head_dim)
-        if self.qk_norm:
-            q, k = self.q_norm(q), self.k_norm(k)
-        q, k = self.rotary(positions, q, k)
+        norms = (self.q_norm, self.k_norm) if self.qk_norm else (None, None)
+        q, k = self.qk_rope.apply(positions, q, k, *norms, self.rotary)
         out = self.attn(q, k, v, meta)
         return self.o_proj(out.flatten(1, 2))
 

@@ -1,0 +1,29 @@
+from allmos.registry import register
+from allmos.rope.base import QKRope
+from allmos.triton_support import check_triton_device, triton_devices
+
+
+@register("rope", "triton")
+class TritonQKRope(QKRope):
+    """One Triton kernel per layer normalises and rotates q and k in place (in the packed qkv
+    output): one launch where the torch ops take three or more."""
+
+    def __init__(self, options):
+        super().__init__(options)
+        from allmos.layers.triton_qk_rope import qk_norm_rope_triton
+
+        self.kernel = qk_norm_rope_triton
+
+    @classmethod
+    def runs_on(cls) -> tuple[str, ...]:
+        return triton_devices()
+
+    @classmethod
+    def check(cls, config) -> None:
+        check_triton_device("rope", "rope=triton", config.resolved_device)
+
+    def apply(self, positions, q, k, q_norm, k_norm, rotary):
+        q_weight = None if q_norm is None else q_norm.weight
+        k_weight = None if k_norm is None else k_norm.weight
+        eps = 0.0 if q_norm is None else q_norm.eps
+        return self.kernel(positions, q, k, q_weight, k_weight, eps, rotary.cos, rotary.sin)

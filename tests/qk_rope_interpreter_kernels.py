@@ -1,0 +1,193 @@
+"""CPU tests of the fused qk-norm + RoPE Triton kernel (allmos/layers/triton_qk_rope.py) through the Triton
+interpreter (TRITON_INTERPRET=1), against the reference ops in allmos/layers/ops.py.
+
+Like triton_interpreter_kernels.py, this module must run in a pytest process of its own (TRITON_INTERPRET
+is read when triton is first imported): test_qk_rope_kernel_cpu.py runs it so. It skips itself on machines
+with CUDA unless TRITON_INTERPRET=1 is already set. GPU tests: test_qk_rope_kernel_gpu.py.
+"""
+
+import importlib
+import os
+import sys
+
+import pytest
+import torch
+
+if os.environ.get("TRITON_INTERPRET") != "1":
+    if torch.cuda.is_available():
+        pytest.skip(
+            "CUDA is present: test_qk_rope_kernel_gpu.py tests the compiled kernel "
+            "(set TRITON_INTERPRET=1 to run these interpreter tests)",
+            allow_module_level=True,
+        )
+    if "triton" in sys.modules:
+        pytest.skip(
+            "triton was imported before TRITON_INTERPRET=1 could be set; run this file in its own pytest process",
+            allow_module_level=True,
+        )
+os.environ["TRITON_INTERPRET"] = "1"  # before the first import of triton
+pytest.importorskip("triton")
+
+qk_norm_rope_triton = importlib.import_module("allmos.layers.triton_qk_rope").qk_norm_rope_triton
+_ops = importlib.import_module("allmos.layers.ops")
+_rotary = importlib.import_module("allmos.layers.rotary")
+
+MAX_POSITIONS = 4096
+EPS = 1e-6
+# float32: the reduction order differs from torch's; 16-bit: one or two ulps (a different rounding of the
+# normalized value propagates through the weight product and the rotation).
+TOLERANCES = {
+    torch.float32: {"atol": 1e-5, "rtol": 1e-5},
+    torch.bfloat16: {"atol": 2e-2, "rtol": 1e-2},
+    torch.float16: {"atol": 4e-3, "rtol": 2e-3},
+}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _interpreter_bf16_rounding_fix():
+    """Triton <= 3.6's interpreter casts float32 -> bfloat16 by truncation (round toward zero), where the
+    compiled kernel rounds to nearest even (cvt.rn). Round to nearest even here too, for this module only,
+    so that bf16 results can be held to the reference's rounding."""
+    import numpy as np
+    import triton.language as tl
+    from triton.runtime import interpreter
+
+    builder = interpreter.InterpreterBuilder
+    original = builder.cast_impl
+
+    def cast_impl(self, src, dst_type):
+        if src.dtype.scalar == tl.float32 and dst_type.scalar == tl.bfloat16:
+            rounded = torch.from_numpy(np.ascontiguousarray(src.data, dtype=np.float32)).to(torch.bfloat16)
+            return interpreter.TensorHandle(rounded.view(torch.int16).numpy().view(np.uint16), tl.bfloat16)
+        return original(self, src, dst_type)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(builder, "cast_impl", cast_impl)
+        yield
+
+
+def rope_tables(head_dim, theta=1e6):
+    rotary = _rotary.RotaryEmbedding(head_dim, MAX_POSITIONS, theta, None, ops=None)
+    return rotary.cos, rotary.sin
+
+
+def make_case(num_tokens, num_heads, num_kv_heads, head_dim, dtype, with_norm, seed=0):
+    """A packed qkv projection output, q/k/v as its views, positions and (optionally) norm weights."""
+    gen = torch.Generator().manual_seed(seed)
+    q_size, kv_size = num_heads * head_dim, num_kv_heads * head_dim
+    qkv = (2 * torch.randn(num_tokens, q_size + 2 * kv_size, generator=gen)).to(dtype)
+    q = qkv[:, :q_size].view(num_tokens, num_heads, head_dim)
+    k = qkv[:, q_size : q_size + kv_size].view(num_tokens, num_kv_heads, head_dim)
+    positions = torch.randint(0, MAX_POSITIONS, (num_tokens,), generator=gen)
+    weights = (None, None)
+    if with_norm:
+        weights = tuple((1 + 0.5 * torch.randn(head_dim, generator=gen)).to(dtype) for _ in range(2))
+    return qkv, q, k, positions, weights
+
+
+def reference(positions, q, k, q_weight, k_weight, cos, sin):
+    if q_weight is not None:
+        q, k = _ops.rms_norm(q, q_weight, EPS), _ops.rms_norm(k, k_weight, EPS)
+    return _ops.rope_qk(positions, q, k, cos, sin)
+
+
+def run_kernel(num_tokens, num_heads, num_kv_heads, head_dim, dtype, with_norm, seed=0, swap_cos_sin=False):
+    """(kernel q, kernel k, reference q, reference k); also checks the in-place contract and that v is intact."""
+    qkv, q, k, positions, (q_weight, k_weight) = make_case(
+        num_tokens, num_heads, num_kv_heads, head_dim, dtype, with_norm, seed
+    )
+    cos, sin = rope_tables(head_dim)
+    expected_q, expected_k = reference(positions, q, k, q_weight, k_weight, cos, sin)
+    before = qkv.clone()
+
+    tables = (sin, cos) if swap_cos_sin else (cos, sin)
+    out_q, out_k = qk_norm_rope_triton(positions, q, k, q_weight, k_weight, EPS, *tables)
+    assert out_q is q and out_k is k
+    v_start = (num_heads + num_kv_heads) * head_dim
+    assert torch.equal(qkv[:, v_start:], before[:, v_start:]), "the v part of the packed tensor changed"
+    return q, k, expected_q, expected_k
+
+
+def assert_matches(actual, expected):
+    assert actual.dtype == expected.dtype
+    torch.testing.assert_close(actual, expected, **TOLERANCES[actual.dtype])
+
+
+def is_close(actual, expected):
+    return torch.allclose(actual.float(), expected.float(), **TOLERANCES[actual.dtype])
+
+
+SHAPES = [(4, 2, 16), (16, 8, 32), (4, 2, 128), (12, 3, 32)]  # the last pads both head counts (16 and 4)
+DTYPES = [torch.float32, torch.bfloat16, torch.float16]
+
+
+@pytest.mark.parametrize("with_norm", [True, False], ids=["norm_rope", "rope_only"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("num_heads,num_kv_heads,head_dim", SHAPES)
+def test_matches_reference_ops(num_heads, num_kv_heads, head_dim, dtype, with_norm):
+    q, k, expected_q, expected_k = run_kernel(37, num_heads, num_kv_heads, head_dim, dtype, with_norm)
+    assert_matches(q, expected_q)
+    assert_matches(k, expected_k)
+    if dtype != torch.float32:
+        # Both round the same float32 values to nearest even: nearly every element is bit-identical.
+        exact = torch.cat([(q == expected_q).flatten(), (k == expected_k).flatten()]).float().mean()
+        assert exact > 0.97, f"only {exact:.1%} of elements match the reference bit for bit"
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("with_norm", [True, False], ids=["norm_rope", "rope_only"])
+def test_tolerance_catches_a_wrong_rotation(with_norm, dtype):
+    """The same comparison fails when the kernel is handed sin for cos (and cos for sin)."""
+    q, k, expected_q, expected_k = run_kernel(37, 4, 2, 32, dtype, with_norm, swap_cos_sin=True)
+    assert not is_close(q, expected_q)
+    assert not is_close(k, expected_k)
+
+
+def test_tolerance_catches_swapped_norm_weights():
+    qkv, q, k, positions, (q_weight, k_weight) = make_case(21, 4, 2, 32, torch.bfloat16, with_norm=True, seed=1)
+    cos, sin = rope_tables(32)
+    expected_q, expected_k = reference(positions, q, k, q_weight, k_weight, cos, sin)
+    qk_norm_rope_triton(positions, q, k, k_weight, q_weight, EPS, cos, sin)
+    assert not is_close(q, expected_q)
+    assert not is_close(k, expected_k)
+
+
+def test_position_zero_is_identity_without_norm():
+    qkv, q, k, _, _ = make_case(5, 4, 2, 16, torch.bfloat16, with_norm=False, seed=2)
+    before = qkv.clone()
+    cos, sin = rope_tables(16)
+    qk_norm_rope_triton(torch.zeros(5, dtype=torch.int64), q, k, None, None, EPS, cos, sin)
+    assert torch.equal(qkv, before)
+
+
+def test_contiguous_inputs_and_int32_positions():
+    gen = torch.Generator().manual_seed(3)
+    q = torch.randn(9, 4, 32, generator=gen)
+    k = torch.randn(9, 2, 32, generator=gen)
+    positions = torch.randint(0, MAX_POSITIONS, (9,), generator=gen)
+    q_weight, k_weight = torch.rand(32, generator=gen) + 0.5, torch.rand(32, generator=gen) + 0.5
+    cos, sin = rope_tables(32, theta=10000.0)
+    expected_q, expected_k = reference(positions, q, k, q_weight, k_weight, cos, sin)
+    qk_norm_rope_triton(positions.to(torch.int32), q, k, q_weight, k_weight, EPS, cos, sin)
+    assert_matches(q, expected_q)
+    assert_matches(k, expected_k)
+
+
+def test_no_tokens_is_a_no_op():
+    q, k = torch.empty(0, 4, 16), torch.empty(0, 2, 16)
+    cos, sin = rope_tables(16)
+    assert qk_norm_rope_triton(torch.empty(0, dtype=torch.int64), q, k, None, None, EPS, cos, sin) == (q, k)
+
+
+def test_rejects_bad_arguments():
+    cos, sin = rope_tables(16)
+    positions = torch.zeros(3, dtype=torch.int64)
+    q, k = torch.randn(3, 4, 16), torch.randn(3, 2, 16)
+    with pytest.raises(ValueError, match="power of two"):
+        qk_norm_rope_triton(positions, torch.randn(3, 4, 24), torch.randn(3, 2, 24), None, None, EPS, cos, sin)
+    with pytest.raises(ValueError, match="both"):
+        qk_norm_rope_triton(positions, q, k, torch.ones(16), None, EPS, cos, sin)
+    with pytest.raises(ValueError, match="cos_cache"):
+        qk_norm_rope_triton(positions, q, k, None, None, EPS, cos.double(), sin)
+    with pytest.raises(ValueError, match="dtype"):
+        qk_norm_rope_triton(positions, q, k.half(), None, None, EPS, cos, sin)

@@ -1,0 +1,33 @@
+"""The fused qk-norm + RoPE kernel's CPU tests (tests/qk_rope_interpreter_kernels.py) in their own pytest
+process: TRITON_INTERPRET must be set before triton is first imported, which an earlier test may have done."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+pytest.importorskip("triton")
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def test_qk_rope_kernel_under_the_interpreter():
+    env = dict(os.environ, TRITON_INTERPRET="1", PYTHONPATH=os.path.dirname(HERE))
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            os.path.join(HERE, "qk_rope_interpreter_kernels.py"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+        cwd=os.path.dirname(HERE),
+    )
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    assert " passed" in proc.stdout and "skipped" not in proc.stdout.splitlines()[-1]
