@@ -76,8 +76,11 @@ def test_every_switch_reaches_the_engine_config(switch, value):
 
 
 def test_plugin_options_are_validated_by_hydra():
-    cfg = composed("attention=triton", "attention.num_splits=4")
-    assert cfg.attention.num_splits == 4
+    cfg = composed("attention=triton", "attention.num_splits=4", "attention.longest_first=false")
+    assert cfg.attention.num_splits == 4 and cfg.attention.longest_first is False
+    options = engine_options(cfg)
+    config = EngineConfig.create(options.pop("model"), **options)
+    assert config.attention.options == {"num_splits": 4, "longest_first": False}
     with pytest.raises(ConfigCompositionException):
         composed("attention.no_such_option=1")
     with pytest.raises(ConfigCompositionException):

@@ -45,3 +45,31 @@ def test_cuda_staging_is_one_aligned_copy_and_buffers_are_reused():
     readback = TokenReadback(torch.device("cuda"), max_rows=4)
     steps = [readback.start(torch.tensor(v, device="cuda")) for v in ([1, 2], [3, 4, 5])]
     assert [readback.finish(s) for s in steps] == [[1, 2], [3, 4, 5]]
+
+
+class RecordingStaging:
+    """Stands in for HostStaging: keeps the order in which the arrays were packed."""
+
+    def to_device(self, arrays):
+        self.order = list(arrays)
+        return {name: torch.from_numpy(np.ascontiguousarray(a)) for name, a in arrays.items()}
+
+
+@pytest.mark.parametrize("is_prefill", [True, False])
+def test_positions_are_packed_first(is_prefill):
+    """At offset 0 of the one copy, the compiled RoPE sees the same storage offset every step."""
+    from allmos import SamplingParams
+    from allmos.engine.batch import ScheduledBatch
+    from allmos.engine.sequence import Sequence
+    from allmos.engine.step_inputs import build_step_inputs
+
+    seqs = [Sequence(i, list(range(5 + i)), SamplingParams()) for i in range(2)]
+    for seq in seqs:
+        seq.block_table = [2 * seq.seq_id, 2 * seq.seq_id + 1]
+        seq.num_computed_tokens = 0 if is_prefill else len(seq) - 1
+    counts = [len(s) for s in seqs] if is_prefill else [1, 1]
+    staging = RecordingStaging()
+    inputs = build_step_inputs(ScheduledBatch(seqs, counts, is_prefill=is_prefill), 4, torch.device("cpu"), staging)
+    assert staging.order[0] == "positions"
+    expected = [0, 1, 2, 3, 4, 0, 1, 2, 3, 4, 5] if is_prefill else [4, 5]
+    assert inputs.positions.tolist() == expected

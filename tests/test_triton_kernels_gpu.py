@@ -126,8 +126,10 @@ def test_decode_gpu_tile_sizes(block_n):
         torch.testing.assert_close(out.float(), expected.float(), atol=1e-2, rtol=1e-2)
 
 
-def test_decode_cuda_graph_capture():
-    """The wrapper must be capturable and replay correctly after context_lens / q change in place."""
+@pytest.mark.parametrize("longest_first", [False, True])
+def test_decode_cuda_graph_capture(longest_first):
+    """The wrapper must be capturable and replay correctly after context_lens / q change in place
+    (with longest_first, the sort of the sequences by context length is captured too)."""
     gen = torch.Generator(device=DEVICE).manual_seed(2)
     k_cache, v_cache, block_tables = make_cache([512] * 8, 16, torch.bfloat16, gen)
     q = torch.randn(8, NUM_HEADS, HEAD_DIM, generator=gen, device=DEVICE).to(torch.bfloat16)
@@ -135,7 +137,8 @@ def test_decode_cuda_graph_capture():
     out = torch.empty_like(q)
 
     def step():
-        paged_decode_attention(q, k_cache, v_cache, block_tables, lens, 0.1, out=out)
+        order = torch.argsort(lens, descending=True) if longest_first else None
+        paged_decode_attention(q, k_cache, v_cache, block_tables, lens, 0.1, out=out, seq_order=order)
 
     stream = torch.cuda.Stream()
     stream.wait_stream(torch.cuda.current_stream())

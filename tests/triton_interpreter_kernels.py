@@ -186,7 +186,16 @@ def decode_reference(q, k_cache, v_cache, block_tables, context_lens, scale):
 
 
 def run_decode_case(
-    num_heads, num_kv_heads, head_dim, block_size, context_lens, num_splits, block_n=None, dtype=torch.float32, seed=0
+    num_heads,
+    num_kv_heads,
+    head_dim,
+    block_size,
+    context_lens,
+    num_splits,
+    block_n=None,
+    dtype=torch.float32,
+    seed=0,
+    longest_first=False,
 ):
     gen = torch.Generator().manual_seed(seed)
     k_cache, v_cache, block_tables = make_paged_cache(context_lens, block_size, num_kv_heads, head_dim, dtype, gen)
@@ -198,8 +207,9 @@ def run_decode_case(
     scale = head_dim**-0.5
     out = torch.full(q.shape, float("nan"), dtype=dtype)
 
+    order = torch.argsort(lens, descending=True) if longest_first else None
     result = paged_decode_attention(
-        q, k_cache, v_cache, block_tables, lens, scale, num_splits=num_splits, out=out, block_n=block_n
+        q, k_cache, v_cache, block_tables, lens, scale, num_splits=num_splits, out=out, seq_order=order, block_n=block_n
     )
     assert result is out
     return out, decode_reference(q, k_cache, v_cache, block_tables, lens, scale)
@@ -214,6 +224,22 @@ def test_decode_matches_reference(num_heads, num_kv_heads, block_size, block_n, 
     out, ref = run_decode_case(num_heads, num_kv_heads, 32, block_size, context_lens, num_splits, block_n)
     assert_close(out, ref, atol=1e-4, rtol=1e-4)
     assert torch.all(out[1] == 0)
+
+
+@pytest.mark.parametrize("num_splits", [1, 3])
+def test_decode_longest_first_order_gives_the_same_attention(num_splits):
+    context_lens = [5, 0, 90, 33, 64, 1]
+    out, ref = run_decode_case(4, 2, 32, 16, context_lens, num_splits, longest_first=True, seed=3)
+    assert_close(out, ref, atol=1e-4, rtol=1e-4)
+    assert torch.all(out[1] == 0)
+
+
+def test_decode_rejects_a_wrong_order_shape():
+    q = torch.randn(2, 2, 16)
+    cache = torch.randn(2, 16, 1, 16)
+    tables, lens = torch.zeros(2, 1, dtype=torch.int32), torch.ones(2, dtype=torch.int32)
+    with pytest.raises(ValueError, match="seq_order"):
+        paged_decode_attention(q, cache, cache, tables, lens, 1.0, seq_order=torch.zeros(3, dtype=torch.int64))
 
 
 def test_decode_default_splits_and_fp16():

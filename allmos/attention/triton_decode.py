@@ -31,6 +31,7 @@ def _decode_split_kernel(
     v_cache_ptr,
     block_tables_ptr,
     context_lens_ptr,
+    seq_order_ptr,
     out_ptr,
     partial_out_ptr,
     partial_lse_ptr,
@@ -53,16 +54,23 @@ def _decode_split_kernel(
     BLOCK_SIZE: tl.constexpr,
     BLOCK_N: tl.constexpr,
     DIRECT_OUT: tl.constexpr,
+    ORDERED: tl.constexpr,
 ):
-    """One program = one (sequence, kv head, split). Its GROUP query heads share every K/V tile it loads.
+    """One program = one (kv head, sequence, split). Its GROUP query heads share every K/V tile it loads.
+
+    The grid runs kv heads fastest, so a sequence's programs start together; with ORDERED, the i-th
+    sequence started is seq_order[i] (longest context first), so the programs that start last are the
+    short ones and no long sequence is left running alone at the end of the launch.
 
     Why tl.dot with the group padded to GROUP_PAD >= 16 rows instead of a broadcast-multiply-sum: decode is
     bound by HBM bandwidth, and the tensor cores make the padded rows free; the broadcast form materializes
     GROUP x BLOCK_N x HEAD_DIM fp32 products in registers (64 KB per program for group 8, BLOCK_N 64,
     head_dim 128), which spills or forces tiny tiles, and tiny tiles leave too few bytes in flight.
     """
-    batch_idx = tl.program_id(0)
-    kv_head = tl.program_id(1)
+    kv_head = tl.program_id(0)
+    batch_idx = tl.program_id(1)
+    if ORDERED:
+        batch_idx = tl.load(seq_order_ptr + batch_idx).to(tl.int32)
     split = tl.program_id(2)
 
     ctx_len = tl.load(context_lens_ptr + batch_idx)
@@ -116,7 +124,7 @@ def _decode_split_kernel(
         tl.store(out_ptrs, o.to(out_ptr.dtype.element_ty), mask=head_mask[:, None])
     else:
         # Workspace layout: partial_out [B, num_heads, num_splits, D], partial_lse [B, num_heads, num_splits].
-        num_heads = tl.num_programs(1) * GROUP
+        num_heads = tl.num_programs(0) * GROUP
         rows = (batch_idx * num_heads + q_heads) * num_splits + split
         lse = tl.where(has_tokens, m_i + tl.log2(l_safe), float("-inf"))
         tl.store(partial_lse_ptr + rows, lse, mask=head_mask)
@@ -181,6 +189,7 @@ def paged_decode_attention(
     scale: float,
     num_splits: int | None = None,
     out: torch.Tensor | None = None,
+    seq_order: torch.Tensor | None = None,
     *,
     block_n: int | None = None,
     num_warps: int = 4,
@@ -189,7 +198,9 @@ def paged_decode_attention(
     """Single-token attention for each sequence: q [batch, num_heads, head_dim] -> out (same shape).
 
     context_lens[b] KV tokens (the current one included) must already be in the cache; a zero length
-    yields zeros. block_n / num_warps / num_stages are tuning knobs for benchmarks.
+    yields zeros. seq_order (optional, [batch] integer permutation, e.g. the sequences by descending
+    context length) is the order in which the sequences' programs start. block_n / num_warps /
+    num_stages are tuning knobs for benchmarks.
     """
     block_size, num_kv_heads, group = _check_cache(q, k_cache, v_cache)
     _check_index_tensors(block_tables=block_tables, context_lens=context_lens)
@@ -212,12 +223,15 @@ def paged_decode_attention(
         partial_out = torch.empty((batch, num_heads, num_splits, head_dim), **f32)
         partial_lse = torch.empty((batch, num_heads, num_splits), **f32)
 
-    _decode_split_kernel[(batch, num_kv_heads, num_splits)](
+    if seq_order is not None and seq_order.shape != (batch,):
+        raise ValueError(f"seq_order must be [batch={batch}]; got {tuple(seq_order.shape)}")
+    _decode_split_kernel[(num_kv_heads, batch, num_splits)](
         q,
         k_cache,
         v_cache,
         block_tables,
         context_lens,
+        context_lens if seq_order is None else seq_order,  # not read without ORDERED
         out,
         partial_out,
         partial_lse,
@@ -240,6 +254,7 @@ def paged_decode_attention(
         BLOCK_SIZE=block_size,
         BLOCK_N=block_n,
         DIRECT_OUT=direct,
+        ORDERED=seq_order is not None,
         num_warps=num_warps,
         num_stages=num_stages,
     )

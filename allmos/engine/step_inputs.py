@@ -67,9 +67,11 @@ def build_step_inputs(
     slots = table[seq_index, positions // block_size].astype(np.int64) * block_size + positions % block_size
     cu_q = np.concatenate(([0], np.cumsum(counts))).astype(np.int32)
     temps = np.fromiter((s.params.temperature for s in batch.seqs), dtype=np.float32, count=len(batch.seqs))
+    # positions first: at offset 0 of the staged copy, so the compiled RoPE sees the same storage
+    # offset every step (a varying one recompiled it inside timed runs, through dynamo's duck sizing)
     arrays = {
-        "ids": np.asarray(batch.ahead_rows, dtype=np.int64) if ahead else ids,
         "positions": positions,
+        "ids": np.asarray(batch.ahead_rows, dtype=np.int64) if ahead else ids,
         "slots": slots,
         "context": context.astype(np.int32),
         "cu_q": cu_q,
