@@ -100,12 +100,15 @@ class EngineConfig:
         return "cuda_graph" if self.cuda_graphs else "eager"
 
     def switches(self) -> dict[str, Any]:
-        """Every switch and its value, flat: what a result record and a table show."""
+        """Every switch and its value, flat: what a result record and a table show. A plugin's
+        options appear as `plugin.option` (e.g. `attention.longest_first`), so runs that differ only
+        there stay apart in the tables."""
         out = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if isinstance(value, PluginChoice):
                 out[f.name] = value.name
+                out.update({f"{f.name}.{key}": option for key, option in value.options.items()})
             elif f.name not in ("model", "architecture", "model_name"):
                 out[f.name] = value
         return out

@@ -70,8 +70,9 @@ def plot_metric_bars(summary: pd.DataFrame, metric: str, out_dir: str | Path, st
     colors = [BASE_COLOR if is_base else BAR_COLOR for is_base in summary["is_baseline"]]
     ax.bar(x, summary["median"].fillna(0.0), yerr=error_bars(summary), capsize=4, color=colors)
     mark_failed(ax, summary)
-    ax.set_xticks(x, bar_labels(summary), fontsize=8)
+    ax.set_xticks(x, bar_labels(summary), fontsize=8, rotation=20, ha="right")
     ax.set_ylabel(metric)
+    fig.subplots_adjust(bottom=0.22)
     ax.set_title(f"{metric} per configuration (median, bars: min–max over trials)")
     return save_figure(fig, out_dir, stem)
 

@@ -81,6 +81,9 @@ def test_plugin_options_are_validated_by_hydra():
     options = engine_options(cfg)
     config = EngineConfig.create(options.pop("model"), **options)
     assert config.attention.options == {"num_splits": 4, "longest_first": False}
+    switches = config.switches()  # what a record holds: the options keep runs apart in the tables
+    assert switches["attention"] == "triton" and switches["attention.longest_first"] is False
+    assert switches["attention.num_splits"] == 4
     with pytest.raises(ConfigCompositionException):
         composed("attention.no_such_option=1")
     with pytest.raises(ConfigCompositionException):
