@@ -2,31 +2,17 @@
 interpreter (TRITON_INTERPRET=1), against the reference ops in allmos/layers/ops.py.
 
 Like triton_interpreter_kernels.py, this module must run in a pytest process of its own (TRITON_INTERPRET
-is read when triton is first imported): test_qk_rope_kernel_cpu.py runs it so. It skips itself on machines
+is read when triton is first imported): test_triton_kernels_cpu.py runs it so. It skips itself on machines
 with CUDA unless TRITON_INTERPRET=1 is already set. GPU tests: test_qk_rope_kernel_gpu.py.
 """
 
 import importlib
-import os
-import sys
 
 import pytest
 import torch
+from triton_guards import use_triton_interpreter
 
-if os.environ.get("TRITON_INTERPRET") != "1":
-    if torch.cuda.is_available():
-        pytest.skip(
-            "CUDA is present: test_qk_rope_kernel_gpu.py tests the compiled kernel "
-            "(set TRITON_INTERPRET=1 to run these interpreter tests)",
-            allow_module_level=True,
-        )
-    if "triton" in sys.modules:
-        pytest.skip(
-            "triton was imported before TRITON_INTERPRET=1 could be set; run this file in its own pytest process",
-            allow_module_level=True,
-        )
-os.environ["TRITON_INTERPRET"] = "1"  # before the first import of triton
-pytest.importorskip("triton")
+use_triton_interpreter("test_qk_rope_kernel_gpu.py")  # before the first import of triton
 
 qk_norm_rope_triton = importlib.import_module("allmos.layers.triton_qk_rope").qk_norm_rope_triton
 _ops = importlib.import_module("allmos.layers.ops")

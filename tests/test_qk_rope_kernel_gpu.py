@@ -6,18 +6,14 @@ tests in qk_rope_interpreter_kernels.py cover that).
 """
 
 import importlib
-import os
 
 import pytest
 import torch
+from triton_guards import require_compiled_triton
 
 pytestmark = pytest.mark.gpu
 
-if os.environ.get("TRITON_INTERPRET") == "1":
-    pytest.skip("compiled-kernel tests cannot run under TRITON_INTERPRET=1", allow_module_level=True)
-if not torch.cuda.is_available():
-    pytest.skip("needs a CUDA device", allow_module_level=True)
-pytest.importorskip("triton")
+require_compiled_triton()
 
 qk_norm_rope_triton = importlib.import_module("allmos.layers.triton_qk_rope").qk_norm_rope_triton
 _ops = importlib.import_module("allmos.layers.ops")

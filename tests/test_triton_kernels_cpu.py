@@ -1,5 +1,6 @@
-"""The Triton kernels' CPU tests (tests/triton_interpreter_kernels.py) in their own pytest process:
-TRITON_INTERPRET must be set before triton is first imported, which an earlier test may have done."""
+"""The Triton kernels' CPU tests (the *_interpreter_kernels.py modules) each in their own pytest
+process: TRITON_INTERPRET must be set before triton is first imported, which an earlier test may
+have done."""
 
 import os
 import subprocess
@@ -11,18 +12,11 @@ pytest.importorskip("triton")
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def test_triton_kernels_under_the_interpreter():
+@pytest.mark.parametrize("module", ["triton_interpreter_kernels.py", "qk_rope_interpreter_kernels.py"])
+def test_triton_kernels_under_the_interpreter(module):
     env = dict(os.environ, TRITON_INTERPRET="1", PYTHONPATH=os.path.dirname(HERE))
     proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            os.path.join(HERE, "triton_interpreter_kernels.py"),
-        ],
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", os.path.join(HERE, module)],
         capture_output=True,
         text=True,
         timeout=900,

@@ -5,18 +5,14 @@ CPU test module sets it, but only on machines without CUDA or where it was alrea
 """
 
 import importlib
-import os
 
 import pytest
 import torch
+from triton_guards import require_compiled_triton
 
 pytestmark = pytest.mark.gpu
 
-if os.environ.get("TRITON_INTERPRET") == "1":
-    pytest.skip("compiled-kernel tests cannot run under TRITON_INTERPRET=1", allow_module_level=True)
-if not torch.cuda.is_available():
-    pytest.skip("needs a CUDA device", allow_module_level=True)
-pytest.importorskip("triton")
+require_compiled_triton()
 
 _attention_kernels = importlib.import_module("allmos.attention.triton_kernels")
 paged_decode_attention = _attention_kernels.paged_decode_attention

@@ -11,26 +11,12 @@ test_triton_kernels_cpu.py runs it in its own process).
 """
 
 import importlib
-import os
-import sys
 
 import pytest
 import torch
+from triton_guards import use_triton_interpreter
 
-if os.environ.get("TRITON_INTERPRET") != "1":
-    if torch.cuda.is_available():
-        pytest.skip(
-            "CUDA is present: test_triton_kernels_gpu.py tests the compiled kernels "
-            "(set TRITON_INTERPRET=1 to run these interpreter tests)",
-            allow_module_level=True,
-        )
-    if "triton" in sys.modules:
-        pytest.skip(
-            "triton was imported before TRITON_INTERPRET=1 could be set; run this file in its own pytest process",
-            allow_module_level=True,
-        )
-os.environ["TRITON_INTERPRET"] = "1"  # before the first import of triton
-pytest.importorskip("triton")
+use_triton_interpreter("test_triton_kernels_gpu.py")  # before the first import of triton
 
 _attention = importlib.import_module("allmos.attention.triton_kernels")
 default_num_splits = _attention.default_num_splits

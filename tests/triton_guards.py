@@ -1,0 +1,39 @@
+"""Module-level setup of the Triton kernel tests: the interpreter on CPU, or compiled kernels on CUDA.
+
+TRITON_INTERPRET is read when triton is first imported, so an interpreter module runs in a pytest
+process of its own (test_triton_kernels_cpu.py starts one per module). On a machine with CUDA it skips
+unless TRITON_INTERPRET=1 is already set: there the compiled kernels have their own gpu tests.
+"""
+
+import os
+import sys
+
+import pytest
+import torch
+
+
+def use_triton_interpreter(gpu_tests: str) -> None:
+    """Call at the top of the module, before anything imports triton."""
+    if os.environ.get("TRITON_INTERPRET") != "1":
+        if torch.cuda.is_available():
+            pytest.skip(
+                f"CUDA is present: {gpu_tests} tests the compiled kernels "
+                "(set TRITON_INTERPRET=1 to run these interpreter tests)",
+                allow_module_level=True,
+            )
+        if "triton" in sys.modules:
+            pytest.skip(
+                "triton was imported before TRITON_INTERPRET=1 could be set; run this file in its own pytest process",
+                allow_module_level=True,
+            )
+    os.environ["TRITON_INTERPRET"] = "1"
+    pytest.importorskip("triton")
+
+
+def require_compiled_triton() -> None:
+    """Skip a module of compiled-kernel (gpu) tests where they cannot run."""
+    if os.environ.get("TRITON_INTERPRET") == "1":
+        pytest.skip("compiled-kernel tests cannot run under TRITON_INTERPRET=1", allow_module_level=True)
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device", allow_module_level=True)
+    pytest.importorskip("triton")
