@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from allmos.attention.metadata import AttentionMetadata
+from allmos.plugin import Plugin
 
 
 @dataclass(frozen=True)
@@ -18,30 +19,17 @@ class HeadShape:
     scale: float
 
 
-class AttentionBackend(ABC):
-    """Computes attention of new queries against the paged KV cache (already holding the new KV).
+class AttentionBackend(Plugin, ABC):
+    """Computes attention of new queries against the paged KV cache (already holding the new KV)."""
 
-    Class attributes state what the backend can do, so a config that asks for more is refused
-    before the model loads.
-    """
-
-    devices: tuple[str, ...] = ("cpu", "cuda")
     supports_cuda_graphs: bool = False
     # True where decode work grows with the block-table width rather than the context lengths
     # (a gather of the whole table): CUDA graphs are then captured per table-width bucket too.
     graphs_per_table_width: bool = False
 
     def __init__(self, options, heads: HeadShape):
-        self.options = options
+        super().__init__(options)
         self.heads = heads
-
-    @classmethod
-    def runs_on(cls) -> tuple[str, ...]:
-        return cls.devices
-
-    @classmethod
-    def check(cls, config) -> None:
-        """Raise ConfigError naming the switch if this backend cannot run with `config`."""
 
     def build_metadata(self, meta: AttentionMetadata) -> AttentionMetadata:
         """Add backend-specific tensors to the step's metadata (once per step, not per layer)."""

@@ -4,22 +4,11 @@ from abc import ABC, abstractmethod
 
 import torch
 
+from allmos.plugin import Plugin
 
-class KVStore(ABC):
+
+class KVStore(Plugin, ABC):
     """Writes the new tokens' K and V into the paged cache at their slots (slot -1: skip)."""
-
-    devices: tuple[str, ...] = ("cpu", "cuda")
-
-    def __init__(self, options):
-        self.options = options
-
-    @classmethod
-    def runs_on(cls) -> tuple[str, ...]:
-        return cls.devices
-
-    @classmethod
-    def check(cls, config) -> None:
-        """Raise ConfigError naming the switch if this store cannot run with `config`."""
 
     @abstractmethod
     def write(

@@ -9,21 +9,11 @@ import torch
 
 from allmos.layers.norm import RMSNorm
 from allmos.layers.rotary import RotaryEmbedding
+from allmos.plugin import Plugin
 
 
-class QKRope(ABC):
-    devices: tuple[str, ...] = ("cpu", "cuda")
-
-    def __init__(self, options):
-        self.options = options
-
-    @classmethod
-    def runs_on(cls) -> tuple[str, ...]:
-        return cls.devices
-
-    @classmethod
-    def check(cls, config) -> None:
-        """Raise ConfigError naming the switch if this plugin cannot run with `config`."""
+class QKRope(Plugin, ABC):
+    """Normalises (where the model has q/k norms) and rotates a layer's queries and keys."""
 
     @abstractmethod
     def apply(
