@@ -119,7 +119,8 @@ def fill_from_overrides(record: dict[str, Any], known_switches: Sequence[str]) -
             filled[key] = overrides[key]
     if not filled.get("switches"):
         wanted = set(known_switches) or set(overrides) - set(OVERRIDE_CONTEXT_KEYS)
-        filled["switches"] = {name: value for name, value in overrides.items() if name in wanted}
+        named = ((switch_key(key, wanted), value) for key, value in overrides.items())
+        filled["switches"] = {name: value for name, value in named if name is not None}
     return filled
 
 
@@ -264,18 +265,26 @@ def parse_override_value(text: str) -> Any:
 
 
 def parse_overrides(text: str) -> dict[str, Any]:
-    """``"attention=sdpa,engine.cuda_graphs=false"`` -> ``{"attention": "sdpa", "cuda_graphs": False}``.
-
-    Keys keep their last dotted component; Hydra's ``+``/``++``/``~`` prefixes are dropped.
-    """
+    """``"attention=sdpa,+attention.longest_first=false"`` -> ``{"attention": "sdpa",
+    "attention.longest_first": False}``. Hydra's ``+``/``++``/``~`` prefixes and a ``switch.``
+    prefix are dropped; dotted keys stay whole (`switch_key` matches them to switches)."""
     pairs = (item.split("=", 1) for item in re.split(r",(?=[\w.+~/-]+=)", text) if "=" in item)
-    return {key.strip().lstrip("+~").split(".")[-1]: parse_override_value(value) for key, value in pairs}
+    return {key.strip().lstrip("+~").removeprefix(SWITCH_PREFIX): parse_override_value(value) for key, value in pairs}
+
+
+def switch_key(key: str, switches: Iterable[str]) -> str | None:
+    """The switch a (possibly dotted) override key names: the whole key (a plugin option such as
+    ``attention.longest_first``), else its last component (``engine.cuda_graphs``), else None."""
+    names = set(switches)
+    return next((k for k in (key, key.split(".")[-1]) if k in names), None)
 
 
 def resolve_column(frame: pd.DataFrame, key: str) -> str:
-    for column in (key, SWITCH_PREFIX + key.removeprefix(SWITCH_PREFIX)):
-        if column in frame.columns and (column.startswith(SWITCH_PREFIX) or column in CONFIG_CONTEXT_COLUMNS):
-            return column
+    if key in CONFIG_CONTEXT_COLUMNS and key in frame.columns:
+        return key
+    name = switch_key(key, [short_name(c) for c in frame.columns if c.startswith(SWITCH_PREFIX)])
+    if name is not None:
+        return SWITCH_PREFIX + name
     known = sorted(short_name(c) for c in frame.columns if c.startswith(SWITCH_PREFIX))
     raise ValueError(f"unknown switch {key!r} in baseline; known switches: {', '.join(known)}")
 

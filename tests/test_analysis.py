@@ -125,6 +125,19 @@ def test_new_switch_becomes_a_column_without_code_changes(tmp_path: Path):
     assert row_of(table, "spec_decode=ngram")["speedup"] == pytest.approx(1.4)
 
 
+def test_plugin_options_keep_configurations_apart(tmp_path: Path):
+    triton = {**BASE_SWITCHES, "attention": "triton"}
+    write_record(tmp_path, 0, {**triton, "attention.longest_first": True}, metrics={"output_tok_s": 10.0})
+    write_record(tmp_path, 1, {**triton, "attention.longest_first": False}, metrics={"output_tok_s": 8.0})
+    write_record(tmp_path, 2, BASE_SWITCHES, metrics={"output_tok_s": 2.0})  # sdpa: no such option
+    frame = records.add_config_labels(records.load_records(tmp_path))
+    table = tables.build_summary_table(frame, "output_tok_s", "attention=triton attention.longest_first=true")
+    assert len(table) == 3
+    assert row_of(table, "attention=triton attention.longest_first=false")["speedup"] == pytest.approx(0.8)
+    baseline = records.choose_baseline(frame, "attention=triton,attention.longest_first=true")
+    assert baseline == "attention=triton attention.longest_first=true"
+
+
 def test_job_without_result_json_is_a_failed_row(sweep: Path):
     hydra = sweep / "9" / ".hydra"
     hydra.mkdir(parents=True)
@@ -159,7 +172,11 @@ def test_baseline_override_and_unknown_switch(sweep: Path):
 
 def test_parse_overrides():
     parsed = records.parse_overrides("attention=sdpa,+engine.block_size=16,cuda_graphs=false,x=null,r=0.5")
-    assert parsed == {"attention": "sdpa", "block_size": 16, "cuda_graphs": False, "x": None, "r": 0.5}
+    assert parsed == {"attention": "sdpa", "engine.block_size": 16, "cuda_graphs": False, "x": None, "r": 0.5}
+    switches = ["attention", "attention.longest_first", "block_size"]
+    assert records.switch_key("engine.block_size", switches) == "block_size"
+    assert records.switch_key("attention.longest_first", switches) == "attention.longest_first"
+    assert records.switch_key("switch_x", switches) is None
 
 
 # --------------------------------------------------------------------------- tables
