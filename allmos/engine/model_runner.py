@@ -57,9 +57,7 @@ class ModelRunner:
 
     def model_context(self) -> ModelContext:
         max_positions = max(self.config.max_model_len, getattr(self.hf_config, "max_position_embeddings", 0))
-        return ModelContext(
-            self.tp, Ops.build(self.config.compile), self.make_attention, max_positions, self.qk_rope
-        )
+        return ModelContext(self.tp, Ops.build(self.config.compile), self.make_attention, max_positions, self.qk_rope)
 
     def head_shape(self) -> HeadShape:
         cfg, head_dim = self.hf_config, head_dim_of(self.hf_config)
