@@ -1,4 +1,4 @@
-"""What every switchable plugin (attention backend, KV store, rope) shares."""
+"""What every switchable plugin (attention backend, KV store, rope, sampler) shares."""
 
 from __future__ import annotations
 

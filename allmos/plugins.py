@@ -15,6 +15,7 @@ _BUILTIN = (
     "allmos.rope.torch_rope",
     "allmos.rope.triton_rope",
     "allmos.sampling.gumbel",
+    "allmos.sampling.triton_sampler",
     "allmos.engine.graph_runner",
     "allmos.engine.cuda_graph",
     "allmos.models.qwen3",

@@ -21,11 +21,14 @@ def require_triton(switch: str) -> None:
         raise ConfigError(switch, "needs the triton package: pip install triton (or use the torch/sdpa plugin)")
 
 
+NON_TRITON_CHOICE = {"attention": "sdpa", "sampler": "gumbel"}  # the rest: torch
+
+
 def check_triton_device(switch: str, name: str, device: str) -> None:
     require_triton(switch)
     if device not in triton_devices():
         raise ConfigError(
             switch,
             f"{name} runs Triton kernels on CUDA (on CPU only under TRITON_INTERPRET=1, for tests); "
-            f"use {switch}={'sdpa' if switch == 'attention' else 'torch'} on {device}",
+            f"use {switch}={NON_TRITON_CHOICE.get(switch, 'torch')} on {device}",
         )

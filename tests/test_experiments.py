@@ -30,32 +30,34 @@ NAMES = sorted(p.stem for p in (EXPERIMENTS / "experiment").glob("*.yaml"))
 TINY = ["model=qwen3-tiny", "workload=smoke", "device=cpu", "num_kv_blocks=16"]
 # Every key run.py's CPU defaults would otherwise add is given, so runs here and on a GPU machine agree.
 PINNED = ["attention=sdpa", "kv_store=torch", "compile=false"]
-SWITCHES = ("attention", "kv_store", "cuda_graphs", "compile", "prefix_caching", "async_scheduling", "rope")
-ALL_OFF = ("sdpa", "torch", False, False, False, False, "torch")
-ALL_ON = ("triton", "triton", True, True, True, True, "triton")
+SWITCHES = ("attention", "kv_store", "cuda_graphs", "compile", "prefix_caching", "async_scheduling", "rope", "sampler")
+ALL_OFF = ("sdpa", "torch", False, False, False, False, "torch", "gumbel")
+ALL_ON = ("triton", "triton", True, True, True, True, "triton", "triton")
 CUMULATIVE = {  # the stated order: each stage adds one optimization to the one before
     "c0_all_off": ALL_OFF,
-    "c1_attention_triton": ("triton", "torch", False, False, False, False, "torch"),
-    "c2_kv_store_triton": ("triton", "triton", False, False, False, False, "torch"),
-    "c3_cuda_graphs": ("triton", "triton", True, False, False, False, "torch"),
-    "c4_compile": ("triton", "triton", True, True, False, False, "torch"),
-    "c5_prefix_caching": ("triton", "triton", True, True, True, False, "torch"),
-    "c6_async_scheduling": ("triton", "triton", True, True, True, True, "torch"),
-    "c7_rope_triton": ALL_ON,
+    "c1_attention_triton": ("triton", "torch", False, False, False, False, "torch", "gumbel"),
+    "c2_kv_store_triton": ("triton", "triton", False, False, False, False, "torch", "gumbel"),
+    "c3_cuda_graphs": ("triton", "triton", True, False, False, False, "torch", "gumbel"),
+    "c4_compile": ("triton", "triton", True, True, False, False, "torch", "gumbel"),
+    "c5_prefix_caching": ("triton", "triton", True, True, True, False, "torch", "gumbel"),
+    "c6_async_scheduling": ("triton", "triton", True, True, True, True, "torch", "gumbel"),
+    "c7_rope_triton": ("triton", "triton", True, True, True, True, "triton", "gumbel"),
+    "c8_sampler_triton": ALL_ON,
 }
 LEAVE_ONE_OUT = {
     "all_on": ALL_ON,
-    "no_attention": ("sdpa", "triton", True, True, True, True, "triton"),
-    "no_kv_store": ("triton", "torch", True, True, True, True, "triton"),
-    "no_cuda_graphs": ("triton", "triton", False, True, True, True, "triton"),
-    "no_compile": ("triton", "triton", True, False, True, True, "triton"),
-    "no_prefix_caching": ("triton", "triton", True, True, False, True, "triton"),
-    "no_async_scheduling": ("triton", "triton", True, True, True, False, "triton"),
-    "no_rope": ("triton", "triton", True, True, True, True, "torch"),
+    "no_attention": ("sdpa", "triton", True, True, True, True, "triton", "triton"),
+    "no_kv_store": ("triton", "torch", True, True, True, True, "triton", "triton"),
+    "no_cuda_graphs": ("triton", "triton", False, True, True, True, "triton", "triton"),
+    "no_compile": ("triton", "triton", True, False, True, True, "triton", "triton"),
+    "no_prefix_caching": ("triton", "triton", True, True, False, True, "triton", "triton"),
+    "no_async_scheduling": ("triton", "triton", True, True, True, False, "triton", "triton"),
+    "no_rope": ("triton", "triton", True, True, True, True, "torch", "triton"),
+    "no_sampler": ("triton", "triton", True, True, True, True, "triton", "gumbel"),
 }
 JOBS = {
-    "ablation_cumulative": 24,
-    "ablation_leave_one_out": 24,
+    "ablation_cumulative": 27,
+    "ablation_leave_one_out": 27,
     "attention_backends": 18,
     "prefix_caching": 24,
     "latency": 6,
@@ -76,7 +78,7 @@ def composed(*overrides: str, hydra: bool = False):
 
 
 def switches(cfg) -> tuple:
-    return tuple(cfg[s].name if s in ("attention", "kv_store", "rope") else cfg[s] for s in SWITCHES)
+    return tuple(cfg[s].name if s in ("attention", "kv_store", "rope", "sampler") else cfg[s] for s in SWITCHES)
 
 
 def sweep_params(name: str) -> dict[str, str]:

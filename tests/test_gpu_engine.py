@@ -60,22 +60,23 @@ def attention_choices():
     return ["sdpa", "triton"] + (["flash"] if installed_flavor() else [])
 
 
-# Every combination with rope=torch; rope=triton (which replaces the same ops that compile does)
-# with every attention backend x cuda_graphs x compile, the other switches on.
+# Every combination with rope=torch and sampler=gumbel; rope=triton (which replaces the same ops that
+# compile does) with every attention backend x cuda_graphs x compile, the other switches on, and
+# sampler=triton where compile is on (the sampler is independent of the rest: greedy must not change).
 COMBOS = [
-    combo + ("torch",)
+    combo + ("torch", "gumbel")
     for combo in itertools.product(
         attention_choices(), [False, True], ["torch", "triton"], [False, True], [False, True], [False, True]
     )
 ] + [
-    (attention, graphs, "triton", True, compiled, True, "triton")
+    (attention, graphs, "triton", True, compiled, True, "triton", "triton" if compiled else "gumbel")
     for attention, graphs, compiled in itertools.product(attention_choices(), [False, True], [False, True])
 ]
 
 
-@pytest.mark.parametrize("attention,cuda_graphs,kv_store,prefix_caching,compile,async_scheduling,rope", COMBOS)
+@pytest.mark.parametrize("attention,cuda_graphs,kv_store,prefix_caching,compile,async_scheduling,rope,sampler", COMBOS)
 def test_switch_combination_agrees_with_baseline(
-    folder, baseline, attention, cuda_graphs, kv_store, prefix_caching, compile, async_scheduling, rope
+    folder, baseline, attention, cuda_graphs, kv_store, prefix_caching, compile, async_scheduling, rope, sampler
 ):
     block_size = 256 if attention == "flash" else 16
     llm, ours = run_ours(
@@ -87,12 +88,13 @@ def test_switch_combination_agrees_with_baseline(
         compile=compile,
         async_scheduling=async_scheduling,
         rope=rope,
+        sampler=sampler,
         block_size=block_size,
     )
     assert_close(ours, baseline)
     counters = llm.engine.counters()
     assert counters["attention_backend"] == attention and counters["kv_store"] == kv_store
-    assert counters["rope"] == rope
+    assert counters["rope"] == rope and counters["sampler"] == sampler
     assert (counters["graph_forwards"] > 0) == cuda_graphs
     if cuda_graphs:
         widths = llm.engine.runner.graph_runner.widths

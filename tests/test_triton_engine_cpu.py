@@ -26,5 +26,6 @@ def test_triton_engine_matches_sdpa_under_interpreter(tiny_qwen3):
     assert out["triton"] == out["reference"]
     assert out["triton_prefix"] == out["reference"]
     assert out["triton_rope"] == out["reference"] and out["triton_rope_counters"]["rope"] == "triton"
+    assert out["triton_sampler"] == out["reference"] and out["triton_sampler_counters"]["sampler"] == "triton"
     assert out["triton_counters"]["attention_backend"] == "triton"
     assert out["triton_prefix_counters"]["cached_prompt_tokens"] > 0

@@ -1,5 +1,6 @@
 """Run by test_triton_engine_cpu.py in a fresh process with TRITON_INTERPRET=1: the whole engine
-with attention=triton, kv_store=triton and rope=triton on CPU must give the sdpa/torch engine's greedy tokens."""
+with attention=triton, kv_store=triton, rope=triton and sampler=triton on CPU must give the sdpa/torch
+engine's greedy tokens."""
 
 import json
 import sys
@@ -27,6 +28,7 @@ for name, switches in {
     "triton": {"attention": "triton", "kv_store": "triton"},
     "triton_prefix": {"attention": "triton", "kv_store": "triton", "prefix_caching": True},
     "triton_rope": {"attention": "triton", "kv_store": "triton", "rope": "triton"},
+    "triton_sampler": {"attention": "triton", "kv_store": "triton", "rope": "triton", "sampler": "triton"},
 }.items():
     llm = LLM(
         folder,

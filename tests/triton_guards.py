@@ -37,3 +37,24 @@ def require_compiled_triton() -> None:
     if not torch.cuda.is_available():
         pytest.skip("needs a CUDA device", allow_module_level=True)
     pytest.importorskip("triton")
+
+
+@pytest.fixture(scope="module")
+def interpreter_loop_bounds():
+    """Triton <= 3.6's interpreter turns a tensor loop bound into an int with int(<array of shape (1,)>),
+    which numpy >= 2.4 rejects (triton-lang/triton#9171). Applies the upstream fix for one module:
+    `pytestmark = pytest.mark.usefixtures("interpreter_loop_bounds")` after importing this fixture."""
+    from triton.runtime import interpreter
+
+    original = getattr(interpreter, "_patch_lang_tensor", None)
+    if original is None:
+        yield
+        return
+
+    def patch_lang_tensor(tensor, scope):
+        original(tensor, scope)
+        scope.set_attr(tensor, "__index__", lambda self: int(self.handle.data.squeeze()))
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(interpreter, "_patch_lang_tensor", patch_lang_tensor)
+        yield

@@ -14,35 +14,16 @@ import importlib
 
 import pytest
 import torch
-from triton_guards import use_triton_interpreter
+from triton_guards import interpreter_loop_bounds, use_triton_interpreter  # noqa: F401 (a fixture)
 
 use_triton_interpreter("test_triton_kernels_gpu.py")  # before the first import of triton
+pytestmark = pytest.mark.usefixtures("interpreter_loop_bounds")
 
 _attention = importlib.import_module("allmos.attention.triton_kernels")
 default_num_splits = _attention.default_num_splits
 paged_decode_attention = _attention.paged_decode_attention
 paged_prefill_attention = _attention.paged_prefill_attention
 store_kv_triton = importlib.import_module("allmos.kv_store.triton_kernels").store_kv_triton
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _interpreter_loop_bounds_fix():
-    """Triton <= 3.6's interpreter turns a tensor loop bound into an int with int(<array of shape (1,)>),
-    which numpy >= 2.4 rejects (triton-lang/triton#9171). Apply the upstream fix for this module only."""
-    from triton.runtime import interpreter
-
-    original = getattr(interpreter, "_patch_lang_tensor", None)
-    if original is None:
-        yield
-        return
-
-    def patch_lang_tensor(tensor, scope):
-        original(tensor, scope)
-        scope.set_attr(tensor, "__index__", lambda self: int(self.handle.data.squeeze()))
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(interpreter, "_patch_lang_tensor", patch_lang_tensor)
-        yield
 
 
 SENTINEL = -7777.0

@@ -4,12 +4,14 @@ from abc import ABC, abstractmethod
 
 import torch
 
+from allmos.plugin import Plugin
 
-class Sampler(ABC):
+
+class Sampler(Plugin, ABC):
     """Turns the last-position logits of each sequence into one token each, on the device."""
 
     def __init__(self, options, seed: int, device: torch.device, compiled: bool = False):
-        self.options = options
+        super().__init__(options)
         self.compiled = compiled
         self.generator = torch.Generator(device=device).manual_seed(seed)
 
