@@ -3,8 +3,9 @@
 The torch sampler writes a [batch, vocab] float32 noise tensor, then reduces logits and noise in a
 second kernel that gives each row to one program: at batch 1 that is a 150k-element reduction on one
 SM (~60 us on an H100). Here the vocabulary of each row is cut into chunks, one program per (row,
-chunk) draws its uniforms with Philox (`tl.rand`, counter = row * vocab + token), keeps the chunk's
-best score and its index, and a second, tiny kernel picks each row's best chunk.
+chunk) draws its uniforms with Philox (`tl.rand4x`: four uniforms per counter, one counter per lane of
+each 1024-token block), keeps a lane-wise running best score and token, and a second, tiny kernel picks
+each row's best chunk.
 
 Score: logits / t - log(-log(u)) (Gumbel-max, the log-space form of argmax p / E with E ~ Exp(1));
 at temperature 0 the score is the logit itself (greedy). Ties go to the lowest token id, as argmax.
@@ -16,11 +17,26 @@ import torch
 import triton
 import triton.language as tl
 
-_BLOCK = 1024  # tokens per inner iteration
+_BLOCK = 1024  # tokens per inner iteration: four quarters, one Philox call draws a uniform for each
 _H100_NUM_SMS = 132
+_TOKEN_MAX = 2**31 - 1
 
 
-@triton.jit(do_not_specialize=["seed"])
+@triton.jit
+def _best_of_quarter(best, best_token, row_ptr, tokens, end, uniform, sampled, temperature):
+    """Lane-wise running maximum of the scores of `tokens` (strict: an earlier token keeps a tie)."""
+    in_chunk = tokens < end
+    score = tl.load(row_ptr + tokens, mask=in_chunk, other=-float("inf")).to(tl.float32)
+    if sampled:
+        score = score / temperature - tl.log(-tl.log(uniform))
+    score = tl.where(in_chunk, score, -float("inf"))
+    better = score > best
+    return tl.where(better, score, best), tl.where(better, tokens, best_token)
+
+
+# Every integer and the temperatures pointer vary from step to step (batch size, staging offsets):
+# specialising on them would compile new variants inside timed runs.
+@triton.jit(do_not_specialize=["temperatures_ptr", "seed", "vocab", "stride_row", "chunk_len", "num_chunks"])
 def _chunk_best_kernel(
     logits_ptr,
     temperatures_ptr,
@@ -37,35 +53,40 @@ def _chunk_best_kernel(
     chunk = tl.program_id(1)
     temperature = tl.load(temperatures_ptr + row).to(tl.float32)
     sampled = temperature > 0
-    safe_t = tl.where(sampled, temperature, 1.0)
+    temperature = tl.where(sampled, temperature, 1.0)
     start = chunk * chunk_len
     end = tl.minimum(start + chunk_len, vocab)
-    best_score = tl.full((), -float("inf"), tl.float32)
-    best_token = start
     row_ptr = logits_ptr + row.to(tl.int64) * stride_row
+    QUARTER: tl.constexpr = BLOCK // 4
+    lanes = tl.arange(0, QUARTER)
+    rand_row = tl.cdiv(vocab, BLOCK) * QUARTER  # Philox counters per row: one per lane and block
+    best = tl.full((QUARTER,), -float("inf"), tl.float32)
+    best_token = start + lanes
     for block_start in range(start, end, BLOCK):
-        tokens = block_start + tl.arange(0, BLOCK)
-        in_chunk = tokens < end
-        logits = tl.load(row_ptr + tokens, mask=in_chunk, other=-float("inf"))
-        score = logits.to(tl.float32)
         if sampled:
-            uniform = tl.rand(seed, row * vocab + tokens)
-            score = score / safe_t - tl.log(-tl.log(uniform))
-        score = tl.where(in_chunk, score, -float("inf"))
-        block_best, block_index = tl.max(score, axis=0, return_indices=True)
-        if block_best > best_score:  # strict: an earlier block keeps a tie
-            best_score = block_best
-            best_token = block_start + block_index
-    tl.store(best_score_ptr + row * num_chunks + chunk, best_score)
-    tl.store(best_token_ptr + row * num_chunks + chunk, best_token)
+            u0, u1, u2, u3 = tl.rand4x(seed, row * rand_row + block_start // 4 + lanes)
+        else:  # unused: greedy scores are the logits
+            u0, u1, u2, u3 = lanes.to(tl.float32), lanes.to(tl.float32), lanes.to(tl.float32), lanes.to(tl.float32)
+        tokens = block_start + lanes
+        best, best_token = _best_of_quarter(best, best_token, row_ptr, tokens, end, u0, sampled, temperature)
+        tokens += QUARTER
+        best, best_token = _best_of_quarter(best, best_token, row_ptr, tokens, end, u1, sampled, temperature)
+        tokens += QUARTER
+        best, best_token = _best_of_quarter(best, best_token, row_ptr, tokens, end, u2, sampled, temperature)
+        tokens += QUARTER
+        best, best_token = _best_of_quarter(best, best_token, row_ptr, tokens, end, u3, sampled, temperature)
+    chunk_best = tl.max(best, axis=0)
+    chunk_token = tl.min(tl.where(best == chunk_best, best_token, _TOKEN_MAX), axis=0)
+    tl.store(best_score_ptr + row * num_chunks + chunk, chunk_best)
+    tl.store(best_token_ptr + row * num_chunks + chunk, chunk_token)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["num_chunks"])
 def _row_best_kernel(best_score_ptr, best_token_ptr, tokens_ptr, num_chunks, CHUNKS_PAD: tl.constexpr):
     row = tl.program_id(0)
     chunks = tl.arange(0, CHUNKS_PAD)
     scores = tl.load(best_score_ptr + row * num_chunks + chunks, mask=chunks < num_chunks, other=-float("inf"))
-    _, best_chunk = tl.max(scores, axis=0, return_indices=True)
+    _, best_chunk = tl.max(scores, axis=0, return_indices=True)  # ties: the lowest chunk, so the lowest token
     token = tl.load(best_token_ptr + row * num_chunks + best_chunk)
     tl.store(tokens_ptr + row, token.to(tl.int64))
 
@@ -97,6 +118,6 @@ def gumbel_max_sample(logits: torch.Tensor, temperatures: torch.Tensor, seed: in
     _chunk_best_kernel[(batch, num_chunks)](
         logits, temperatures, best_score, best_token, seed, vocab, logits.stride(0), chunk_len, num_chunks, BLOCK=_BLOCK
     )
-    pad = triton.next_power_of_2(num_chunks)
+    pad = triton.next_power_of_2(triton.cdiv(vocab, _BLOCK))  # one compiled variant per vocabulary
     _row_best_kernel[(batch,)](best_score, best_token, tokens, num_chunks, CHUNKS_PAD=pad)
     return tokens
