@@ -15,7 +15,7 @@ import torch
 
 from allmos.errors import ConfigError
 
-PLUGIN_SWITCHES = ("attention", "kv_store", "rope", "scheduler", "sampler")
+PLUGIN_SWITCHES = ("attention", "kv_store", "rope", "linear", "scheduler", "sampler")
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32, "float64": torch.float64}
 
 
@@ -47,6 +47,7 @@ class EngineConfig:
     attention: PluginChoice = PluginChoice("sdpa")
     kv_store: PluginChoice = PluginChoice("torch")
     rope: PluginChoice = PluginChoice("torch")  # q/k norm + rotary embedding: torch ops or one Triton kernel
+    linear: PluginChoice = PluginChoice("torch")  # projections: cuBLAS, or fused Triton GEMVs for 1-token steps
     scheduler: PluginChoice = PluginChoice("continuous")
     sampler: PluginChoice = PluginChoice("gumbel")
     cuda_graphs: bool = False

@@ -14,6 +14,8 @@ _BUILTIN = (
     "allmos.kv_store.triton_store",
     "allmos.rope.torch_rope",
     "allmos.rope.triton_rope",
+    "allmos.linear.torch_linear",
+    "allmos.linear.triton_linear",
     "allmos.sampling.gumbel",
     "allmos.sampling.triton_sampler",
     "allmos.engine.graph_runner",

@@ -24,6 +24,7 @@ KINDS = (
     "attention",
     "kv_store",
     "rope",
+    "linear",
     "sampler",
     "graph_runner",
     "model",

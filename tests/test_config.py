@@ -14,7 +14,7 @@ from allmos.config import EngineConfig
 CONF = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "conf")
 GROUPS = {
     group: sorted(f[:-5] for f in os.listdir(os.path.join(CONF, group)) if f.endswith(".yaml"))
-    for group in ("attention", "kv_store", "rope", "scheduler", "sampler", "model", "workload")
+    for group in ("attention", "kv_store", "rope", "linear", "scheduler", "sampler", "model", "workload")
 }
 SWITCH_VALUES = {
     "cuda_graphs": "true",

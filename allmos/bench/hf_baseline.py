@@ -25,6 +25,8 @@ ALL_ON = {
     "attention": "triton",
     "kv_store": "triton",
     "rope": "triton",
+    "sampler": "triton",
+    "linear": "triton",
     "cuda_graphs": True,
     "compile": True,
     "async_scheduling": True,

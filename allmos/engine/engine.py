@@ -116,6 +116,7 @@ class Engine:
             "attention_backend": type(self.runner.attention_backend).plugin_name,
             "kv_store": type(self.runner.kv_store).plugin_name,
             "rope": type(self.runner.qk_rope).plugin_name,
+            "linear": type(self.runner.linear).plugin_name,
             "sampler": type(self.runner.sampler).plugin_name,
             "block_manager": type(self.block_manager).plugin_name,
             "scheduler": type(self.scheduler).plugin_name,

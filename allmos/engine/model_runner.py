@@ -45,6 +45,7 @@ class ModelRunner:
         self.token_readback = TokenReadback(self.device, config.max_num_seqs)
         self.kv_store = make_plugin("kv_store", config.kv_store)
         self.qk_rope = make_plugin("rope", config.rope)
+        self.linear = make_plugin("linear", config.linear)
         self.attention_backend = make_plugin("attention", config.attention, self.head_shape())
         self.model = build_model(hf_config, self.model_context(), self.device, self.dtype)
         self.load_weights(weights)
@@ -57,7 +58,8 @@ class ModelRunner:
 
     def model_context(self) -> ModelContext:
         max_positions = max(self.config.max_model_len, getattr(self.hf_config, "max_position_embeddings", 0))
-        return ModelContext(self.tp, Ops.build(self.config.compile), self.make_attention, max_positions, self.qk_rope)
+        ops = Ops.build(self.config.compile)
+        return ModelContext(self.tp, ops, self.make_attention, max_positions, self.qk_rope, self.linear)
 
     def head_shape(self) -> HeadShape:
         cfg, head_dim = self.hf_config, head_dim_of(self.hf_config)

@@ -45,6 +45,11 @@ class ShardedLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x, self.weight, self.bias)
 
+    def finish(self, y: torch.Tensor) -> torch.Tensor:
+        """What follows the matmul x W^T: the bias (and, row-parallel, the sum over ranks first), so a
+        kernel that computes the matmul its own way (allmos.linear) finishes the layer the same way."""
+        return y + self.bias if self.bias is not None else y
+
 
 class ReplicatedLinear(ShardedLinear):
     pass
@@ -131,6 +136,8 @@ class RowParallelLinear(ShardedLinear):
         return (param.shape[0], param.shape[1] * self.tp.size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = F.linear(x, self.weight)
+        return self.finish(F.linear(x, self.weight))
+
+    def finish(self, y: torch.Tensor) -> torch.Tensor:
         y = self.tp.all_reduce(y)
         return y + self.bias if self.bias is not None else y

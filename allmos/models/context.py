@@ -1,4 +1,4 @@
-"""What a model needs from the engine to build itself: sharding, ops and attention layers."""
+"""What a model needs from the engine to build itself: sharding, ops, attention layers, plugins."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Callable
 from allmos.attention.layer import PagedAttention
 from allmos.layers.ops import Ops
 from allmos.layers.parallel import ParallelInfo
+from allmos.linear.base import LinearPlugin
 from allmos.rope.base import QKRope
 
 
@@ -19,3 +20,4 @@ class ModelContext:
     make_attention: Callable[[int, int, int, float], PagedAttention]
     max_positions: int
     qk_rope: QKRope  # applies q/k norm and rotary embedding
+    linear: LinearPlugin  # runs the projections (with the norm or activation before them)

@@ -57,20 +57,22 @@ class DecoderAttention(nn.Module):
             self.k_norm = RMSNorm(head_dim, cfg.rms_norm_eps, ctx.ops)
         self.qk_norm = traits.qk_norm
         self.qk_rope = ctx.qk_rope
+        self.linear = ctx.linear
         theta, scaling = rope_settings(cfg)
         self.rotary = RotaryEmbedding(head_dim, ctx.max_positions, theta, scaling, ctx.ops)
         self.attn = ctx.make_attention(self.heads, self.kv_heads, head_dim, head_dim**-0.5)
 
-    def forward(self, positions: torch.Tensor, x: torch.Tensor, meta: AttentionMetadata) -> torch.Tensor:
+    def forward(self, positions: torch.Tensor, qkv: torch.Tensor, meta: AttentionMetadata) -> torch.Tensor:
+        """From the layer's qkv projection (the layer runs it, fused with the norm before it)."""
         q_size, kv_size = self.heads * self.head_dim, self.kv_heads * self.head_dim
-        q, k, v = self.qkv_proj(x).split([q_size, kv_size, kv_size], dim=-1)
+        q, k, v = qkv.split([q_size, kv_size, kv_size], dim=-1)
         q = q.view(-1, self.heads, self.head_dim)
         k = k.view(-1, self.kv_heads, self.head_dim)
         v = v.view(-1, self.kv_heads, self.head_dim)
         norms = (self.q_norm, self.k_norm) if self.qk_norm else (None, None)
         q, k = self.qk_rope.apply(positions, q, k, *norms, self.rotary)
         out = self.attn(q, k, v, meta)
-        return self.o_proj(out.flatten(1, 2))
+        return self.linear.project(self.o_proj, out.flatten(1, 2))
 
 
 class DecoderMLP(nn.Module):
@@ -81,12 +83,14 @@ class DecoderMLP(nn.Module):
         self.gate_up_proj = MergedColumnParallelLinear(cfg.hidden_size, [size, size], bias, ctx.tp)
         self.down_proj = RowParallelLinear(size, cfg.hidden_size, bias, ctx.tp)
         self.ops = ctx.ops
+        self.linear = ctx.linear
         act = getattr(cfg, "hidden_act", "silu")
         if act != "silu":
             raise ValueError(f"hidden_act={act!r} is not supported (only silu)")
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down_proj(self.ops.silu_and_mul(self.gate_up_proj(x)))
+    def forward(self, gate_up: torch.Tensor) -> torch.Tensor:
+        """From the layer's gate_up projection (the layer runs it, fused with the norm before it)."""
+        return self.linear.act_project(self.ops.silu_and_mul, gate_up, self.down_proj)
 
 
 class DecoderLayer(nn.Module):
@@ -96,15 +100,14 @@ class DecoderLayer(nn.Module):
         self.mlp = DecoderMLP(cfg, ctx)
         self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, ctx.ops)
         self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, ctx.ops)
+        self.linear = ctx.linear
 
     def forward(self, positions, x, residual, meta):
-        if residual is None:
-            x, residual = self.input_layernorm(x), x
-        else:
-            x, residual = self.input_layernorm(x, residual)
-        x = self.self_attn(positions, x, meta)
-        x, residual = self.post_attention_layernorm(x, residual)
-        return self.mlp(x), residual
+        attn, mlp, linear = self.self_attn, self.mlp, self.linear
+        qkv, residual = linear.norm_project(self.input_layernorm, x, residual, attn.qkv_proj)
+        x = attn(positions, qkv, meta)
+        gate_up, residual = linear.norm_project(self.post_attention_layernorm, x, residual, mlp.gate_up_proj)
+        return mlp(gate_up), residual
 
 
 class DecoderModel(nn.Module):

@@ -1,0 +1,33 @@
+"""The plugin that runs a decoder layer's projections, with the element-wise op before each one that
+has one: RMSNorm (+ residual add) before qkv and gate_up, SiLU-and-mul before down."""
+
+from __future__ import annotations
+
+from abc import ABC
+
+import torch
+
+from allmos.layers.linear import ShardedLinear
+from allmos.layers.norm import RMSNorm
+from allmos.plugin import Plugin
+
+
+class LinearPlugin(Plugin, ABC):
+    """The defaults are the unfused modules: the op, then the projection (cuBLAS through F.linear)."""
+
+    def project(self, proj: ShardedLinear, x: torch.Tensor) -> torch.Tensor:
+        return proj(x)
+
+    def norm_project(
+        self, norm: RMSNorm, x: torch.Tensor, residual: torch.Tensor | None, proj: ShardedLinear
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(proj(norm(x + residual)), x + residual); without a residual (the first layer) x is it."""
+        if residual is None:
+            normed, residual = norm(x), x
+        else:
+            normed, residual = norm(x, residual)
+        return self.project(proj, normed), residual
+
+    def act_project(self, act, gate_up: torch.Tensor, proj: ShardedLinear) -> torch.Tensor:
+        """proj(act(gate_up)), act being the model's SiLU-and-mul."""
+        return self.project(proj, act(gate_up))
