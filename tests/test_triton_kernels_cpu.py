@@ -12,7 +12,10 @@ pytest.importorskip("triton")
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-@pytest.mark.parametrize("module", ["triton_interpreter_kernels.py", "qk_rope_interpreter_kernels.py"])
+@pytest.mark.parametrize(
+    "module",
+    ["triton_interpreter_kernels.py", "qk_rope_interpreter_kernels.py", "skinny_linear_interpreter_kernels.py"],
+)
 def test_triton_kernels_under_the_interpreter(module):
     env = dict(os.environ, TRITON_INTERPRET="1", PYTHONPATH=os.path.dirname(HERE))
     proc = subprocess.run(
