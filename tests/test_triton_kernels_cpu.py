@@ -16,6 +16,7 @@ INTERPRETER_MODULES = [
     "triton_interpreter_kernels.py",
     "qk_rope_interpreter_kernels.py",
     "sampler_interpreter_kernels.py",
+    "skinny_linear_interpreter_kernels.py",
 ]
 
 

@@ -1,10 +1,21 @@
-"""Triton kernel: y = x W^T for a few rows of x (decode at small batch), where the weight read is everything.
+"""Triton kernels: y = a W^T for a few rows (decode at batch 1), where reading W is everything, with the
+element-wise op that produces `a` fused into the load of its input:
 
-cuBLAS picks general GEMM tiles that leave much of the bandwidth unused when x has 1..8 rows and W is a few
-MB. Here each program owns BLOCK_N output features and streams their full weight rows once (contiguous
-BLOCK_K chunks), multiplying by all BLOCK_M rows of x held in registers: a reduction, not a tensor-core
-dot, since at these row counts the kernel is bound by reading W. Accumulation is in float32; the output
-is rounded once to x's dtype.
+  * `skinny_linear`:       a = x
+  * `add_rms_norm_linear`: a = rms_norm(x + residual) (or rms_norm(x)); also returns x + residual
+  * `silu_mul_linear`:     a = silu(gate) * up, from the packed [gate | up] projection output
+
+Each program owns BLOCK_N output features and streams their full weight rows once in contiguous BLOCK_K
+chunks, multiplying by all BLOCK_M rows of `a` held in registers: float32 products, not a tensor-core
+dot, since at these row counts the weight read bounds the kernel. The products accumulate element-wise
+in a [BLOCK_M, BLOCK_N, BLOCK_K] float32 tile that is summed over K once at the end: a sum per chunk
+would put a cross-warp reduction (shared memory and a barrier) between chunks, which serialises the
+chunks' weight loads instead of letting all of them be in flight. The output is rounded once.
+
+The fused prologues round where the torch ops in allmos.layers.ops round (to the input dtype), so the
+results agree with the unfused path to the tolerance of the output dtype. The prologue is recomputed by
+every program from the row (a few KB, from L2), which is cheaper than the separate kernel it replaces.
+Beyond MAX_ROWS rows cuBLAS's tensor-core tiles win; these kernels are for single-row decode steps.
 """
 
 from __future__ import annotations
@@ -14,6 +25,48 @@ import triton
 import triton.language as tl
 
 MAX_ROWS = 8  # beyond this cuBLAS's tensor-core tiles win (measured with allmos.bench.linear_bench)
+MAX_ACCUMULATORS_PER_THREAD = 64  # float32 registers a thread gives to the accumulator tile
+NUM_SMS_H100 = 132
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Kernels
+# ---------------------------------------------------------------------------------------------------------
+
+
+@triton.jit
+def _tile_offsets(M, N, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+    offs_m = tl.arange(0, BLOCK_M)
+    offs_n = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+    return offs_m, offs_m < M, offs_n, offs_n < N
+
+
+@triton.jit
+def _load_rows(ptr, offs_m, m_mask, stride_m, offs_k, k_mask):
+    """[BLOCK_M, BLOCK_K] chunk of a row-major input as float32; 0 outside the rows and K."""
+    mask = m_mask[:, None] & k_mask[None, :]
+    return tl.load(ptr + offs_m[:, None] * stride_m + offs_k[None, :], mask=mask, other=0.0).to(tl.float32)
+
+
+@triton.jit
+def _round(value, dtype: tl.constexpr):
+    """Round a float32 value to `dtype` (as a torch op with `dtype` output does) and widen it back."""
+    return value.to(dtype).to(tl.float32)
+
+
+@triton.jit
+def _accumulate(acc, a, w_ptr, stride_wn, offs_n, n_mask, offs_k, k_mask):
+    """acc [BLOCK_M, BLOCK_N, BLOCK_K] += a [BLOCK_M, BLOCK_K] (float32) times the weight chunk."""
+    mask = n_mask[:, None] & k_mask[None, :]
+    w = tl.load(w_ptr + offs_n[:, None] * stride_wn + offs_k[None, :], mask=mask, other=0.0)
+    return acc + a[:, None, :] * w.to(tl.float32)[None, :, :]
+
+
+@triton.jit
+def _store_output(y_ptr, stride_ym, acc, offs_m, m_mask, offs_n, n_mask):
+    y = tl.sum(acc, axis=2)
+    mask = m_mask[:, None] & n_mask[None, :]
+    tl.store(y_ptr + offs_m[:, None] * stride_ym + offs_n[None, :], y.to(y_ptr.dtype.element_ty), mask=mask)
 
 
 @triton.jit
@@ -31,52 +84,273 @@ def _skinny_linear_kernel(
     BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr,
 ):
-    offs_n = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
-    offs_m = tl.arange(0, BLOCK_M)
-    n_mask = offs_n < N
-    m_mask = offs_m < M
-    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    offs_m, m_mask, offs_n, n_mask = _tile_offsets(M, N, BLOCK_M, BLOCK_N)
+    acc = tl.zeros((BLOCK_M, BLOCK_N, BLOCK_K), dtype=tl.float32)
     for k0 in tl.static_range(0, K, BLOCK_K):  # K is a model dimension: one compile per layer shape
         offs_k = k0 + tl.arange(0, BLOCK_K)
         k_mask = offs_k < K
-        w = tl.load(w_ptr + offs_n[:, None] * stride_wn + offs_k[None, :], mask=n_mask[:, None] & k_mask[None, :])
-        x = tl.load(x_ptr + offs_m[:, None] * stride_xm + offs_k[None, :], mask=m_mask[:, None] & k_mask[None, :])
-        acc += tl.sum(x.to(tl.float32)[:, None, :] * w.to(tl.float32)[None, :, :], axis=2)
-    y_ptrs = y_ptr + offs_m[:, None] * stride_ym + offs_n[None, :]
-    tl.store(y_ptrs, acc.to(y_ptr.dtype.element_ty), mask=m_mask[:, None] & n_mask[None, :])
+        x = _load_rows(x_ptr, offs_m, m_mask, stride_xm, offs_k, k_mask)
+        acc = _accumulate(acc, x, w_ptr, stride_wn, offs_n, n_mask, offs_k, k_mask)
+    _store_output(y_ptr, stride_ym, acc, offs_m, m_mask, offs_n, n_mask)
+
+
+@triton.jit
+def _residual_chunk(x_ptr, stride_xm, r_ptr, stride_rm, offs_m, m_mask, offs_k, k_mask, HAS_RESIDUAL: tl.constexpr):
+    """x + residual rounded to x's dtype (as float32), or x alone."""
+    h = _load_rows(x_ptr, offs_m, m_mask, stride_xm, offs_k, k_mask)
+    if HAS_RESIDUAL:
+        h = _round(h + _load_rows(r_ptr, offs_m, m_mask, stride_rm, offs_k, k_mask), x_ptr.dtype.element_ty)
+    return h
+
+
+@triton.jit
+def _add_rms_norm_linear_kernel(
+    x_ptr,
+    r_ptr,
+    norm_w_ptr,
+    w_ptr,
+    y_ptr,
+    new_r_ptr,
+    M,
+    N,
+    eps,
+    stride_xm,
+    stride_rm,
+    stride_new_rm,
+    stride_wn,
+    stride_ym,
+    K: tl.constexpr,
+    HAS_RESIDUAL: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+):
+    dtype = x_ptr.dtype.element_ty
+    offs_m, m_mask, offs_n, n_mask = _tile_offsets(M, N, BLOCK_M, BLOCK_N)
+    writes_residual = tl.program_id(0) == 0  # the others only read x and residual
+    squares = tl.zeros((BLOCK_M, BLOCK_K), dtype=tl.float32)
+    for k0 in tl.static_range(0, K, BLOCK_K):
+        offs_k = k0 + tl.arange(0, BLOCK_K)
+        k_mask = offs_k < K
+        h = _residual_chunk(x_ptr, stride_xm, r_ptr, stride_rm, offs_m, m_mask, offs_k, k_mask, HAS_RESIDUAL)
+        if HAS_RESIDUAL:
+            new_r_ptrs = new_r_ptr + offs_m[:, None] * stride_new_rm + offs_k[None, :]
+            tl.store(new_r_ptrs, h.to(dtype), mask=m_mask[:, None] & k_mask[None, :] & writes_residual)
+        squares += h * h
+    inv_rms = tl.rsqrt(tl.sum(squares, axis=1) / K + eps)
+
+    acc = tl.zeros((BLOCK_M, BLOCK_N, BLOCK_K), dtype=tl.float32)
+    for k0 in tl.static_range(0, K, BLOCK_K):
+        offs_k = k0 + tl.arange(0, BLOCK_K)
+        k_mask = offs_k < K
+        h = _residual_chunk(x_ptr, stride_xm, r_ptr, stride_rm, offs_m, m_mask, offs_k, k_mask, HAS_RESIDUAL)
+        norm_w = tl.load(norm_w_ptr + offs_k, mask=k_mask, other=0.0).to(tl.float32)
+        normed = _round(norm_w[None, :] * _round(h * inv_rms[:, None], dtype), dtype)
+        acc = _accumulate(acc, normed, w_ptr, stride_wn, offs_n, n_mask, offs_k, k_mask)
+    _store_output(y_ptr, stride_ym, acc, offs_m, m_mask, offs_n, n_mask)
+
+
+@triton.jit
+def _silu_mul_linear_kernel(
+    gate_up_ptr,
+    w_ptr,
+    y_ptr,
+    M,
+    N,
+    stride_gm,
+    stride_wn,
+    stride_ym,
+    K: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+):
+    dtype = gate_up_ptr.dtype.element_ty
+    offs_m, m_mask, offs_n, n_mask = _tile_offsets(M, N, BLOCK_M, BLOCK_N)
+    acc = tl.zeros((BLOCK_M, BLOCK_N, BLOCK_K), dtype=tl.float32)
+    for k0 in tl.static_range(0, K, BLOCK_K):
+        offs_k = k0 + tl.arange(0, BLOCK_K)
+        k_mask = offs_k < K
+        gate = _load_rows(gate_up_ptr, offs_m, m_mask, stride_gm, offs_k, k_mask)
+        up = _load_rows(gate_up_ptr + K, offs_m, m_mask, stride_gm, offs_k, k_mask)
+        silu = _round(gate / (1.0 + tl.exp(-gate)), dtype)
+        acc = _accumulate(acc, _round(silu * up, dtype), w_ptr, stride_wn, offs_n, n_mask, offs_k, k_mask)
+    _store_output(y_ptr, stride_ym, acc, offs_m, m_mask, offs_n, n_mask)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Launch configuration
+# ---------------------------------------------------------------------------------------------------------
+
+
+def default_config(rows: int, n: int) -> dict:
+    """Measured best at one row on an H100: block_n 4-8, block_k 512, 4 warps. Where N / 8 programs would
+    leave about one program per SM (N = 1024: o and down), block_n 4 doubles the weight bytes in flight per
+    SM. More rows shrink block_k so that the accumulator tile keeps its register budget."""
+    block_n = 8 if n >= 2 * NUM_SMS_H100 * 8 else 4
+    block_k = max(64, 512 // triton.next_power_of_2(rows))
+    return {"block_n": block_n, "block_k": block_k, "num_warps": 4}
+
+
+def accumulator_fits(rows: int, block_n: int, block_k: int, num_warps: int) -> bool:
+    """Whether the [rows, block_n, block_k] float32 accumulator tile fits a thread's register budget."""
+    tile = triton.next_power_of_2(rows) * block_n * block_k
+    return tile <= MAX_ACCUMULATORS_PER_THREAD * 32 * num_warps
+
+
+def _launch_config(name: str, rows: int, n: int, k: int, block_n, block_k, num_warps) -> dict:
+    config = default_config(rows, n)
+    for key, value in (("block_n", block_n), ("block_k", block_k), ("num_warps", num_warps)):
+        if value is not None:
+            if value < 1 or value & (value - 1):
+                raise ValueError(f"{name}: {key}={value} is not a power of two")
+            config[key] = value
+    config["block_k"] = min(config["block_k"], triton.next_power_of_2(k))
+    if not accumulator_fits(rows, **config):
+        raise ValueError(f"{name}: the accumulator tile of {rows} rows x {config} exceeds the register budget")
+    return {
+        "grid": (triton.cdiv(n, config["block_n"]),),
+        "BLOCK_M": triton.next_power_of_2(rows),
+        "BLOCK_N": config["block_n"],
+        "BLOCK_K": config["block_k"],
+        "num_warps": config["num_warps"],
+    }
+
+
+def _launch(kernel, config: dict, *args, **constexprs) -> None:
+    kernel[config["grid"]](
+        *args,
+        BLOCK_M=config["BLOCK_M"],
+        BLOCK_N=config["BLOCK_N"],
+        BLOCK_K=config["BLOCK_K"],
+        num_warps=config["num_warps"],
+        **constexprs,
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Input checks
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _check_rows(name: str, what: str, x: torch.Tensor, width: int) -> None:
+    if x.dim() != 2 or x.shape[1] != width or not 1 <= x.shape[0] <= MAX_ROWS:
+        raise ValueError(f"{name}: {what} {tuple(x.shape)} is not [1..{MAX_ROWS}, {width}]")
+    if x.stride(1) != 1:
+        raise ValueError(f"{name}: {what} rows must be contiguous (stride {x.stride()})")
+
+
+def _check_weight(name: str, x: torch.Tensor, weight: torch.Tensor) -> None:
+    if weight.dim() != 2 or weight.stride(1) != 1 or weight.shape[0] < 1:
+        raise ValueError(f"{name}: weight {tuple(weight.shape)} (stride {weight.stride()}) is not [N, K] row-major")
+    if weight.dtype != x.dtype or weight.device != x.device:
+        raise ValueError(f"{name}: weight is {weight.dtype} on {weight.device}, input {x.dtype} on {x.device}")
+
+
+def _check_like(name: str, what: str, tensor: torch.Tensor, shape: tuple, x: torch.Tensor) -> None:
+    if tuple(tensor.shape) != shape or tensor.dtype != x.dtype or tensor.device != x.device:
+        raise ValueError(
+            f"{name}: {what} is {tuple(tensor.shape)} {tensor.dtype} on {tensor.device}, "
+            f"expected {shape} {x.dtype} on {x.device}"
+        )
+    if tensor.stride(-1) != 1:
+        raise ValueError(f"{name}: {what} must be contiguous in its last dimension")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Entry points
+# ---------------------------------------------------------------------------------------------------------
 
 
 def skinny_linear(
     x: torch.Tensor,
     weight: torch.Tensor,
     *,
-    block_n: int = 8,
-    block_k: int = 512,
-    num_warps: int = 4,
-    num_stages: int = 3,
+    block_n: int | None = None,
+    block_k: int | None = None,
+    num_warps: int | None = None,
 ) -> torch.Tensor:
-    """x [M, K] (M <= MAX_ROWS, rows contiguous) @ weight [N, K]^T -> [M, N] in x's dtype."""
-    m, k = x.shape
-    n = weight.shape[0]
-    if m > MAX_ROWS or weight.shape[1] != k or x.stride(1) != 1 or weight.stride(1) != 1:
-        raise ValueError(f"skinny_linear: x {tuple(x.shape)} and weight {tuple(weight.shape)} do not fit")
+    """x [M, K] (1 <= M <= MAX_ROWS, rows contiguous) @ weight [N, K]^T -> [M, N] in x's dtype."""
+    name = "skinny_linear"
+    _check_weight(name, x, weight)
+    n, k = weight.shape
+    _check_rows(name, "x", x, k)
+    config = _launch_config(name, x.shape[0], n, k, block_n, block_k, num_warps)
+    y = torch.empty(x.shape[0], n, dtype=x.dtype, device=x.device)
+    _launch(_skinny_linear_kernel, config, x, weight, y, x.shape[0], n, x.stride(0), weight.stride(0), y.stride(0), K=k)
+    return y
+
+
+def add_rms_norm_linear(
+    x: torch.Tensor,
+    residual: torch.Tensor | None,
+    norm_weight: torch.Tensor,
+    eps: float,
+    weight: torch.Tensor,
+    *,
+    block_n: int | None = None,
+    block_k: int | None = None,
+    num_warps: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ops.add_rms_norm(x, residual, norm_weight, eps) @ weight^T, x + residual) in one kernel.
+
+    x, residual [M, K] (1 <= M <= MAX_ROWS, rows contiguous), norm_weight [K], weight [N, K], all of x's
+    dtype. The new residual is a fresh tensor; with residual None the norm is ops.rms_norm(x) and the
+    returned residual is x itself, as the model's first layer does.
+    """
+    name = "add_rms_norm_linear"
+    _check_weight(name, x, weight)
+    n, k = weight.shape
+    _check_rows(name, "x", x, k)
+    _check_like(name, "norm_weight", norm_weight, (k,), x)
+    if residual is not None:
+        _check_like(name, "residual", residual, tuple(x.shape), x)
+    m = x.shape[0]
+    config = _launch_config(name, m, n, k, block_n, block_k, num_warps)
     y = torch.empty(m, n, dtype=x.dtype, device=x.device)
-    block_m = triton.next_power_of_2(max(m, 1))
-    grid = (triton.cdiv(n, block_n),)
-    _skinny_linear_kernel[grid](
+    new_residual = x if residual is None else torch.empty(m, k, dtype=x.dtype, device=x.device)
+    residual_in = x if residual is None else residual  # a valid pointer the kernel never reads
+    _launch(
+        _add_rms_norm_linear_kernel,
+        config,
         x,
+        residual_in,
+        norm_weight,
         weight,
         y,
+        new_residual,
         m,
         n,
+        float(eps),
         x.stride(0),
+        residual_in.stride(0),
+        new_residual.stride(0),
         weight.stride(0),
         y.stride(0),
         K=k,
-        BLOCK_M=block_m,
-        BLOCK_N=block_n,
-        BLOCK_K=min(block_k, triton.next_power_of_2(k)),
-        num_warps=num_warps,
-        num_stages=num_stages,
+        HAS_RESIDUAL=residual is not None,
+    )
+    return y, new_residual
+
+
+def silu_mul_linear(
+    gate_up: torch.Tensor,
+    weight: torch.Tensor,
+    *,
+    block_n: int | None = None,
+    block_k: int | None = None,
+    num_warps: int | None = None,
+) -> torch.Tensor:
+    """ops.silu_and_mul(gate_up) @ weight^T in one kernel: gate_up [M, 2K] = [gate | up] (1 <= M <=
+    MAX_ROWS, rows contiguous), weight [N, K] -> [M, N] in gate_up's dtype."""
+    name = "silu_mul_linear"
+    _check_weight(name, gate_up, weight)
+    n, k = weight.shape
+    _check_rows(name, "gate_up", gate_up, 2 * k)
+    m = gate_up.shape[0]
+    config = _launch_config(name, m, n, k, block_n, block_k, num_warps)
+    y = torch.empty(m, n, dtype=gate_up.dtype, device=gate_up.device)
+    _launch(
+        _silu_mul_linear_kernel, config, gate_up, weight, y, m, n, gate_up.stride(0), weight.stride(0), y.stride(0), K=k
     )
     return y
