@@ -17,7 +17,7 @@ set -u
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PYTHON=${PYTHON:-python}
 EXPERIMENTS=(ablation_cumulative ablation_leave_one_out attention_backends prefix_caching latency)
-ALL_ON="attention=triton,kv_store=triton,cuda_graphs=true,compile=true,prefix_caching=true,async_scheduling=true,rope=triton,sampler=triton"
+ALL_ON="attention=triton,kv_store=triton,cuda_graphs=true,compile=true,prefix_caching=true,async_scheduling=true,rope=triton,sampler=triton,linear=triton"
 
 OUT="multirun/paper/$(date +%Y-%m-%d_%H-%M-%S)"
 DRY=0

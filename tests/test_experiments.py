@@ -30,34 +30,46 @@ NAMES = sorted(p.stem for p in (EXPERIMENTS / "experiment").glob("*.yaml"))
 TINY = ["model=qwen3-tiny", "workload=smoke", "device=cpu", "num_kv_blocks=16"]
 # Every key run.py's CPU defaults would otherwise add is given, so runs here and on a GPU machine agree.
 PINNED = ["attention=sdpa", "kv_store=torch", "compile=false"]
-SWITCHES = ("attention", "kv_store", "cuda_graphs", "compile", "prefix_caching", "async_scheduling", "rope", "sampler")
-ALL_OFF = ("sdpa", "torch", False, False, False, False, "torch", "gumbel")
-ALL_ON = ("triton", "triton", True, True, True, True, "triton", "triton")
+SWITCHES = (
+    "attention",
+    "kv_store",
+    "cuda_graphs",
+    "compile",
+    "prefix_caching",
+    "async_scheduling",
+    "rope",
+    "sampler",
+    "linear",
+)
+ALL_OFF = ("sdpa", "torch", False, False, False, False, "torch", "gumbel", "torch")
+ALL_ON = ("triton", "triton", True, True, True, True, "triton", "triton", "triton")
 CUMULATIVE = {  # the stated order: each stage adds one optimization to the one before
     "c0_all_off": ALL_OFF,
-    "c1_attention_triton": ("triton", "torch", False, False, False, False, "torch", "gumbel"),
-    "c2_kv_store_triton": ("triton", "triton", False, False, False, False, "torch", "gumbel"),
-    "c3_cuda_graphs": ("triton", "triton", True, False, False, False, "torch", "gumbel"),
-    "c4_compile": ("triton", "triton", True, True, False, False, "torch", "gumbel"),
-    "c5_prefix_caching": ("triton", "triton", True, True, True, False, "torch", "gumbel"),
-    "c6_async_scheduling": ("triton", "triton", True, True, True, True, "torch", "gumbel"),
-    "c7_rope_triton": ("triton", "triton", True, True, True, True, "triton", "gumbel"),
-    "c8_sampler_triton": ALL_ON,
+    "c1_attention_triton": ("triton", "torch", False, False, False, False, "torch", "gumbel", "torch"),
+    "c2_kv_store_triton": ("triton", "triton", False, False, False, False, "torch", "gumbel", "torch"),
+    "c3_cuda_graphs": ("triton", "triton", True, False, False, False, "torch", "gumbel", "torch"),
+    "c4_compile": ("triton", "triton", True, True, False, False, "torch", "gumbel", "torch"),
+    "c5_prefix_caching": ("triton", "triton", True, True, True, False, "torch", "gumbel", "torch"),
+    "c6_async_scheduling": ("triton", "triton", True, True, True, True, "torch", "gumbel", "torch"),
+    "c7_rope_triton": ("triton", "triton", True, True, True, True, "triton", "gumbel", "torch"),
+    "c8_sampler_triton": ("triton", "triton", True, True, True, True, "triton", "triton", "torch"),
+    "c9_linear_triton": ALL_ON,
 }
 LEAVE_ONE_OUT = {
     "all_on": ALL_ON,
-    "no_attention": ("sdpa", "triton", True, True, True, True, "triton", "triton"),
-    "no_kv_store": ("triton", "torch", True, True, True, True, "triton", "triton"),
-    "no_cuda_graphs": ("triton", "triton", False, True, True, True, "triton", "triton"),
-    "no_compile": ("triton", "triton", True, False, True, True, "triton", "triton"),
-    "no_prefix_caching": ("triton", "triton", True, True, False, True, "triton", "triton"),
-    "no_async_scheduling": ("triton", "triton", True, True, True, False, "triton", "triton"),
-    "no_rope": ("triton", "triton", True, True, True, True, "torch", "triton"),
-    "no_sampler": ("triton", "triton", True, True, True, True, "triton", "gumbel"),
+    "no_attention": ("sdpa", "triton", True, True, True, True, "triton", "triton", "triton"),
+    "no_kv_store": ("triton", "torch", True, True, True, True, "triton", "triton", "triton"),
+    "no_cuda_graphs": ("triton", "triton", False, True, True, True, "triton", "triton", "triton"),
+    "no_compile": ("triton", "triton", True, False, True, True, "triton", "triton", "triton"),
+    "no_prefix_caching": ("triton", "triton", True, True, False, True, "triton", "triton", "triton"),
+    "no_async_scheduling": ("triton", "triton", True, True, True, False, "triton", "triton", "triton"),
+    "no_rope": ("triton", "triton", True, True, True, True, "torch", "triton", "triton"),
+    "no_sampler": ("triton", "triton", True, True, True, True, "triton", "gumbel", "triton"),
+    "no_linear": ("triton", "triton", True, True, True, True, "triton", "triton", "torch"),
 }
 JOBS = {
-    "ablation_cumulative": 27,
-    "ablation_leave_one_out": 27,
+    "ablation_cumulative": 30,
+    "ablation_leave_one_out": 30,
     "attention_backends": 18,
     "prefix_caching": 24,
     "latency": 6,
@@ -78,7 +90,9 @@ def composed(*overrides: str, hydra: bool = False):
 
 
 def switches(cfg) -> tuple:
-    return tuple(cfg[s].name if s in ("attention", "kv_store", "rope", "sampler") else cfg[s] for s in SWITCHES)
+    return tuple(
+        cfg[s].name if s in ("attention", "kv_store", "rope", "sampler", "linear") else cfg[s] for s in SWITCHES
+    )
 
 
 def sweep_params(name: str) -> dict[str, str]:

@@ -1,5 +1,5 @@
 """Run by test_triton_engine_cpu.py in a fresh process with TRITON_INTERPRET=1: the whole engine
-with attention=triton, kv_store=triton, rope=triton and sampler=triton on CPU must give the sdpa/torch
+with attention=triton, kv_store=triton, rope=triton, sampler=triton, linear=triton on CPU must give the sdpa/torch
 engine's greedy tokens."""
 
 import json
@@ -29,6 +29,7 @@ for name, switches in {
     "triton_prefix": {"attention": "triton", "kv_store": "triton", "prefix_caching": True},
     "triton_rope": {"attention": "triton", "kv_store": "triton", "rope": "triton"},
     "triton_sampler": {"attention": "triton", "kv_store": "triton", "rope": "triton", "sampler": "triton"},
+    "triton_linear": {"attention": "triton", "kv_store": "triton", "rope": "triton", "linear": "triton"},
 }.items():
     llm = LLM(
         folder,
@@ -39,7 +40,8 @@ for name, switches in {
         max_num_batched_tokens=256,
         **switches,
     )
-    llm.generate(prompts[1:2], params, use_tqdm=False)  # caches the prefix the last prompt shares
+    # alone (single-token decode steps: linear=triton's GEMVs); then caches the prefix the last prompt shares
+    results[name + "_single"] = [o["token_ids"] for o in llm.generate(prompts[1:2], params, use_tqdm=False)]
     results[name] = [o["token_ids"] for o in llm.generate(prompts, params, use_tqdm=False)]
     results[name + "_counters"] = llm.engine.counters()
 print(json.dumps(results))
