@@ -300,6 +300,17 @@ def test_decode_rejects_bad_counters(counters, match):
         paged_decode_attention(q, cache, cache, tables, lens, 1.0, num_splits=2, counters=counters)
 
 
+def test_triton_backend_keeps_one_counters_buffer():
+    from allmos.attention.backend import HeadShape
+    from allmos.attention.triton_backend import TritonBackend, TritonOptions
+
+    backend = TritonBackend(TritonOptions(), HeadShape(4, 2, 16, 0.25))
+    big = backend.counters_for(8, torch.device("cpu"))
+    assert big.shape == (16,) and torch.all(big == 0)
+    assert backend.counters_for(3, torch.device("cpu")) is big  # smaller batches reuse it
+    assert backend.counters_for(9, torch.device("cpu")).shape == (18,)
+
+
 @pytest.mark.parametrize("num_splits", [1, 3])
 def test_decode_longest_first_order_gives_the_same_attention(num_splits):
     context_lens = [5, 0, 90, 33, 64, 1]
