@@ -203,6 +203,8 @@ def _store_or_merge_fused(
     makes every thread's partial stores happen-before that thread's release (bar.sync orders the CTA's
     memory accesses; a gpu-scope release is cumulative over them). The acquire pairs with the other
     splits' releases, and the barrier after it extends that to all threads of the merging program.
+    Nothing of this launch touches the counter after the last arrival, so a plain store resets it;
+    the next launch (or graph replay) is ordered after this one by the stream.
     """
     offs_d = tl.arange(0, HEAD_DIM)
     if used_splits == 1:
