@@ -15,6 +15,8 @@ pytestmark = pytest.mark.gpu
 require_compiled_triton()
 
 _attention_kernels = importlib.import_module("allmos.attention.triton_kernels")
+decode_counters = _attention_kernels.decode_counters
+default_num_splits = _attention_kernels.default_num_splits
 paged_decode_attention = _attention_kernels.paged_decode_attention
 paged_prefill_attention = _attention_kernels.paged_prefill_attention
 store_kv_triton = importlib.import_module("allmos.kv_store.triton_kernels").store_kv_triton
@@ -151,6 +153,74 @@ def test_decode_cuda_graph_capture(longest_first):
     expected = paged_decode_attention(q, k_cache, v_cache, block_tables, lens, 0.1)
     torch.testing.assert_close(out, expected, atol=0, rtol=0)
     assert torch.all(out[1] == 0)
+
+
+def decode_reference(q, k_cache, v_cache, block_tables, context_lens, scale):
+    ref = torch.zeros(q.shape, dtype=torch.float32, device=DEVICE)
+    for b, n in enumerate(context_lens):
+        if n:
+            k, v = gather(k_cache, block_tables[b], n), gather(v_cache, block_tables[b], n)
+            ref[b] = dense_attention(q[b : b + 1], k, v, scale, torch.tensor([n - 1], device=DEVICE))[0]
+    return ref
+
+
+@pytest.mark.parametrize("num_splits", [2, 7, 32])
+def test_decode_fused_combine_matches_the_two_kernel_combine(num_splits):
+    gen = torch.Generator(device=DEVICE).manual_seed(5)
+    lens_list = [4096, 0, 1, 63, 64, 65, 500, 3000]
+    k_cache, v_cache, block_tables = make_cache(lens_list, 256, torch.bfloat16, gen)
+    q = torch.randn(len(lens_list), NUM_HEADS, HEAD_DIM, generator=gen, device=DEVICE).to(torch.bfloat16)
+    lens = torch.tensor(lens_list, dtype=torch.int32, device=DEVICE)
+    counters = decode_counters(len(lens_list), NUM_KV_HEADS, DEVICE)
+    args = (q, k_cache, v_cache, block_tables, lens, 0.1, num_splits)
+    fused = paged_decode_attention(*args, counters=counters)
+    two_kernels = paged_decode_attention(*args, fused_combine=False)
+    torch.testing.assert_close(fused.float(), two_kernels.float(), atol=1e-2, rtol=1e-2)
+    expected = decode_reference(q, k_cache, v_cache, block_tables, lens_list, 0.1)
+    torch.testing.assert_close(fused.float(), expected, atol=1e-2, rtol=1e-2)
+    assert torch.all(counters == 0)
+
+
+@pytest.mark.parametrize("batch", [1, 16])
+def test_decode_fused_combine_cuda_graph_replays(batch):
+    """A captured step of several layer calls sharing one counters buffer, replayed with other context
+    lengths each time: every replay matches the reference and leaves the counters zeroed (nothing in
+    the graph re-zeroes them; the merging programs do)."""
+    max_context, layers, scale = 4096, 3, HEAD_DIM**-0.5
+    assert default_num_splits(batch, NUM_KV_HEADS, max_context) > 1  # the fused path is the one captured
+    gen = torch.Generator(device=DEVICE).manual_seed(6)
+    k_cache, v_cache, block_tables = make_cache([max_context] * batch, 256, torch.bfloat16, gen)
+    q = torch.randn(batch, NUM_HEADS, HEAD_DIM, generator=gen, device=DEVICE).to(torch.bfloat16)
+    lens = torch.full((batch,), 100, dtype=torch.int32, device=DEVICE)
+    outs = [torch.empty_like(q) for _ in range(layers)]
+    counters = decode_counters(batch, NUM_KV_HEADS, DEVICE)
+
+    def step():
+        for layer, out in enumerate(outs):
+            layer_q = q * (layer + 1)  # a different query per layer
+            paged_decode_attention(layer_q, k_cache, v_cache, block_tables, lens, scale, out=out, counters=counters)
+
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        step()  # warm-up compiles outside the capture
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        step()
+
+    lengths = torch.Generator().manual_seed(batch)
+    for replay in range(6):
+        lens_list = torch.randint(0, max_context + 1, (batch,), generator=lengths).tolist()
+        lens_list[0] = [1, 0, 64, 65, 500, max_context][replay]
+        lens.copy_(torch.tensor(lens_list, dtype=torch.int32))
+        graph.replay()
+        torch.cuda.synchronize()
+        assert torch.all(counters == 0), f"replay {replay} left counters set"
+        for layer, out in enumerate(outs):
+            layer_q = q * (layer + 1)
+            expected = decode_reference(layer_q, k_cache, v_cache, block_tables, lens_list, scale)
+            torch.testing.assert_close(out.float(), expected, atol=1e-2, rtol=1e-2)
 
 
 @pytest.mark.parametrize("block_size", [16, 64, 256])

@@ -20,6 +20,8 @@ use_triton_interpreter("test_triton_kernels_gpu.py")  # before the first import 
 pytestmark = pytest.mark.usefixtures("interpreter_loop_bounds")
 
 _attention = importlib.import_module("allmos.attention.triton_kernels")
+_decode = importlib.import_module("allmos.attention.triton_decode")
+decode_counters = _attention.decode_counters
 default_num_splits = _attention.default_num_splits
 paged_decode_attention = _attention.paged_decode_attention
 paged_prefill_attention = _attention.paged_prefill_attention
@@ -163,6 +165,8 @@ def run_decode_case(
     dtype=torch.float32,
     seed=0,
     longest_first=False,
+    fused_combine=True,
+    counters=None,
 ):
     gen = torch.Generator().manual_seed(seed)
     k_cache, v_cache, block_tables = make_paged_cache(context_lens, block_size, num_kv_heads, head_dim, dtype, gen)
@@ -176,7 +180,18 @@ def run_decode_case(
 
     order = torch.argsort(lens, descending=True) if longest_first else None
     result = paged_decode_attention(
-        q, k_cache, v_cache, block_tables, lens, scale, num_splits=num_splits, out=out, seq_order=order, block_n=block_n
+        q,
+        k_cache,
+        v_cache,
+        block_tables,
+        lens,
+        scale,
+        num_splits=num_splits,
+        out=out,
+        seq_order=order,
+        block_n=block_n,
+        fused_combine=fused_combine,
+        counters=counters,
     )
     assert result is out
     return out, decode_reference(q, k_cache, v_cache, block_tables, lens, scale)
@@ -191,6 +206,90 @@ def test_decode_matches_reference(num_heads, num_kv_heads, block_size, block_n, 
     out, ref = run_decode_case(num_heads, num_kv_heads, 32, block_size, context_lens, num_splits, block_n)
     assert_close(out, ref, atol=1e-4, rtol=1e-4)
     assert torch.all(out[1] == 0)
+
+
+@pytest.mark.parametrize("num_splits", [2, 3])
+def test_decode_two_kernel_combine_matches_reference(num_splits):
+    out, ref = run_decode_case(4, 2, 32, 16, [1, 0, 37, 100], num_splits, block_n=16, fused_combine=False)
+    assert_close(out, ref, atol=1e-4, rtol=1e-4)
+    assert torch.all(out[1] == 0)
+
+
+# 0: padding row; 5: shorter than one tile; 37 with 8 splits: 3 splits hold tokens, 5 are empty.
+FUSED_CONTEXTS = [1, 0, 5, 37, 100, 250]
+
+
+@pytest.mark.parametrize("num_splits", [2, 3, 8])
+@pytest.mark.parametrize("num_heads,num_kv_heads", [(4, 2), (6, 2), (8, 1)])
+def test_decode_fused_combine_matches_reference(num_heads, num_kv_heads, num_splits):
+    counters = decode_counters(len(FUSED_CONTEXTS), num_kv_heads, "cpu")
+    out, ref = run_decode_case(
+        num_heads, num_kv_heads, 32, 16, FUSED_CONTEXTS, num_splits, block_n=16, counters=counters, seed=num_splits
+    )
+    assert_close(out, ref, atol=1e-4, rtol=1e-4)
+    assert torch.all(out[1] == 0)
+    assert torch.all(counters == 0), "the merging program must reset its counter"
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_decode_fused_combine_over_the_batch_sizes(batch):
+    contexts = [250, 37, 0][:batch]
+    out, ref = run_decode_case(4, 2, 32, 16, contexts, num_splits=8, block_n=16, seed=batch)
+    assert_close(out, ref, atol=1e-4, rtol=1e-4)
+
+
+def test_decode_fused_combine_merges_a_large_group_in_several_passes():
+    # group 8 x 16 splits x head_dim 128 is over the merge tile: the merge takes 4 heads at a time.
+    assert _decode._heads_per_merge(8, 16, 128) == 4
+    out, ref = run_decode_case(8, 1, 128, 16, [300, 3, 129], num_splits=16, block_n=16, seed=5)
+    assert_close(out, ref, atol=1e-4, rtol=1e-4)
+
+
+def test_decode_fused_combine_with_longest_first_order():
+    out, ref = run_decode_case(4, 2, 32, 16, [5, 0, 90, 33, 64, 1], 3, block_n=16, longest_first=True, seed=3)
+    assert_close(out, ref, atol=1e-4, rtol=1e-4)
+
+
+def test_decode_fused_combine_reuses_its_counters():
+    """Two calls on one counters buffer (the second with other contexts) each match the reference:
+    every call leaves the counters at zero for the next."""
+    gen = torch.Generator().manual_seed(7)
+    contexts = [100, 250, 16]
+    k_cache, v_cache, block_tables = make_paged_cache(contexts, 16, 2, 32, torch.float32, gen)
+    q = torch.randn(3, 4, 32, generator=gen)
+    counters = decode_counters(3, 2, "cpu")
+    for lens in ([100, 250, 16], [99, 3, 16], [100, 250, 16]):
+        lens = torch.tensor(lens, dtype=torch.int32)
+        out = paged_decode_attention(q, k_cache, v_cache, block_tables, lens, 0.2, 4, block_n=16, counters=counters)
+        assert_close(out, decode_reference(q, k_cache, v_cache, block_tables, lens, 0.2), atol=1e-4, rtol=1e-4)
+        assert torch.all(counters == 0)
+
+
+@pytest.mark.parametrize(
+    "counters,match",
+    [
+        (torch.zeros(3, dtype=torch.int32), ">= batch"),
+        (torch.zeros(4, dtype=torch.int64), "int32"),
+        (torch.zeros(8, dtype=torch.int32)[::2], "contiguous"),
+    ],
+)
+def test_decode_rejects_bad_counters(counters, match):
+    q = torch.randn(2, 4, 16)
+    cache = torch.randn(2, 16, 2, 16)
+    tables, lens = torch.zeros(2, 1, dtype=torch.int32), torch.ones(2, dtype=torch.int32)
+    with pytest.raises(ValueError, match=match):
+        paged_decode_attention(q, cache, cache, tables, lens, 1.0, num_splits=2, counters=counters)
+
+
+def test_triton_backend_keeps_one_counters_buffer():
+    from allmos.attention.backend import HeadShape
+    from allmos.attention.triton_backend import TritonBackend, TritonOptions
+
+    backend = TritonBackend(TritonOptions(), HeadShape(4, 2, 16, 0.25))
+    big = backend.counters_for(8, torch.device("cpu"))
+    assert big.shape == (16,) and torch.all(big == 0)
+    assert backend.counters_for(3, torch.device("cpu")) is big  # smaller batches reuse it
+    assert backend.counters_for(9, torch.device("cpu")).shape == (18,)
 
 
 @pytest.mark.parametrize("num_splits", [1, 3])

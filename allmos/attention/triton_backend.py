@@ -16,6 +16,15 @@ from allmos.triton_support import check_triton_device, triton_devices
 class TritonOptions(PluginOptions):
     num_splits: Optional[int] = None  # decode splits per (sequence, kv head); None = heuristic
     longest_first: bool = True  # decode programs start with the longest contexts (no straggler at the end)
+    fused_combine: bool = True  # the last split of each sequence merges the splits (no combine kernel)
+
+
+@dataclass
+class DecodeData:
+    """What build_metadata adds to a decode step (shared by all layers of the step)."""
+
+    seq_order: Optional[torch.Tensor]  # sequences by descending context length, or None
+    counters: Optional[torch.Tensor]  # the backend's zeroed fused-combine counters, or None
 
 
 @register("attention", "triton", options=TritonOptions)
@@ -27,6 +36,7 @@ class TritonBackend(AttentionBackend):
         from allmos.attention import triton_kernels
 
         self.kernels = triton_kernels
+        self.counters: Optional[torch.Tensor] = None  # grown to the largest decode batch seen
 
     @classmethod
     def runs_on(cls) -> tuple[str, ...]:
@@ -37,10 +47,27 @@ class TritonBackend(AttentionBackend):
         check_triton_device("attention", "attention=triton", config.resolved_device)
 
     def build_metadata(self, meta):
-        """Decode: the sequences by descending context length, sorted once per step on the device."""
-        if not meta.is_prefill and self.options.longest_first:
-            meta.backend_data = torch.argsort(meta.context_lens, descending=True)
+        """Decode: the sequences by descending context length, sorted once per step on the device, and
+        the fused combine's counters."""
+        if meta.is_prefill:
+            return meta
+        order = torch.argsort(meta.context_lens, descending=True) if self.options.longest_first else None
+        counters = self.counters_for(meta.batch_size, meta.context_lens.device) if self.options.fused_combine else None
+        meta.backend_data = DecodeData(order, counters)
         return meta
+
+    def counters_for(self, batch: int, device: torch.device) -> torch.Tensor:
+        """One persistent buffer, zeroed once: every decode call leaves it zeroed again. It may only
+        grow outside CUDA-graph capture (the graph runner warms up its largest batch first)."""
+        needed = batch * self.heads.num_kv_heads
+        if self.counters is None or self.counters.numel() < needed or self.counters.device != device:
+            if device.type == "cuda" and torch.cuda.is_current_stream_capturing():
+                raise RuntimeError(
+                    f"decode counters for batch {batch} must exist before CUDA-graph capture; "
+                    "run the largest batch eagerly first"
+                )
+            self.counters = self.kernels.decode_counters(batch, self.heads.num_kv_heads, device)
+        return self.counters
 
     def forward(self, q, k, v, k_cache, v_cache, meta):
         if meta.is_prefill:
@@ -62,5 +89,7 @@ class TritonBackend(AttentionBackend):
             meta.context_lens,
             self.heads.scale,
             num_splits=self.options.num_splits,
-            seq_order=meta.backend_data,
+            seq_order=meta.backend_data.seq_order,
+            fused_combine=self.options.fused_combine,
+            counters=meta.backend_data.counters,
         )

@@ -15,6 +15,7 @@ _MIN_TOKENS_PER_SPLIT = 64
 # KV tokens per inner iteration. Tiles may span several pages (page looked up per token), so the tile is
 # independent of block_size; 64 rows x 256 B (bf16, head_dim 128) keeps 16 KB of K in flight per program.
 _DECODE_BLOCK_N = 64
+_MERGE_TILE_ELEMENTS = 8192
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -35,6 +36,7 @@ def _decode_split_kernel(
     out_ptr,
     partial_out_ptr,
     partial_lse_ptr,
+    counters_ptr,
     qk_scale,
     num_splits,
     stride_qb,
@@ -55,8 +57,14 @@ def _decode_split_kernel(
     BLOCK_N: tl.constexpr,
     DIRECT_OUT: tl.constexpr,
     ORDERED: tl.constexpr,
+    FUSED_COMBINE: tl.constexpr,
+    HEADS_PER_MERGE: tl.constexpr,
+    SPLITS_PAD: tl.constexpr,
 ):
     """One program = one (kv head, sequence, split). Its GROUP query heads share every K/V tile it loads.
+
+    With FUSED_COMBINE the last split of a (sequence, kv head) to finish merges the splits' partials
+    itself (see _store_or_merge_fused) instead of a second kernel doing it.
 
     The grid runs kv heads fastest, so a sequence's programs start together; with ORDERED, the i-th
     sequence started is seq_order[i] (longest context first), so the programs that start last are the
@@ -119,16 +127,150 @@ def _decode_split_kernel(
     has_tokens = l_i > 0
     l_safe = tl.where(has_tokens, l_i, 1.0)
     o = acc / l_safe[:, None]
+    out_ptrs = out_ptr + batch_idx * stride_ob + q_heads[:, None] * stride_oh + offs_d[None, :]
     if DIRECT_OUT:
-        out_ptrs = out_ptr + batch_idx * stride_ob + q_heads[:, None] * stride_oh + offs_d[None, :]
         tl.store(out_ptrs, o.to(out_ptr.dtype.element_ty), mask=head_mask[:, None])
     else:
-        # Workspace layout: partial_out [B, num_heads, num_splits, D], partial_lse [B, num_heads, num_splits].
-        num_heads = tl.num_programs(0) * GROUP
-        rows = (batch_idx * num_heads + q_heads) * num_splits + split
         lse = tl.where(has_tokens, m_i + tl.log2(l_safe), float("-inf"))
+        num_heads = tl.num_programs(0) * GROUP
+        # Workspace layout: partial_out [B, num_heads, num_splits, D], partial_lse [B, num_heads, num_splits].
+        rows = (batch_idx * num_heads + q_heads) * num_splits + split
+        if FUSED_COMBINE:
+            _store_or_merge_fused(
+                o,
+                lse,
+                out_ptrs,
+                rows,
+                head_mask,
+                partial_out_ptr,
+                partial_lse_ptr,
+                counters_ptr + batch_idx * tl.num_programs(0) + kv_head,
+                out_ptr + batch_idx * stride_ob + kv_head * GROUP * stride_oh,
+                (batch_idx * num_heads + kv_head * GROUP) * num_splits,
+                split,
+                _splits_with_tokens(ctx_len, num_splits, BLOCK_N),
+                num_splits,
+                stride_oh,
+                GROUP,
+                HEADS_PER_MERGE,
+                SPLITS_PAD,
+                HEAD_DIM,
+            )
+        else:
+            tl.store(partial_lse_ptr + rows, lse, mask=head_mask)
+            tl.store(partial_out_ptr + rows[:, None] * HEAD_DIM + offs_d[None, :], o, mask=head_mask[:, None])
+
+
+@triton.jit
+def _splits_with_tokens(ctx_len, num_splits, BLOCK_N: tl.constexpr):
+    """How many leading splits hold tokens (splits 0..n-1; the rest are empty); 1 when ctx_len == 0, so
+    that split 0 still writes the (zero) output."""
+    num_tiles = tl.cdiv(ctx_len, BLOCK_N)
+    tiles_per_split = tl.maximum(tl.cdiv(num_tiles, num_splits), 1)
+    return tl.maximum(tl.cdiv(num_tiles, tiles_per_split), 1)
+
+
+@triton.jit
+def _store_or_merge_fused(
+    o,
+    lse,
+    out_ptrs,
+    rows,
+    head_mask,
+    partial_out_ptr,
+    partial_lse_ptr,
+    counter_ptr,
+    group_out_ptr,
+    group_first_row,
+    split,
+    used_splits,
+    num_splits,
+    stride_oh,
+    GROUP: tl.constexpr,
+    HEADS_PER_MERGE: tl.constexpr,
+    SPLITS_PAD: tl.constexpr,
+    HEAD_DIM: tl.constexpr,
+):
+    """Last program reduces: each split that holds tokens publishes its partial and counts itself in
+    the (sequence, kv head) counter; the one that completes the count merges all partials into out and
+    sets the counter back to 0, ready for the next launch (no memset, so CUDA-graph replays just work).
+
+    Empty splits (split >= used_splits) neither write nor count: every program of the group derives
+    used_splits from the same ctx_len, so exactly used_splits increments reach the counter. A single
+    split with tokens writes out directly.
+
+    Ordering: Triton lowers a scalar atomic to one thread of the program, so tl.debug_barrier() first
+    makes every thread's partial stores happen-before that thread's release (bar.sync orders the CTA's
+    memory accesses; a gpu-scope release is cumulative over them). The acquire pairs with the other
+    splits' releases, and the barrier after it extends that to all threads of the merging program.
+    Nothing of this launch touches the counter after the last arrival, so a plain store resets it;
+    the next launch (or graph replay) is ordered after this one by the stream.
+    """
+    offs_d = tl.arange(0, HEAD_DIM)
+    if used_splits == 1:
+        if split == 0:
+            tl.store(out_ptrs, o.to(out_ptrs.dtype.element_ty), mask=head_mask[:, None])
+    elif split < used_splits:
         tl.store(partial_lse_ptr + rows, lse, mask=head_mask)
         tl.store(partial_out_ptr + rows[:, None] * HEAD_DIM + offs_d[None, :], o, mask=head_mask[:, None])
+        tl.debug_barrier()
+        arrived_before = tl.atomic_add(counter_ptr, 1, sem="acq_rel", scope="gpu")
+        if arrived_before == used_splits - 1:
+            tl.debug_barrier()
+            for first_head in tl.static_range(0, GROUP, HEADS_PER_MERGE):
+                _merge_partials(
+                    partial_out_ptr,
+                    partial_lse_ptr,
+                    group_out_ptr + first_head * stride_oh,
+                    group_first_row + first_head * num_splits,
+                    GROUP - first_head,
+                    used_splits,
+                    num_splits,
+                    stride_oh,
+                    HEADS_PER_MERGE,
+                    SPLITS_PAD,
+                    HEAD_DIM,
+                )
+            tl.store(counter_ptr, 0)
+
+
+@triton.jit
+def _merge_partials(
+    partial_out_ptr,
+    partial_lse_ptr,
+    out_ptr,
+    first_row,
+    heads_left,
+    used_splits,
+    num_splits,
+    stride_oh,
+    HEADS: tl.constexpr,
+    SPLITS_PAD: tl.constexpr,
+    HEAD_DIM: tl.constexpr,
+):
+    """out[h] = lse-weighted mean of the first used_splits partials of heads h < min(HEADS, heads_left),
+    whose partial rows start at first_row + h * num_splits. All loads are issued together (one round
+    trip); ".cg" reads them from L2, where the other programs' stores went."""
+    offs_h = tl.arange(0, HEADS)
+    offs_s = tl.arange(0, SPLITS_PAD)
+    offs_d = tl.arange(0, HEAD_DIM)
+    rows = first_row + offs_h[:, None] * num_splits + offs_s[None, :]
+    valid = (offs_h[:, None] < heads_left) & (offs_s[None, :] < used_splits)
+
+    lse = tl.load(partial_lse_ptr + rows, mask=valid, other=float("-inf"), cache_modifier=".cg")
+    o = tl.load(
+        partial_out_ptr + rows[:, :, None] * HEAD_DIM + offs_d[None, None, :],
+        mask=valid[:, :, None],
+        other=0.0,
+        cache_modifier=".cg",
+    )
+    lse_max = tl.max(lse, 1)
+    lse_max = tl.where(lse_max == float("-inf"), 0.0, lse_max)  # masked-off head rows
+    weights = tl.exp2(lse - lse_max[:, None])
+    weight_sum = tl.sum(weights, 1)
+    o = tl.sum(o * weights[:, :, None], 1) / tl.where(weight_sum > 0, weight_sum, 1.0)[:, None]
+    out_ptrs = out_ptr + offs_h[:, None] * stride_oh + offs_d[None, :]
+    tl.store(out_ptrs, o.to(out_ptr.dtype.element_ty), mask=(offs_h < heads_left)[:, None])
 
 
 @triton.jit
@@ -180,6 +322,33 @@ def default_num_splits(batch: int, num_kv_heads: int, max_context: int, num_sms:
     return max(1, min(wanted, useful, _MAX_SPLITS))
 
 
+def decode_counters(batch: int, num_kv_heads: int, device: torch.device | str) -> torch.Tensor:
+    """A zeroed counters buffer for the fused combine of paged_decode_attention: one int32 per
+    (sequence, kv head). Each call leaves it zeroed again, so one buffer serves every later call
+    (and every CUDA-graph replay) of up to `batch` sequences, but never two launches running at once."""
+    return torch.zeros(batch * num_kv_heads, dtype=torch.int32, device=device)
+
+
+def _check_counters(counters: torch.Tensor, batch: int, num_kv_heads: int, device: torch.device) -> None:
+    needed = batch * num_kv_heads
+    if counters.dtype != torch.int32 or counters.device != device:
+        raise ValueError(f"counters must be int32 on {device}; got {counters.dtype} on {counters.device}")
+    if not counters.is_contiguous() or counters.numel() < needed:
+        raise ValueError(
+            f"counters must be contiguous with >= batch * num_kv_heads = {needed} elements; "
+            f"got shape {tuple(counters.shape)}"
+        )
+
+
+def _heads_per_merge(group: int, splits_pad: int, head_dim: int) -> int:
+    """Query heads the fused merge reads in one pass: all of the group's partials at once (one memory
+    round trip) unless that tile would pass _MERGE_TILE_ELEMENTS (64 fp32 registers per thread)."""
+    heads = triton.next_power_of_2(group)
+    while heads > 1 and heads * splits_pad * head_dim > _MERGE_TILE_ELEMENTS:
+        heads //= 2
+    return heads
+
+
 def paged_decode_attention(
     q: torch.Tensor,
     k_cache: torch.Tensor,
@@ -191,6 +360,8 @@ def paged_decode_attention(
     out: torch.Tensor | None = None,
     seq_order: torch.Tensor | None = None,
     *,
+    fused_combine: bool = True,
+    counters: torch.Tensor | None = None,
     block_n: int | None = None,
     num_warps: int = 4,
     num_stages: int = 2,
@@ -199,8 +370,13 @@ def paged_decode_attention(
 
     context_lens[b] KV tokens (the current one included) must already be in the cache; a zero length
     yields zeros. seq_order (optional, [batch] integer permutation, e.g. the sequences by descending
-    context length) is the order in which the sequences' programs start. block_n / num_warps /
-    num_stages are tuning knobs for benchmarks.
+    context length) is the order in which the sequences' programs start.
+
+    With several splits, fused_combine merges them inside the split kernel (the last split of each
+    (sequence, kv head) to finish does it) instead of in a second kernel. It needs `counters`, an int32
+    buffer of >= batch * num_kv_heads zeros (decode_counters) that each call leaves zeroed; without
+    one, a fresh buffer is zeroed per call (an extra memset). block_n / num_warps / num_stages are
+    tuning knobs for benchmarks.
     """
     block_size, num_kv_heads, group = _check_cache(q, k_cache, v_cache)
     _check_index_tensors(block_tables=block_tables, context_lens=context_lens)
@@ -213,18 +389,26 @@ def paged_decode_attention(
         num_splits = default_num_splits(batch, num_kv_heads, max_context, _num_sms(q.device))
     if num_splits < 1:
         raise ValueError(f"num_splits must be >= 1; got {num_splits}")
+    if seq_order is not None and seq_order.shape != (batch,):
+        raise ValueError(f"seq_order must be [batch={batch}]; got {tuple(seq_order.shape)}")
     block_n = block_n or _DECODE_BLOCK_N
 
     direct = num_splits == 1
+    fused = fused_combine and not direct
     if direct:
         partial_out = partial_lse = out  # unused by the kernel
     else:
         f32 = {"dtype": torch.float32, "device": q.device}
         partial_out = torch.empty((batch, num_heads, num_splits, head_dim), **f32)
         partial_lse = torch.empty((batch, num_heads, num_splits), **f32)
+    if not fused:
+        counters = out  # unused by the kernel
+    elif counters is None:
+        counters = decode_counters(batch, num_kv_heads, q.device)
+    else:
+        _check_counters(counters, batch, num_kv_heads, q.device)
+    splits_pad = triton.next_power_of_2(num_splits)
 
-    if seq_order is not None and seq_order.shape != (batch,):
-        raise ValueError(f"seq_order must be [batch={batch}]; got {tuple(seq_order.shape)}")
     _decode_split_kernel[(num_kv_heads, batch, num_splits)](
         q,
         k_cache,
@@ -235,6 +419,7 @@ def paged_decode_attention(
         out,
         partial_out,
         partial_lse,
+        counters,
         scale * _LOG2E,
         num_splits,
         q.stride(0),
@@ -255,10 +440,13 @@ def paged_decode_attention(
         BLOCK_N=block_n,
         DIRECT_OUT=direct,
         ORDERED=seq_order is not None,
+        FUSED_COMBINE=fused,
+        HEADS_PER_MERGE=_heads_per_merge(group, splits_pad, head_dim) if fused else 1,
+        SPLITS_PAD=splits_pad if fused else 1,
         num_warps=num_warps,
         num_stages=num_stages,
     )
-    if not direct:
+    if not direct and not fused:
         _decode_combine_kernel[(batch, num_heads)](
             partial_out,
             partial_lse,
@@ -267,7 +455,7 @@ def paged_decode_attention(
             out.stride(0),
             out.stride(1),
             HEAD_DIM=head_dim,
-            SPLITS_PAD=triton.next_power_of_2(num_splits),
+            SPLITS_PAD=splits_pad,
             num_warps=4 if head_dim * num_splits >= 2048 else 1,
         )
     return out

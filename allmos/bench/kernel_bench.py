@@ -4,7 +4,8 @@
 
 Reports, on Qwen3-0.6B head shapes (16 q heads, 8 kv heads, head_dim 128, bf16):
   * device-to-device copy bandwidth (the practical ceiling; do_bench median),
-  * paged decode attention: our kernel with the default heuristic, the best of a sweep over
+  * paged decode attention: our kernel with the default heuristic (splits merged in the split kernel,
+    `fused_combine`), at batch 1 and 16 also with the two-kernel combine, the best of a sweep over
     (num_splits, block_n, num_warps, num_stages), torch SDPA (`sdpa_gather`: gather the pages to a dense
     copy, then SDPA; `sdpa_only`: SDPA alone on a pre-gathered dense copy), and flash-attn's
     flash_attn_with_kvcache when importable,
@@ -37,6 +38,7 @@ import triton
 from triton.testing import do_bench
 
 from allmos.attention.triton_kernels import (
+    decode_counters,
     default_num_splits,
     paged_decode_attention,
     paged_prefill_attention,
@@ -46,6 +48,7 @@ from allmos.kv_store.triton_kernels import store_kv_triton
 NUM_HEADS, NUM_KV_HEADS, HEAD_DIM = 16, 8, 128  # Qwen3-0.6B
 DTYPE = torch.bfloat16
 BATCHES = (1, 16, 64, 256)
+TWO_KERNEL_BATCHES = (1, 16)  # latency-bound batches where the fused combine is compared with two kernels
 CONTEXTS = (512, 2048)
 BLOCK_SIZES = (16, 256)
 STORE_TOKENS = (16, 256, 4096, 32768)
@@ -149,6 +152,7 @@ class DecodeBench:
     k_cache: torch.Tensor
     v_cache: torch.Tensor
     context_lens: torch.Tensor
+    counters: torch.Tensor  # the fused combine's, shared by all calls as the engine's layers share one
     sets: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
     context: int
     scale: float
@@ -170,14 +174,24 @@ def make_decode_bench(batch: int, context: int, block_size: int) -> DecodeBench:
         q = torch.randn(batch, NUM_HEADS, HEAD_DIM, dtype=DTYPE, device="cuda")
         sets.append((q, block_tables, torch.empty_like(q)))
     context_lens = torch.full((batch,), context, dtype=torch.int32, device="cuda")
+    counters = decode_counters(batch, NUM_KV_HEADS, "cuda")
     q_bytes = batch * NUM_HEADS * HEAD_DIM * elem
-    return DecodeBench(k_cache, v_cache, context_lens, sets, context, HEAD_DIM**-0.5, kv_bytes + 2 * q_bytes)
+    return DecodeBench(k_cache, v_cache, context_lens, counters, sets, context, HEAD_DIM**-0.5, kv_bytes + 2 * q_bytes)
 
 
 def triton_calls(x: DecodeBench, **config) -> list:
     return [
         functools.partial(
-            paged_decode_attention, q, x.k_cache, x.v_cache, block_tables, x.context_lens, x.scale, out=out, **config
+            paged_decode_attention,
+            q,
+            x.k_cache,
+            x.v_cache,
+            block_tables,
+            x.context_lens,
+            x.scale,
+            out=out,
+            counters=x.counters,
+            **config,
         )
         for q, block_tables, out in x.sets
     ]
@@ -261,6 +275,8 @@ def bench_decode_shape(batch: int, context: int, block_size: int, sweep: bool) -
         "triton_default_ms": graph_ms(triton_calls(x), x.bytes_per_call),
         "triton_default_host_us": host_us(triton_calls(x)[0]),
     }
+    if batch in TWO_KERNEL_BATCHES:
+        row["triton_two_kernel_ms"] = graph_ms(triton_calls(x, fused_combine=False), x.bytes_per_call)
     row.update(sdpa_timings(x))
     row.update(flash_attn_timing(x))
     if sweep:
@@ -371,11 +387,13 @@ def bench_store(num_tokens: int, block_size: int = 16) -> dict:
 def print_decode_table(rows: list[dict]) -> None:
     print(
         "\npaged decode, GB/s (K/V + q + out bytes / median graph-replay time per call); "
-        "sdpa_gather = gather to dense + SDPA"
+        "sdpa_gather = gather to dense + SDPA;\nus = default (fused combine) us per call, "
+        "2k_us = the same with the two-kernel combine"
     )
     header = (
         f"{'bs':>4} {'batch':>5} {'ctx':>5} | {'default':>8} {'best':>8} {'sdpa_gather':>11} "
-        f"{'sdpa_only':>9} {'flash':>8} {'host_us':>7} | best splits/block_n/warps/stages vs default"
+        f"{'sdpa_only':>9} {'flash':>8} {'host_us':>7} | {'us':>6} {'2k_us':>6} | "
+        "best splits/block_n/warps/stages vs default"
     )
     print(header)
     for r in rows:
@@ -383,10 +401,12 @@ def print_decode_table(rows: list[dict]) -> None:
         best_gbps = f"{gbps(r['bytes'], best['ms']):8.0f}" if best else f"{'-':>8}"
         flash = f"{r['flash_attn_gbps']:8.0f}" if "flash_attn_gbps" in r else f"{'n/a':>8}"
         config = f"{best['num_splits']}/{best['block_n']}/{best['num_warps']}/{best['num_stages']}" if best else "-"
+        two_kernel = f"{r['triton_two_kernel_ms'] * 1e3:6.2f}" if "triton_two_kernel_ms" in r else f"{'-':>6}"
         print(
             f"{r['block_size']:>4} {r['batch']:>5} {r['context']:>5} | {r['triton_default_gbps']:8.0f} "
             f"{best_gbps} {r['torch_sdpa_gather_gbps']:11.0f} {r['torch_sdpa_dense_only_gbps']:9.0f} "
-            f"{flash} {r['triton_default_host_us']:7.1f} | {config} vs {r['default_num_splits']}"
+            f"{flash} {r['triton_default_host_us']:7.1f} | {r['triton_default_ms'] * 1e3:6.2f} {two_kernel} | "
+            f"{config} vs {r['default_num_splits']}"
         )
 
 
