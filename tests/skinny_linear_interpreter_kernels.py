@@ -263,7 +263,7 @@ def test_rejects_bad_block_configs():
 
 def test_default_config_keeps_the_register_budget():
     for rows in range(1, MAX_ROWS + 1):
-        for n in (1024, 4096, 6144, 151936):
-            assert _skinny.accumulator_fits(rows, **_skinny.default_config(rows, n))
-    assert _skinny.default_config(1, 1024)["block_n"] == 4
-    assert _skinny.default_config(1, 4096)["block_n"] == 8
+        for n, k in ((4096, 1024), (1024, 2048), (6144, 1024), (1024, 3072), (151936, 1024)):
+            assert _skinny.accumulator_fits(rows, **_skinny.default_config(rows, n, k))
+    assert _skinny.default_config(1, 4096, 1024) == {"block_n": 2, "block_k": 1024, "num_warps": 4}  # qkv
+    assert _skinny.default_config(1, 1024, 3072)["block_k"] == 2048  # down: whole 2048-wide chunks

@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -89,3 +91,20 @@ def test_source_hash_follows_the_code(tmp_path):
     assert source_hash(str(tmp_path)) == first
     module.write_text("x = 2\n")
     assert source_hash(str(tmp_path)) != first
+
+
+def test_bench_switches_keep_a_plugin_name_next_to_its_options():
+    from allmos.bench.switches import parse_switches
+
+    parsed = parse_switches(["attention.fused_combine=false", "attention=triton", "compile=true", "linear=triton"])
+    assert parsed == {
+        "attention": {"fused_combine": False, "name": "triton"},
+        "compile": True,
+        "linear": {"name": "triton"},
+    }
+    assert parse_switches(["sampler=gumbel"], {"sampler": "triton", "rope": "triton"}) == {
+        "sampler": {"name": "gumbel"},
+        "rope": "triton",
+    }
+    with pytest.raises(ValueError, match="key=value"):
+        parse_switches(["compile"])

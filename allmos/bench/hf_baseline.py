@@ -17,6 +17,7 @@ import time
 
 import torch
 
+from allmos.bench.switches import parse_switches
 from allmos.bench.workloads import WorkloadSpec, make_requests
 from allmos.llm import LLM
 from allmos.sampling_params import SamplingParams
@@ -90,9 +91,8 @@ def main() -> None:
     parser.add_argument("--out", default=None)
     parser.add_argument("switches", nargs="*")
     args = parser.parse_args()
-    from omegaconf import OmegaConf
 
-    switches = ALL_ON | OmegaConf.to_container(OmegaConf.from_dotlist(args.switches))
+    switches = parse_switches(args.switches, ALL_ON)
     folder = random_checkpoint(args.model)
     batch = prompts(args.batch)
     tokens = args.batch * args.max_new_tokens

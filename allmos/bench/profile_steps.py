@@ -16,6 +16,7 @@ import time
 
 import torch
 
+from allmos.bench.switches import parse_switches
 from allmos.bench.workloads import WorkloadSpec, make_requests, warmup_requests
 from allmos.engine.batch import StepOutput
 from allmos.engine.step_inputs import build_step_inputs
@@ -158,7 +159,7 @@ def main() -> None:
     args = parser.parse_args()
     from omegaconf import OmegaConf
 
-    options = OmegaConf.to_container(OmegaConf.from_dotlist(args.switches))
+    options = parse_switches(args.switches)
     arch = OmegaConf.to_container(OmegaConf.load(args.arch).architecture)
     if options.get("tensor_parallel_size", 1) > 1:
         parser.error("the step profiler drives rank 0 alone: use tensor_parallel_size=1")

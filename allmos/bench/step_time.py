@@ -19,6 +19,7 @@ import time
 
 import torch
 
+from allmos.bench.switches import parse_switches
 from allmos.engine.cuda_graph import bucket_for
 from allmos.llm import LLM
 from allmos.sampling_params import SamplingParams
@@ -95,7 +96,7 @@ def main() -> None:
     args = parser.parse_args()
     from omegaconf import OmegaConf
 
-    options = OmegaConf.to_container(OmegaConf.from_dotlist(args.switches))
+    options = parse_switches(args.switches)
     if "cuda_graphs" in options:
         parser.error("choose CUDA graphs with --graphs, not a cuda_graphs= switch")
     arch = OmegaConf.to_container(OmegaConf.load(args.arch).architecture)

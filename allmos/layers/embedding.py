@@ -43,6 +43,9 @@ class ParallelLMHead(VocabParallelEmbedding):
     """Logits for the vocabulary slice of this rank, gathered to full logits on every rank."""
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        logits = F.linear(hidden, self.weight)
+        return self.finish(F.linear(hidden, self.weight))
+
+    def finish(self, logits: torch.Tensor) -> torch.Tensor:
+        """After the matmul (however computed, see allmos.linear): gather the ranks' vocabulary slices."""
         logits = self.tp.all_gather_last_dim(logits)
         return logits[..., : self.vocab_size]

@@ -183,10 +183,13 @@ def _silu_mul_linear_kernel(
 # ---------------------------------------------------------------------------------------------------------
 
 
-def default_config(rows: int, n: int) -> dict:
-    """Measured best at one row on an H100: block_n 4-8, block_k 512, 4 warps. Where N / 8 programs would
-    leave about one program per SM (N = 1024: o and down), block_n 4 doubles the weight bytes in flight per
-    SM. More rows shrink block_k so that the accumulator tile keeps its register budget."""
+def default_config(rows: int, n: int, k: int) -> dict:
+    """At one row, measured on an H100 (allmos.bench.linear_bench, 2026-11-28): block_n 2 and 4 warps were
+    best on every Qwen3-0.6B projection, fused or not, with whole 1024-wide K chunks, or 2048-wide ones for
+    the N=1024 projections whose K is 2048+ (o, down): their 512 programs then keep the most bytes in
+    flight. More rows shrink block_k so that the accumulator tile keeps its register budget (not tuned)."""
+    if rows == 1:
+        return {"block_n": 2, "block_k": 2048 if k >= 2048 and n <= 2048 else 1024, "num_warps": 4}
     block_n = 8 if n >= 2 * NUM_SMS_H100 * 8 else 4
     block_k = max(64, 512 // triton.next_power_of_2(rows))
     return {"block_n": block_n, "block_k": block_k, "num_warps": 4}
@@ -199,7 +202,7 @@ def accumulator_fits(rows: int, block_n: int, block_k: int, num_warps: int) -> b
 
 
 def _launch_config(name: str, rows: int, n: int, k: int, block_n, block_k, num_warps) -> dict:
-    config = default_config(rows, n)
+    config = default_config(rows, n, k)
     for key, value in (("block_n", block_n), ("block_k", block_k), ("num_warps", num_warps)):
         if value is not None:
             if value < 1 or value & (value - 1):

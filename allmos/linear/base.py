@@ -7,6 +7,7 @@ from abc import ABC
 
 import torch
 
+from allmos.layers.embedding import ParallelLMHead
 from allmos.layers.linear import ShardedLinear
 from allmos.layers.norm import RMSNorm
 from allmos.plugin import Plugin
@@ -15,7 +16,8 @@ from allmos.plugin import Plugin
 class LinearPlugin(Plugin, ABC):
     """The defaults are the unfused modules: the op, then the projection (cuBLAS through F.linear)."""
 
-    def project(self, proj: ShardedLinear, x: torch.Tensor) -> torch.Tensor:
+    def project(self, proj: ShardedLinear | ParallelLMHead, x: torch.Tensor) -> torch.Tensor:
+        """proj(x): a projection or the LM head (both have `weight` [out, in] and `finish`)."""
         return proj(x)
 
     def norm_project(

@@ -7,8 +7,9 @@ from allmos.triton_support import check_triton_device, triton_devices
 class TritonLinear(LinearPlugin):
     """Single-token steps (batch-1 decode) run Triton GEMV kernels that read each weight once with the
     preceding op fused into their input load: add+RMSNorm before qkv and gate_up, SiLU-and-mul before
-    down, so a layer launches three kernels fewer. Steps of more tokens use the unfused path (cuBLAS):
-    at 2+ rows its tensor-core tiles beat these kernels (allmos.bench.linear_bench)."""
+    down, so a layer launches three kernels fewer; o and the LM head run the plain GEMV. Steps of more
+    tokens use the unfused path (cuBLAS): from 2 rows on its tensor-core tiles win on most projections
+    (allmos.bench.linear_bench)."""
 
     def __init__(self, options):
         super().__init__(options)

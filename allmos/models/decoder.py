@@ -136,6 +136,7 @@ class DecoderForCausalLM(nn.Module):
         self.config = cfg
         self.model = DecoderModel(cfg, self.traits, ctx)
         self.lm_head = ParallelLMHead(cfg.vocab_size, cfg.hidden_size, ctx.tp)
+        self.linear = ctx.linear
         self.tied = bool(getattr(cfg, "tie_word_embeddings", False))
         if self.tied:
             self.lm_head.weight = self.model.embed_tokens.weight
@@ -144,7 +145,7 @@ class DecoderForCausalLM(nn.Module):
         return self.model(input_ids, positions, meta)
 
     def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        return self.lm_head(hidden)
+        return self.linear.project(self.lm_head, hidden)
 
     def attention_layers(self):
         return [layer.self_attn.attn for layer in self.model.layers]

@@ -19,7 +19,7 @@ import triton.language as tl
 
 _BLOCK = 1024  # tokens per inner iteration: four quarters, one Philox call draws a uniform for each
 _H100_NUM_SMS = 132
-_TOKEN_MAX = 2**31 - 1
+_TOKEN_MAX = tl.constexpr(2**31 - 1)
 
 
 @triton.jit
