@@ -22,10 +22,10 @@ PARAMS = SamplingParams(temperature=0, max_tokens=MAX_TOKENS, ignore_eos=True, l
 
 
 def generate_with_tops(llm):
-    """(tokens, top-k ids per position) per prompt; the first prompt runs alone first so the later
-    prompts that share its prefix find it in the prefix cache."""
-    llm.generate(PROMPTS[:1], PARAMS, use_tqdm=False)
-    outs = llm.generate(PROMPTS, PARAMS, use_tqdm=False)
+    """(tokens, top-k ids per position): the first prompt alone (batch-1 decode: single-token steps),
+    then every prompt together (the later prompts that share its prefix find it in the prefix cache)."""
+    outs = llm.generate(PROMPTS[:1], PARAMS, use_tqdm=False)
+    outs += llm.generate(PROMPTS, PARAMS, use_tqdm=False)
     return [(o["token_ids"], [[t for t, _ in step] for step in o["logprobs"]]) for o in outs]
 
 

@@ -53,30 +53,32 @@ def baseline(folder):
 
 
 def test_bf16_matches_transformers(folder, baseline):
-    assert_close(baseline, run_transformers(folder))
+    ref = run_transformers(folder)
+    assert_close(baseline, ref[:1] + ref)  # ours starts with the first prompt alone
 
 
 def attention_choices():
     return ["sdpa", "triton"] + (["flash"] if installed_flavor() else [])
 
 
-# Every combination with rope=torch and sampler=gumbel; rope=triton (which replaces the same ops that
-# compile does) with every attention backend x cuda_graphs x compile, the other switches on, and
-# sampler=triton where compile is on (the sampler is independent of the rest: greedy must not change).
+# Every combination with rope=torch, sampler=gumbel, linear=torch; rope=triton and linear=triton
+# (which replace the ops that compile does) with every attention backend x cuda_graphs x compile, the
+# other switches on, and sampler=triton where compile is on (greedy tokens must not change).
 COMBOS = [
-    combo + ("torch", "gumbel")
+    combo + ("torch", "gumbel", "torch")
     for combo in itertools.product(
         attention_choices(), [False, True], ["torch", "triton"], [False, True], [False, True], [False, True]
     )
 ] + [
-    (attention, graphs, "triton", True, compiled, True, "triton", "triton" if compiled else "gumbel")
+    (attention, graphs, "triton", True, compiled, True, "triton", "triton" if compiled else "gumbel", "triton")
     for attention, graphs, compiled in itertools.product(attention_choices(), [False, True], [False, True])
 ]
+SWITCH_NAMES = "attention,cuda_graphs,kv_store,prefix_caching,compile,async_scheduling,rope,sampler,linear"
 
 
-@pytest.mark.parametrize("attention,cuda_graphs,kv_store,prefix_caching,compile,async_scheduling,rope,sampler", COMBOS)
+@pytest.mark.parametrize(SWITCH_NAMES, COMBOS)
 def test_switch_combination_agrees_with_baseline(
-    folder, baseline, attention, cuda_graphs, kv_store, prefix_caching, compile, async_scheduling, rope, sampler
+    folder, baseline, attention, cuda_graphs, kv_store, prefix_caching, compile, async_scheduling, rope, sampler, linear
 ):
     block_size = 256 if attention == "flash" else 16
     llm, ours = run_ours(
@@ -89,12 +91,13 @@ def test_switch_combination_agrees_with_baseline(
         async_scheduling=async_scheduling,
         rope=rope,
         sampler=sampler,
+        linear=linear,
         block_size=block_size,
     )
     assert_close(ours, baseline)
     counters = llm.engine.counters()
     assert counters["attention_backend"] == attention and counters["kv_store"] == kv_store
-    assert counters["rope"] == rope and counters["sampler"] == sampler
+    assert counters["rope"] == rope and counters["sampler"] == sampler and counters["linear"] == linear
     assert (counters["graph_forwards"] > 0) == cuda_graphs
     if cuda_graphs:
         widths = llm.engine.runner.graph_runner.widths
