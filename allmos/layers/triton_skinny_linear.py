@@ -209,6 +209,8 @@ def _launch_config(name: str, rows: int, n: int, k: int, block_n, block_k, num_w
                 raise ValueError(f"{name}: {key}={value} is not a power of two")
             config[key] = value
     config["block_k"] = min(config["block_k"], triton.next_power_of_2(k))
+    while block_k is None and config["block_k"] > 64 and not accumulator_fits(rows, **config):
+        config["block_k"] //= 2  # a default chunk shrinks to fit wider block_n given alone
     if not accumulator_fits(rows, **config):
         raise ValueError(f"{name}: the accumulator tile of {rows} rows x {config} exceeds the register budget")
     return {
