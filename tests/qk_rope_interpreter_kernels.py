@@ -177,3 +177,33 @@ def test_rejects_bad_arguments():
         qk_norm_rope_triton(positions, q, k, None, None, EPS, cos.double(), sin)
     with pytest.raises(ValueError, match="dtype"):
         qk_norm_rope_triton(positions, q, k.half(), None, None, EPS, cos, sin)
+
+
+@pytest.mark.parametrize("with_norm", [True, False], ids=["norm_rope", "rope_only"])
+def test_fused_kv_store_writes_what_rope_then_store_writes(with_norm):
+    """With `kv`, the cache holds the rotated k and the untouched v at each token's slot (slot -1 skipped),
+    exactly as the rope kernel followed by the Triton KV store leaves it."""
+    kv_base = importlib.import_module("allmos.kv_store.base")
+    store_kv_triton = importlib.import_module("allmos.kv_store.triton_kernels").store_kv_triton
+    num_tokens, num_heads, num_kv_heads, head_dim, block_size = 6, 4, 2, 16, 4
+    qkv, q, k, positions, (q_weight, k_weight) = make_case(
+        num_tokens, num_heads, num_kv_heads, head_dim, torch.float32, with_norm
+    )
+    v = qkv[:, (num_heads + num_kv_heads) * head_dim :].view(num_tokens, num_kv_heads, head_dim)
+    slots = torch.tensor([5, 0, -1, 11, 3, 8])
+    cos, sin = rope_tables(head_dim)
+    caches = [torch.full((3, block_size, num_kv_heads, head_dim), -7.0) for _ in range(4)]
+    separate = qkv.clone()
+    sq, sk = (
+        separate[:, : num_heads * head_dim],
+        separate[:, num_heads * head_dim : (num_heads + num_kv_heads) * head_dim],
+    )
+    sq, sk = sq.view(num_tokens, num_heads, head_dim), sk.view(num_tokens, num_kv_heads, head_dim)
+    qk_norm_rope_triton(positions, sq, sk, q_weight, k_weight, EPS, cos, sin)
+    sv = separate[:, (num_heads + num_kv_heads) * head_dim :].view(num_tokens, num_kv_heads, head_dim)
+    store_kv_triton(sk, sv, caches[0], caches[1], slots)
+    target = kv_base.KVTarget(v, caches[2], caches[3], slots)
+    qk_norm_rope_triton(positions, q, k, q_weight, k_weight, EPS, cos, sin, target)
+    assert torch.equal(qkv, separate), "q/k in place as without the store, v untouched"
+    assert torch.equal(caches[2], caches[0]) and torch.equal(caches[3], caches[1])
+    assert (caches[2].view(-1, num_kv_heads, head_dim)[[1, 2, 4, 6, 7, 9, 10]] == -7.0).all()  # unused slots

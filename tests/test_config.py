@@ -84,6 +84,9 @@ def test_plugin_options_are_validated_by_hydra():
     switches = config.switches()  # what a record holds: the options keep runs apart in the tables
     assert switches["attention"] == "triton" and switches["attention.longest_first"] is False
     assert switches["attention.num_splits"] == 4
+    cfg = composed("kv_store=triton", "kv_store.fuse_rope=false")
+    options = engine_options(cfg)
+    assert EngineConfig.create(options.pop("model"), **options).switches()["kv_store.fuse_rope"] is False
     with pytest.raises(ConfigCompositionException):
         composed("attention.no_such_option=1")
     with pytest.raises(ConfigCompositionException):

@@ -26,3 +26,26 @@ def test_sampler_kernels_compile_for_h100():
     assert "cubin" in compile_for_h100(k._chunk_best_kernel, chunk_types, {"BLOCK": 1024}).asm
     row_types = {"best_score_ptr": "*fp32", "best_token_ptr": "*i32", "tokens_ptr": "*i64", "num_chunks": "i32"}
     assert "cubin" in compile_for_h100(k._row_best_kernel, row_types, {"CHUNKS_PAD": 256}).asm
+
+
+@pytest.mark.parametrize("store_kv", [False, True], ids=["rope", "rope_and_kv_store"])
+def test_qk_rope_kernel_compiles_for_h100(store_kv):
+    from allmos.layers import triton_qk_rope as k
+
+    pointers = (
+        "positions_ptr",
+        "q_ptr",
+        "k_ptr",
+        "q_weight_ptr",
+        "k_weight_ptr",
+        "v_ptr",
+        "k_cache_ptr",
+        "v_cache_ptr",
+    )
+    types = dict.fromkeys(pointers, "*bf16") | {"positions_ptr": "*i64", "slot_mapping_ptr": "*i64"}
+    types |= {"cos_ptr": "*fp32", "sin_ptr": "*fp32", "eps": "fp32"}
+    types |= dict.fromkeys(("stride_q_tok", "stride_q_head", "stride_k_tok", "stride_k_head"), "i32")
+    types |= dict.fromkeys(("stride_v_tok", "stride_v_head"), "i32")
+    constexprs = {"NUM_HEADS": 16, "NUM_KV_HEADS": 8, "HALF": 64, "BLOCK_H": 16, "BLOCK_KV": 8}
+    constexprs |= {"HAS_NORM": True, "STORE_KV": store_kv}
+    assert "cubin" in compile_for_h100(k._qk_norm_rope_kernel, types, constexprs).asm

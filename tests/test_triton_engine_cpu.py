@@ -28,7 +28,11 @@ def test_triton_engine_matches_sdpa_under_interpreter(tiny_qwen3):
     assert out["triton_rope"] == out["reference"] and out["triton_rope_counters"]["rope"] == "triton"
     assert out["triton_sampler"] == out["reference"] and out["triton_sampler_counters"]["sampler"] == "triton"
     assert out["triton_linear"] == out["reference"] and out["triton_linear_counters"]["linear"] == "triton"
-    for name in ("triton", "triton_prefix", "triton_rope", "triton_sampler", "triton_linear"):
+    assert out["triton_rope_unfused"] == out["reference"]
+    assert (
+        out["triton_rope_counters"]["kv_store_in_rope"] and not out["triton_rope_unfused_counters"]["kv_store_in_rope"]
+    )
+    for name in ("triton", "triton_prefix", "triton_rope", "triton_rope_unfused", "triton_sampler", "triton_linear"):
         assert out[name + "_single"] == out["reference_single"], name
     assert out["triton_counters"]["attention_backend"] == "triton"
     assert out["triton_prefix_counters"]["cached_prompt_tokens"] > 0

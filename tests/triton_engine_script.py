@@ -28,6 +28,11 @@ for name, switches in {
     "triton": {"attention": "triton", "kv_store": "triton"},
     "triton_prefix": {"attention": "triton", "kv_store": "triton", "prefix_caching": True},
     "triton_rope": {"attention": "triton", "kv_store": "triton", "rope": "triton"},
+    "triton_rope_unfused": {
+        "attention": "triton",
+        "kv_store": {"name": "triton", "fuse_rope": False},
+        "rope": "triton",
+    },
     "triton_sampler": {"attention": "triton", "kv_store": "triton", "rope": "triton", "sampler": "triton"},
     "triton_linear": {"attention": "triton", "kv_store": "triton", "rope": "triton", "linear": "triton"},
 }.items():

@@ -7,7 +7,7 @@ from torch import nn
 
 from allmos.attention.backend import AttentionBackend
 from allmos.attention.metadata import AttentionMetadata
-from allmos.kv_store.base import KVStore
+from allmos.kv_store.base import KVStore, KVTarget
 
 
 class PagedAttention(nn.Module):
@@ -22,7 +22,18 @@ class PagedAttention(nn.Module):
         self.k_cache, self.v_cache = k_cache, v_cache
 
     def forward(self, q, k, v, meta: AttentionMetadata) -> torch.Tensor:
+        self.check_bound()
+        self.kv_store.write(k, v, self.k_cache, self.v_cache, meta.slot_mapping)
+        return self.attend(q, k, v, meta)
+
+    def attend(self, q, k, v, meta: AttentionMetadata) -> torch.Tensor:
+        """Attention alone, the new K/V already in the cache (written by a fused kernel: `kv_target`)."""
+        return self.backend.forward(q, k, v, self.k_cache, self.v_cache, meta)
+
+    def kv_target(self, v: torch.Tensor, meta: AttentionMetadata) -> KVTarget:
+        self.check_bound()
+        return KVTarget(v, self.k_cache, self.v_cache, meta.slot_mapping)
+
+    def check_bound(self) -> None:
         if self.k_cache is None:
             raise RuntimeError("the KV cache is not bound: the model runner allocates it before any step")
-        self.kv_store.write(k, v, self.k_cache, self.v_cache, meta.slot_mapping)
-        return self.backend.forward(q, k, v, self.k_cache, self.v_cache, meta)

@@ -115,6 +115,7 @@ class Engine:
             "ahead_steps": self.ahead_steps,
             "attention_backend": type(self.runner.attention_backend).plugin_name,
             "kv_store": type(self.runner.kv_store).plugin_name,
+            "kv_store_in_rope": self.runner.rope_writes_kv(),
             "rope": type(self.runner.qk_rope).plugin_name,
             "linear": type(self.runner.linear).plugin_name,
             "sampler": type(self.runner.sampler).plugin_name,

@@ -59,7 +59,11 @@ class ModelRunner:
     def model_context(self) -> ModelContext:
         max_positions = max(self.config.max_model_len, getattr(self.hf_config, "max_position_embeddings", 0))
         ops = Ops.build(self.config.compile)
-        return ModelContext(self.tp, ops, self.make_attention, max_positions, self.qk_rope, self.linear)
+        fused_store = self.rope_writes_kv()
+        return ModelContext(self.tp, ops, self.make_attention, max_positions, self.qk_rope, self.linear, fused_store)
+
+    def rope_writes_kv(self) -> bool:
+        return self.qk_rope.writes_kv and self.kv_store.fuses_into_rope()
 
     def head_shape(self) -> HeadShape:
         cfg, head_dim = self.hf_config, head_dim_of(self.hf_config)

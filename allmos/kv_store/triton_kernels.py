@@ -38,7 +38,7 @@ def _store_kv_kernel(
     tl.store(v_cache_ptr + cache_offs, v.to(v_cache_ptr.dtype.element_ty), mask=mask)
 
 
-def _check_store_args(k, v, k_cache, v_cache, slot_mapping) -> None:
+def check_store_args(k, v, k_cache, v_cache, slot_mapping) -> None:
     if k.dim() != 3 or k.shape != v.shape:
         raise ValueError(f"k and v must both be [num_tokens, H, D]; got {tuple(k.shape)}, {tuple(v.shape)}")
     if k_cache.dim() != 4 or k_cache.shape != v_cache.shape:
@@ -65,7 +65,7 @@ def store_kv_triton(
     slot_mapping: torch.Tensor,
 ) -> None:
     """Write k/v [num_tokens, H, D] into the paged caches at `slot_mapping` (slot -1 is skipped)."""
-    _check_store_args(k, v, k_cache, v_cache, slot_mapping)
+    check_store_args(k, v, k_cache, v_cache, slot_mapping)
     num_tokens, num_kv_heads, head_dim = k.shape
     if num_tokens == 0:
         return

@@ -1,11 +1,20 @@
+from dataclasses import dataclass
+
 from allmos.kv_store.base import KVStore
-from allmos.registry import register
+from allmos.registry import PluginOptions, register
 from allmos.triton_support import check_triton_device, triton_devices
 
 
-@register("kv_store", "triton")
+@dataclass
+class TritonStoreOptions(PluginOptions):
+    fuse_rope: bool = True  # with rope=triton, its kernel writes K/V (one launch fewer per layer)
+
+
+@register("kv_store", "triton", options=TritonStoreOptions)
 class TritonKVStore(KVStore):
-    """One Triton program per token writes all its heads; slot -1 (graph padding) is skipped."""
+    """One Triton program per token writes all its heads; slot -1 (graph padding) is skipped. With
+    rope=triton and `fuse_rope` (default), the rope kernel writes the rotated K and V itself, in this
+    store's layout, and `write` is not called; with rope=torch the store runs as its own kernel."""
 
     def __init__(self, options):
         super().__init__(options)
@@ -23,3 +32,6 @@ class TritonKVStore(KVStore):
 
     def write(self, k, v, k_cache, v_cache, slot_mapping) -> None:
         self.store(k, v, k_cache, v_cache, slot_mapping)
+
+    def fuses_into_rope(self) -> bool:
+        return self.options.fuse_rope

@@ -16,6 +16,9 @@ import torch
 import triton
 import triton.language as tl
 
+from allmos.kv_store.base import KVTarget
+from allmos.kv_store.triton_kernels import check_store_args
+
 
 @triton.jit
 def _norm_rope_heads(
@@ -29,8 +32,12 @@ def _norm_rope_heads(
     HALF: tl.constexpr,
     BLOCK_H: tl.constexpr,
     HAS_NORM: tl.constexpr,
+    cache_row_ptr,
+    cache_ok,
+    STORE: tl.constexpr,
 ):
-    """Normalize (if HAS_NORM) and rotate the NUM_HEADS heads of one token at x_ptr, in place."""
+    """Normalize (if HAS_NORM) and rotate the NUM_HEADS heads of one token at x_ptr, in place; with STORE,
+    also write them to the KV-cache row at cache_row_ptr (contiguous [NUM_HEADS, 2 * HALF]) if cache_ok."""
     heads = tl.arange(0, BLOCK_H)[:, None]
     dims = tl.arange(0, HALF)[None, :]
     mask = heads < NUM_HEADS
@@ -46,8 +53,25 @@ def _norm_rope_heads(
         w2 = tl.load(w_ptr + HALF + dims).to(tl.float32)
         x1 = (w1 * (x1 * rstd).to(dtype).to(tl.float32)).to(dtype).to(tl.float32)
         x2 = (w2 * (x2 * rstd).to(dtype).to(tl.float32)).to(dtype).to(tl.float32)
-    tl.store(ptrs1, (x1 * cos - x2 * sin).to(dtype), mask=mask)
-    tl.store(ptrs2, (x2 * cos + x1 * sin).to(dtype), mask=mask)
+    out1 = (x1 * cos - x2 * sin).to(dtype)
+    out2 = (x2 * cos + x1 * sin).to(dtype)
+    tl.store(ptrs1, out1, mask=mask)
+    tl.store(ptrs2, out2, mask=mask)
+    if STORE:
+        cache_ptrs1 = cache_row_ptr + heads * (2 * HALF) + dims
+        tl.store(cache_ptrs1, out1.to(cache_row_ptr.dtype.element_ty), mask=mask & cache_ok)
+        tl.store(cache_ptrs1 + HALF, out2.to(cache_row_ptr.dtype.element_ty), mask=mask & cache_ok)
+
+
+@triton.jit
+def _copy_heads_to_cache(
+    x_ptr, stride_head, cache_row_ptr, cache_ok, NUM_HEADS: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_H: tl.constexpr
+):
+    heads = tl.arange(0, BLOCK_H)[:, None]
+    dims = tl.arange(0, HEAD_DIM)[None, :]
+    mask = (heads < NUM_HEADS) & cache_ok
+    x = tl.load(x_ptr + heads * stride_head + dims, mask=mask)
+    tl.store(cache_row_ptr + heads * HEAD_DIM + dims, x.to(cache_row_ptr.dtype.element_ty), mask=mask)
 
 
 @triton.jit
@@ -64,24 +88,70 @@ def _qk_norm_rope_kernel(
     stride_k_tok,
     stride_k_head,
     eps,
+    v_ptr,
+    k_cache_ptr,
+    v_cache_ptr,
+    slot_mapping_ptr,
+    stride_v_tok,
+    stride_v_head,
     NUM_HEADS: tl.constexpr,
     NUM_KV_HEADS: tl.constexpr,
     HALF: tl.constexpr,
     BLOCK_H: tl.constexpr,
     BLOCK_KV: tl.constexpr,
     HAS_NORM: tl.constexpr,
+    STORE_KV: tl.constexpr,
 ):
     token = tl.program_id(0).to(tl.int64)
     pos = tl.load(positions_ptr + token).to(tl.int64)
     # The caches are contiguous [max_positions, HALF] float32.
     cos = tl.load(cos_ptr + pos * HALF + tl.arange(0, HALF))[None, :]
     sin = tl.load(sin_ptr + pos * HALF + tl.arange(0, HALF))[None, :]
+    no_cache = token < 0  # false: the q heads are never stored
     _norm_rope_heads(
-        q_ptr + token * stride_q_tok, q_weight_ptr, stride_q_head, cos, sin, eps, NUM_HEADS, HALF, BLOCK_H, HAS_NORM
+        q_ptr + token * stride_q_tok,
+        q_weight_ptr,
+        stride_q_head,
+        cos,
+        sin,
+        eps,
+        NUM_HEADS,
+        HALF,
+        BLOCK_H,
+        HAS_NORM,
+        q_ptr,
+        no_cache,
+        False,
     )
+    if STORE_KV:
+        slot = tl.load(slot_mapping_ptr + token).to(tl.int64)
+    else:
+        slot = token
+    row = slot * (NUM_KV_HEADS * 2 * HALF)  # the caches are contiguous [blocks, block_size, H, D]
+    cache_ok = slot >= 0  # slot -1: CUDA-graph padding, nothing to store
     _norm_rope_heads(
-        k_ptr + token * stride_k_tok, k_weight_ptr, stride_k_head, cos, sin, eps, NUM_KV_HEADS, HALF, BLOCK_KV, HAS_NORM
+        k_ptr + token * stride_k_tok,
+        k_weight_ptr,
+        stride_k_head,
+        cos,
+        sin,
+        eps,
+        NUM_KV_HEADS,
+        HALF,
+        BLOCK_KV,
+        HAS_NORM,
+        k_cache_ptr + row,
+        cache_ok,
+        STORE_KV,
     )
+    if STORE_KV:
+        _copy_heads_to_cache(
+            v_ptr + token * stride_v_tok, stride_v_head, v_cache_ptr + row, cache_ok, NUM_KV_HEADS, 2 * HALF, BLOCK_KV
+        )
+
+
+def kv_args(kv: KVTarget) -> tuple:
+    return kv.v, kv.k_cache, kv.v_cache, kv.slot_mapping, kv.v.stride(0), kv.v.stride(1)
 
 
 def _check_args(positions, q, k, q_weight, k_weight, cos_cache, sin_cache) -> None:
@@ -124,12 +194,17 @@ def qk_norm_rope_triton(
     eps: float,
     cos_cache: torch.Tensor,
     sin_cache: torch.Tensor,
+    kv: KVTarget | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """In place on q [tokens, heads, D] and k [tokens, kv_heads, D] (views with any row/head strides):
     `rms_norm` with q_weight / k_weight (skipped when both are None), then neox RoPE at `positions`.
-    Returns (q, k). Positions must lie in [0, max_positions): they are not read on the host (no sync, so
-    the launch can be captured in a CUDA graph), hence not checked."""
+    With `kv`, also writes the rotated k and kv.v into the paged caches at kv.slot_mapping (slot -1
+    skipped), as allmos.kv_store's Triton store would. Returns (q, k). Positions must lie in
+    [0, max_positions): they are not read on the host (no sync, so the launch can be captured in a CUDA
+    graph), hence not checked."""
     _check_args(positions, q, k, q_weight, k_weight, cos_cache, sin_cache)
+    if kv is not None:
+        check_store_args(k, kv.v, kv.k_cache, kv.v_cache, kv.slot_mapping)
     num_tokens, num_heads, head_dim = q.shape
     num_kv_heads = k.shape[1]
     if num_tokens == 0:
@@ -151,12 +226,14 @@ def qk_norm_rope_triton(
         k.stride(0),
         k.stride(1),
         eps,
+        *(kv_args(kv) if kv is not None else (k, k, k, positions, 0, 0)),  # never read without STORE_KV
         NUM_HEADS=num_heads,
         NUM_KV_HEADS=num_kv_heads,
         HALF=head_dim // 2,
         BLOCK_H=block_h,
         BLOCK_KV=triton.next_power_of_2(num_kv_heads),
         HAS_NORM=has_norm,
+        STORE_KV=kv is not None,
         num_warps=num_warps,
     )
     return q, k

@@ -21,3 +21,4 @@ class ModelContext:
     max_positions: int
     qk_rope: QKRope  # applies q/k norm and rotary embedding
     linear: LinearPlugin  # runs the projections (with the norm or activation before them)
+    rope_writes_kv: bool = False  # qk_rope writes K/V into the cache (instead of the KV store plugin)

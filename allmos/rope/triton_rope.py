@@ -6,7 +6,10 @@ from allmos.triton_support import check_triton_device, triton_devices
 @register("rope", "triton")
 class TritonQKRope(QKRope):
     """One Triton kernel per layer normalises and rotates q and k in place (in the packed qkv
-    output): one launch where the torch ops take three or more."""
+    output): one launch where the torch ops take three or more. It can also write K/V into the paged
+    cache (kv_store=triton's `fuse_rope`), saving the store's launch."""
+
+    writes_kv = True
 
     def __init__(self, options):
         super().__init__(options)
@@ -22,8 +25,8 @@ class TritonQKRope(QKRope):
     def check(cls, config) -> None:
         check_triton_device("rope", "rope=triton", config.resolved_device)
 
-    def apply(self, positions, q, k, q_norm, k_norm, rotary):
+    def apply(self, positions, q, k, q_norm, k_norm, rotary, kv=None):
         q_weight = None if q_norm is None else q_norm.weight
         k_weight = None if k_norm is None else k_norm.weight
         eps = 0.0 if q_norm is None else q_norm.eps
-        return self.kernel(positions, q, k, q_weight, k_weight, eps, rotary.cos, rotary.sin)
+        return self.kernel(positions, q, k, q_weight, k_weight, eps, rotary.cos, rotary.sin, kv)
