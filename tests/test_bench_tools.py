@@ -108,3 +108,11 @@ def test_bench_switches_keep_a_plugin_name_next_to_its_options():
     }
     with pytest.raises(ValueError, match="key=value"):
         parse_switches(["compile"])
+
+
+def test_kernel_breakdown_counts_kernels_not_the_ops_that_launched_them():
+    from allmos.bench.profile_steps import is_kernel
+
+    assert is_kernel("nvjet_sm90_tst_64x8_64x16_4x1_v_bz_TNT") and is_kernel("_decode_split_kernel")
+    assert is_kernel("Memcpy DtoH (Device -> Pinned)")
+    assert not is_kernel("aten::mm") and not is_kernel("cudaGraphLaunch") and not is_kernel("cudaEventSynchronize")

@@ -96,6 +96,12 @@ def device_time_us(event) -> float:
     return 0.0
 
 
+def is_kernel(name: str) -> bool:
+    """Operator rows (aten::mm) and runtime calls (cudaGraphLaunch) also carry the device time of the
+    kernels they launched: counting them would count those kernels twice."""
+    return not name.startswith(("aten::", "cuda"))
+
+
 def kernel_breakdown(llm: LLM, spec: WorkloadSpec, skip: int, steps: int, top: int = 25) -> dict:
     """GPU time per kernel over `steps` decode steps taken after `skip` steps of the workload (torch
     profiler; kernels replayed from CUDA graphs included), in microseconds per step."""
@@ -114,7 +120,7 @@ def kernel_breakdown(llm: LLM, spec: WorkloadSpec, skip: int, steps: int, top: i
             torch.cuda.synchronize()
     while engine.has_unfinished():
         engine.step()
-    rows = sorted(((device_time_us(e), e.key, e.count) for e in prof.key_averages()), reverse=True)
+    rows = sorted(((device_time_us(e), e.key, e.count) for e in prof.key_averages() if is_kernel(e.key)), reverse=True)
     kernels = [{"name": k[:90], "us_per_step": t / steps, "calls_per_step": c / steps} for t, k, c in rows if t > 0]
     return {
         "steps": steps,
