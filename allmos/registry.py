@@ -59,6 +59,7 @@ def register(kind: str, name: str, options: type = PluginOptions) -> Callable[[t
             raise ValueError(f"{kind} plugin {name!r} is registered twice")
         _ENTRIES[key] = Entry(kind, name, cls, options)
         cls.plugin_name = name
+        cls.plugin_kind = kind
         return cls
 
     return decorate

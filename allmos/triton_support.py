@@ -32,3 +32,16 @@ def check_triton_device(switch: str, name: str, device: str) -> None:
             f"{name} runs Triton kernels on CUDA (on CPU only under TRITON_INTERPRET=1, for tests); "
             f"use {switch}={NON_TRITON_CHOICE.get(switch, 'torch')} on {device}",
         )
+
+
+class TritonPlugin:
+    """Mixin first in the bases of a registered plugin that runs Triton kernels (it uses the
+    `plugin_kind` and `plugin_name` that `register` sets): where it runs, and the refusal elsewhere."""
+
+    @classmethod
+    def runs_on(cls) -> tuple[str, ...]:
+        return triton_devices()
+
+    @classmethod
+    def check(cls, config) -> None:
+        check_triton_device(cls.plugin_kind, f"{cls.plugin_kind}={cls.plugin_name}", config.resolved_device)

@@ -12,9 +12,10 @@ import importlib
 import pytest
 import torch
 import torch.nn.functional as F
-from triton_guards import use_triton_interpreter
+from triton_guards import interpreter_bf16_rounding, use_triton_interpreter  # noqa: F401 (fixtures)
 
 use_triton_interpreter("test_skinny_linear_gpu.py")  # before the first import of triton
+pytestmark = pytest.mark.usefixtures("interpreter_bf16_rounding")
 
 _skinny = importlib.import_module("allmos.layers.triton_skinny_linear")
 _ops = importlib.import_module("allmos.layers.ops")
@@ -40,29 +41,6 @@ CASES = [
     (2, 48, 5, {"block_n": 8, "block_k": 512}),
 ]
 CASE_IDS = [f"m{m}-k{k}-n{n}-{'-'.join(f'{v}' for v in c.values()) or 'default'}" for m, k, n, c in CASES]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _interpreter_bf16_rounding_fix():
-    """Triton <= 3.6's interpreter casts float32 -> bfloat16 by truncation (round toward zero), where the
-    compiled kernel rounds to nearest even (cvt.rn). Round to nearest even here too, for this module only,
-    so that bf16 results can be held to the reference's rounding (as in qk_rope_interpreter_kernels.py)."""
-    import numpy as np
-    import triton.language as tl
-    from triton.runtime import interpreter
-
-    builder = interpreter.InterpreterBuilder
-    original = builder.cast_impl
-
-    def cast_impl(self, src, dst_type):
-        if src.dtype.scalar == tl.float32 and dst_type.scalar == tl.bfloat16:
-            rounded = torch.from_numpy(np.ascontiguousarray(src.data, dtype=np.float32)).to(torch.bfloat16)
-            return interpreter.TensorHandle(rounded.view(torch.int16).numpy().view(np.uint16), tl.bfloat16)
-        return original(self, src, dst_type)
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(builder, "cast_impl", cast_impl)
-        yield
 
 
 # ---------------------------------------------------------------------------------------------------------

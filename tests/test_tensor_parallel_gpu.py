@@ -1,6 +1,7 @@
 """Tensor parallelism on two CUDA devices (NCCL, bf16): tensor_parallel_size=2 agrees with 1 under
 the vLLM-style check (allmos.bench.compare.close_enough), with CUDA graphs on and off, for the sdpa
-and triton attention backends; a worker's failure surfaces once and leaves no process behind."""
+and triton attention backends (with the torch, respectively Triton, store, rope, linear and sampler
+plugins); a worker's failure surfaces once and leaves no process behind."""
 
 import itertools
 import multiprocessing
@@ -49,9 +50,11 @@ def baseline(folder):
 
 
 COMBOS = list(itertools.product(["sdpa", "triton"], [False, True], [False, True], [False, True]))
-# both stores and both rope plugins covered, each with one backend
+# both stores, rope, linear and sampler plugins covered, each with one backend (the triton ones with the
+# triton backend: the fused K/V store in the rope kernel, the single-row GEMVs before the all-reduce)
 KV_STORE = {"sdpa": "torch", "triton": "triton"}
-ROPE = KV_STORE
+ROPE = LINEAR = KV_STORE
+SAMPLER = {"sdpa": "gumbel", "triton": "triton"}
 
 
 @pytest.mark.parametrize("attention,cuda_graphs,prefix_caching,async_scheduling", COMBOS)
@@ -62,6 +65,8 @@ def test_two_ranks_agree_with_one(folder, baseline, attention, cuda_graphs, pref
         attention=attention,
         kv_store=KV_STORE[attention],
         rope=ROPE[attention],
+        linear=LINEAR[attention],
+        sampler=SAMPLER[attention],
         cuda_graphs=cuda_graphs,
         prefix_caching=prefix_caching,
         async_scheduling=async_scheduling,
@@ -74,6 +79,7 @@ def test_two_ranks_agree_with_one(folder, baseline, attention, cuda_graphs, pref
         assert (counters["cached_prompt_tokens"] > 0) == prefix_caching
         assert (counters["ahead_steps"] > 0) == async_scheduling
         assert counters["kv_store"] == KV_STORE[attention] and counters["rope"] == ROPE[attention]
+        assert counters["linear"] == LINEAR[attention] and counters["sampler"] == SAMPLER[attention]
     finally:
         llm.engine.runner.close()
     del llm

@@ -58,3 +58,27 @@ def interpreter_loop_bounds():
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(interpreter, "_patch_lang_tensor", patch_lang_tensor)
         yield
+
+
+@pytest.fixture(scope="module")
+def interpreter_bf16_rounding():
+    """Triton <= 3.6's interpreter casts float32 -> bfloat16 by truncation (round toward zero), where the
+    compiled kernel rounds to nearest even (cvt.rn). Rounds to nearest even here too, for one module
+    (`pytest.mark.usefixtures("interpreter_bf16_rounding")`), so that bf16 results can be held to the
+    reference's rounding."""
+    import numpy as np
+    import triton.language as tl
+    from triton.runtime import interpreter
+
+    builder = interpreter.InterpreterBuilder
+    original = builder.cast_impl
+
+    def cast_impl(self, src, dst_type):
+        if src.dtype.scalar == tl.float32 and dst_type.scalar == tl.bfloat16:
+            rounded = torch.from_numpy(np.ascontiguousarray(src.data, dtype=np.float32)).to(torch.bfloat16)
+            return interpreter.TensorHandle(rounded.view(torch.int16).numpy().view(np.uint16), tl.bfloat16)
+        return original(self, src, dst_type)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(builder, "cast_impl", cast_impl)
+        yield

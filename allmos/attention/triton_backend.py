@@ -9,7 +9,7 @@ import torch
 
 from allmos.attention.backend import AttentionBackend
 from allmos.registry import PluginOptions, register
-from allmos.triton_support import check_triton_device, triton_devices
+from allmos.triton_support import TritonPlugin
 
 
 @dataclass
@@ -28,7 +28,7 @@ class DecodeData:
 
 
 @register("attention", "triton", options=TritonOptions)
-class TritonBackend(AttentionBackend):
+class TritonBackend(TritonPlugin, AttentionBackend):
     supports_cuda_graphs = True
 
     def __init__(self, options, heads):
@@ -37,14 +37,6 @@ class TritonBackend(AttentionBackend):
 
         self.kernels = triton_kernels
         self.counters: Optional[torch.Tensor] = None  # grown to the largest decode batch seen
-
-    @classmethod
-    def runs_on(cls) -> tuple[str, ...]:
-        return triton_devices()
-
-    @classmethod
-    def check(cls, config) -> None:
-        check_triton_device("attention", "attention=triton", config.resolved_device)
 
     def build_metadata(self, meta):
         """Decode: the sequences by descending context length, sorted once per step on the device, and

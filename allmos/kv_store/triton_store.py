@@ -2,7 +2,7 @@ from dataclasses import dataclass
 
 from allmos.kv_store.base import KVStore
 from allmos.registry import PluginOptions, register
-from allmos.triton_support import check_triton_device, triton_devices
+from allmos.triton_support import TritonPlugin
 
 
 @dataclass
@@ -11,7 +11,7 @@ class TritonStoreOptions(PluginOptions):
 
 
 @register("kv_store", "triton", options=TritonStoreOptions)
-class TritonKVStore(KVStore):
+class TritonKVStore(TritonPlugin, KVStore):
     """One Triton program per token writes all its heads; slot -1 (graph padding) is skipped. With
     rope=triton and `fuse_rope` (default), the rope kernel writes the rotated K and V itself, in this
     store's layout, and `write` is not called; with rope=torch the store runs as its own kernel."""
@@ -21,14 +21,6 @@ class TritonKVStore(KVStore):
         from allmos.kv_store.triton_kernels import store_kv_triton
 
         self.store = store_kv_triton
-
-    @classmethod
-    def runs_on(cls) -> tuple[str, ...]:
-        return triton_devices()
-
-    @classmethod
-    def check(cls, config) -> None:
-        check_triton_device("kv_store", "kv_store=triton", config.resolved_device)
 
     def write(self, k, v, k_cache, v_cache, slot_mapping) -> None:
         self.store(k, v, k_cache, v_cache, slot_mapping)

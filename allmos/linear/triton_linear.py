@@ -1,10 +1,10 @@
 from allmos.linear.base import LinearPlugin
 from allmos.registry import register
-from allmos.triton_support import check_triton_device, triton_devices
+from allmos.triton_support import TritonPlugin
 
 
 @register("linear", "triton")
-class TritonLinear(LinearPlugin):
+class TritonLinear(TritonPlugin, LinearPlugin):
     """Single-token steps (batch-1 decode) run Triton GEMV kernels that read each weight once with the
     preceding op fused into their input load: add+RMSNorm before qkv and gate_up, SiLU-and-mul before
     down, so a layer launches three kernels fewer; o and the LM head run the plain GEMV. Steps of more
@@ -16,14 +16,6 @@ class TritonLinear(LinearPlugin):
         from allmos.layers import triton_skinny_linear
 
         self.kernels = triton_skinny_linear
-
-    @classmethod
-    def runs_on(cls) -> tuple[str, ...]:
-        return triton_devices()
-
-    @classmethod
-    def check(cls, config) -> None:
-        check_triton_device("linear", "linear=triton", config.resolved_device)
 
     def project(self, proj, x):
         if x.shape[0] != 1:

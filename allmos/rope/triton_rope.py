@@ -1,10 +1,10 @@
 from allmos.registry import register
 from allmos.rope.base import QKRope
-from allmos.triton_support import check_triton_device, triton_devices
+from allmos.triton_support import TritonPlugin
 
 
 @register("rope", "triton")
-class TritonQKRope(QKRope):
+class TritonQKRope(TritonPlugin, QKRope):
     """One Triton kernel per layer normalises and rotates q and k in place (in the packed qkv
     output): one launch where the torch ops take three or more. It can also write K/V into the paged
     cache (kv_store=triton's `fuse_rope`), saving the store's launch."""
@@ -16,14 +16,6 @@ class TritonQKRope(QKRope):
         from allmos.layers.triton_qk_rope import qk_norm_rope_triton
 
         self.kernel = qk_norm_rope_triton
-
-    @classmethod
-    def runs_on(cls) -> tuple[str, ...]:
-        return triton_devices()
-
-    @classmethod
-    def check(cls, config) -> None:
-        check_triton_device("rope", "rope=triton", config.resolved_device)
 
     def apply(self, positions, q, k, q_norm, k_norm, rotary, kv=None):
         q_weight = None if q_norm is None else q_norm.weight
