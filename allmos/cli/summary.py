@@ -25,6 +25,7 @@ def summary_lines(record: dict) -> list[str]:
         f"  KV peak {m['peak_kv_blocks']} of {c.get('num_kv_blocks')} blocks, prefix hit rate "
         f"{m['prefix_hit_rate']:.1%}, preemptions {c.get('preemptions')}, roofline {fmt(m.get('roofline'), '', 3)}",
         f"  ran: attention={c.get('attention_backend')} kv_store={c.get('kv_store')} rope={c.get('rope')} "
+        f"linear={c.get('linear')} sampler={c.get('sampler')} K/V stored in rope kernel={c.get('kv_store_in_rope')} "
         f"graph forwards={c.get('graph_forwards')} eager forwards={c.get('eager_forwards')}",
     ]
     if verdict:
