@@ -39,11 +39,12 @@ def test_a_seed_fixes_the_draw_and_another_seed_changes_it():
     assert not torch.equal(first, kernels.gumbel_max_sample(logits, temps, seed=12))
 
 
-@pytest.mark.parametrize("batch", [1, 3, 200])
-def test_any_chunking_finds_the_row_maximum(batch):
-    """Greedy over chunkings from many chunks per row (batch 1) to one (large batch), bf16 logits."""
+@pytest.mark.parametrize("batch,vocab,chunks", [(1, 5000, 5), (3, VOCAB, 2), (600, VOCAB, 1)])
+def test_any_chunking_finds_the_row_maximum(batch, vocab, chunks):
+    """Greedy over chunkings from several chunks per row (small batch) to one (large batch), bf16 logits."""
+    assert kernels.chunks_per_row(batch, vocab) == chunks
     gen = torch.Generator().manual_seed(batch)
-    logits = torch.randn(batch, VOCAB, generator=gen).to(torch.bfloat16)
+    logits = torch.randn(batch, vocab, generator=gen).to(torch.bfloat16)
     tokens = kernels.gumbel_max_sample(logits, torch.zeros(batch), seed=0)
     assert torch.equal(tokens, logits.float().argmax(-1))
 

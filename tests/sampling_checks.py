@@ -4,8 +4,8 @@ import math
 
 import torch
 
-VOCAB = 3000  # several 1024-token blocks, and not a multiple of them
-TARGET = {7: 0.5, 1500: 0.3, 2999: 0.15, 100: 0.05}  # token -> probability
+VOCAB = 1100  # two 1024-token blocks, the second partial
+TARGET = {7: 0.5, 1050: 0.3, 1099: 0.15, 100: 0.05}  # token -> probability
 
 
 def target_logits(rows: int, temperature: float = 1.0) -> torch.Tensor:
@@ -36,7 +36,7 @@ def check_greedy(sample) -> None:
     """Temperature 0 is argmax, ties to the lowest id, next to sampled rows in the same batch."""
     gen = torch.Generator().manual_seed(0)
     logits = torch.randn(6, VOCAB, generator=gen)
-    logits[2, 5] = logits[2, 2500] = 100.0  # a tie: the lower id wins
+    logits[2, 5] = logits[2, 1030] = 100.0  # a tie: the lower id wins
     temps = torch.tensor([0.0, 1.0, 0.0, 0.7, 0.0, 1.0])
     tokens = sample(logits, temps)
     greedy = temps == 0
