@@ -49,3 +49,18 @@ def test_qk_rope_kernel_compiles_for_h100(store_kv):
     constexprs = {"NUM_HEADS": 16, "NUM_KV_HEADS": 8, "HALF": 64, "BLOCK_H": 16, "BLOCK_KV": 8}
     constexprs |= {"HAS_NORM": True, "STORE_KV": store_kv}
     assert "cubin" in compile_for_h100(k._qk_norm_rope_kernel, types, constexprs).asm
+
+
+@pytest.mark.parametrize("direct_out,fused_combine", [(True, False), (False, True), (False, False)])
+def test_decode_split_kernel_compiles_for_h100(direct_out, fused_combine):
+    from allmos.attention import triton_decode as k
+
+    types = dict.fromkeys(("q_ptr", "k_cache_ptr", "v_cache_ptr", "out_ptr"), "*bf16")
+    types |= {"block_tables_ptr": "*i32", "context_lens_ptr": "*i32", "seq_order_ptr": "*i64"}
+    types |= {"partial_out_ptr": "*fp32", "partial_lse_ptr": "*fp32", "counters_ptr": "*i32", "qk_scale": "fp32"}
+    types |= {name: "i32" for name in k._decode_split_kernel.arg_names if name.startswith("stride_")}
+    types["num_splits"] = "i32"
+    constexprs = {"GROUP": 2, "GROUP_PAD": 16, "HEAD_DIM": 128, "BLOCK_SIZE": 256, "BLOCK_N": 64}
+    constexprs |= {"DIRECT_OUT": direct_out, "ORDERED": True, "FUSED_COMBINE": fused_combine}
+    constexprs |= {"HEADS_PER_MERGE": 2, "SPLITS_PAD": 32}
+    assert "cubin" in compile_for_h100(k._decode_split_kernel, types, constexprs).asm

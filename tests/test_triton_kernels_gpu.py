@@ -26,6 +26,19 @@ DEVICE = "cuda"
 DTYPES = [torch.bfloat16, torch.float16]
 
 
+def capture(step) -> torch.cuda.CUDAGraph:
+    """A CUDA graph of step(), warmed up once on a side stream first (compiles stay outside the capture)."""
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        step()
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        step()
+    return graph
+
+
 def make_cache(context_lens, block_size, dtype, gen, extra_cols=3):
     """Shuffled paged caches; unused block-table entries are random valid blocks (never read)."""
     blocks_per_seq = [-(-n // block_size) for n in context_lens]
@@ -138,14 +151,7 @@ def test_decode_cuda_graph_capture(longest_first):
         order = torch.argsort(lens, descending=True) if longest_first else None
         paged_decode_attention(q, k_cache, v_cache, block_tables, lens, 0.1, out=out, seq_order=order)
 
-    stream = torch.cuda.Stream()
-    stream.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(stream):
-        step()  # warm-up compiles outside the capture
-    torch.cuda.current_stream().wait_stream(stream)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        step()
+    graph = capture(step)
 
     lens.copy_(torch.tensor([512, 0, 1, 300, 17, 512, 64, 65], dtype=torch.int32))
     q.copy_(torch.randn(q.shape, generator=gen, device=DEVICE))
@@ -200,14 +206,7 @@ def test_decode_fused_combine_cuda_graph_replays(batch):
             layer_q = q * (layer + 1)  # a different query per layer
             paged_decode_attention(layer_q, k_cache, v_cache, block_tables, lens, scale, out=out, counters=counters)
 
-    stream = torch.cuda.Stream()
-    stream.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(stream):
-        step()  # warm-up compiles outside the capture
-    torch.cuda.current_stream().wait_stream(stream)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        step()
+    graph = capture(step)
 
     lengths = torch.Generator().manual_seed(batch)
     for replay in range(6):

@@ -11,7 +11,8 @@ Scores are computed in the log2 domain (scale * log2(e) folded into one multipli
 exp2. Accumulation is float32; outputs are written in the dtype of `out` (q's dtype by default).
 """
 
-from allmos.attention.triton_decode import decode_counters, default_num_splits, paged_decode_attention
+from allmos.attention.triton_decode import default_num_splits, paged_decode_attention
+from allmos.attention.triton_decode_merge import decode_counters
 from allmos.attention.triton_prefill import paged_prefill_attention
 
 __all__ = ["decode_counters", "default_num_splits", "paged_decode_attention", "paged_prefill_attention"]
