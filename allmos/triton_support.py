@@ -45,3 +45,12 @@ class TritonPlugin:
     @classmethod
     def check(cls, config) -> None:
         check_triton_device(cls.plugin_kind, f"{cls.plugin_kind}={cls.plugin_name}", config.resolved_device)
+
+
+def cuda_capability_at_least(device: str, major: int) -> bool:
+    """Whether `device` (a resolved device name) is a CUDA GPU of compute capability major.x or newer."""
+    import torch
+
+    return (
+        device.startswith("cuda") and torch.cuda.is_available() and torch.cuda.get_device_capability(device)[0] >= major
+    )

@@ -14,7 +14,7 @@ from allmos.layers.parallel import ParallelInfo
 from allmos.linear.torch_linear import TorchLinear
 
 pytest.importorskip("triton")
-from allmos.linear.triton_linear import TritonLinear
+from allmos.linear.triton_linear import TritonLinear, TritonLinearOptions
 
 HIDDEN, OUT = 8, 6
 
@@ -46,7 +46,7 @@ def modules():
 @pytest.mark.parametrize("rows,expected", [(1, ["skinny_linear", "add_rms_norm_linear", "silu_mul_linear"]), (3, [])])
 def test_triton_linear_runs_its_kernels_for_single_token_steps_only(modules, rows, expected):
     proj, norm = modules
-    plugin, calls = TritonLinear(None), []
+    plugin, calls = TritonLinear(TritonLinearOptions(pdl=False)), []
     plugin.kernels = recording_kernels(calls)
     x = torch.randn(rows, HIDDEN)
     y = plugin.project(proj, x)
@@ -65,3 +65,34 @@ def test_torch_linear_is_the_unfused_modules(modules):
     torch.testing.assert_close(new_residual, expected_residual)
     y, first_residual = TorchLinear(None).norm_project(norm, x, None, proj)
     assert first_residual is x and torch.allclose(y, proj(norm(x)))
+
+
+@pytest.mark.parametrize("pdl", [False, True])
+def test_triton_linear_passes_its_pdl_option_to_every_kernel(modules, pdl):
+    proj, norm = modules
+    plugin, seen = TritonLinear(TritonLinearOptions(pdl=pdl)), []
+
+    def kernel(*args, pdl):
+        seen.append(pdl)
+        x, w = args[0], args[-1]
+        return (x @ w.T, x) if len(args) == 5 else x[:, : w.shape[1]] @ w.T
+
+    plugin.kernels = types.SimpleNamespace(skinny_linear=kernel, add_rms_norm_linear=kernel, silu_mul_linear=kernel)
+    x = torch.randn(1, HIDDEN)
+    plugin.project(proj, x)
+    plugin.norm_project(norm, x, torch.randn(1, HIDDEN), proj)
+    plugin.act_project(ops.silu_and_mul, torch.randn(1, 2 * HIDDEN), proj)
+    assert seen == [pdl] * 3
+
+
+def test_linear_pdl_is_refused_where_there_is_no_hopper_gpu(monkeypatch):
+    from allmos.config import EngineConfig
+    from allmos.errors import ConfigError
+
+    monkeypatch.setenv("TRITON_INTERPRET", "1")  # linear=triton itself may run on CPU (the interpreter), pdl not
+
+    config = EngineConfig.create(device="cpu", linear={"name": "triton", "pdl": True})
+    with pytest.raises(ConfigError, match="linear.pdl") as refused:
+        TritonLinear.check(config)
+    assert refused.value.switch == "linear.pdl"
+    TritonLinear.check(EngineConfig.create(device="cpu", linear={"name": "triton", "pdl": False}))

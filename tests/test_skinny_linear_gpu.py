@@ -125,3 +125,47 @@ def test_replays_in_a_cuda_graph():
     expected = F.linear(_ops.silu_and_mul(F.linear(normed, weight)), down)
     torch.testing.assert_close(out, expected, **TOLERANCE)
     assert torch.equal(new_residual, expected_residual)
+
+
+def layer_chain(x, residual, layers, pdl):
+    """Dependent kernels back to back, as in a decode step: each reads what the previous one wrote."""
+    for norm_weight, gate_up_weight, down_weight, square_weight in layers:
+        gate_up, residual = _skinny.add_rms_norm_linear(x, residual, norm_weight, EPS, gate_up_weight, pdl=pdl)
+        x = _skinny.skinny_linear(_skinny.silu_mul_linear(gate_up, down_weight, pdl=pdl), square_weight, pdl=pdl)
+    return x, residual
+
+
+def chain_layers(count, gen):
+    return [
+        (
+            (1 + 0.5 * torch.randn(HIDDEN, generator=gen, device=DEVICE)).to(DTYPE),
+            make_weight(2 * INTERMEDIATE, HIDDEN, gen),
+            make_weight(HIDDEN, INTERMEDIATE, gen),
+            make_weight(HIDDEN, HIDDEN, gen),
+        )
+        for _ in range(count)
+    ]
+
+
+def test_pdl_launch_computes_what_the_plain_launch_does():
+    """Programmatic dependent launch changes when a kernel starts, never what it reads: eagerly, and
+    replayed from a CUDA graph (where the early starts become programmatic edges), a chain of dependent
+    kernels gives bit for bit what plain launches give."""
+    gen = torch.Generator(device=DEVICE).manual_seed(2)
+    layers = chain_layers(8, gen)
+    x, residual = randn(1, HIDDEN, gen=gen), randn(1, HIDDEN, gen=gen)
+    expected = layer_chain(x, residual, layers, pdl=False)
+    eager = layer_chain(x, residual, layers, pdl=True)
+    assert all(torch.equal(a, b) for a, b in zip(eager, expected))
+
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        captured = layer_chain(x, residual, layers, pdl=True)
+    for seed in range(3):
+        x.copy_(randn(1, HIDDEN, gen=gen))
+        residual.copy_(randn(1, HIDDEN, gen=gen))
+        graph.replay()
+        expected = layer_chain(x, residual, layers, pdl=False)
+        torch.cuda.synchronize()
+        assert all(torch.equal(a, b) for a, b in zip(captured, expected)), f"replay {seed} differs"

@@ -2,6 +2,8 @@
 compiler refuses (e.g. a kernel reading a non-constexpr module global) fails here, before a device call.
 Uses the ptxas bundled with the triton wheel."""
 
+import re
+
 import pytest
 
 triton = pytest.importorskip("triton")
@@ -64,3 +66,42 @@ def test_decode_split_kernel_compiles_for_h100(direct_out, fused_combine):
     constexprs |= {"DIRECT_OUT": direct_out, "ORDERED": True, "FUSED_COMBINE": fused_combine}
     constexprs |= {"HEADS_PER_MERGE": 2, "SPLITS_PAD": 32}
     assert "cubin" in compile_for_h100(k._decode_split_kernel, types, constexprs).asm
+
+
+GEMV_TYPES = {name: "*bf16" for name in ("x_ptr", "r_ptr", "norm_w_ptr", "w_ptr", "y_ptr", "new_r_ptr", "gate_up_ptr")}
+GEMV_TYPES |= dict.fromkeys(("M", "N", "stride_xm", "stride_rm", "stride_new_rm", "stride_wn", "stride_ym"), "i32")
+GEMV_TYPES |= {"stride_gm": "i32", "eps": "fp32"}
+
+
+def gemv_kernels():
+    from allmos.layers import triton_skinny_linear as k
+
+    one_row = {"BLOCK_M": 1, "BLOCK_N": 2}
+    return {
+        "skinny_linear_o": (k._skinny_linear_kernel, {"K": 2048, "BLOCK_K": 2048, **one_row}),
+        "add_rms_norm_linear_qkv": (
+            k._add_rms_norm_linear_kernel,
+            {"K": 1024, "BLOCK_K": 1024, "HAS_RESIDUAL": True, **one_row},
+        ),
+        "silu_mul_linear_down": (k._silu_mul_linear_kernel, {"K": 3072, "BLOCK_K": 2048, **one_row}),
+    }
+
+
+@pytest.mark.parametrize("name", ["skinny_linear_o", "add_rms_norm_linear_qkv", "silu_mul_linear_down"])
+@pytest.mark.parametrize("pdl", [False, True], ids=["plain", "pdl"])
+def test_gemv_kernels_compile_for_h100_with_the_weight_load_before_the_pdl_wait(name, pdl):
+    """Under PDL each program issues its first weight chunk's loads, then waits for the previous kernel,
+    and only then loads the input and stores: the order in the PTX is the order that makes PDL safe and
+    worth it."""
+    kernel, constexprs = gemv_kernels()[name]
+    compiled = compile_for_h100(kernel, GEMV_TYPES, {**constexprs, "USE_PDL": pdl})
+    assert "cubin" in compiled.asm
+    ops = re.findall(r"\b(ld\.global\S*|st\.global\S*|griddepcontrol\.\w+)", compiled.asm["ptx"])
+    if not pdl:
+        assert not any(op.startswith("griddepcontrol") for op in ops)
+        return
+    wait = ops.index("griddepcontrol.wait")
+    # 4 warps; without alignment hints (none here) one 16-bit load per element
+    weight_loads_per_thread = constexprs["BLOCK_N"] * constexprs["BLOCK_K"] // (32 * 4)
+    assert ops[:wait] == ["ld.global.b16"] * weight_loads_per_thread + ["griddepcontrol.launch_dependents"]
+    assert any(op.startswith("st.global") for op in ops[wait:])

@@ -34,7 +34,12 @@ for name, switches in {
         "rope": "triton",
     },
     "triton_sampler": {"attention": "triton", "kv_store": "triton", "rope": "triton", "sampler": "triton"},
-    "triton_linear": {"attention": "triton", "kv_store": "triton", "rope": "triton", "linear": "triton"},
+    "triton_linear": {
+        "attention": "triton",
+        "kv_store": "triton",
+        "rope": "triton",
+        "linear": {"name": "triton", "pdl": False},  # no programmatic dependent launch on the interpreter
+    },
 }.items():
     llm = LLM(
         folder,

@@ -7,7 +7,8 @@ For each Qwen3-0.6B projection (qkv, o, gate_up, down, LM head) and each row cou
 default config). At one row it also times the kernels with fused prologues against the torch path they
 replace: add_rms_norm_linear (before qkv, gate_up and the LM head) against ops.add_rms_norm + F.linear,
 silu_mul_linear (down) against ops.silu_and_mul + F.linear, with the ops eager and torch.compiled (as
-`compile=true` builds them). All are timed as CUDA-graph replays of back-to-back calls that rotate over
+`compile=true` builds them). At one row the default configs are also timed launched with programmatic
+dependent launch (`pdl`). All are timed as CUDA-graph replays of back-to-back calls that rotate over
 enough weight copies that each call reads its weight from HBM, as the 28 layers of a decode step do.
 Bandwidth counts weight + input + output bytes. Writes DIR/linear_bench.json.
 """
@@ -85,6 +86,8 @@ def bench_shape(name: str, rows: int, sweep: bool) -> dict:
     if rows <= MAX_ROWS:
         torch.testing.assert_close(skinny_linear(x, weights[0]), F.linear(x, weights[0]), rtol=2e-2, atol=2e-2)
         row["skinny_default_ms"] = timed(skinny_linear, x, weights, num_bytes)
+        if rows == 1:
+            row["skinny_pdl_ms"] = timed(lambda a, b: skinny_linear(a, b, pdl=True), x, weights, num_bytes)
         if sweep:
             row["skinny_best_ms"], row["skinny_best_config"] = best_config(skinny_linear, x, weights, num_bytes, rows)
     return with_gbps(row, num_bytes)
@@ -132,6 +135,7 @@ def bench_fused(name: str, sweep: bool, compiled_ops: ops.Ops) -> dict:
         "torch_eager_ms": timed(lambda a, b: torch_path(a, b, eager_ops), x, weights, num_bytes),
         "torch_compiled_ms": timed(lambda a, b: torch_path(a, b, compiled_ops), x, weights, num_bytes),
         "fused_default_ms": timed(fused, x, weights, num_bytes),
+        "fused_pdl_ms": timed(lambda a, b: fused(a, b, pdl=True), x, weights, num_bytes),
     }
     if sweep:
         row["fused_best_ms"], row["fused_best_config"] = best_config(fused, x, weights, num_bytes, 1)
@@ -139,20 +143,26 @@ def bench_fused(name: str, sweep: bool, compiled_ops: ops.Ops) -> dict:
 
 
 def print_rows(rows: list[dict]) -> None:
-    print(f"{'shape':8s} {'rows':>4s} {'cuBLAS GB/s':>12s} {'skinny GB/s':>12s} {'best GB/s':>10s}  best config")
+    header = f"{'shape':8s} {'rows':>4s} {'cuBLAS GB/s':>12s} {'skinny GB/s':>12s} {'pdl GB/s':>9s} {'best GB/s':>10s}"
+    print(header + "  best config")
     for r in rows:
         print(
             f"{r['shape']:8s} {r['rows']:4d} {r['cublas_gbps']:12.0f} {r.get('skinny_default_gbps', 0):12.0f} "
-            f"{r.get('skinny_best_gbps', 0):10.0f}  {r.get('skinny_best_config', '')}"
+            f"{r.get('skinny_pdl_gbps', 0):9.0f} {r.get('skinny_best_gbps', 0):10.0f}  "
+            f"{r.get('skinny_best_config', '')}"
         )
 
 
 def print_fused(rows: list[dict]) -> None:
-    print(f"{'fused (1 row)':22s} {'eager us':>9s} {'compiled us':>12s} {'fused us':>9s} {'best us':>8s}  best config")
+    header = (
+        f"{'fused (1 row)':22s} {'eager us':>9s} {'compiled us':>12s} {'fused us':>9s} {'pdl us':>7s} {'best us':>8s}"
+    )
+    print(header + "  best config")
     for r in rows:
         print(
             f"{r['fused']:22s} {r['torch_eager_ms'] * 1e3:9.2f} {r['torch_compiled_ms'] * 1e3:12.2f} "
-            f"{r['fused_default_ms'] * 1e3:9.2f} {r.get('fused_best_ms', 0) * 1e3:8.2f}  "
+            f"{r['fused_default_ms'] * 1e3:9.2f} {r['fused_pdl_ms'] * 1e3:7.2f} "
+            f"{r.get('fused_best_ms', 0) * 1e3:8.2f}  "
             f"{r.get('fused_best_config', '')}"
         )
 

@@ -16,6 +16,12 @@ The fused prologues round where the torch ops in allmos.layers.ops round (to the
 results agree with the unfused path to the tolerance of the output dtype. The prologue is recomputed by
 every program from the row (a few KB, from L2), which is cheaper than the separate kernel it replaces.
 Beyond MAX_ROWS rows cuBLAS's tensor-core tiles win; these kernels are for single-row decode steps.
+
+With `pdl` (programmatic dependent launch, sm_90+) a kernel is launched while the previous one is still
+running: each program lets its own successor launch at once, loads its first weight chunk (weights are
+constant, so that is safe), and only then waits for the previous kernel to finish before it reads its
+input or writes anything. At batch 1 a layer's kernels are each a few microseconds long, and this hides
+most of the gap between them: the launch, and the time until the first weight bytes arrive.
 """
 
 from __future__ import annotations
@@ -23,6 +29,9 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
+from triton.language.extra.cuda import gdc_launch_dependents, gdc_wait
+
+from allmos.triton_support import cuda_capability_at_least
 
 MAX_ROWS = 8  # beyond this cuBLAS's tensor-core tiles win (measured with allmos.bench.linear_bench)
 MAX_ACCUMULATORS_PER_THREAD = 64  # float32 registers a thread gives to the accumulator tile
@@ -55,10 +64,33 @@ def _round(value, dtype: tl.constexpr):
 
 
 @triton.jit
-def _accumulate(acc, a, w_ptr, stride_wn, offs_n, n_mask, offs_k, k_mask):
-    """acc [BLOCK_M, BLOCK_N, BLOCK_K] += a [BLOCK_M, BLOCK_K] (float32) times the weight chunk."""
+def _weight_chunk(w_ptr, stride_wn, offs_n, n_mask, offs_k, k_mask):
     mask = n_mask[:, None] & k_mask[None, :]
-    w = tl.load(w_ptr + offs_n[:, None] * stride_wn + offs_k[None, :], mask=mask, other=0.0)
+    return tl.load(w_ptr + offs_n[:, None] * stride_wn + offs_k[None, :], mask=mask, other=0.0)
+
+
+@triton.jit
+def _first_weight_chunk(
+    w_ptr, stride_wn, offs_n, n_mask, K: tl.constexpr, BLOCK_K: tl.constexpr, USE_PDL: tl.constexpr
+):
+    """The weights of the first K chunk; under PDL loaded before waiting for the previous kernel, after
+    which the program may read what that kernel wrote and write what it read."""
+    offs_k = tl.arange(0, BLOCK_K)
+    w = _weight_chunk(w_ptr, stride_wn, offs_n, n_mask, offs_k, offs_k < K)
+    if USE_PDL:
+        gdc_launch_dependents()
+        gdc_wait()
+    return w
+
+
+@triton.jit
+def _accumulate(acc, a, w_first, w_ptr, stride_wn, offs_n, n_mask, offs_k, k_mask, k0: tl.constexpr):
+    """acc [BLOCK_M, BLOCK_N, BLOCK_K] += a [BLOCK_M, BLOCK_K] (float32) times the weight chunk at k0
+    (w_first when k0 is 0)."""
+    if k0 == 0:
+        w = w_first
+    else:
+        w = _weight_chunk(w_ptr, stride_wn, offs_n, n_mask, offs_k, k_mask)
     return acc + a[:, None, :] * w.to(tl.float32)[None, :, :]
 
 
@@ -83,14 +115,16 @@ def _skinny_linear_kernel(
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr,
+    USE_PDL: tl.constexpr,
 ):
     offs_m, m_mask, offs_n, n_mask = _tile_offsets(M, N, BLOCK_M, BLOCK_N)
+    w_first = _first_weight_chunk(w_ptr, stride_wn, offs_n, n_mask, K, BLOCK_K, USE_PDL)
     acc = tl.zeros((BLOCK_M, BLOCK_N, BLOCK_K), dtype=tl.float32)
     for k0 in tl.static_range(0, K, BLOCK_K):  # K is a model dimension: one compile per layer shape
         offs_k = k0 + tl.arange(0, BLOCK_K)
         k_mask = offs_k < K
         x = _load_rows(x_ptr, offs_m, m_mask, stride_xm, offs_k, k_mask)
-        acc = _accumulate(acc, x, w_ptr, stride_wn, offs_n, n_mask, offs_k, k_mask)
+        acc = _accumulate(acc, x, w_first, w_ptr, stride_wn, offs_n, n_mask, offs_k, k_mask, k0)
     _store_output(y_ptr, stride_ym, acc, offs_m, m_mask, offs_n, n_mask)
 
 
@@ -124,9 +158,11 @@ def _add_rms_norm_linear_kernel(
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr,
+    USE_PDL: tl.constexpr,
 ):
     dtype = x_ptr.dtype.element_ty
     offs_m, m_mask, offs_n, n_mask = _tile_offsets(M, N, BLOCK_M, BLOCK_N)
+    w_first = _first_weight_chunk(w_ptr, stride_wn, offs_n, n_mask, K, BLOCK_K, USE_PDL)
     writes_residual = tl.program_id(0) == 0  # the others only read x and residual
     squares = tl.zeros((BLOCK_M, BLOCK_K), dtype=tl.float32)
     for k0 in tl.static_range(0, K, BLOCK_K):
@@ -146,7 +182,7 @@ def _add_rms_norm_linear_kernel(
         h = _residual_chunk(x_ptr, stride_xm, r_ptr, stride_rm, offs_m, m_mask, offs_k, k_mask, HAS_RESIDUAL)
         norm_w = tl.load(norm_w_ptr + offs_k, mask=k_mask, other=0.0).to(tl.float32)
         normed = _round(norm_w[None, :] * _round(h * inv_rms[:, None], dtype), dtype)
-        acc = _accumulate(acc, normed, w_ptr, stride_wn, offs_n, n_mask, offs_k, k_mask)
+        acc = _accumulate(acc, normed, w_first, w_ptr, stride_wn, offs_n, n_mask, offs_k, k_mask, k0)
     _store_output(y_ptr, stride_ym, acc, offs_m, m_mask, offs_n, n_mask)
 
 
@@ -164,9 +200,11 @@ def _silu_mul_linear_kernel(
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr,
+    USE_PDL: tl.constexpr,
 ):
     dtype = gate_up_ptr.dtype.element_ty
     offs_m, m_mask, offs_n, n_mask = _tile_offsets(M, N, BLOCK_M, BLOCK_N)
+    w_first = _first_weight_chunk(w_ptr, stride_wn, offs_n, n_mask, K, BLOCK_K, USE_PDL)
     acc = tl.zeros((BLOCK_M, BLOCK_N, BLOCK_K), dtype=tl.float32)
     for k0 in tl.static_range(0, K, BLOCK_K):
         offs_k = k0 + tl.arange(0, BLOCK_K)
@@ -174,7 +212,8 @@ def _silu_mul_linear_kernel(
         gate = _load_rows(gate_up_ptr, offs_m, m_mask, stride_gm, offs_k, k_mask)
         up = _load_rows(gate_up_ptr + K, offs_m, m_mask, stride_gm, offs_k, k_mask)
         silu = _round(gate / (1.0 + tl.exp(-gate)), dtype)
-        acc = _accumulate(acc, _round(silu * up, dtype), w_ptr, stride_wn, offs_n, n_mask, offs_k, k_mask)
+        silu_up = _round(silu * up, dtype)
+        acc = _accumulate(acc, silu_up, w_first, w_ptr, stride_wn, offs_n, n_mask, offs_k, k_mask, k0)
     _store_output(y_ptr, stride_ym, acc, offs_m, m_mask, offs_n, n_mask)
 
 
@@ -222,13 +261,21 @@ def _launch_config(name: str, rows: int, n: int, k: int, block_n, block_k, num_w
     }
 
 
-def _launch(kernel, config: dict, *args, **constexprs) -> None:
+def _check_pdl(name: str, pdl: bool, x: torch.Tensor) -> None:
+    if pdl and not cuda_capability_at_least(str(x.device), 9):
+        raise ValueError(f"{name}: pdl (programmatic dependent launch) needs a CUDA GPU of compute capability 9.0+")
+
+
+def _launch(kernel, config: dict, *args, pdl: bool, **constexprs) -> None:
+    launch_options = {"launch_pdl": True} if pdl else {}
     kernel[config["grid"]](
         *args,
         BLOCK_M=config["BLOCK_M"],
         BLOCK_N=config["BLOCK_N"],
         BLOCK_K=config["BLOCK_K"],
+        USE_PDL=pdl,
         num_warps=config["num_warps"],
+        **launch_options,
         **constexprs,
     )
 
@@ -274,15 +321,30 @@ def skinny_linear(
     block_n: int | None = None,
     block_k: int | None = None,
     num_warps: int | None = None,
+    pdl: bool = False,
 ) -> torch.Tensor:
     """x [M, K] (1 <= M <= MAX_ROWS, rows contiguous) @ weight [N, K]^T -> [M, N] in x's dtype."""
     name = "skinny_linear"
     _check_weight(name, x, weight)
+    _check_pdl(name, pdl, x)
     n, k = weight.shape
     _check_rows(name, "x", x, k)
     config = _launch_config(name, x.shape[0], n, k, block_n, block_k, num_warps)
     y = torch.empty(x.shape[0], n, dtype=x.dtype, device=x.device)
-    _launch(_skinny_linear_kernel, config, x, weight, y, x.shape[0], n, x.stride(0), weight.stride(0), y.stride(0), K=k)
+    _launch(
+        _skinny_linear_kernel,
+        config,
+        x,
+        weight,
+        y,
+        x.shape[0],
+        n,
+        x.stride(0),
+        weight.stride(0),
+        y.stride(0),
+        K=k,
+        pdl=pdl,
+    )
     return y
 
 
@@ -296,6 +358,7 @@ def add_rms_norm_linear(
     block_n: int | None = None,
     block_k: int | None = None,
     num_warps: int | None = None,
+    pdl: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(ops.add_rms_norm(x, residual, norm_weight, eps) @ weight^T, x + residual) in one kernel.
 
@@ -305,6 +368,7 @@ def add_rms_norm_linear(
     """
     name = "add_rms_norm_linear"
     _check_weight(name, x, weight)
+    _check_pdl(name, pdl, x)
     n, k = weight.shape
     _check_rows(name, "x", x, k)
     _check_like(name, "norm_weight", norm_weight, (k,), x)
@@ -334,6 +398,7 @@ def add_rms_norm_linear(
         y.stride(0),
         K=k,
         HAS_RESIDUAL=residual is not None,
+        pdl=pdl,
     )
     return y, new_residual
 
@@ -345,17 +410,30 @@ def silu_mul_linear(
     block_n: int | None = None,
     block_k: int | None = None,
     num_warps: int | None = None,
+    pdl: bool = False,
 ) -> torch.Tensor:
     """ops.silu_and_mul(gate_up) @ weight^T in one kernel: gate_up [M, 2K] = [gate | up] (1 <= M <=
     MAX_ROWS, rows contiguous), weight [N, K] -> [M, N] in gate_up's dtype."""
     name = "silu_mul_linear"
     _check_weight(name, gate_up, weight)
+    _check_pdl(name, pdl, gate_up)
     n, k = weight.shape
     _check_rows(name, "gate_up", gate_up, 2 * k)
     m = gate_up.shape[0]
     config = _launch_config(name, m, n, k, block_n, block_k, num_warps)
     y = torch.empty(m, n, dtype=gate_up.dtype, device=gate_up.device)
     _launch(
-        _silu_mul_linear_kernel, config, gate_up, weight, y, m, n, gate_up.stride(0), weight.stride(0), y.stride(0), K=k
+        _silu_mul_linear_kernel,
+        config,
+        gate_up,
+        weight,
+        y,
+        m,
+        n,
+        gate_up.stride(0),
+        weight.stride(0),
+        y.stride(0),
+        K=k,
+        pdl=pdl,
     )
     return y
