@@ -51,6 +51,27 @@ def cuda_capability_at_least(device: str, major: int) -> bool:
     """Whether `device` (a resolved device name) is a CUDA GPU of compute capability major.x or newer."""
     import torch
 
-    return (
-        device.startswith("cuda") and torch.cuda.is_available() and torch.cuda.get_device_capability(device)[0] >= major
-    )
+    if not device.startswith("cuda") or not torch.cuda.is_available():
+        return False
+    return torch.cuda.get_device_capability(device)[0] >= major
+
+
+def check_pdl_option(switch: str, enabled: bool, device: str) -> None:
+    """`<plugin>.pdl` (programmatic dependent launch) needs Hopper or newer when the kernels run on CUDA."""
+    if enabled and device.startswith("cuda") and not cuda_capability_at_least(device, 9):
+        raise ConfigError(
+            switch,
+            f"programmatic dependent launch needs a CUDA GPU of compute capability 9.0+ (Hopper); set {switch}=false",
+        )
+
+
+def pdl_launch(name: str, pdl: bool, device) -> dict:
+    """Launch options for a kernel asked to use programmatic dependent launch (PDL): the kernel's
+    USE_PDL constexpr and Triton's launch_pdl. On the interpreter (CPU tensors) the kernel runs without
+    the grid-dependency instructions, which it cannot execute; it needs none there, since the interpreter
+    runs each kernel to completion before the next starts, which is what the PDL waits ensure anyway."""
+    if not pdl or device.type != "cuda":
+        return {"USE_PDL": False}
+    if not cuda_capability_at_least(str(device), 9):
+        raise ValueError(f"{name}: pdl (programmatic dependent launch) needs a CUDA GPU of compute capability 9.0+")
+    return {"USE_PDL": True, "launch_pdl": True}

@@ -80,7 +80,7 @@ def test_plugin_options_are_validated_by_hydra():
     assert cfg.attention.num_splits == 4 and cfg.attention.longest_first is False
     options = engine_options(cfg)
     config = EngineConfig.create(options.pop("model"), **options)
-    assert config.attention.options == {"num_splits": 4, "longest_first": False, "fused_combine": True}
+    assert config.attention.options == {"num_splits": 4, "longest_first": False, "fused_combine": True, "pdl": True}
     switches = config.switches()  # what a record holds: the options keep runs apart in the tables
     assert switches["attention"] == "triton" and switches["attention.longest_first"] is False
     assert switches["attention.num_splits"] == 4

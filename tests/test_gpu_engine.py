@@ -1,6 +1,7 @@
 """Engine checks on a CUDA device (bf16): against transformers, and every switch combination
 against the all-off baseline, with the vLLM-style comparison."""
 
+import gc
 import itertools
 
 import pytest
@@ -105,3 +106,30 @@ def test_switch_combination_agrees_with_baseline(
     assert (counters["ahead_steps"] > 0) == async_scheduling
     if prefix_caching and block_size == 16:
         assert counters["cached_prompt_tokens"] > 0
+
+
+def outputs_of(folder, **switches):
+    """generate_with_tops of a fresh engine, freed before returning (two engines at once do not fit)."""
+    llm, outputs = run_ours(folder, **switches)
+    del llm
+    gc.collect()
+    torch.cuda.empty_cache()
+    return outputs
+
+
+PDL_OFF = {
+    "attention": {"name": "triton", "pdl": False},
+    "rope": {"name": "triton", "pdl": False},
+    "linear": {"name": "triton", "pdl": False},
+}
+
+
+@pytest.mark.parametrize("cuda_graphs", [False, True])
+def test_programmatic_dependent_launch_changes_no_token(folder, baseline, cuda_graphs):
+    """PDL (on by default in attention, rope and linear=triton) changes when kernels start, not what
+    they compute: the same tokens and top-k ids as with every pdl option off, eager and in CUDA graphs."""
+    switches = {"kv_store": "triton", "sampler": "triton", "cuda_graphs": cuda_graphs}
+    with_pdl = outputs_of(folder, attention="triton", rope="triton", linear="triton", **switches)
+    without = outputs_of(folder, **PDL_OFF, **switches)
+    assert with_pdl == without
+    assert_close(with_pdl, baseline)

@@ -83,16 +83,3 @@ def test_triton_linear_passes_its_pdl_option_to_every_kernel(modules, pdl):
     plugin.norm_project(norm, x, torch.randn(1, HIDDEN), proj)
     plugin.act_project(ops.silu_and_mul, torch.randn(1, 2 * HIDDEN), proj)
     assert seen == [pdl] * 3
-
-
-def test_linear_pdl_is_refused_where_there_is_no_hopper_gpu(monkeypatch):
-    from allmos.config import EngineConfig
-    from allmos.errors import ConfigError
-
-    monkeypatch.setenv("TRITON_INTERPRET", "1")  # linear=triton itself may run on CPU (the interpreter), pdl not
-
-    config = EngineConfig.create(device="cpu", linear={"name": "triton", "pdl": True})
-    with pytest.raises(ConfigError, match="linear.pdl") as refused:
-        TritonLinear.check(config)
-    assert refused.value.switch == "linear.pdl"
-    TritonLinear.check(EngineConfig.create(device="cpu", linear={"name": "triton", "pdl": False}))

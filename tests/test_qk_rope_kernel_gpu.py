@@ -63,3 +63,26 @@ def test_bf16_qwen3_shapes(num_tokens, with_norm):
 @pytest.mark.parametrize("with_norm", [True, False], ids=["norm_rope", "rope_only"])
 def test_float32(with_norm):
     check_case(300, torch.float32, with_norm, seed=1)
+
+
+def test_pdl_launch_computes_what_the_plain_launch_does():
+    """With programmatic dependent launch the kernel reads q and k only after the kernel that wrote them
+    (here a torch op, then the previous rope call) has finished: bit for bit the plain launch's result."""
+    if torch.cuda.get_device_capability()[0] < 9:
+        pytest.skip("programmatic dependent launch needs sm_90+")
+    gen = torch.Generator(device=DEVICE).manual_seed(3)
+    num_tokens, q_size, kv_size = 7, NUM_HEADS * HEAD_DIM, NUM_KV_HEADS * HEAD_DIM
+    source = torch.randn(num_tokens, q_size + 2 * kv_size, generator=gen, device=DEVICE).to(torch.bfloat16)
+    positions = torch.randint(0, 4096, (num_tokens,), generator=gen, device=DEVICE)
+    rotary = RotaryEmbedding(HEAD_DIM, MAX_POSITIONS, THETA, None, ops=None).to(DEVICE)
+    weights = [(1 + 0.5 * torch.randn(HEAD_DIM, generator=gen, device=DEVICE)).to(torch.bfloat16) for _ in "qk"]
+
+    def rotate_twice(pdl):
+        qkv = source * 3  # written by the kernel just before
+        q = qkv[:, :q_size].view(num_tokens, NUM_HEADS, HEAD_DIM)
+        k = qkv[:, q_size : q_size + kv_size].view(num_tokens, NUM_KV_HEADS, HEAD_DIM)
+        for _ in range(2):
+            qk_norm_rope_triton(positions, q, k, *weights, EPS, rotary.cos, rotary.sin, pdl=pdl)
+        return qkv
+
+    assert torch.equal(rotate_twice(pdl=True), rotate_twice(pdl=False))

@@ -30,8 +30,9 @@ def test_sampler_kernels_compile_for_h100():
     assert "cubin" in compile_for_h100(k._row_best_kernel, row_types, {"CHUNKS_PAD": 256}).asm
 
 
+@pytest.mark.parametrize("pdl", [False, True], ids=["plain", "pdl"])
 @pytest.mark.parametrize("store_kv", [False, True], ids=["rope", "rope_and_kv_store"])
-def test_qk_rope_kernel_compiles_for_h100(store_kv):
+def test_qk_rope_kernel_compiles_for_h100(store_kv, pdl):
     from allmos.layers import triton_qk_rope as k
 
     pointers = (
@@ -49,12 +50,14 @@ def test_qk_rope_kernel_compiles_for_h100(store_kv):
     types |= dict.fromkeys(("stride_q_tok", "stride_q_head", "stride_k_tok", "stride_k_head"), "i32")
     types |= dict.fromkeys(("stride_v_tok", "stride_v_head"), "i32")
     constexprs = {"NUM_HEADS": 16, "NUM_KV_HEADS": 8, "HALF": 64, "BLOCK_H": 16, "BLOCK_KV": 8}
-    constexprs |= {"HAS_NORM": True, "STORE_KV": store_kv}
-    assert "cubin" in compile_for_h100(k._qk_norm_rope_kernel, types, constexprs).asm
+    constexprs |= {"HAS_NORM": True, "STORE_KV": store_kv, "USE_PDL": pdl}
+    compiled = compile_for_h100(k._qk_norm_rope_kernel, types, constexprs)
+    assert "cubin" in compiled.asm and ("griddepcontrol.wait" in compiled.asm["ptx"]) == pdl
 
 
+@pytest.mark.parametrize("pdl", [False, True], ids=["plain", "pdl"])
 @pytest.mark.parametrize("direct_out,fused_combine", [(True, False), (False, True), (False, False)])
-def test_decode_split_kernel_compiles_for_h100(direct_out, fused_combine):
+def test_decode_split_kernel_compiles_for_h100(direct_out, fused_combine, pdl):
     from allmos.attention import triton_decode as k
 
     types = dict.fromkeys(("q_ptr", "k_cache_ptr", "v_cache_ptr", "out_ptr"), "*bf16")
@@ -64,8 +67,9 @@ def test_decode_split_kernel_compiles_for_h100(direct_out, fused_combine):
     types["num_splits"] = "i32"
     constexprs = {"GROUP": 2, "GROUP_PAD": 16, "HEAD_DIM": 128, "BLOCK_SIZE": 256, "BLOCK_N": 64}
     constexprs |= {"DIRECT_OUT": direct_out, "ORDERED": True, "FUSED_COMBINE": fused_combine}
-    constexprs |= {"HEADS_PER_MERGE": 2, "SPLITS_PAD": 32}
-    assert "cubin" in compile_for_h100(k._decode_split_kernel, types, constexprs).asm
+    constexprs |= {"HEADS_PER_MERGE": 2, "SPLITS_PAD": 32, "USE_PDL": pdl}
+    compiled = compile_for_h100(k._decode_split_kernel, types, constexprs)
+    assert "cubin" in compiled.asm and ("griddepcontrol.wait" in compiled.asm["ptx"]) == pdl
 
 
 GEMV_TYPES = {name: "*bf16" for name in ("x_ptr", "r_ptr", "norm_w_ptr", "w_ptr", "y_ptr", "new_r_ptr", "gate_up_ptr")}

@@ -243,3 +243,36 @@ def test_prefill_gpu(dtype, block_size):
         k, v = gather(k_cache, block_tables[b], n), gather(v_cache, block_tables[b], n)
         ref = dense_attention(q[rows], k, v, scale, torch.arange(n - q_len, n, device=DEVICE))
         torch.testing.assert_close(out[rows].float(), ref, atol=1e-2, rtol=1e-2)
+
+
+@pytest.mark.parametrize("batch", [1, 16])
+def test_decode_with_pdl_computes_what_the_plain_launch_does(batch):
+    """Programmatic dependent launch (sm_90+) changes when the decode kernel starts, not what it reads:
+    a chain of layers, each one's query computed by a kernel from the previous layer's output, gives bit
+    for bit the plain launches' result, eagerly and replayed from a CUDA graph."""
+    if torch.cuda.get_device_capability()[0] < 9:
+        pytest.skip("programmatic dependent launch needs sm_90+")
+    gen = torch.Generator(device=DEVICE).manual_seed(7)
+    lens_list = ([4096, 1, 65, 500] * 4)[:batch]
+    k_cache, v_cache, block_tables = make_cache(lens_list, 256, torch.bfloat16, gen)
+    q = torch.randn(batch, NUM_HEADS, HEAD_DIM, generator=gen, device=DEVICE).to(torch.bfloat16)
+    lens = torch.tensor(lens_list, dtype=torch.int32, device=DEVICE)
+    counters = decode_counters(batch, NUM_KV_HEADS, DEVICE)
+
+    def layers(pdl):
+        x = q
+        for _ in range(4):
+            x = paged_decode_attention(x * 2, k_cache, v_cache, block_tables, lens, 0.1, counters=counters, pdl=pdl)
+        return x
+
+    expected = layers(pdl=False)
+    assert torch.equal(layers(pdl=True), expected)
+    graph_out = []
+    graph = capture(lambda: graph_out.append(layers(pdl=True)))
+    for seed in range(3):
+        q.copy_(torch.randn(q.shape, generator=gen, device=DEVICE).to(torch.bfloat16))
+        graph.replay()
+        expected = layers(pdl=False)
+        torch.cuda.synchronize()
+        assert torch.equal(graph_out[-1], expected), f"replay {seed} differs"
+    assert torch.all(counters == 0)

@@ -34,12 +34,7 @@ for name, switches in {
         "rope": "triton",
     },
     "triton_sampler": {"attention": "triton", "kv_store": "triton", "rope": "triton", "sampler": "triton"},
-    "triton_linear": {
-        "attention": "triton",
-        "kv_store": "triton",
-        "rope": "triton",
-        "linear": {"name": "triton", "pdl": False},  # no programmatic dependent launch on the interpreter
-    },
+    "triton_linear": {"attention": "triton", "kv_store": "triton", "rope": "triton", "linear": "triton"},
 }.items():
     llm = LLM(
         folder,

@@ -8,8 +8,8 @@ from typing import Optional
 import torch
 
 from allmos.attention.backend import AttentionBackend
-from allmos.registry import PluginOptions, register
-from allmos.triton_support import TritonPlugin
+from allmos.registry import PluginOptions, make_options, register
+from allmos.triton_support import TritonPlugin, check_pdl_option
 
 
 @dataclass
@@ -17,6 +17,9 @@ class TritonOptions(PluginOptions):
     num_splits: Optional[int] = None  # decode splits per (sequence, kv head); None = heuristic
     longest_first: bool = True  # decode programs start with the longest contexts (no straggler at the end)
     fused_combine: bool = True  # the last split of each sequence merges the splits (no combine kernel)
+    pdl: bool = (
+        True  # the decode kernel launches while the previous kernel runs (programmatic dependent launch, sm_90+)
+    )
 
 
 @dataclass
@@ -37,6 +40,12 @@ class TritonBackend(TritonPlugin, AttentionBackend):
 
         self.kernels = triton_kernels
         self.counters: Optional[torch.Tensor] = None  # grown to the largest decode batch seen
+
+    @classmethod
+    def check(cls, config) -> None:
+        super().check(config)
+        options = make_options("attention", cls.plugin_name, config.attention.options)
+        check_pdl_option("attention.pdl", options.pdl, config.resolved_device)
 
     def build_metadata(self, meta):
         """Decode: the sequences by descending context length, sorted once per step on the device, and
@@ -84,4 +93,5 @@ class TritonBackend(TritonPlugin, AttentionBackend):
             seq_order=meta.backend_data.seq_order,
             fused_combine=self.options.fused_combine,
             counters=meta.backend_data.counters,
+            pdl=self.options.pdl,
         )

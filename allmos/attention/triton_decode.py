@@ -16,6 +16,8 @@ from allmos.attention.triton_decode_merge import (
     _store_or_merge_fused,
     decode_counters,
 )
+from allmos.triton_pdl import wait_for_previous_kernel
+from allmos.triton_support import pdl_launch
 
 _H100_NUM_SMS = 132
 _MAX_SPLITS = 32
@@ -67,6 +69,7 @@ def _decode_split_kernel(
     FUSED_COMBINE: tl.constexpr,
     HEADS_PER_MERGE: tl.constexpr,
     SPLITS_PAD: tl.constexpr,
+    USE_PDL: tl.constexpr,
 ):
     """One program = one (kv head, sequence, split). Its GROUP query heads share every K/V tile it loads.
 
@@ -93,6 +96,9 @@ def _decode_split_kernel(
     tiles_per_split = tl.cdiv(num_tiles, num_splits)
     tok_start = split * tiles_per_split * BLOCK_N
     tok_end = tl.minimum(tok_start + tiles_per_split * BLOCK_N, ctx_len)
+    # The step's index tensors are written before the forward's first kernel, a plain launch, so they may
+    # be read before the wait; q, the cache and the workspaces only after it.
+    wait_for_previous_kernel(USE_PDL)
 
     offs_g = tl.arange(0, GROUP_PAD)
     offs_d = tl.arange(0, HEAD_DIM)
@@ -201,6 +207,7 @@ def paged_decode_attention(
     *,
     fused_combine: bool = True,
     counters: torch.Tensor | None = None,
+    pdl: bool = False,
     block_n: int | None = None,
     num_warps: int = 4,
     num_stages: int = 2,
@@ -214,7 +221,9 @@ def paged_decode_attention(
     With several splits, fused_combine merges them inside the split kernel (the last split of each
     (sequence, kv head) to finish does it) instead of in a second kernel. It needs `counters`, an int32
     buffer of >= batch * num_kv_heads zeros (decode_counters) that each call leaves zeroed; without
-    one, a fresh buffer is zeroed per call (an extra memset). block_n / num_warps / num_stages are
+    one, a fresh buffer is zeroed per call (an extra memset). With pdl (sm_90+) the split kernel is
+    launched with programmatic dependent launch: it starts while the previous kernel runs and waits for
+    it after reading the step's context lengths. block_n / num_warps / num_stages are
     tuning knobs for benchmarks.
     """
     block_size, num_kv_heads, group = _check_cache(q, k_cache, v_cache)
@@ -284,6 +293,7 @@ def paged_decode_attention(
         SPLITS_PAD=splits_pad if fused else 1,
         num_warps=num_warps,
         num_stages=num_stages,
+        **pdl_launch("paged_decode_attention", pdl, q.device),
     )
     if not direct and not fused:
         _decode_combine_kernel[(batch, num_heads)](

@@ -4,9 +4,10 @@
 
 Starts `--batch` sequences of `--context` prompt tokens, lets them reach steady decoding, then times
 `--steps` consecutive decode steps (engine.step(), host work included, device synchronised at the
-ends) and reports milliseconds per step for each CUDA-graph setting. With graphs it also times the
-captured forward alone (back-to-back replays between CUDA events: the GPU time of the model's
-forward without the LM head, sampler or host), so the two figures separate device from host time.
+ends of each of five blocks) and reports milliseconds per step of the median block for each CUDA-graph
+setting. With graphs it also times the captured forward alone (back-to-back replays between CUDA
+events: the GPU time of the model's forward without the LM head, sampler or host), so the two figures
+separate device from host time.
 Engines are built one after the other, the first freed before the second starts.
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import statistics
 import time
 
 import torch
@@ -25,6 +27,7 @@ from allmos.llm import LLM
 from allmos.sampling_params import SamplingParams
 
 WARM_STEPS = 8
+BLOCKS = 5  # the steps are timed in blocks; the median block is reported (a host hiccup moves one block)
 
 
 def sync(llm: LLM) -> None:
@@ -56,17 +59,19 @@ def decode_step_ms(llm: LLM, batch: int, context: int, steps: int) -> tuple[floa
         engine.add_request([1 + (7 * i + t) % 1000 for t in range(context)], params)
     while engine.stats.steps("decode") < WARM_STEPS:
         engine.step()
-    sync(llm)
-    start = time.perf_counter()
-    for _ in range(steps):
-        engine.step()
-    sync(llm)
-    elapsed = time.perf_counter() - start
+    block_ms = []
+    for _ in range(BLOCKS):
+        sync(llm)
+        start = time.perf_counter()
+        for _ in range(steps // BLOCKS):
+            engine.step()
+        sync(llm)
+        block_ms.append(1e3 * (time.perf_counter() - start) / (steps // BLOCKS))
     # the sequences are still live, so the replayed inputs are real
     replay = graph_replay_ms(llm, batch, context + WARM_STEPS + steps)
     while engine.has_unfinished():
         engine.step()
-    return 1e3 * elapsed / steps, replay
+    return statistics.median(block_ms), replay
 
 
 def measure(model: str | None, arch: dict | None, options: dict, graphs: bool, args) -> dict:

@@ -18,6 +18,8 @@ import triton.language as tl
 
 from allmos.kv_store.base import KVTarget
 from allmos.kv_store.triton_kernels import check_store_args
+from allmos.triton_pdl import wait_for_previous_kernel
+from allmos.triton_support import pdl_launch
 
 
 @triton.jit
@@ -101,12 +103,16 @@ def _qk_norm_rope_kernel(
     BLOCK_KV: tl.constexpr,
     HAS_NORM: tl.constexpr,
     STORE_KV: tl.constexpr,
+    USE_PDL: tl.constexpr,
 ):
     token = tl.program_id(0).to(tl.int64)
     pos = tl.load(positions_ptr + token).to(tl.int64)
     # The caches are contiguous [max_positions, HALF] float32.
     cos = tl.load(cos_ptr + pos * HALF + tl.arange(0, HALF))[None, :]
     sin = tl.load(sin_ptr + pos * HALF + tl.arange(0, HALF))[None, :]
+    # Positions are written before the forward's first kernel (a plain launch) and the cos/sin caches
+    # never change, so they may be read before the wait; q, k, v and the KV cache only after it.
+    wait_for_previous_kernel(USE_PDL)
     no_cache = token < 0  # false: the q heads are never stored
     _norm_rope_heads(
         q_ptr + token * stride_q_tok,
@@ -195,13 +201,16 @@ def qk_norm_rope_triton(
     cos_cache: torch.Tensor,
     sin_cache: torch.Tensor,
     kv: KVTarget | None = None,
+    *,
+    pdl: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """In place on q [tokens, heads, D] and k [tokens, kv_heads, D] (views with any row/head strides):
     `rms_norm` with q_weight / k_weight (skipped when both are None), then neox RoPE at `positions`.
     With `kv`, also writes the rotated k and kv.v into the paged caches at kv.slot_mapping (slot -1
     skipped), as allmos.kv_store's Triton store would. Returns (q, k). Positions must lie in
     [0, max_positions): they are not read on the host (no sync, so the launch can be captured in a CUDA
-    graph), hence not checked."""
+    graph), hence not checked. With pdl (sm_90+) the kernel is launched with programmatic dependent
+    launch: it starts while the previous kernel runs and waits for it after reading the positions' cos/sin."""
     _check_args(positions, q, k, q_weight, k_weight, cos_cache, sin_cache)
     if kv is not None:
         check_store_args(k, kv.v, kv.k_cache, kv.v_cache, kv.slot_mapping)
@@ -235,5 +244,6 @@ def qk_norm_rope_triton(
         HAS_NORM=has_norm,
         STORE_KV=kv is not None,
         num_warps=num_warps,
+        **pdl_launch("qk_norm_rope_triton", pdl, q.device),
     )
     return q, k

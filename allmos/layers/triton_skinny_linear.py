@@ -29,9 +29,9 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
-from triton.language.extra.cuda import gdc_launch_dependents, gdc_wait
 
-from allmos.triton_support import cuda_capability_at_least
+from allmos.triton_pdl import wait_for_previous_kernel
+from allmos.triton_support import pdl_launch
 
 MAX_ROWS = 8  # beyond this cuBLAS's tensor-core tiles win (measured with allmos.bench.linear_bench)
 MAX_ACCUMULATORS_PER_THREAD = 64  # float32 registers a thread gives to the accumulator tile
@@ -77,9 +77,7 @@ def _first_weight_chunk(
     which the program may read what that kernel wrote and write what it read."""
     offs_k = tl.arange(0, BLOCK_K)
     w = _weight_chunk(w_ptr, stride_wn, offs_n, n_mask, offs_k, offs_k < K)
-    if USE_PDL:
-        gdc_launch_dependents()
-        gdc_wait()
+    wait_for_previous_kernel(USE_PDL)
     return w
 
 
@@ -261,21 +259,14 @@ def _launch_config(name: str, rows: int, n: int, k: int, block_n, block_k, num_w
     }
 
 
-def _check_pdl(name: str, pdl: bool, x: torch.Tensor) -> None:
-    if pdl and not cuda_capability_at_least(str(x.device), 9):
-        raise ValueError(f"{name}: pdl (programmatic dependent launch) needs a CUDA GPU of compute capability 9.0+")
-
-
-def _launch(kernel, config: dict, *args, pdl: bool, **constexprs) -> None:
-    launch_options = {"launch_pdl": True} if pdl else {}
+def _launch(kernel, config: dict, name: str, *args, pdl: bool, **constexprs) -> None:
     kernel[config["grid"]](
         *args,
         BLOCK_M=config["BLOCK_M"],
         BLOCK_N=config["BLOCK_N"],
         BLOCK_K=config["BLOCK_K"],
-        USE_PDL=pdl,
         num_warps=config["num_warps"],
-        **launch_options,
+        **pdl_launch(name, pdl, args[0].device),
         **constexprs,
     )
 
@@ -326,7 +317,6 @@ def skinny_linear(
     """x [M, K] (1 <= M <= MAX_ROWS, rows contiguous) @ weight [N, K]^T -> [M, N] in x's dtype."""
     name = "skinny_linear"
     _check_weight(name, x, weight)
-    _check_pdl(name, pdl, x)
     n, k = weight.shape
     _check_rows(name, "x", x, k)
     config = _launch_config(name, x.shape[0], n, k, block_n, block_k, num_warps)
@@ -334,6 +324,7 @@ def skinny_linear(
     _launch(
         _skinny_linear_kernel,
         config,
+        name,
         x,
         weight,
         y,
@@ -368,7 +359,6 @@ def add_rms_norm_linear(
     """
     name = "add_rms_norm_linear"
     _check_weight(name, x, weight)
-    _check_pdl(name, pdl, x)
     n, k = weight.shape
     _check_rows(name, "x", x, k)
     _check_like(name, "norm_weight", norm_weight, (k,), x)
@@ -382,6 +372,7 @@ def add_rms_norm_linear(
     _launch(
         _add_rms_norm_linear_kernel,
         config,
+        name,
         x,
         residual_in,
         norm_weight,
@@ -416,7 +407,6 @@ def silu_mul_linear(
     MAX_ROWS, rows contiguous), weight [N, K] -> [M, N] in gate_up's dtype."""
     name = "silu_mul_linear"
     _check_weight(name, gate_up, weight)
-    _check_pdl(name, pdl, gate_up)
     n, k = weight.shape
     _check_rows(name, "gate_up", gate_up, 2 * k)
     m = gate_up.shape[0]
@@ -425,6 +415,7 @@ def silu_mul_linear(
     _launch(
         _silu_mul_linear_kernel,
         config,
+        name,
         gate_up,
         weight,
         y,

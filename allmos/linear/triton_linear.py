@@ -1,9 +1,8 @@
 from dataclasses import dataclass
 
-from allmos.errors import ConfigError
 from allmos.linear.base import LinearPlugin
 from allmos.registry import PluginOptions, make_options, register
-from allmos.triton_support import TritonPlugin, cuda_capability_at_least
+from allmos.triton_support import TritonPlugin, check_pdl_option
 
 
 @dataclass
@@ -31,12 +30,7 @@ class TritonLinear(TritonPlugin, LinearPlugin):
     def check(cls, config) -> None:
         super().check(config)
         options = make_options("linear", cls.plugin_name, config.linear.options)
-        if options.pdl and not cuda_capability_at_least(config.resolved_device, 9):
-            raise ConfigError(
-                "linear.pdl",
-                "programmatic dependent launch needs a CUDA GPU of compute capability 9.0+ (Hopper); "
-                f"this run is on {config.resolved_device}: set linear.pdl=false",
-            )
+        check_pdl_option("linear.pdl", options.pdl, config.resolved_device)
 
     def project(self, proj, x):
         if x.shape[0] != 1:

@@ -1,9 +1,16 @@
-from allmos.registry import register
+from dataclasses import dataclass
+
+from allmos.registry import PluginOptions, make_options, register
 from allmos.rope.base import QKRope
-from allmos.triton_support import TritonPlugin
+from allmos.triton_support import TritonPlugin, check_pdl_option
 
 
-@register("rope", "triton")
+@dataclass
+class TritonRopeOptions(PluginOptions):
+    pdl: bool = True  # the kernel launches while the previous one runs (programmatic dependent launch, sm_90+)
+
+
+@register("rope", "triton", options=TritonRopeOptions)
 class TritonQKRope(TritonPlugin, QKRope):
     """One Triton kernel per layer normalises and rotates q and k in place (in the packed qkv
     output): one launch where the torch ops take three or more. It can also write K/V into the paged
@@ -17,8 +24,15 @@ class TritonQKRope(TritonPlugin, QKRope):
 
         self.kernel = qk_norm_rope_triton
 
+    @classmethod
+    def check(cls, config) -> None:
+        super().check(config)
+        options = make_options("rope", cls.plugin_name, config.rope.options)
+        check_pdl_option("rope.pdl", options.pdl, config.resolved_device)
+
     def apply(self, positions, q, k, q_norm, k_norm, rotary, kv=None):
         q_weight = None if q_norm is None else q_norm.weight
         k_weight = None if k_norm is None else k_norm.weight
         eps = 0.0 if q_norm is None else q_norm.eps
-        return self.kernel(positions, q, k, q_weight, k_weight, eps, rotary.cos, rotary.sin, kv)
+        cos, sin = rotary.cos, rotary.sin
+        return self.kernel(positions, q, k, q_weight, k_weight, eps, cos, sin, kv, pdl=self.options.pdl)

@@ -1,0 +1,16 @@
+"""The device side of programmatic dependent launch (PDL, sm_90+), shared by the kernels that use it. The
+host side (Triton's launch_pdl, the USE_PDL constexpr) is allmos.triton_support.pdl_launch."""
+
+import triton
+import triton.language as tl
+from triton.language.extra.cuda import gdc_launch_dependents, gdc_wait
+
+
+@triton.jit
+def wait_for_previous_kernel(USE_PDL: tl.constexpr):
+    """Under PDL: let the next kernel launch at once, then wait until the previous kernel has finished
+    and its writes are visible. A program reads nothing the previous kernels wrote, and writes nothing
+    they read, before this."""
+    if USE_PDL:
+        gdc_launch_dependents()
+        gdc_wait()

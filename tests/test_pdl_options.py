@@ -1,0 +1,51 @@
+"""The `pdl` option of the Triton plugins (programmatic dependent launch): refused, naming the switch, on
+a CUDA GPU older than Hopper; accepted on Hopper and on the CPU interpreter, where kernels run one after
+another anyway. That it changes no token is checked on the GPU (test_gpu_engine.py)."""
+
+import pytest
+import torch
+
+pytest.importorskip("triton")
+from allmos.config import EngineConfig
+from allmos.errors import ConfigError
+from allmos.registry import lookup
+
+PDL_PLUGINS = ["attention", "rope", "linear"]
+
+
+def check(kind: str, pdl: bool, device: str) -> None:
+    config = EngineConfig.create(device=device, **{kind: {"name": "triton", "pdl": pdl}})
+    lookup(kind, "triton").cls.check(config)
+
+
+@pytest.fixture
+def gpu_of_capability(monkeypatch):
+    def pretend(major: int) -> None:
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (major, 0))
+
+    return pretend
+
+
+@pytest.mark.parametrize("kind", PDL_PLUGINS)
+def test_pdl_is_refused_on_a_gpu_older_than_hopper(kind, gpu_of_capability):
+    gpu_of_capability(8)  # an A100
+    with pytest.raises(ConfigError, match=f"{kind}.pdl=false") as refused:
+        check(kind, True, "cuda")
+    assert refused.value.switch == f"{kind}.pdl"
+    check(kind, False, "cuda")
+
+
+@pytest.mark.parametrize("kind", PDL_PLUGINS)
+def test_pdl_is_accepted_on_hopper_and_on_the_interpreter(kind, gpu_of_capability, monkeypatch):
+    gpu_of_capability(9)  # an H100
+    check(kind, True, "cuda")
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    check(kind, True, "cpu")
+
+
+def test_the_interpreter_runs_pdl_kernels_without_the_grid_dependency_instructions():
+    from allmos.triton_support import pdl_launch
+
+    assert pdl_launch("kernel", True, torch.device("cpu")) == {"USE_PDL": False}
+    assert pdl_launch("kernel", False, torch.device("cpu")) == {"USE_PDL": False}
