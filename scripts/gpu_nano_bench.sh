@@ -15,10 +15,11 @@ declare -A CONFIGS=(
   [no_rope]="$ON rope=torch"
   [no_sampler]="$ON sampler=gumbel"
   [no_linear]="$ON linear=torch"
+  [no_pdl]="$ON attention.pdl=false rope.pdl=false linear.pdl=false"
   [all_off]="attention=sdpa kv_store=torch cuda_graphs=false compile=false prefix_caching=false async_scheduling=false"
 )
 # The sdpa configurations go last: their decode gathers whole block tables and takes minutes.
-for name in ${NAMES:-all_on no_kv_store no_cuda_graphs no_compile no_prefix_caching no_async_scheduling no_rope no_sampler no_linear no_attention all_off}; do
+for name in ${NAMES:-all_on no_kv_store no_cuda_graphs no_compile no_prefix_caching no_async_scheduling no_rope no_sampler no_linear no_pdl no_attention all_off}; do
   echo "=== $name: ${CONFIGS[$name]} $*"
   timeout "${JOB_TIMEOUT:-240}" python run.py ${CONFIGS[$name]} "$@" hydra.run.dir="$runs/$name" 2>&1 \
     | grep -v "generate:" | tail -12

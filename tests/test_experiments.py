@@ -43,6 +43,14 @@ SWITCHES = (
 )
 ALL_OFF = ("sdpa", "torch", False, False, False, False, "torch", "gumbel", "torch")
 ALL_ON = ("triton", "triton", True, True, True, True, "triton", "triton", "triton")
+
+
+def with_pdl(stages: dict, pdl_off: frozenset = frozenset()) -> dict:
+    """Each stage's switches plus whether programmatic dependent launch is left on (every `pdl` option
+    of the Triton plugins at its default)."""
+    return {name: values + (name not in pdl_off,) for name, values in stages.items()}
+
+
 CUMULATIVE = {  # the stated order: each stage adds one optimization to the one before
     "c0_all_off": ALL_OFF,
     "c1_attention_triton": ("triton", "torch", False, False, False, False, "torch", "gumbel", "torch"),
@@ -55,6 +63,7 @@ CUMULATIVE = {  # the stated order: each stage adds one optimization to the one 
     "c8_sampler_triton": ("triton", "triton", True, True, True, True, "triton", "triton", "torch"),
     "c9_linear_triton": ALL_ON,
 }
+CUMULATIVE = with_pdl(CUMULATIVE)
 LEAVE_ONE_OUT = {
     "all_on": ALL_ON,
     "no_attention": ("sdpa", "triton", True, True, True, True, "triton", "triton", "triton"),
@@ -66,10 +75,12 @@ LEAVE_ONE_OUT = {
     "no_rope": ("triton", "triton", True, True, True, True, "torch", "triton", "triton"),
     "no_sampler": ("triton", "triton", True, True, True, True, "triton", "gumbel", "triton"),
     "no_linear": ("triton", "triton", True, True, True, True, "triton", "triton", "torch"),
+    "no_pdl": ALL_ON,
 }
+LEAVE_ONE_OUT = with_pdl(LEAVE_ONE_OUT, frozenset({"no_pdl"}))
 JOBS = {
     "ablation_cumulative": 30,
-    "ablation_leave_one_out": 30,
+    "ablation_leave_one_out": 33,
     "attention_backends": 18,
     "prefix_caching": 24,
     "latency": 6,
@@ -90,9 +101,10 @@ def composed(*overrides: str, hydra: bool = False):
 
 
 def switches(cfg) -> tuple:
-    return tuple(
+    named = tuple(
         cfg[s].name if s in ("attention", "kv_store", "rope", "sampler", "linear") else cfg[s] for s in SWITCHES
     )
+    return named + (all(cfg[plugin].get("pdl", True) for plugin in ("attention", "rope", "linear")),)
 
 
 def sweep_params(name: str) -> dict[str, str]:
