@@ -24,8 +24,8 @@ import torch.nn.functional as F
 
 from allmos.bench.kernel_bench import bench_copy, environment, gbps, graph_ms, num_sets
 from allmos.layers import ops
+from allmos.layers.skinny_linear_checks import MAX_ROWS
 from allmos.layers.triton_skinny_linear import (
-    MAX_ROWS,
     accumulator_fits,
     add_rms_norm_linear,
     silu_mul_linear,

@@ -30,10 +30,10 @@ import torch
 import triton
 import triton.language as tl
 
+from allmos.layers.skinny_linear_checks import check_like, check_rows, check_weight
 from allmos.triton_pdl import wait_for_previous_kernel
 from allmos.triton_support import pdl_launch
 
-MAX_ROWS = 8  # beyond this cuBLAS's tensor-core tiles win (measured with allmos.bench.linear_bench)
 MAX_ACCUMULATORS_PER_THREAD = 64  # float32 registers a thread gives to the accumulator tile
 NUM_SMS_H100 = 132
 
@@ -272,35 +272,6 @@ def _launch(kernel, config: dict, name: str, *args, pdl: bool, **constexprs) -> 
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Input checks
-# ---------------------------------------------------------------------------------------------------------
-
-
-def _check_rows(name: str, what: str, x: torch.Tensor, width: int) -> None:
-    if x.dim() != 2 or x.shape[1] != width or not 1 <= x.shape[0] <= MAX_ROWS:
-        raise ValueError(f"{name}: {what} {tuple(x.shape)} is not [1..{MAX_ROWS}, {width}]")
-    if x.stride(1) != 1:
-        raise ValueError(f"{name}: {what} rows must be contiguous (stride {x.stride()})")
-
-
-def _check_weight(name: str, x: torch.Tensor, weight: torch.Tensor) -> None:
-    if weight.dim() != 2 or weight.stride(1) != 1 or weight.shape[0] < 1:
-        raise ValueError(f"{name}: weight {tuple(weight.shape)} (stride {weight.stride()}) is not [N, K] row-major")
-    if weight.dtype != x.dtype or weight.device != x.device:
-        raise ValueError(f"{name}: weight is {weight.dtype} on {weight.device}, input {x.dtype} on {x.device}")
-
-
-def _check_like(name: str, what: str, tensor: torch.Tensor, shape: tuple, x: torch.Tensor) -> None:
-    if tuple(tensor.shape) != shape or tensor.dtype != x.dtype or tensor.device != x.device:
-        raise ValueError(
-            f"{name}: {what} is {tuple(tensor.shape)} {tensor.dtype} on {tensor.device}, "
-            f"expected {shape} {x.dtype} on {x.device}"
-        )
-    if tensor.stride(-1) != 1:
-        raise ValueError(f"{name}: {what} must be contiguous in its last dimension")
-
-
-# ---------------------------------------------------------------------------------------------------------
 # Entry points
 # ---------------------------------------------------------------------------------------------------------
 
@@ -316,26 +287,13 @@ def skinny_linear(
 ) -> torch.Tensor:
     """x [M, K] (1 <= M <= MAX_ROWS, rows contiguous) @ weight [N, K]^T -> [M, N] in x's dtype."""
     name = "skinny_linear"
-    _check_weight(name, x, weight)
+    check_weight(name, x, weight)
     n, k = weight.shape
-    _check_rows(name, "x", x, k)
+    check_rows(name, "x", x, k)
     config = _launch_config(name, x.shape[0], n, k, block_n, block_k, num_warps)
     y = torch.empty(x.shape[0], n, dtype=x.dtype, device=x.device)
-    _launch(
-        _skinny_linear_kernel,
-        config,
-        name,
-        x,
-        weight,
-        y,
-        x.shape[0],
-        n,
-        x.stride(0),
-        weight.stride(0),
-        y.stride(0),
-        K=k,
-        pdl=pdl,
-    )
+    strides = (x.stride(0), weight.stride(0), y.stride(0))
+    _launch(_skinny_linear_kernel, config, name, x, weight, y, x.shape[0], n, *strides, K=k, pdl=pdl)
     return y
 
 
@@ -358,12 +316,12 @@ def add_rms_norm_linear(
     returned residual is x itself, as the model's first layer does.
     """
     name = "add_rms_norm_linear"
-    _check_weight(name, x, weight)
+    check_weight(name, x, weight)
     n, k = weight.shape
-    _check_rows(name, "x", x, k)
-    _check_like(name, "norm_weight", norm_weight, (k,), x)
+    check_rows(name, "x", x, k)
+    check_like(name, "norm_weight", norm_weight, (k,), x)
     if residual is not None:
-        _check_like(name, "residual", residual, tuple(x.shape), x)
+        check_like(name, "residual", residual, tuple(x.shape), x)
     m = x.shape[0]
     config = _launch_config(name, m, n, k, block_n, block_k, num_warps)
     y = torch.empty(m, n, dtype=x.dtype, device=x.device)
@@ -406,9 +364,9 @@ def silu_mul_linear(
     """ops.silu_and_mul(gate_up) @ weight^T in one kernel: gate_up [M, 2K] = [gate | up] (1 <= M <=
     MAX_ROWS, rows contiguous), weight [N, K] -> [M, N] in gate_up's dtype."""
     name = "silu_mul_linear"
-    _check_weight(name, gate_up, weight)
+    check_weight(name, gate_up, weight)
     n, k = weight.shape
-    _check_rows(name, "gate_up", gate_up, 2 * k)
+    check_rows(name, "gate_up", gate_up, 2 * k)
     m = gate_up.shape[0]
     config = _launch_config(name, m, n, k, block_n, block_k, num_warps)
     y = torch.empty(m, n, dtype=gate_up.dtype, device=gate_up.device)
