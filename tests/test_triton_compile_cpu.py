@@ -109,3 +109,25 @@ def test_gemv_kernels_compile_for_h100_with_the_weight_load_before_the_pdl_wait(
     weight_loads_per_thread = constexprs["BLOCK_N"] * constexprs["BLOCK_K"] // (32 * 4)
     assert ops[:wait] == ["ld.global.b16"] * weight_loads_per_thread + ["griddepcontrol.launch_dependents"]
     assert any(op.startswith("st.global") for op in ops[wait:])
+
+
+@pytest.mark.parametrize("pdl", [False, True], ids=["plain", "pdl"])
+@pytest.mark.parametrize("prologue,has_residual", [(0, False), (1, True), (1, False), (2, False)])
+def test_rows_linear_kernel_compiles_for_h100_with_tensor_cores(prologue, has_residual, pdl):
+    """The multi-row GEMM's bf16 dot becomes Hopper warpgroup MMAs, its split-K counter an acquire-release
+    atomic, and under PDL the grid-dependency wait comes before any load."""
+    from allmos.layers import triton_rows_linear_kernel as k
+
+    pointers = ("a_ptr", "r_ptr", "norm_w_ptr", "w_ptr", "y_ptr", "new_r_ptr")
+    types = dict.fromkeys(pointers, "*bf16") | {"partial_ptr": "*fp32", "counter_ptr": "*i32", "eps": "fp32"}
+    types |= dict.fromkeys(("M", "N", "K", "split_k", "k_per_split"), "i32")
+    types |= dict.fromkeys(("stride_am", "stride_rm", "stride_new_rm", "stride_wn", "stride_ym"), "i32")
+    constexprs = {"PROLOGUE": prologue, "HAS_RESIDUAL": has_residual, "USE_PDL": pdl}
+    constexprs |= {"BLOCK_M": 64, "BLOCK_N": 64, "BLOCK_K": 64}
+    ptx = compile_for_h100(k.rows_linear_kernel, types, constexprs).asm["ptx"]
+    assert "wgmma.mma_async" in ptx
+    assert re.search(r"atom\.global\.(gpu\.)?acq_rel(\.gpu)?\.add", ptx)
+    if pdl:
+        assert ptx.index("griddepcontrol.wait") < ptx.index("ld.global")
+    else:
+        assert "griddepcontrol" not in ptx

@@ -17,6 +17,7 @@ INTERPRETER_MODULES = [
     "qk_rope_interpreter_kernels.py",
     "sampler_interpreter_kernels.py",
     "skinny_linear_interpreter_kernels.py",
+    "rows_linear_interpreter_kernels.py",
 ]
 
 

@@ -1,4 +1,4 @@
-"""Input checks of the single-row linear kernels (allmos.layers.triton_skinny_linear): shapes, strides,
+"""Input checks of the Triton linear kernels (allmos.layers.triton_skinny_linear, triton_rows_linear): shapes, strides,
 dtypes and devices, refused with the kernel's name before anything launches."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ import torch
 MAX_ROWS = 8  # beyond this cuBLAS's tensor-core tiles win (measured with allmos.bench.linear_bench)
 
 
-def check_rows(name: str, what: str, x: torch.Tensor, width: int) -> None:
-    if x.dim() != 2 or x.shape[1] != width or not 1 <= x.shape[0] <= MAX_ROWS:
-        raise ValueError(f"{name}: {what} {tuple(x.shape)} is not [1..{MAX_ROWS}, {width}]")
+def check_rows(name: str, what: str, x: torch.Tensor, width: int, max_rows: int = MAX_ROWS) -> None:
+    if x.dim() != 2 or x.shape[1] != width or not 1 <= x.shape[0] <= max_rows:
+        raise ValueError(f"{name}: {what} {tuple(x.shape)} is not [1..{max_rows}, {width}]")
     if x.stride(1) != 1:
         raise ValueError(f"{name}: {what} rows must be contiguous (stride {x.stride()})")
 
