@@ -133,3 +133,13 @@ def test_programmatic_dependent_launch_changes_no_token(folder, baseline, cuda_g
     without = outputs_of(folder, **PDL_OFF, **switches)
     assert with_pdl == without
     assert_close(with_pdl, baseline)
+
+
+@pytest.mark.parametrize("cuda_graphs", [False, True])
+def test_linear_gemm_option_agrees_with_baseline(folder, baseline, cuda_graphs):
+    """linear=triton with and without its multi-row GEMMs (linear.gemm): the batched steps of these
+    prompts take the GEMMs or cuBLAS, and both stay within the comparison's tolerance of the baseline."""
+    for gemm in (False, True):
+        linear = {"name": "triton", "gemm": gemm}
+        ours = outputs_of(folder, attention="triton", kv_store="triton", linear=linear, cuda_graphs=cuda_graphs)
+        assert_close(ours, baseline)
