@@ -16,6 +16,7 @@ declare -A CONFIGS=(
   [no_sampler]="$ON sampler=gumbel"
   [no_linear]="$ON linear=torch"
   [no_pdl]="$ON attention.pdl=false rope.pdl=false linear.pdl=false"
+  [no_gemm]="$ON linear.gemm=false"
   [all_off]="attention=sdpa kv_store=torch cuda_graphs=false compile=false prefix_caching=false async_scheduling=false"
 )
 # The sdpa configurations go last: their decode gathers whole block tables and takes minutes.

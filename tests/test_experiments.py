@@ -45,10 +45,10 @@ ALL_OFF = ("sdpa", "torch", False, False, False, False, "torch", "gumbel", "torc
 ALL_ON = ("triton", "triton", True, True, True, True, "triton", "triton", "triton")
 
 
-def with_pdl(stages: dict, pdl_off: frozenset = frozenset()) -> dict:
+def with_options(stages: dict, pdl_off: frozenset = frozenset(), gemm_off: frozenset = frozenset()) -> dict:
     """Each stage's switches plus whether programmatic dependent launch is left on (every `pdl` option
-    of the Triton plugins at its default)."""
-    return {name: values + (name not in pdl_off,) for name, values in stages.items()}
+    of the Triton plugins at its default) and whether linear=triton's multi-row GEMMs are."""
+    return {name: values + (name not in pdl_off, name not in gemm_off) for name, values in stages.items()}
 
 
 CUMULATIVE = {  # the stated order: each stage adds one optimization to the one before
@@ -63,7 +63,7 @@ CUMULATIVE = {  # the stated order: each stage adds one optimization to the one 
     "c8_sampler_triton": ("triton", "triton", True, True, True, True, "triton", "triton", "torch"),
     "c9_linear_triton": ALL_ON,
 }
-CUMULATIVE = with_pdl(CUMULATIVE)
+CUMULATIVE = with_options(CUMULATIVE)
 LEAVE_ONE_OUT = {
     "all_on": ALL_ON,
     "no_attention": ("sdpa", "triton", True, True, True, True, "triton", "triton", "triton"),
@@ -76,11 +76,12 @@ LEAVE_ONE_OUT = {
     "no_sampler": ("triton", "triton", True, True, True, True, "triton", "gumbel", "triton"),
     "no_linear": ("triton", "triton", True, True, True, True, "triton", "triton", "torch"),
     "no_pdl": ALL_ON,
+    "no_gemm": ALL_ON,
 }
-LEAVE_ONE_OUT = with_pdl(LEAVE_ONE_OUT, frozenset({"no_pdl"}))
+LEAVE_ONE_OUT = with_options(LEAVE_ONE_OUT, frozenset({"no_pdl"}), frozenset({"no_gemm"}))
 JOBS = {
     "ablation_cumulative": 30,
-    "ablation_leave_one_out": 33,
+    "ablation_leave_one_out": 36,
     "attention_backends": 18,
     "prefix_caching": 24,
     "latency": 6,
@@ -104,7 +105,8 @@ def switches(cfg) -> tuple:
     named = tuple(
         cfg[s].name if s in ("attention", "kv_store", "rope", "sampler", "linear") else cfg[s] for s in SWITCHES
     )
-    return named + (all(cfg[plugin].get("pdl", True) for plugin in ("attention", "rope", "linear")),)
+    pdl = all(cfg[plugin].get("pdl", True) for plugin in ("attention", "rope", "linear"))
+    return named + (pdl, cfg.linear.get("gemm", True))
 
 
 def sweep_params(name: str) -> dict[str, str]:
