@@ -96,10 +96,21 @@ def device_time_us(event) -> float:
     return 0.0
 
 
-def is_kernel(name: str) -> bool:
-    """Operator rows (aten::mm) and runtime calls (cudaGraphLaunch) also carry the device time of the
-    kernels they launched: counting them would count those kernels twice."""
-    return not name.startswith(("aten::", "cuda"))
+def is_kernel(event) -> bool:
+    """Work the GPU ran: kernels (replayed from CUDA graphs too), copies and memsets. Rows of the host's
+    side (an operator such as aten::mm, a runtime call such as cuLaunchKernelEx, or an inductor kernel's
+    launch, which carries the kernel's own name) also carry the device time of the kernels they launched:
+    counting them would count those kernels twice."""
+    device_type = getattr(event, "device_type", None)
+    if device_type is not None:
+        return device_type == torch.autograd.DeviceType.CUDA
+    return not event.key.startswith(("aten::", "cu"))
+
+
+def kernel_rows(prof) -> list[tuple[float, str, int]]:
+    """(device microseconds, name, calls) of each kernel in a profile, longest first."""
+    rows = ((device_time_us(e), e.key, e.count) for e in prof.key_averages() if is_kernel(e))
+    return sorted((row for row in rows if row[0] > 0), reverse=True)
 
 
 def kernel_breakdown(llm: LLM, spec: WorkloadSpec, skip: int, steps: int, top: int = 25) -> dict:
@@ -120,8 +131,7 @@ def kernel_breakdown(llm: LLM, spec: WorkloadSpec, skip: int, steps: int, top: i
             torch.cuda.synchronize()
     while engine.has_unfinished():
         engine.step()
-    rows = sorted(((device_time_us(e), e.key, e.count) for e in prof.key_averages() if is_kernel(e.key)), reverse=True)
-    kernels = [{"name": k[:90], "us_per_step": t / steps, "calls_per_step": c / steps} for t, k, c in rows if t > 0]
+    kernels = [{"name": k[:90], "us_per_step": t / steps, "calls_per_step": c / steps} for t, k, c in kernel_rows(prof)]
     return {
         "steps": steps,
         "batch_sizes": batch_sizes,
