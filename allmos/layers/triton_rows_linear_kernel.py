@@ -24,6 +24,14 @@ def _rows_chunk(ptr, offs_m, m_mask, stride_m, offs_k, k_mask):
 
 
 @triton.jit
+def _weight_tile(w_ptr, stride_wn, offs_n, n_mask, offs_k, k_mask):
+    """The [BLOCK_K, BLOCK_N] chunk of W^T (W is [N, K] row-major), as the dot's second operand."""
+    return tl.load(
+        w_ptr + offs_n[None, :] * stride_wn + offs_k[:, None], mask=n_mask[None, :] & k_mask[:, None], other=0.0
+    )
+
+
+@triton.jit
 def _raw_chunks(
     a_ptr,
     r_ptr,
@@ -95,9 +103,7 @@ def _prologue_loop(
             PROLOGUE,
             HAS_RESIDUAL,
         )
-        w = tl.load(
-            w_ptr + offs_n[None, :] * stride_wn + offs_k[:, None], mask=n_mask[None, :] & k_mask[:, None], other=0.0
-        )
+        w = _weight_tile(w_ptr, stride_wn, offs_n, n_mask, offs_k, k_mask)
         if PROLOGUE == SILU_MUL:
             a = _silu_mul(first, second, dtype)
         else:
@@ -145,9 +151,7 @@ def _plain_loop(
         offs_k = k_start + k0 + tl.arange(0, BLOCK_K)
         k_mask = offs_k < K
         a = _rows_chunk(a_ptr, offs_m, m_mask, stride_am, offs_k, k_mask)
-        w = tl.load(
-            w_ptr + offs_n[None, :] * stride_wn + offs_k[:, None], mask=n_mask[None, :] & k_mask[:, None], other=0.0
-        )
+        w = _weight_tile(w_ptr, stride_wn, offs_n, n_mask, offs_k, k_mask)
         acc = _dot(a, w, acc)
     return acc
 
