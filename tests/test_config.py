@@ -87,6 +87,10 @@ def test_plugin_options_are_validated_by_hydra():
     cfg = composed("kv_store=triton", "kv_store.fuse_rope=false")
     options = engine_options(cfg)
     assert EngineConfig.create(options.pop("model"), **options).switches()["kv_store.fuse_rope"] is False
+    cfg = composed("linear=triton", "linear.gemm=false")
+    options = engine_options(cfg)
+    switches = EngineConfig.create(options.pop("model"), **options).switches()
+    assert switches["linear.gemm"] is False and switches["linear.pdl"] is True
     with pytest.raises(ConfigCompositionException):
         composed("attention.no_such_option=1")
     with pytest.raises(ConfigCompositionException):
