@@ -4,17 +4,12 @@ the element-wise prologue applied to the input as it is loaded, split-K finished
 import triton
 import triton.language as tl
 
+from allmos.layers.triton_skinny_linear import round_to_dtype
 from allmos.triton_pdl import wait_for_previous_kernel
 
 PLAIN = tl.constexpr(0)
 ADD_RMS_NORM = tl.constexpr(1)
 SILU_MUL = tl.constexpr(2)
-
-
-@triton.jit
-def _round(value, dtype: tl.constexpr):
-    """Round a float32 value to `dtype` (as a torch op with `dtype` output does) and widen it back."""
-    return value.to(dtype).to(tl.float32)
 
 
 @triton.jit
@@ -63,7 +58,7 @@ def _raw_chunks(
 @triton.jit
 def _silu_mul(gate, up, dtype: tl.constexpr):
     gate = gate.to(tl.float32)
-    return (_round(gate / (1.0 + tl.exp(-gate)), dtype) * up.to(tl.float32)).to(dtype)
+    return (round_to_dtype(gate / (1.0 + tl.exp(-gate)), dtype) * up.to(tl.float32)).to(dtype)
 
 
 @triton.jit
@@ -109,7 +104,7 @@ def _prologue_loop(
         else:
             h = first.to(tl.float32)
             if HAS_RESIDUAL:
-                h = _round(h + second.to(tl.float32), dtype)
+                h = round_to_dtype(h + second.to(tl.float32), dtype)
                 new_r_ptrs = new_r_ptr + offs_m[:, None] * stride_new_rm + offs_k[None, :]
                 tl.store(new_r_ptrs, h.to(dtype), mask=m_mask[:, None] & k_mask[None, :] & writes_residual)
             squares += tl.sum(h * h, axis=1)

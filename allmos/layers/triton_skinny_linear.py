@@ -58,7 +58,7 @@ def _load_rows(ptr, offs_m, m_mask, stride_m, offs_k, k_mask):
 
 
 @triton.jit
-def _round(value, dtype: tl.constexpr):
+def round_to_dtype(value, dtype: tl.constexpr):
     """Round a float32 value to `dtype` (as a torch op with `dtype` output does) and widen it back."""
     return value.to(dtype).to(tl.float32)
 
@@ -131,7 +131,7 @@ def _residual_chunk(x_ptr, stride_xm, r_ptr, stride_rm, offs_m, m_mask, offs_k, 
     """x + residual rounded to x's dtype (as float32), or x alone."""
     h = _load_rows(x_ptr, offs_m, m_mask, stride_xm, offs_k, k_mask)
     if HAS_RESIDUAL:
-        h = _round(h + _load_rows(r_ptr, offs_m, m_mask, stride_rm, offs_k, k_mask), x_ptr.dtype.element_ty)
+        h = round_to_dtype(h + _load_rows(r_ptr, offs_m, m_mask, stride_rm, offs_k, k_mask), x_ptr.dtype.element_ty)
     return h
 
 
@@ -179,7 +179,7 @@ def _add_rms_norm_linear_kernel(
         k_mask = offs_k < K
         h = _residual_chunk(x_ptr, stride_xm, r_ptr, stride_rm, offs_m, m_mask, offs_k, k_mask, HAS_RESIDUAL)
         norm_w = tl.load(norm_w_ptr + offs_k, mask=k_mask, other=0.0).to(tl.float32)
-        normed = _round(norm_w[None, :] * _round(h * inv_rms[:, None], dtype), dtype)
+        normed = round_to_dtype(norm_w[None, :] * round_to_dtype(h * inv_rms[:, None], dtype), dtype)
         acc = _accumulate(acc, normed, w_first, w_ptr, stride_wn, offs_n, n_mask, offs_k, k_mask, k0)
     _store_output(y_ptr, stride_ym, acc, offs_m, m_mask, offs_n, n_mask)
 
@@ -209,8 +209,8 @@ def _silu_mul_linear_kernel(
         k_mask = offs_k < K
         gate = _load_rows(gate_up_ptr, offs_m, m_mask, stride_gm, offs_k, k_mask)
         up = _load_rows(gate_up_ptr + K, offs_m, m_mask, stride_gm, offs_k, k_mask)
-        silu = _round(gate / (1.0 + tl.exp(-gate)), dtype)
-        silu_up = _round(silu * up, dtype)
+        silu = round_to_dtype(gate / (1.0 + tl.exp(-gate)), dtype)
+        silu_up = round_to_dtype(silu * up, dtype)
         acc = _accumulate(acc, silu_up, w_first, w_ptr, stride_wn, offs_n, n_mask, offs_k, k_mask, k0)
     _store_output(y_ptr, stride_ym, acc, offs_m, m_mask, offs_n, n_mask)
 
