@@ -8,20 +8,14 @@ from allmos.engine.batch import ScheduledBatch
 from allmos.engine.scheduler import ContinuousScheduler, SchedulerLimits
 from allmos.engine.sequence import Sequence
 from allmos.memory.block_manager import PagedBlockManager
+from allmos.memory.prefix_cache import PrefixCachingBlockManager
 
 PROMPTS = [[5, 6, 7, 8, 9, 10, 11], list(range(20, 60)), [3, 4], list(range(100, 133))]
 
 
 def make_llm(folder, async_scheduling, **options):
-    return LLM(
-        folder,
-        dtype="float64",
-        max_model_len=256,
-        num_kv_blocks=64,
-        block_size=8,
-        async_scheduling=async_scheduling,
-        **options,
-    )
+    settings = dict(dtype="float64", max_model_len=256, num_kv_blocks=64, block_size=8) | options
+    return LLM(folder, async_scheduling=async_scheduling, **settings)
 
 
 def token_ids(llm, params):
@@ -122,3 +116,62 @@ def test_async_with_preemption_and_prefix_caching(tiny_qwen3, prefix_caching):
     )
     assert token_ids(llm, params) == sync
     assert llm.engine.scheduler.num_preemptions > 0
+
+
+def prefill_scheduler(block_manager, chunked_prefill=False) -> ContinuousScheduler:
+    limits = SchedulerLimits(8, 8, 64, chunked_prefill)  # 8 tokens per step
+    return ContinuousScheduler(limits, block_manager, eos_token_ids=set())
+
+
+def test_a_prefill_step_is_scheduled_ahead_of_a_running_prefill_step():
+    sched = prefill_scheduler(PagedBlockManager(16, 4))
+    for i in range(3):
+        sched.add(Sequence(i, list(range(10 * i, 10 * i + 5)), SamplingParams()))
+    running = sched.schedule()
+    assert running.is_prefill and [s.seq_id for s in running.seqs] == [0]
+    ahead = sched.schedule_ahead(running)
+    assert ahead.is_prefill and ahead.ahead_rows is None and [s.seq_id for s in ahead.seqs] == [1]
+    assert sched.schedule_ahead(ahead) is not None  # the third prompt after the second
+    assert sched.schedule_ahead(sched.schedule_ahead(ahead) or ahead) is None  # nothing left to start
+
+
+def test_no_prefill_ahead_of_a_partial_chunk():
+    sched = prefill_scheduler(PagedBlockManager(16, 4), chunked_prefill=True)
+    sched.add(Sequence(0, list(range(12)), SamplingParams()))
+    running = sched.schedule()
+    assert running.num_new_tokens == [8]
+    assert sched.schedule_ahead(running) is None  # the next chunk starts where this one ends
+
+
+def test_a_prefill_ahead_hits_the_blocks_the_running_step_fills():
+    """The normal schedule would find the running step's full blocks registered: so must the look-ahead."""
+    bm = PrefixCachingBlockManager(16, 4)
+    sched = prefill_scheduler(bm)
+    shared = list(range(40, 44))
+    sched.add(Sequence(0, shared + [1, 2, 3, 4], SamplingParams()))  # the whole budget of a step
+    sched.add(Sequence(1, shared + [9], SamplingParams()))
+    running = sched.schedule()
+    assert [s.seq_id for s in running.seqs] == [0]
+    ahead = sched.schedule_ahead(running)
+    assert ahead.seqs[0].num_cached_tokens == 4
+    assert ahead.seqs[0].block_table[0] == running.seqs[0].block_table[0]
+    assert ahead.num_new_tokens == [1]
+
+
+@pytest.mark.parametrize("prefix_caching", [False, True])
+def test_prefill_steps_ahead_match_sync(tiny_qwen3, prefix_caching):
+    """Many short prefill steps (8 tokens each), prompts sharing prefixes across steps."""
+    prompts = [list(range(30, 46)) + [i] for i in range(5)] + [[7, 8, 9]]
+    params = SamplingParams(temperature=0, max_tokens=6, ignore_eos=True)
+    runs = {}
+    for mode in (False, True):
+        llm = make_llm(tiny_qwen3, mode, prefix_caching=prefix_caching, max_num_batched_tokens=24, max_model_len=24)
+        runs[mode] = [o["token_ids"] for o in llm.generate(prompts, params, use_tqdm=False)], llm.engine
+    (sync_tokens, sync_engine), (async_tokens, async_engine) = runs[False], runs[True]
+    assert async_tokens == sync_tokens
+    assert async_engine.block_manager.cached_tokens == sync_engine.block_manager.cached_tokens
+    assert (sync_engine.block_manager.cached_tokens > 0) == prefix_caching
+    prefill_steps = async_engine.stats.steps("prefill")
+    assert prefill_steps >= 2
+    assert async_engine.counters()["ahead_prefill_steps"] == prefill_steps - 1  # every one after the first
+    assert sync_engine.counters()["ahead_prefill_steps"] == 0

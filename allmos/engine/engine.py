@@ -52,6 +52,7 @@ class Engine:
         self.next_seq_id = 0
         self.in_flight: LaunchedStep | None = None  # the look-ahead step queued by the last step()
         self.ahead_steps = 0  # steps queued before the previous step's tokens were read back
+        self.ahead_prefill_steps = 0  # of which prefill steps
 
     def add_request(self, token_ids: list[int], params: SamplingParams) -> Sequence:
         seq = Sequence(self.next_seq_id, token_ids, params, arrival=time.perf_counter())
@@ -70,9 +71,9 @@ class Engine:
         return self.in_flight is not None or self.scheduler.has_unfinished()
 
     def step(self) -> list[Sequence]:
-        """Finish one step and return the sequences it finished. With async_scheduling, the next
-        decode step is scheduled and queued on the device before this one's tokens are read back,
-        so the host's bookkeeping overlaps the device's work."""
+        """Finish one step and return the sequences it finished. With async_scheduling, the next step
+        (a decode step, or a prefill step after a prefill step) is scheduled and queued on the device
+        before this one's tokens are read back, so the host's bookkeeping overlaps the device's work."""
         start = time.perf_counter()
         launched = self.in_flight or self.launch(self.scheduler.schedule())
         self.in_flight = None
@@ -81,6 +82,7 @@ class Engine:
             if ahead is not None:
                 self.in_flight = self.launch(ahead, launched)
                 self.ahead_steps += 1
+                self.ahead_prefill_steps += ahead.is_prefill
         batch = launched.batch
         finished = self.scheduler.postprocess(batch, self.runner.collect(launched))
         now = time.perf_counter()
@@ -113,6 +115,7 @@ class Engine:
             "eager_forwards": graph.eager_steps,
             "preemptions": self.scheduler.num_preemptions,
             "ahead_steps": self.ahead_steps,
+            "ahead_prefill_steps": self.ahead_prefill_steps,
             "attention_backend": type(self.runner.attention_backend).plugin_name,
             "kv_store": type(self.runner.kv_store).plugin_name,
             "kv_store_in_rope": self.runner.rope_writes_kv(),

@@ -121,10 +121,13 @@ class ContinuousScheduler(Scheduler):
         return ScheduledBatch(scheduled, [1] * len(scheduled), is_prefill=False) if scheduled else None
 
     def schedule_ahead(self, running: ScheduledBatch) -> ScheduledBatch | None:
-        """Every sequence of the decode step `running` that will not finish by length, one position
-        further, if each can grow by a block without preemption and no waiting prompt could start now.
-        A sequence that then samples an end-of-sequence token wastes its look-ahead token (dropped)."""
-        if running.is_prefill or self.prefill_would_start():
+        """After a prefill step, the next prefill step (schedule_prefill_ahead). After a decode step,
+        every sequence of it that will not finish by length, one position further, if each can grow by
+        a block without preemption and no waiting prompt could start now. A sequence that then samples
+        an end-of-sequence token wastes its look-ahead token (dropped)."""
+        if running.is_prefill:
+            return self.schedule_prefill_ahead(running)
+        if self.prefill_would_start():
             return None
         rows = [
             i
@@ -138,6 +141,18 @@ class ContinuousScheduler(Scheduler):
         for seq in seqs:
             self.block_manager.allocate(seq, len(seq) + 1)
         return ScheduledBatch(seqs, [1] * len(seqs), is_prefill=False, ahead_rows=rows)
+
+    def schedule_prefill_ahead(self, running: ScheduledBatch) -> ScheduledBatch | None:
+        """The prefill step after the prefill step `running`, whose prompts need none of its sampled
+        tokens; None when `running` computes only part of a prompt (the next chunk starts where that one
+        ends) or no prompt could start. The blocks `running` fills are registered first, as they would be
+        after it: a later step runs after it on the device, so a prefix hit on them reads written KV."""
+        partial = any(n < s.num_uncomputed_tokens for s, n in zip(running.seqs, running.num_new_tokens))
+        if partial or not self.prefill_would_start():
+            return None
+        for seq, count in zip(running.seqs, running.num_new_tokens):
+            self.block_manager.mark_computed(seq, seq.num_computed_tokens + count)
+        return self.schedule_prefill()
 
     def prefill_would_start(self) -> bool:
         if not self.waiting or len(self.running) >= self.limits.max_num_seqs:

@@ -32,8 +32,9 @@ class BlockManager(ABC):
         """Grow the block table of `seq` to hold `num_tokens` tokens (first call: prefix lookup)."""
 
     @abstractmethod
-    def mark_computed(self, seq: Sequence) -> None:
-        """Called after a step wrote KV for `seq` up to `seq.num_computed_tokens`."""
+    def mark_computed(self, seq: Sequence, num_tokens: int | None = None) -> None:
+        """Called once the KV of `seq` up to `num_tokens` (default `seq.num_computed_tokens`) is written,
+        or queued on the device by a step that every later step runs after."""
 
     @abstractmethod
     def free(self, seq: Sequence) -> None:
@@ -80,7 +81,7 @@ class PagedBlockManager(BlockManager):
     def on_first_allocation(self, seq: Sequence) -> None:
         """Hook for prefix caching: reuse blocks before fresh ones are taken."""
 
-    def mark_computed(self, seq: Sequence) -> None:
+    def mark_computed(self, seq: Sequence, num_tokens: int | None = None) -> None:
         pass
 
     def take_free_block(self) -> int:

@@ -1,9 +1,10 @@
 """Prefix caching: full blocks are shared between sequences whose tokens agree up to them.
 
 Each full block is named by a chained xxhash of its tokens and the hash of the block before it.
-A block's hash is registered only once its KV has been written (`mark_computed`), so a hit never
-reads KV that is still being computed. Freed blocks keep their hash and stay reusable until the
-pool hands them out again (least recently freed first).
+A block's hash is registered only once its KV has been written, or queued on the device by a step
+that every later step runs after (`mark_computed`), so a hit never reads KV that is not there yet.
+Freed blocks keep their hash and stay reusable until the pool hands them out again (least recently
+freed first).
 """
 
 from __future__ import annotations
@@ -66,8 +67,9 @@ class PrefixCachingBlockManager(PagedBlockManager):
             del self.block_of_hash[h]
         self.tokens_of_block.pop(block, None)
 
-    def mark_computed(self, seq: Sequence) -> None:
-        full = min(seq.num_computed_tokens // self.block_size, len(seq.block_table))
+    def mark_computed(self, seq: Sequence, num_tokens: int | None = None) -> None:
+        computed = seq.num_computed_tokens if num_tokens is None else num_tokens
+        full = min(computed // self.block_size, len(seq.block_table))
         for index in range(seq.num_hashed_blocks, full):
             prev = seq.block_hashes[-1] if seq.block_hashes else 0
             tokens = seq.block_tokens(index, self.block_size)
