@@ -25,7 +25,10 @@ def test_sampler_kernels_compile_for_h100():
     chunk_types = {"logits_ptr": "*bf16", "temperatures_ptr": "*fp32", "best_score_ptr": "*fp32"}
     chunk_types |= {"best_token_ptr": "*i32", **dict.fromkeys(("seed", "vocab", "stride_row", "chunk_len"), "i32")}
     chunk_types["num_chunks"] = "i32"
-    assert "cubin" in compile_for_h100(k._chunk_best_kernel, chunk_types, {"BLOCK": 1024}).asm
+    fast = compile_for_h100(k._chunk_best_kernel, chunk_types, {"BLOCK": 1024, "FAST_LOG": True}).asm
+    assert "cubin" in fast and "lg2.approx.f32" in fast["ptx"]
+    accurate = compile_for_h100(k._chunk_best_kernel, chunk_types, {"BLOCK": 1024, "FAST_LOG": False}).asm
+    assert "cubin" in accurate and "lg2.approx" not in accurate["ptx"]
     row_types = {"best_score_ptr": "*fp32", "best_token_ptr": "*i32", "tokens_ptr": "*i64", "num_chunks": "i32"}
     assert "cubin" in compile_for_h100(k._row_best_kernel, row_types, {"CHUNKS_PAD": 256}).asm
 

@@ -4,7 +4,8 @@
 
 Times gumbel_max_sample on bf16 logits of Qwen3's vocabulary (151,936) at each batch size and each
 target number of (row, chunk) programs per SM, as CUDA-graph replays rotating over enough logits copies
-that each call reads its logits from HBM, and checks that every chunking samples the same tokens.
+that each call reads its logits from HBM, and checks that every chunking samples the same tokens; and
+the default chunking with Triton's accurate log2 instead of the hardware's approximate one.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ def bench_batch(batch: int, programs: list[int]) -> dict:
         calls = [lambda x=x, p=p: gumbel_max_sample(x, temperatures, seed=1, programs_per_sm=p) for x in logits]
         ms = graph_ms(calls, num_bytes)
         row[f"p{p}_us"], row[f"p{p}_gbps"] = ms * 1e3, gbps(num_bytes, ms)
+    accurate = [lambda x=x: gumbel_max_sample(x, temperatures, seed=1, fast_log=False) for x in logits]
+    row["accurate_log_us"] = graph_ms(accurate, num_bytes) * 1e3  # the default chunking, Triton's own log2
     return row
 
 
@@ -52,6 +55,7 @@ def main() -> None:
         print(
             f"batch {r['batch']:4d}: "
             + "  ".join(f"p{p} {r[f'p{p}_us']:7.1f} us ({r[f'p{p}_gbps']:5.0f} GB/s)" for p in programs)
+            + f"  accurate log2 {r['accurate_log_us']:7.1f} us"
         )
     if args.out:
         with open(args.out, "w") as f:

@@ -7,8 +7,12 @@ chunk) draws its uniforms with Philox (`tl.rand4x`: four uniforms per counter, o
 each 1024-token block), keeps a lane-wise running best score and token, and a second, tiny kernel picks
 each row's best chunk.
 
-Score: logits / t - log(-log(u)) (Gumbel-max, the log-space form of argmax p / E with E ~ Exp(1));
-at temperature 0 the score is the logit itself (greedy). Ties go to the lowest token id, as argmax.
+Score: logits / t - log(-log(u)) (Gumbel-max, the log-space form of argmax p / E with E ~ Exp(1)),
+computed in base 2 as logits * log2(e) / t - log2(-log2(u)), which is the same score times log2(e)
+plus a constant (the argmax is the same), with the hardware's approximate log2 (MUFU lg2.approx) on
+CUDA: the polynomial log the compiler otherwise emits was most of the kernel's instructions (it is
+bound by arithmetic, not by reading the logits). At temperature 0 the score is the logit itself
+(greedy). Ties go to the lowest token id, as argmax.
 """
 
 from __future__ import annotations
@@ -23,12 +27,20 @@ _TOKEN_MAX = tl.constexpr(2**31 - 1)
 
 
 @triton.jit
-def _best_of_quarter(best, best_token, row_ptr, tokens, end, uniform, sampled, temperature):
+def _log2(x, FAST_LOG: tl.constexpr):
+    if FAST_LOG:
+        return tl.inline_asm_elementwise("lg2.approx.f32 $0, $1;", "=r,r", [x], dtype=tl.float32, is_pure=True, pack=1)
+    else:  # the interpreter cannot run PTX
+        return tl.log2(x)
+
+
+@triton.jit
+def _best_of_quarter(best, best_token, row_ptr, tokens, end, uniform, sampled, scale, FAST_LOG: tl.constexpr):
     """Lane-wise running maximum of the scores of `tokens` (strict: an earlier token keeps a tie)."""
     in_chunk = tokens < end
     score = tl.load(row_ptr + tokens, mask=in_chunk, other=-float("inf")).to(tl.float32)
     if sampled:
-        score = score / temperature - tl.log(-tl.log(uniform))
+        score = score * scale - _log2(-_log2(uniform, FAST_LOG), FAST_LOG)
     score = tl.where(in_chunk, score, -float("inf"))
     better = score > best
     return tl.where(better, score, best), tl.where(better, tokens, best_token)
@@ -48,12 +60,13 @@ def _chunk_best_kernel(
     chunk_len,
     num_chunks,
     BLOCK: tl.constexpr,
+    FAST_LOG: tl.constexpr,
 ):
     row = tl.program_id(0)
     chunk = tl.program_id(1)
     temperature = tl.load(temperatures_ptr + row).to(tl.float32)
     sampled = temperature > 0
-    temperature = tl.where(sampled, temperature, 1.0)
+    scale = 1.4426950408889634 / tl.where(sampled, temperature, 1.0)  # log2(e) / t
     start = chunk * chunk_len
     end = tl.minimum(start + chunk_len, vocab)
     row_ptr = logits_ptr + row.to(tl.int64) * stride_row
@@ -68,13 +81,13 @@ def _chunk_best_kernel(
         else:  # unused: greedy scores are the logits
             u0, u1, u2, u3 = lanes.to(tl.float32), lanes.to(tl.float32), lanes.to(tl.float32), lanes.to(tl.float32)
         tokens = block_start + lanes
-        best, best_token = _best_of_quarter(best, best_token, row_ptr, tokens, end, u0, sampled, temperature)
+        best, best_token = _best_of_quarter(best, best_token, row_ptr, tokens, end, u0, sampled, scale, FAST_LOG)
         tokens += QUARTER
-        best, best_token = _best_of_quarter(best, best_token, row_ptr, tokens, end, u1, sampled, temperature)
+        best, best_token = _best_of_quarter(best, best_token, row_ptr, tokens, end, u1, sampled, scale, FAST_LOG)
         tokens += QUARTER
-        best, best_token = _best_of_quarter(best, best_token, row_ptr, tokens, end, u2, sampled, temperature)
+        best, best_token = _best_of_quarter(best, best_token, row_ptr, tokens, end, u2, sampled, scale, FAST_LOG)
         tokens += QUARTER
-        best, best_token = _best_of_quarter(best, best_token, row_ptr, tokens, end, u3, sampled, temperature)
+        best, best_token = _best_of_quarter(best, best_token, row_ptr, tokens, end, u3, sampled, scale, FAST_LOG)
     chunk_best = tl.max(best, axis=0)
     chunk_token = tl.min(tl.where(best == chunk_best, best_token, _TOKEN_MAX), axis=0)
     tl.store(best_score_ptr + row * num_chunks + chunk, chunk_best)
@@ -104,12 +117,21 @@ def chunks_per_row(batch: int, vocab: int, num_sms: int = _H100_NUM_SMS, program
 
 
 def gumbel_max_sample(
-    logits: torch.Tensor, temperatures: torch.Tensor, seed: int, programs_per_sm: int = PROGRAMS_PER_SM
+    logits: torch.Tensor,
+    temperatures: torch.Tensor,
+    seed: int,
+    programs_per_sm: int = PROGRAMS_PER_SM,
+    fast_log: bool | None = None,
 ) -> torch.Tensor:
     """logits [batch, vocab] (rows contiguous), temperatures [batch] (0 = greedy) -> tokens [batch] int64.
 
     The same (logits, temperatures, seed) always give the same tokens; callers change `seed` per step.
+    `fast_log` (default: on CUDA) takes the hardware's approximate log2; off, Triton's accurate one.
     """
+    if fast_log is None:
+        fast_log = logits.device.type == "cuda"
+    if fast_log and logits.device.type != "cuda":
+        raise ValueError("fast_log runs PTX: it needs CUDA tensors")
     if logits.dim() != 2 or logits.stride(1) != 1:
         raise ValueError(f"logits must be [batch, vocab] with contiguous rows, got {tuple(logits.shape)}")
     if temperatures.shape != logits.shape[:1]:
@@ -124,8 +146,9 @@ def gumbel_max_sample(
     best_score = torch.empty(batch, num_chunks, dtype=torch.float32, device=logits.device)
     best_token = torch.empty(batch, num_chunks, dtype=torch.int32, device=logits.device)
     _chunk_best_kernel[(batch, num_chunks)](
-        logits, temperatures, best_score, best_token, seed, vocab, logits.stride(0), chunk_len, num_chunks, BLOCK=_BLOCK
-    )
+        logits, temperatures, best_score, best_token, seed, vocab, logits.stride(0), chunk_len, num_chunks,
+        BLOCK=_BLOCK, FAST_LOG=fast_log,
+    )  # fmt: skip
     pad = triton.next_power_of_2(triton.cdiv(vocab, _BLOCK))  # one compiled variant per vocabulary
     _row_best_kernel[(batch,)](best_score, best_token, tokens, num_chunks, CHUNKS_PAD=pad)
     return tokens
