@@ -80,7 +80,13 @@ def test_plugin_options_are_validated_by_hydra():
     assert cfg.attention.num_splits == 4 and cfg.attention.longest_first is False
     options = engine_options(cfg)
     config = EngineConfig.create(options.pop("model"), **options)
-    assert config.attention.options == {"num_splits": 4, "longest_first": False, "fused_combine": True, "pdl": True}
+    assert config.attention.options == {
+        "num_splits": 4,
+        "longest_first": False,
+        "fused_combine": True,
+        "pdl": True,
+        "decode_block_n": None,
+    }
     switches = config.switches()  # what a record holds: the options keep runs apart in the tables
     assert switches["attention"] == "triton" and switches["attention.longest_first"] is False
     assert switches["attention.num_splits"] == 4
@@ -91,6 +97,9 @@ def test_plugin_options_are_validated_by_hydra():
     options = engine_options(cfg)
     switches = EngineConfig.create(options.pop("model"), **options).switches()
     assert switches["linear.gemm"] is False and switches["linear.pdl"] is True
+    cfg = composed("attention=triton", "attention.decode_block_n=128")
+    options = engine_options(cfg)
+    assert EngineConfig.create(options.pop("model"), **options).switches()["attention.decode_block_n"] == 128
     with pytest.raises(ConfigCompositionException):
         composed("attention.no_such_option=1")
     with pytest.raises(ConfigCompositionException):

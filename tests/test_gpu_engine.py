@@ -143,3 +143,11 @@ def test_linear_gemm_option_agrees_with_baseline(folder, baseline, cuda_graphs):
         linear = {"name": "triton", "gemm": gemm}
         ours = outputs_of(folder, attention="triton", kv_store="triton", linear=linear, cuda_graphs=cuda_graphs)
         assert_close(ours, baseline)
+
+
+@pytest.mark.parametrize("decode_block_n", [32, 128])
+def test_decode_block_n_option_agrees_with_baseline(folder, baseline, decode_block_n):
+    """attention=triton with another decode tile (attention.decode_block_n), in CUDA graphs."""
+    attention = {"name": "triton", "decode_block_n": decode_block_n}
+    ours = outputs_of(folder, attention=attention, kv_store="triton", cuda_graphs=True)
+    assert_close(ours, baseline)

@@ -8,6 +8,7 @@ from typing import Optional
 import torch
 
 from allmos.attention.backend import AttentionBackend
+from allmos.errors import ConfigError
 from allmos.registry import PluginOptions, make_options, register
 from allmos.triton_support import TritonPlugin, check_pdl_option
 
@@ -20,6 +21,7 @@ class TritonOptions(PluginOptions):
     pdl: bool = (
         True  # the decode kernel launches while the previous kernel runs (programmatic dependent launch, sm_90+)
     )
+    decode_block_n: Optional[int] = None  # KV tokens per decode tile (16..256, a power of two); None = heuristic
 
 
 @dataclass
@@ -46,6 +48,9 @@ class TritonBackend(TritonPlugin, AttentionBackend):
         super().check(config)
         options = make_options("attention", cls.plugin_name, config.attention.options)
         check_pdl_option("attention.pdl", options.pdl, config.resolved_device)
+        block_n = options.decode_block_n
+        if block_n is not None and block_n not in (16, 32, 64, 128, 256):
+            raise ConfigError("attention.decode_block_n", f"{block_n} is not a power of two in 16..256")
 
     def build_metadata(self, meta):
         """Decode: the sequences by descending context length, sorted once per step on the device, and
@@ -94,4 +99,5 @@ class TritonBackend(TritonPlugin, AttentionBackend):
             fused_combine=self.options.fused_combine,
             counters=meta.backend_data.counters,
             pdl=self.options.pdl,
+            block_n=self.options.decode_block_n,
         )

@@ -1,0 +1,41 @@
+"""Options of attention=triton checked before any weight loads: a decode tile that is not a power of two
+in 16..256 is refused, naming the switch. That the tile changes no token is checked on the GPU
+(test_gpu_engine.py) and under the interpreter (triton_interpreter_kernels.py)."""
+
+import pytest
+
+pytest.importorskip("triton")
+from allmos.config import EngineConfig
+from allmos.errors import ConfigError
+from allmos.registry import lookup
+
+
+@pytest.fixture(autouse=True)
+def interpreter(monkeypatch):
+    monkeypatch.setenv("TRITON_INTERPRET", "1")  # the plugin's check accepts the CPU only under it
+
+
+def check(**options) -> None:
+    config = EngineConfig.create(device="cpu", attention={"name": "triton", **options})
+    lookup("attention", "triton").cls.check(config)
+
+
+@pytest.mark.parametrize("block_n", [8, 96, 512])
+def test_a_decode_tile_outside_16_to_256_or_not_a_power_of_two_is_refused(block_n):
+    with pytest.raises(ConfigError, match="attention.decode_block_n") as refused:
+        check(decode_block_n=block_n)
+    assert refused.value.switch == "attention.decode_block_n"
+
+
+@pytest.mark.parametrize("block_n", [None, 16, 128, 256])
+def test_decode_tiles_that_run(block_n):
+    check(decode_block_n=block_n)
+
+
+def test_the_default_decode_tile_grows_once_the_launch_fills_the_gpu():
+    from allmos.attention.triton_decode import default_block_n
+
+    assert default_block_n(1, 8) == 64
+    assert default_block_n(16, 8, num_sms=132) == 64  # 128 programs: fewer than the SMs
+    assert default_block_n(17, 8, num_sms=132) == 128
+    assert default_block_n(256, 8) == 128
