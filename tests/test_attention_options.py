@@ -5,12 +5,13 @@ in 16..256 is refused, naming the switch. That the tile changes no token is chec
 import pytest
 
 pytest.importorskip("triton")
+from allmos.attention.triton_decode import default_block_n  # imported here, outside TRITON_INTERPRET=1
 from allmos.config import EngineConfig
 from allmos.errors import ConfigError
 from allmos.registry import lookup
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture
 def interpreter(monkeypatch):
     monkeypatch.setenv("TRITON_INTERPRET", "1")  # the plugin's check accepts the CPU only under it
 
@@ -21,20 +22,18 @@ def check(**options) -> None:
 
 
 @pytest.mark.parametrize("block_n", [8, 96, 512])
-def test_a_decode_tile_outside_16_to_256_or_not_a_power_of_two_is_refused(block_n):
+def test_a_decode_tile_outside_16_to_256_or_not_a_power_of_two_is_refused(block_n, interpreter):
     with pytest.raises(ConfigError, match="attention.decode_block_n") as refused:
         check(decode_block_n=block_n)
     assert refused.value.switch == "attention.decode_block_n"
 
 
 @pytest.mark.parametrize("block_n", [None, 16, 128, 256])
-def test_decode_tiles_that_run(block_n):
+def test_decode_tiles_that_run(block_n, interpreter):
     check(decode_block_n=block_n)
 
 
 def test_the_default_decode_tile_grows_once_the_launch_fills_the_gpu():
-    from allmos.attention.triton_decode import default_block_n
-
     assert default_block_n(1, 8) == 64
     assert default_block_n(16, 8, num_sms=132) == 64  # 128 programs: fewer than the SMs
     assert default_block_n(17, 8, num_sms=132) == 128
