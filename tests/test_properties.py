@@ -13,7 +13,7 @@ from functools import cache
 
 from hypothesis import HealthCheck, event, example, given, settings, target
 from hypothesis import strategies as st
-from test_scheduler import drive, make_scheduler, reference_output, run_alone
+from scheduler_harness import drive, make_scheduler, reference_output, run_alone
 
 from allmos import LLM, SamplingParams
 from allmos.engine.sequence import Sequence
