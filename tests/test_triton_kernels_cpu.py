@@ -14,6 +14,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 INTERPRETER_MODULES = [
     "triton_interpreter_kernels.py",
+    "prefill_interpreter_kernels.py",
     "qk_rope_interpreter_kernels.py",
     "sampler_interpreter_kernels.py",
     "skinny_linear_interpreter_kernels.py",

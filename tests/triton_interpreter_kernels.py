@@ -14,6 +14,7 @@ import importlib
 
 import pytest
 import torch
+from paged_reference import SENTINEL, assert_close, gather_kv, make_paged_cache, reference_attention
 from triton_guards import interpreter_loop_bounds, use_triton_interpreter  # noqa: F401 (a fixture)
 
 use_triton_interpreter("test_triton_kernels_gpu.py")  # before the first import of triton
@@ -24,67 +25,7 @@ _decode = importlib.import_module("allmos.attention.triton_decode")
 decode_counters = _attention.decode_counters
 default_num_splits = _attention.default_num_splits
 paged_decode_attention = _attention.paged_decode_attention
-paged_prefill_attention = _attention.paged_prefill_attention
 store_kv_triton = importlib.import_module("allmos.kv_store.triton_kernels").store_kv_triton
-
-
-SENTINEL = -7777.0
-POISON = 1.0e4  # K/V value of the page that padding block-table entries point to
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Helpers
-# ---------------------------------------------------------------------------------------------------------
-
-
-def make_paged_cache(context_lens, block_size, num_kv_heads, head_dim, dtype, gen, extra_cols=2):
-    """Random K/V caches with shuffled physical blocks.
-
-    Block-table entries past each sequence's used blocks point to a poison page (huge values), so a
-    kernel reading beyond a sequence's context corrupts its output.
-    """
-    blocks_per_seq = [-(-n // block_size) for n in context_lens]
-    num_used = sum(blocks_per_seq)
-    num_blocks = num_used + 3
-    shape = (num_blocks, block_size, num_kv_heads, head_dim)
-    k_cache = torch.randn(shape, generator=gen).to(dtype)
-    v_cache = torch.randn(shape, generator=gen).to(dtype)
-    poison_page = num_blocks - 1
-    k_cache[poison_page] = POISON
-    v_cache[poison_page] = POISON
-
-    physical = torch.randperm(num_blocks - 1, generator=gen)[:num_used].to(torch.int32)
-    max_blocks = max(blocks_per_seq) + extra_cols
-    block_tables = torch.full((len(context_lens), max_blocks), poison_page, dtype=torch.int32)
-    start = 0
-    for i, n in enumerate(blocks_per_seq):
-        block_tables[i, :n] = physical[start : start + n]
-        start += n
-    return k_cache, v_cache, block_tables
-
-
-def gather_kv(cache, block_table, length):
-    """[length, H, D] float64 tokens of one sequence, read position by position."""
-    block_size = cache.shape[1]
-    pos = torch.arange(length)
-    pages = block_table[pos // block_size].long()
-    return cache[pages, pos % block_size].double()
-
-
-def reference_attention(q, k, v, scale, q_positions):
-    """Dense float64 attention. q [Lq, Hq, D], k/v [Lk, Hkv, D]; query i sees keys <= q_positions[i]."""
-    group = q.shape[1] // k.shape[1]
-    k = k.repeat_interleave(group, dim=1)
-    v = v.repeat_interleave(group, dim=1)
-    scores = torch.einsum("qhd,khd->hqk", q.double(), k) * scale
-    visible = torch.arange(k.shape[0])[None, :] <= q_positions[:, None]
-    scores = scores.masked_fill(~visible[None], float("-inf"))
-    return torch.einsum("hqk,khd->qhd", scores.softmax(-1), v)
-
-
-def assert_close(actual, expected, atol, rtol):
-    assert not torch.isnan(actual).any(), "NaN in output (unwritten or 0/0)"
-    torch.testing.assert_close(actual.double(), expected.double(), atol=atol, rtol=rtol)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -332,80 +273,3 @@ def test_default_num_splits():
     assert default_num_splits(16, 8, 4096) == 4  # 128 programs -> fill 2 x 132 SMs
     assert default_num_splits(1, 8, 4096) == 32  # small grid: spread a long context (capped)
     assert default_num_splits(1, 8, 300) == 5  # short contexts: keep >= 64 tokens per split
-
-
-# ---------------------------------------------------------------------------------------------------------
-# paged_prefill_attention
-# ---------------------------------------------------------------------------------------------------------
-
-
-def prefill_reference(q, k_cache, v_cache, cu_seqlens, context_lens, block_tables, scale):
-    out = torch.zeros(q.shape, dtype=torch.float64)
-    for b in range(len(context_lens)):
-        start, end = cu_seqlens[b].item(), cu_seqlens[b + 1].item()
-        length = context_lens[b].item()
-        k = gather_kv(k_cache, block_tables[b], length)
-        v = gather_kv(v_cache, block_tables[b], length)
-        positions = torch.arange(length - (end - start), length)
-        out[start:end] = reference_attention(q[start:end], k, v, scale, positions)
-    return out
-
-
-def run_prefill_case(
-    q_lens,
-    context_lens,
-    num_heads,
-    num_kv_heads,
-    head_dim,
-    block_size,
-    block_m=None,
-    block_n=None,
-    dtype=torch.float32,
-    seed=0,
-):
-    gen = torch.Generator().manual_seed(seed)
-    k_cache, v_cache, block_tables = make_paged_cache(context_lens, block_size, num_kv_heads, head_dim, dtype, gen)
-    cu_seqlens = torch.tensor([0] + q_lens, dtype=torch.int32).cumsum(0).to(torch.int32)
-    lens = torch.tensor(context_lens, dtype=torch.int32)
-    q = torch.randn(sum(q_lens), num_heads, head_dim, generator=gen).to(dtype)
-    scale = head_dim**-0.5
-    out = torch.full(q.shape, float("nan"), dtype=dtype)
-
-    paged_prefill_attention(
-        q,
-        k_cache,
-        v_cache,
-        cu_seqlens,
-        lens,
-        block_tables,
-        max(q_lens),
-        scale,
-        out=out,
-        block_m=block_m,
-        block_n=block_n,
-    )
-    return out, prefill_reference(q, k_cache, v_cache, cu_seqlens, lens, block_tables, scale)
-
-
-# (q_lens, context_lens): fresh prompts, cached prefixes (context > q_len), single-token queries.
-PREFILL_BATCH = ([37, 1, 16, 5, 20], [37, 30, 16, 50, 65])
-
-
-@pytest.mark.parametrize(
-    "block_size,block_m,block_n",
-    [(16, 16, 16), (32, 16, 16), (16, 32, 32), (16, None, None)],
-)
-def test_prefill_matches_reference(block_size, block_m, block_n):
-    q_lens, context_lens = PREFILL_BATCH
-    out, ref = run_prefill_case(q_lens, context_lens, 4, 2, 32, block_size, block_m, block_n)
-    assert_close(out, ref, atol=1e-4, rtol=1e-4)
-
-
-def test_prefill_head_dim_64_multi_query_group():
-    out, ref = run_prefill_case([9, 24], [9, 40], 8, 1, 64, 16, block_m=16, block_n=16, seed=3)
-    assert_close(out, ref, atol=1e-4, rtol=1e-4)
-
-
-def test_prefill_fp16():
-    out, ref = run_prefill_case([12, 3], [12, 33], 2, 2, 16, 16, block_m=16, block_n=16, dtype=torch.float16, seed=4)
-    assert_close(out, ref, atol=2e-3, rtol=2e-3)
