@@ -27,7 +27,7 @@ import torch.nn.functional as F
 import triton
 from triton.runtime.errors import OutOfResources
 
-from allmos.bench.kernel_bench import environment, graph_ms, num_sets
+from allmos.bench.gpu_timing import environment, graph_ms, num_sets
 from allmos.layers import ops
 from allmos.layers.rows_linear_config import NUM_SMS_H100, SHARED_MEMORY_BYTES, shared_memory_bytes
 from allmos.layers.triton_rows_linear import (

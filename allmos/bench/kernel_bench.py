@@ -29,13 +29,10 @@ import functools
 import itertools
 import json
 import os
-import statistics
-import time
 from dataclasses import dataclass
 
 import torch
 import triton
-from triton.testing import do_bench
 
 from allmos.attention.triton_kernels import (
     decode_counters,
@@ -43,6 +40,8 @@ from allmos.attention.triton_kernels import (
     paged_decode_attention,
     paged_prefill_attention,
 )
+from allmos.bench.gpu_timing import add_gbps, environment, gbps, graph_ms, host_us, median_ms, num_sets
+from allmos.bench.kernel_bench_tables import print_decode_table, print_prefill_table, print_store_table
 from allmos.kv_store.triton_kernels import store_kv_triton
 
 NUM_HEADS, NUM_KV_HEADS, HEAD_DIM = 16, 8, 128  # Qwen3-0.6B
@@ -67,65 +66,6 @@ PREFILL_CONFIGS = (
     (64, 64, 4, 3),
     (64, 128, 4, 2),
 )  # block_m, block_n, warps, stages
-ROTATION_BYTES = 256 << 20  # input bytes cycled through between reuses: several times the L2
-GRAPH_BYTES = 1 << 30  # bytes moved per graph replay, so one replay lasts well above timer resolution
-MAX_SETS = 128
-
-
-def median_ms(fn, rep: int = 100) -> float:
-    result = do_bench(fn, warmup=10, rep=rep, quantiles=[0.5])
-    return float(result[0] if isinstance(result, (list, tuple)) else result)
-
-
-def graph_ms(calls: list, bytes_per_call: int, replays: int = 10) -> float:
-    """Median GPU time per call over replays of a CUDA graph that runs `calls` back to back."""
-    repeats = max(1, triton.cdiv(GRAPH_BYTES, bytes_per_call * len(calls)))
-    stream = torch.cuda.Stream()
-    stream.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(stream):
-        for call in calls:  # compile and warm up outside the capture
-            call()
-    torch.cuda.synchronize()
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        for _ in range(repeats):
-            for call in calls:
-                call()
-    times = []
-    for _ in range(replays):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        graph.replay()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end) / (repeats * len(calls)))
-    return statistics.median(times)
-
-
-def host_us(fn, calls: int = 200) -> float:
-    """Mean CPU time to enqueue fn (the launch overhead eager mode pays per call)."""
-    fn()
-    torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(calls):
-        fn()
-    elapsed = time.perf_counter() - start
-    torch.cuda.synchronize()
-    return elapsed / calls * 1e6
-
-
-def num_sets(bytes_per_set: int) -> int:
-    return max(1, min(MAX_SETS, triton.cdiv(ROTATION_BYTES, bytes_per_set)))
-
-
-def gbps(num_bytes: int, ms: float) -> float:
-    return num_bytes / (ms * 1e-3) / 1e9
-
-
-def add_gbps(row: dict, num_bytes: int) -> dict:
-    for key in [k for k in row if k.endswith("_ms")]:
-        row[key.replace("_ms", "_gbps")] = gbps(num_bytes, row[key])
-    return row
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -377,78 +317,6 @@ def bench_store(num_tokens: int, block_size: int = 16) -> dict:
         "torch_index_put_ms": graph_ms(torch_calls, io_bytes),
     }
     return add_gbps(row, io_bytes)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Report
-# ---------------------------------------------------------------------------------------------------------
-
-
-def print_decode_table(rows: list[dict]) -> None:
-    print(
-        "\npaged decode, GB/s (K/V + q + out bytes / median graph-replay time per call); "
-        "sdpa_gather = gather to dense + SDPA;\nus = default (fused combine) us per call, "
-        "2k_us = the same with the two-kernel combine"
-    )
-    header = (
-        f"{'bs':>4} {'batch':>5} {'ctx':>5} | {'default':>8} {'best':>8} {'sdpa_gather':>11} "
-        f"{'sdpa_only':>9} {'flash':>8} {'host_us':>7} | {'us':>6} {'2k_us':>6} | "
-        "best splits/block_n/warps/stages vs default"
-    )
-    print(header)
-    for r in rows:
-        best = r.get("triton_best")
-        best_gbps = f"{gbps(r['bytes'], best['ms']):8.0f}" if best else f"{'-':>8}"
-        flash = f"{r['flash_attn_gbps']:8.0f}" if "flash_attn_gbps" in r else f"{'n/a':>8}"
-        config = f"{best['num_splits']}/{best['block_n']}/{best['num_warps']}/{best['num_stages']}" if best else "-"
-        two_kernel = f"{r['triton_two_kernel_ms'] * 1e3:6.2f}" if "triton_two_kernel_ms" in r else f"{'-':>6}"
-        print(
-            f"{r['block_size']:>4} {r['batch']:>5} {r['context']:>5} | {r['triton_default_gbps']:8.0f} "
-            f"{best_gbps} {r['torch_sdpa_gather_gbps']:11.0f} {r['torch_sdpa_dense_only_gbps']:9.0f} "
-            f"{flash} {r['triton_default_host_us']:7.1f} | {r['triton_default_ms'] * 1e3:6.2f} {two_kernel} | "
-            f"{config} vs {r['default_num_splits']}"
-        )
-
-
-def print_store_table(rows: list[dict]) -> None:
-    print("\nKV store, GB/s (k and v read + written)")
-    print(f"{'tokens':>7} | {'triton':>8} {'torch':>8} | {'triton us':>9} {'torch us':>9}")
-    for r in rows:
-        print(
-            f"{r['num_tokens']:>7} | {r['triton_gbps']:8.0f} {r['torch_index_put_gbps']:8.0f} | "
-            f"{r['triton_ms'] * 1e3:9.1f} {r['torch_index_put_ms'] * 1e3:9.1f}"
-        )
-
-
-def print_prefill_table(rows: list[dict]) -> None:
-    print("\npaged prefill, TFLOP/s (causal pairs x 4 x head_dim x heads / median time)")
-    print(
-        f"{'bs':>4} {'seqs':>4} {'q_len':>5} {'ctx':>5} | {'default':>7} {'best':>7} {'sdpa':>7} | "
-        f"best (block_m/block_n/warps/stages)"
-    )
-    for r in rows:
-        best = r.get("triton_best")
-        best_tf = f"{r['flops'] / (best['ms'] * 1e-3) / 1e12:7.0f}" if best else f"{'-':>7}"
-        sdpa_tf = (
-            f"{r['torch_sdpa_dense_causal_tflops']:7.0f}" if "torch_sdpa_dense_causal_tflops" in r else f"{'n/a':>7}"
-        )
-        keys = ("block_m", "block_n", "num_warps", "num_stages")
-        config = "/".join(str(best[k]) for k in keys) if best else "-"
-        print(
-            f"{r['block_size']:>4} {r['seqs']:>4} {r['q_len']:>5} {r['context']:>5} | "
-            f"{r['triton_default_tflops']:7.0f} {best_tf} {sdpa_tf} | {config}"
-        )
-
-
-def environment() -> dict:
-    props = torch.cuda.get_device_properties(0)
-    return {
-        "device": props.name,
-        "num_sms": props.multi_processor_count,
-        "torch": torch.__version__,
-        "triton": triton.__version__,
-        "cuda": torch.version.cuda,
-    }
 
 
 def main() -> None:

@@ -23,7 +23,7 @@ import triton.language as tl
 
 from allmos.attention.triton_decode import paged_decode_attention
 from allmos.attention.triton_decode_merge import decode_counters
-from allmos.bench.kernel_bench import environment, gbps, graph_ms
+from allmos.bench.gpu_timing import environment, gbps, graph_ms
 
 NUM_HEADS, NUM_KV_HEADS, HEAD_DIM, BLOCK_SIZE = 16, 8, 128, 256
 STREAM_BYTES = 1 << 30

@@ -22,7 +22,8 @@ import os
 import torch
 import torch.nn.functional as F
 
-from allmos.bench.kernel_bench import bench_copy, environment, gbps, graph_ms, num_sets
+from allmos.bench.gpu_timing import environment, gbps, graph_ms, num_sets
+from allmos.bench.kernel_bench import bench_copy
 from allmos.layers import ops
 from allmos.layers.skinny_linear_checks import MAX_ROWS
 from allmos.layers.triton_skinny_linear import (

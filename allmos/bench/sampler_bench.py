@@ -15,7 +15,7 @@ import json
 
 import torch
 
-from allmos.bench.kernel_bench import environment, gbps, graph_ms, num_sets
+from allmos.bench.gpu_timing import environment, gbps, graph_ms, num_sets
 from allmos.sampling.triton_kernels import gumbel_max_sample
 
 VOCAB = 151936
