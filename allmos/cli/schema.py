@@ -31,6 +31,16 @@ class ModelSchema:
     prepare: Optional[str] = None  # make the folder on first need (e.g. smollm2: convert a shipped GGUF)
 
 
+@dataclass
+class ExperimentSchema:
+    """What an experiment declares about itself, so the report needs no guessing: its kind picks the
+    figures (cumulative | leave_one_out | sweep | serving), its baseline names one of its points."""
+
+    name: Optional[str] = None
+    kind: Optional[str] = None
+    baseline: Optional[str] = None
+
+
 HARNESS_FIELDS = [
     ("mode", str, "bench"),  # bench | doctor | generate
     ("trial", int, 0),
@@ -39,6 +49,8 @@ HARNESS_FIELDS = [
     ("probe", bool, True),  # check a fixed greedy probe set against the stored reference
     ("prompt", Optional[str], None),  # mode=generate
     ("max_tokens", int, 128),  # mode=generate
+    ("point", Optional[str], None),  # this job's point name within its experiment (e.g. no_attention)
+    ("experiment", ExperimentSchema, field(default_factory=ExperimentSchema)),
     ("model", Any, MISSING),
     ("workload", Any, MISSING),
 ]
@@ -67,8 +79,12 @@ def engine_fields() -> list[tuple[str, Any, Any]]:
     return out
 
 
+def as_field(default: Any) -> Any:
+    return default if isinstance(default, dataclasses.Field) else field(default=default)
+
+
 def run_schema() -> type:
-    specs = [(name, hint, field(default=default)) for name, hint, default in engine_fields() + HARNESS_FIELDS]
+    specs = [(name, hint, as_field(default)) for name, hint, default in engine_fields() + HARNESS_FIELDS]
     return dataclasses.make_dataclass("RunConfig", specs)
 
 
