@@ -60,6 +60,8 @@ def format_interval(low: float, high: float) -> str:
 def format_verdict(row: pd.Series) -> str:
     if row["is_baseline"]:
         return "baseline"
+    if pd.isna(row["median"]):
+        return "no result"
     if row["verdict"] == "no spread":
         return f"no spread (n<{stats.MIN_TRIALS_FOR_INTERVAL})"
     return row["verdict"] + ("*" if row["significant"] else "")
@@ -127,8 +129,10 @@ def format_summary_table(
         shown["% roofline"] = table["roofline_pct"].map(lambda v: NA if pd.isna(v) else f"{v:.1f}%")
     shown["correct"] = table["correct"]
     shown["status"] = table["status"]
-    optional = kept + ["CV", "95% CI", "% roofline", "correct", "status"]  # measurements asked for stay
-    shown = shown.drop(columns=[c for c in optional if c in shown and droppable(shown[c]) and c != kept[0]])
+    optional = kept[1:] + ["CV", "95% CI", "% roofline", "correct"]  # measurements asked for stay
+    dropped = [c for c in optional if c in shown and droppable(shown[c])]
+    dropped += ["status"] if (table["status"] == "ok").all() else []
+    shown = shown.drop(columns=dropped)
     numeric = [c for c in shown if c in NUMERIC_TITLES or c.endswith("(median)") or c in map(extra_title, extras)]
     return Display(shown.reset_index(drop=True), list(table["significant"] & ~table["is_baseline"]), numeric)
 
