@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
 
 from analysis.labels import BASELINE_COLOR, wrap
 from analysis.plots import error_bars, save_figure
@@ -110,9 +111,11 @@ def plot_sweep(
     xs = table["x"].dropna()
     if len(xs) and xs.min() > 0 and xs.max() / xs.min() >= 8:
         ax.set_xscale("log", base=2)
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
     ax.set_xlabel(key)
     ax.set_ylabel(metric)
-    ax.legend(fontsize=7)
+    if table["series"].nunique() > 1:
+        ax.legend(fontsize=7)
     ax.set_title(f"{metric} vs {key}", fontsize=10)
     return save_figure(fig, out_dir, stem)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter
+from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator
 
 from analysis.labels import BASELINE_COLOR, wrap
 
@@ -81,6 +81,21 @@ def plot_metric_bars(
     return save_figure(fig, out_dir, stem)
 
 
+RATIO_TICKS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.8, 0.9, 1.0, 1.1, 1.25, 1.5, 2.0, 3.0, 5.0, 10.0,
+               20.0, 50.0, 100.0)  # fmt: skip
+
+
+def ratio_ticks(ax, most: int = 9) -> None:
+    """Plain-number ticks on a log ratio axis (``0.5 1 2``), at most ``most`` of them."""
+    low, high = ax.get_xlim()
+    inside = [t for t in RATIO_TICKS if low <= t <= high] or [1.0]
+    ticks = sorted(set(inside[:: -(-len(inside) // most)]) | ({1.0} & set(inside)))
+    ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.set_xticklabels([f"{t:g}" for t in ticks])
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
 def plot_speedup_bars(
     summary: pd.DataFrame,
     out_dir: str | Path,
@@ -115,9 +130,9 @@ def plot_speedup_bars(
                     va="center", ha="left" if right else "right", fontsize=7)  # fmt: skip
     ax.axvline(1.0, color="black", linewidth=0.8)
     ax.set_xscale("log")  # ratios: 0.5x and 2x equally far from 1
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
-    ax.set_ylim(len(rows) - 0.4, -0.6)
     ax.margins(x=0.15)
+    ratio_ticks(ax)
+    ax.set_ylim(len(rows) - 0.4, -0.6)
     baselines = sorted(set(rows["baseline"].dropna()))
     base = baselines[0] if len(baselines) == 1 else "its baseline"
     ax.set_xlabel(f"speedup vs {base} (>1 better; whiskers: 95% interval; *: significant)", fontsize=8)
