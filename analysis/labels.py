@@ -48,6 +48,16 @@ def changes(frame: pd.DataFrame, label: str, baseline: str | None) -> str:
     return " ".join(f"{k}={v}" for k, v in own.items() if base.get(k) != v) or "(same settings)"
 
 
+def figure_labels(frame: pd.DataFrame, baselines: Mapping[str, str | None]) -> dict[str, str]:
+    """Point names; without them and with one baseline, what each configuration changes from it
+    (``attention=sdpa``; the baseline reads ``baseline``); else the configuration labels."""
+    single = set(baselines.values())
+    if has_points(frame) or len(single) != 1 or None in single:
+        return {label: label for label in baselines}
+    (base,) = single
+    return {label: "baseline" if label == base else changes(frame, label, base) for label in baselines}
+
+
 def constant_caption(frame: pd.DataFrame) -> str:
     """``model=qwen3-tiny, workload=smoke, attention=sdpa, ...``: settings shared by every record."""
     varying = set(config_columns(frame))

@@ -44,7 +44,8 @@ def colours_of(summary: pd.DataFrame, colors: Mapping[str, str] | None) -> list[
 
 def label_rows(ax, summary: pd.DataFrame) -> np.ndarray:
     y = np.arange(len(summary))
-    ax.set_yticks(y, [wrap(label, 28) for label in summary["config"]], fontsize=8)
+    names = summary["label"] if "label" in summary else summary["config"]
+    ax.set_yticks(y, [wrap(label, 28) for label in names], fontsize=8)
     ax.invert_yaxis()  # first configuration on top
     return y
 
@@ -88,8 +89,15 @@ RATIO_TICKS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.8, 0.9, 1.0, 1.1, 1.
 def ratio_ticks(ax, most: int = 9) -> None:
     """Plain-number ticks on a log ratio axis (``0.5 1 2``), at most ``most`` of them."""
     low, high = ax.get_xlim()
-    inside = [t for t in RATIO_TICKS if low <= t <= high] or [1.0]
-    ticks = sorted(set(inside[:: -(-len(inside) // most)]) | ({1.0} & set(inside)))
+    gap = np.log(high / low) / most  # ticks at least this far apart on the log axis, outward from 1
+    ticks = [1.0]
+    for side in ([t for t in RATIO_TICKS if 1.0 < t <= high], [t for t in reversed(RATIO_TICKS) if low <= t < 1.0]):
+        last = 1.0
+        for tick in side:
+            if abs(np.log(tick / last)) >= gap:
+                ticks.append(tick)
+                last = tick
+    ticks.sort()
     ax.xaxis.set_major_locator(FixedLocator(ticks))
     ax.set_xticklabels([f"{t:g}" for t in ticks])
     ax.xaxis.set_minor_locator(NullLocator())
@@ -102,6 +110,7 @@ def plot_speedup_bars(
     stem: str = "speedup_bars",
     colors: Mapping[str, str] | None = None,
     aa: tuple[float, float] | None = None,
+    metric: str = "",
 ) -> list[Path]:
     """Each configuration's speedup over its baseline (1 = as fast) with its 95% interval. Significant
     bars are solid and starred, the others pale; ``no spread`` bars (too few trials) are hatched. ``aa``
@@ -130,13 +139,15 @@ def plot_speedup_bars(
                     va="center", ha="left" if right else "right", fontsize=7)  # fmt: skip
     ax.axvline(1.0, color="black", linewidth=0.8)
     ax.set_xscale("log")  # ratios: 0.5x and 2x equally far from 1
-    ax.margins(x=0.15)
+    ends = np.r_[speedups - xerr[0], speedups + xerr[1], [1.0]]
+    ends = ends[np.isfinite(ends) & (ends > 0)]
+    ax.set_xlim(ends.min() / 2.2, ends.max() * 2.2)  # room for the notes beside the bars
     ratio_ticks(ax)
     ax.set_ylim(len(rows) - 0.4, -0.6)
     baselines = sorted(set(rows["baseline"].dropna()))
-    base = baselines[0] if len(baselines) == 1 else "its baseline"
-    ax.set_xlabel(f"speedup vs {base} (>1 better; whiskers: 95% interval; *: significant)", fontsize=8)
-    ax.set_title("Speedup over the baseline", fontsize=10)
+    base = baselines[0] if len(baselines) == 1 and len(baselines[0]) <= 30 else "the baseline"
+    ax.set_xlabel(wrap(f"speedup vs {base} (>1 better; whiskers: 95% interval; *: significant)", 90), fontsize=8)
+    ax.set_title(f"Speedup over the baseline{': ' + metric if metric else ''}", fontsize=10)
     if aa is not None:
         ax.legend(fontsize=7, loc="lower right")
     return save_figure(fig, out_dir, stem)

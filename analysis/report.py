@@ -70,11 +70,12 @@ def extra_columns(frame: pd.DataFrame, requested: Sequence[str]) -> list[str]:
     return list(dict.fromkeys([*requested, *automatic]))
 
 
-def timeline_figures(frame: pd.DataFrame, out_dir: Path) -> list[Path]:
+def timeline_figures(frame: pd.DataFrame, out_dir: Path, names: dict[str, str]) -> list[Path]:
     """One step timeline per configuration, from its first trial that left a trace."""
     traced = frame[frame["trace_path"].notna()].drop_duplicates("config")
     paths: list[Path] = []
-    for index, (label, trace) in enumerate(zip(traced["config"], traced["trace_path"])):
+    for index, (config, trace) in enumerate(zip(traced["config"], traced["trace_path"])):
+        label = names.get(config, config)
         paths += figures.plot_step_timeline(trace, out_dir, f"timeline_{index:02d}_{slug(label)}", label)
     return paths
 
@@ -92,7 +93,7 @@ def kind_figures(
     paths = plots.plot_metric_bars(table, metric, out, f"{metric}_bars", colors)
     notes: list[str] = []
     if (~table["is_baseline"]).any():
-        paths += plots.plot_speedup_bars(table, out, f"{metric}_speedup", colors, aa_band(aa))
+        paths += plots.plot_speedup_bars(table, out, f"{metric}_speedup", colors, aa_band(aa), metric)
     if kind == "cumulative":
         order = records.config_order(frame)
         steps = labels.step_labels(frame, order)
@@ -142,8 +143,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     display = tables.format_summary_table(table, args.metric, frame, extras)
     out_dir = args.out or args.sweep_folder / "report"
     colors = figure_colors(frame, kind, baselines)
-    paths, notes = kind_figures(frame, table, args.metric, kind, out_dir, colors, aa)
-    paths += timeline_figures(frame, out_dir)
+    names = labels.figure_labels(frame, baselines.of)
+    paths, notes = kind_figures(frame, table.assign(label=table["config"].map(names)), args.metric, kind, out_dir,
+                                colors, aa)  # fmt: skip
+    paths += timeline_figures(frame, out_dir, names)
     title = declared(frame, "experiment") or f"`{args.sweep_folder}`"
     header = report_text.header_lines(title, frame, table, args.metric, kind, baselines, aa)
     table_md = tables.to_markdown(display)

@@ -114,11 +114,10 @@ def format_summary_table(
     """Display strings; constant and all-n/a columns other than the measurements are dropped."""
     shown = identity_columns(frame, table) if frame is not None else pd.DataFrame({"config": table["config"]})
     kept = list(shown.columns)
-    if table["baseline"].nunique() > 1:
-        shown["baseline"] = table["baseline"].map(lambda b: NA if b is None else str(b))
     shown["trials"] = [format_trials(row) for _, row in table.iterrows()]
     shown[f"{metric} (median)"] = table["median"].map(format_number)
-    shown["min–max"] = [format_range(lo, hi) for lo, hi in zip(table["min"], table["max"])]
+    spreads = zip(table["min"], table["max"], table["ok_trials"])
+    shown["min–max"] = [format_range(lo, hi) if n > 1 else NA for lo, hi, n in spreads]
     shown["CV"] = [format_cv(cv, noisy) for cv, noisy in zip(table["cv"], table["noisy"])]
     shown["speedup"] = [format_speedup(row) for _, row in table.iterrows()]
     shown["95% CI"] = [format_interval(lo, hi) for lo, hi in zip(table["ci_low"], table["ci_high"])]
