@@ -120,7 +120,6 @@ def plot_sweep(
     return save_figure(fig, out_dir, stem)
 
 
-
 # --------------------------------------------------------------------------- timeline of one job
 
 
