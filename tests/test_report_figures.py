@@ -93,4 +93,4 @@ def test_timelines_have_titles_that_fit(tmp_path: Path, count: int):
     for path in timelines:
         assert_figure(path)
         width, height = Image.open(path).size
-        assert width < 3 * height  # the plot, not the title, sets the shape
+        assert width <= 1200 and width < 2.5 * height  # the 7-inch plot, not its title, sets the size
