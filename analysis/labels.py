@@ -26,7 +26,8 @@ PALETTE = (
 
 def wrap(label: str, width: int = 24) -> str:
     """A tick label on lines of at most ``width`` characters, broken at spaces."""
-    return "\n".join(textwrap.wrap(str(label), width, break_on_hyphens=False)) or str(label)
+    lines = textwrap.wrap(str(label), width, break_on_hyphens=False, break_long_words=False)
+    return "\n".join(lines) or str(label)
 
 
 def has_points(frame: pd.DataFrame) -> bool:
@@ -45,7 +46,10 @@ def changes(frame: pd.DataFrame, label: str, baseline: str | None) -> str:
     if baseline is None or label == baseline:
         return ""
     base, own = settings(frame, baseline), settings(frame, label)
-    return " ".join(f"{k}={v}" for k, v in own.items() if base.get(k) != v) or "(same settings)"
+    changed = [k for k, v in own.items() if base.get(k) != v]
+    # a plugin's options (attention.pdl) come with the plugin (attention=triton): name the plugin only
+    shown = [k for k in changed if k.split(".")[0] == k or k.split(".")[0] not in changed]
+    return " ".join(f"{k}={own[k]}" for k in shown) or "(same settings)"
 
 
 def figure_labels(frame: pd.DataFrame, baselines: Mapping[str, str | None]) -> dict[str, str]:

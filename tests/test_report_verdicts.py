@@ -119,3 +119,14 @@ def test_latex_right_aligns_numbers_with_booktabs(tmp_path: Path):
     spec = latex.split(r"\begin{tabular}{")[1].split("}")[0]
     assert spec.startswith("ll") and "r" in spec and set(spec) <= {"l", "r"}
     assert r"\toprule" in latex and r"\midrule" in latex and r"\bottomrule" in latex and r"\textbf{2.00x}" in latex
+
+
+def test_changes_name_the_plugin_not_its_options(tmp_path: Path):
+    triton = {**SMOKE_SWITCHES, "attention": "triton", "attention.pdl": True}
+    points = {"base": (SMOKE_SWITCHES, [10, 10, 10]), "triton": (triton, [12, 12, 12]),
+              "no_pdl": ({**triton, "attention.pdl": False}, [11, 11, 11])}  # fmt: skip
+    folder = write_points(tmp_path / "s", points, baseline="base")
+    code, markdown = run_report(folder)
+    for point in ("triton", "no_pdl"):
+        cells = [cell.strip() for cell in table_row(markdown, point).strip("|").split("|")]
+        assert cells[1] == "attention=triton"  # the options come with the plugin
