@@ -57,9 +57,13 @@ def spec_columns(frame: pd.DataFrame, spec: str) -> dict[str, str]:
     return {resolve_column(frame, key): format_value(value) for key, value in parse_overrides(spec).items()}
 
 
+def is_point(frame: pd.DataFrame, name: str) -> bool:
+    return "point" in frame and name in set(frame["point"].dropna().astype(str))
+
+
 def matching_configs(frame: pd.DataFrame, spec: str) -> list[str]:
     """Configuration labels named by ``spec``: a point name, else switch values all of which match."""
-    if "point" in frame and spec in set(frame["point"].dropna().astype(str)):
+    if is_point(frame, spec):
         return config_order(frame[frame["point"].astype("string") == spec])
     if "=" not in spec:
         have = ", ".join(config_order(frame))
@@ -124,7 +128,10 @@ def choose_baselines(
         base = default_baseline(frame)
         return Baselines(dict.fromkeys(labels, base), DEFAULT_RULE)
     source = f"--baseline {spec}" if override else f"declared by the experiment ({spec})"
-    matches = matching_configs(frame, spec)
+    matches = matching_configs(frame, spec) if override or is_point(frame, spec) or "=" in spec else []
+    if not matches and not override:  # a sweep of some of the experiment's points, without its baseline
+        base = default_baseline(frame)
+        return Baselines(dict.fromkeys(labels, base), f"the declared {spec!r} is not in this sweep; {DEFAULT_RULE}")
     if not matches:
         raise ValueError(f"no configuration matches baseline {spec!r}; have: {', '.join(labels)}")
     if len(matches) == 1:

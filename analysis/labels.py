@@ -67,6 +67,7 @@ def constant_caption(frame: pd.DataFrame) -> str:
     varying = set(config_columns(frame))
     columns = [c for c in CONFIG_CONTEXT_COLUMNS if c in frame] + [c for c in frame if c.startswith(SWITCH_PREFIX)]
     constant = [c for c in columns if c not in varying and frame[c].notna().any()]
+    constant = [c for c in constant if c in CONFIG_CONTEXT_COLUMNS or short_name(c) not in CONFIG_CONTEXT_COLUMNS]
     return ", ".join(f"{short_name(c)}={format_value(frame[c].dropna().iloc[0])}" for c in constant)
 
 

@@ -130,3 +130,15 @@ def test_changes_name_the_plugin_not_its_options(tmp_path: Path):
     for point in ("triton", "no_pdl"):
         cells = [cell.strip() for cell in table_row(markdown, point).strip("|").split("|")]
         assert cells[1] == "attention=triton"  # the options come with the plugin
+
+
+def test_per_groups_the_comparison_and_a_missing_declared_point_falls_back(tmp_path: Path):
+    points = {f"{share}-{on}": ({**SMOKE_SWITCHES, "prefix_caching": on, "share": share}, [10 + on, 10 + on, 10 + on])
+              for share in (0, 1) for on in (False, True)}  # fmt: skip
+    folder = write_points(tmp_path / "s", points, kind="leave_one_out", baseline="all_on")
+    with pytest.raises(SystemExit, match="matches 2 configurations"):
+        report.main([str(folder), "--baseline", "prefix_caching=false"])
+    code, markdown = run_report(folder, "--baseline", "prefix_caching=false", "--per", "share")
+    assert code == 0 and "one per share" in markdown and "**1.10x**" in table_row(markdown, "1-True")
+    code, markdown = run_report(folder)
+    assert code == 0 and "the declared 'all_on' is not in this sweep" in markdown
