@@ -141,7 +141,9 @@ def plot_speedup_bars(
     ax.set_xscale("log")  # ratios: 0.5x and 2x equally far from 1
     ends = np.r_[speedups - xerr[0], speedups + xerr[1], [1.0]]
     ends = ends[np.isfinite(ends) & (ends > 0)]
-    ax.set_xlim(ends.min() / 2.2, ends.max() * 2.2)  # room for the notes beside the bars
+    low, high = np.log(ends.min()), np.log(ends.max())
+    pad = 0.4 * max(high - low, 0.1)  # room for the notes beside the bars
+    ax.set_xlim(np.exp(low - pad), np.exp(high + pad))
     ratio_ticks(ax)
     ax.set_ylim(len(rows) - 0.4, -0.6)
     baselines = sorted(set(rows["baseline"].dropna()))
