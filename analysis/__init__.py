@@ -2,9 +2,14 @@
 
 Modules, one concept each:
 
-* ``records`` - load records into a DataFrame; configuration columns, labels and baseline choice.
-* ``stats``   - medians, spreads, bootstrap intervals and speedups (pure functions).
-* ``tables``  - the per-configuration summary table, written as Markdown and LaTeX.
-* ``plots``   - matplotlib figures (PNG + PDF).
-* ``report``  - the command line: ``python analysis/report.py <sweep_folder>``.
+* ``records``     - load records into a DataFrame; configuration columns and labels (point names first).
+* ``baseline``    - which configuration each one is compared with (point name, switch values, grouped).
+* ``stats``       - medians, spreads, speedups, the Welch interval of a ratio, noise (pure functions).
+* ``summary``     - the per-configuration summary table (numbers) and the A/A noise floor.
+* ``tables``      - that table as text: Markdown and LaTeX.
+* ``labels``      - names, caption line and colours of configurations in tables and figures.
+* ``plots``       - bar figures (metric bars, speedup bars), PNG + PDF.
+* ``figures``     - kind-specific figures: cumulative staircase, metric vs swept parameter, timelines.
+* ``report_text`` - the report's header and LaTeX caption.
+* ``report``      - the command line: ``python analysis/report.py <sweep_folder>``.
 """

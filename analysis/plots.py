@@ -1,24 +1,25 @@
-"""Figures, each saved as PNG and PDF; every function returns the paths it wrote.
+"""Bar figures of a summary table, each saved as PNG and vector PDF; every function returns the paths.
 
-Figures are built with ``matplotlib.figure.Figure`` directly (Agg canvas, no pyplot global state),
-so this works headless and never opens a window.
+Figures are built with ``matplotlib.figure.Figure`` directly (Agg canvas, no pyplot global state), so
+this works headless. Configurations are rows of horizontal bars (labels stay readable for 2 to 20 of
+them; the figure grows with their number), in the colours the report assigned them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator
 
-from analysis import stats
-from analysis.records import config_columns, config_label
+from analysis.labels import BASELINE_COLOR, wrap
 
 FIGURE_FORMATS = ("png", "pdf")
-BASE_COLOR = "#9e9e9e"
-BAR_COLOR = "#3b6ea8"
+WIDTH = 7.0
+FAILED_COLOR = "#b00020"
 
 
 def save_figure(fig: Figure, out_dir: str | Path, stem: str) -> list[Path]:
@@ -31,6 +32,24 @@ def save_figure(fig: Figure, out_dir: str | Path, stem: str) -> list[Path]:
     return paths
 
 
+def rows_figure(count: int) -> tuple[Figure, object]:
+    """A figure for ``count`` horizontal bars: about 0.4 inch a bar, never under 2.6 inches."""
+    fig = Figure(figsize=(WIDTH, max(2.6, 0.42 * count + 1.4)))
+    return fig, fig.subplots()
+
+
+def colours_of(summary: pd.DataFrame, colors: Mapping[str, str] | None) -> list[str]:
+    return [(colors or {}).get(label, BASELINE_COLOR) for label in summary["config"]]
+
+
+def label_rows(ax, summary: pd.DataFrame) -> np.ndarray:
+    y = np.arange(len(summary))
+    names = summary["label"] if "label" in summary else summary["config"]
+    ax.set_yticks(y, [wrap(label, 28) for label in names], fontsize=8)
+    ax.invert_yaxis()  # first configuration on top
+    return y
+
+
 def error_bars(summary: pd.DataFrame) -> np.ndarray:
     """2xN (below, above) distances from the median to min and max; 0 where unknown."""
     below = (summary["median"] - summary["min"]).to_numpy(dtype=float)
@@ -38,141 +57,99 @@ def error_bars(summary: pd.DataFrame) -> np.ndarray:
     return np.clip(np.nan_to_num(np.vstack([below, above])), 0.0, None)
 
 
-def tick_label(label: str) -> str:
-    """One ``k=v`` per line, so long configuration labels stay readable."""
-    return label.replace(" ", "\n")
-
-
-def bar_labels(summary: pd.DataFrame) -> list[str]:
-    """With a baseline, each bar names only what differs from it (six switches per bar overlap);
-    otherwise the whole configuration."""
-    pairs = [str(label).split(" ") for label in summary["config"]]
-    base = next((p for p, is_base in zip(pairs, summary["is_baseline"]) if is_base), None)
-    if base is None:
-        return [tick_label(str(label)) for label in summary["config"]]
-    return [
-        "baseline" if is_base else "\n".join(kv for kv in p if kv not in base) or "(as baseline)"
-        for p, is_base in zip(pairs, summary["is_baseline"])
-    ]
-
-
-def mark_failed(ax, summary: pd.DataFrame) -> None:
-    for x, value in enumerate(summary["median"]):
+def mark_failed_rows(ax, summary: pd.DataFrame, y: np.ndarray, x: float = 0.0) -> None:
+    for yi, value in zip(y, summary["median"]):
         if pd.isna(value):
-            ax.text(x, 0, "failed", rotation=90, ha="center", va="bottom", color="#b00020")
+            ax.text(x, yi, " failed", va="center", ha="left", fontsize=8, color=FAILED_COLOR)
 
 
-def plot_metric_bars(summary: pd.DataFrame, metric: str, out_dir: str | Path, stem: str = "metric_bars") -> list[Path]:
-    """Bar per configuration (summary-table order): median, min–max error bars; the baseline in grey."""
-    fig = Figure(figsize=(max(6.0, 1.1 * len(summary) + 2.0), 4.5))
-    ax = fig.subplots()
-    x = np.arange(len(summary))
-    colors = [BASE_COLOR if is_base else BAR_COLOR for is_base in summary["is_baseline"]]
-    ax.bar(x, summary["median"].fillna(0.0), yerr=error_bars(summary), capsize=4, color=colors)
-    mark_failed(ax, summary)
-    ax.set_xticks(x, bar_labels(summary), fontsize=8, rotation=20, ha="right")
-    ax.set_ylabel(metric)
-    fig.subplots_adjust(bottom=0.22)
-    ax.set_title(f"{metric} per configuration (median, bars: min–max over trials)")
-    return save_figure(fig, out_dir, stem)
-
-
-def plot_ablation_staircase(
+def plot_metric_bars(
     summary: pd.DataFrame,
     metric: str,
     out_dir: str | Path,
-    order: Sequence[str] | None = None,
-    labels: Sequence[str] | None = None,
-    stem: str = "ablation_staircase",
+    stem: str = "metric_bars",
+    colors: Mapping[str, str] | None = None,
 ) -> list[Path]:
-    """Cumulative ablation: one bar per step in ``order`` (default: table order), a step line through
-    the medians, and each step annotated with its speedup over the first step. ``labels`` name the steps
-    (e.g. from :func:`analysis.records.step_labels`)."""
-    steps = summary.set_index("config").loc[list(order or summary["config"])].reset_index()
-    medians = steps["median"].to_numpy(dtype=float)
-    fig = Figure(figsize=(max(6.0, 1.1 * len(steps) + 2.0), 4.5))
-    ax = fig.subplots()
-    x = np.arange(len(steps))
-    ax.bar(x, np.nan_to_num(medians), yerr=error_bars(steps), capsize=4, color=BAR_COLOR, alpha=0.8)
-    ax.step(x, medians, where="mid", color="black", linewidth=1.2)
-    tops = np.fmax(steps["max"].to_numpy(dtype=float), medians)
-    for xi, value, top in zip(x, medians, tops):
-        if np.isfinite(value) and medians[0]:
-            ax.annotate(f"{value / medians[0]:.2f}x", (xi, top), textcoords="offset points", xytext=(0, 4),
-                        ha="center", fontsize=8)  # fmt: skip
-    mark_failed(ax, steps)
-    ax.set_xticks(x, [tick_label(label) for label in (labels or steps["config"])], fontsize=8)
-    ax.set_ylabel(metric)
-    ax.set_title(f"Cumulative ablation: {metric} as optimizations are added")
+    """One bar per configuration: the median, min–max whiskers and every trial as a dot."""
+    fig, ax = rows_figure(len(summary))
+    y = label_rows(ax, summary)
+    ax.barh(y, summary["median"].fillna(0.0), xerr=error_bars(summary), capsize=3, color=colours_of(summary, colors))
+    for yi, values in zip(y, summary["values"]):
+        ax.plot(values, [yi] * len(values), "o", color="black", markersize=2.5, zorder=3)
+    mark_failed_rows(ax, summary, y)
+    ax.set_xlabel(f"{metric} (bar: median; whiskers: min–max; dots: trials)", fontsize=8)
+    ax.set_title(f"{metric} per configuration", fontsize=10)
     return save_figure(fig, out_dir, stem)
 
 
-def batch_points(rows: pd.DataFrame, batch_column: str, metric: str) -> tuple[np.ndarray, ...]:
-    """(batch sizes, medians, 2xN min–max error bars) of one series, sorted by batch size."""
-    points = rows.groupby(pd.to_numeric(rows[batch_column]))[metric].agg(list)
-    medians = np.array([stats.median(values) for values in points])
-    spreads = np.array([stats.spread(values) for values in points]).reshape(-1, 2)
-    yerr = np.clip(np.nan_to_num(np.vstack([medians - spreads[:, 0], spreads[:, 1] - medians])), 0.0, None)
-    return points.index.to_numpy(dtype=float), medians, yerr
+RATIO_TICKS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.8, 0.9, 1.0, 1.1, 1.25, 1.5, 2.0, 3.0, 5.0, 10.0,
+               20.0, 50.0, 100.0)  # fmt: skip
 
 
-def plot_metric_vs_batch_size(
-    frame: pd.DataFrame,
-    metric: str,
+def ratio_ticks(ax, most: int = 9) -> None:
+    """Plain-number ticks on a log ratio axis (``0.5 1 2``), at most ``most`` of them."""
+    low, high = ax.get_xlim()
+    gap = np.log(high / low) / most  # ticks at least this far apart on the log axis, outward from 1
+    ticks = [1.0]
+    for side in ([t for t in RATIO_TICKS if 1.0 < t <= high], [t for t in reversed(RATIO_TICKS) if low <= t < 1.0]):
+        last = 1.0
+        for tick in side:
+            if abs(np.log(tick / last)) >= gap:
+                ticks.append(tick)
+                last = tick
+    ticks.sort()
+    ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.set_xticklabels([f"{t:g}" for t in ticks])
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+def plot_speedup_bars(
+    summary: pd.DataFrame,
     out_dir: str | Path,
-    batch_column: str = "switch.max_num_seqs",
-    stem: str = "metric_vs_batch_size",
+    stem: str = "speedup_bars",
+    colors: Mapping[str, str] | None = None,
+    aa: tuple[float, float] | None = None,
+    metric: str = "",
 ) -> list[Path]:
-    """Median ``metric`` (min–max bars) against ``batch_column``, one line per other configuration."""
-    if batch_column not in frame:
-        raise ValueError(f"no column {batch_column!r} to plot against")
-    ok = frame[frame["status"] == "ok"]
-    series_columns = [c for c in config_columns(frame) if c != batch_column]
-    series = pd.Series([config_label(r, series_columns) for r in ok.to_dict("records")], index=ok.index)
-    fig = Figure(figsize=(7.0, 4.5))
-    ax = fig.subplots()
-    for name, rows in ok.groupby(series, sort=False):
-        sizes, medians, yerr = batch_points(rows, batch_column, metric)
-        ax.errorbar(sizes, medians, yerr=yerr, marker="o", capsize=3, label=name)
-    sizes = pd.to_numeric(ok[batch_column]).dropna()
-    if len(sizes) and sizes.min() > 0 and sizes.max() / sizes.min() >= 8:
-        ax.set_xscale("log", base=2)
-    ax.set_xlabel(batch_column.removeprefix("switch."))
-    ax.set_ylabel(metric)
-    ax.legend(fontsize=7)
-    ax.set_title(f"{metric} vs batch size")
-    return save_figure(fig, out_dir, stem)
-
-
-TRACE_COLUMNS = ("step", "step_ms", "batch_size")
-
-
-def read_trace(trace_csv: str | Path) -> pd.DataFrame:
-    """A ``trace.csv`` with at least the columns step, step_ms, batch_size."""
-    trace = pd.read_csv(trace_csv)
-    missing = [c for c in TRACE_COLUMNS if c not in trace]
-    if missing:
-        raise ValueError(f"{trace_csv}: missing trace columns {missing}")
-    return trace
-
-
-def plot_step_timeline(
-    trace_csv: str | Path, out_dir: str | Path, stem: str = "timeline", title: str | None = None
-) -> list[Path]:
-    """Step time (left axis, coloured by prefill/decode) and batch size (right axis) per step."""
-    trace = read_trace(trace_csv)
-    fig = Figure(figsize=(9.0, 4.0))
-    ax = fig.subplots()
-    ax.plot(trace["step"], trace["step_ms"], color="#cccccc", linewidth=0.8, zorder=1)
-    kinds = trace["kind"] if "kind" in trace else pd.Series("step", index=trace.index)
-    for kind, rows in trace.groupby(kinds, sort=True):
-        ax.scatter(rows["step"], rows["step_ms"], s=8, label=f"{kind} step_ms", zorder=2)
-    ax.set_xlabel("step")
-    ax.set_ylabel("step time (ms)")
-    batch_ax = ax.twinx()
-    batch_ax.step(trace["step"], trace["batch_size"], where="post", color="#d95f02", label="batch_size")
-    batch_ax.set_ylabel("batch size")
-    handles, names = zip(*[(h, n) for a in (ax, batch_ax) for h, n in zip(*a.get_legend_handles_labels())])
-    ax.legend(handles, names, fontsize=7, loc="upper right")
-    ax.set_title(f"Per-step timeline: {title or Path(trace_csv).parent.name}", fontsize=10)
+    """Each configuration's speedup over its baseline (1 = as fast) with its 95% interval. Significant
+    bars are solid and starred, the others pale; ``no spread`` bars (too few trials) are hatched. ``aa``
+    shades the A/A pair's interval: the noise floor measured in the same sweep."""
+    rows = summary[~summary["is_baseline"]].reset_index(drop=True)
+    fig, ax = rows_figure(max(len(rows), 1))
+    y = label_rows(ax, rows)
+    speedups = rows["speedup"].to_numpy(dtype=float)
+    lows, highs = rows["ci_low"].to_numpy(dtype=float), rows["ci_high"].to_numpy(dtype=float)
+    xerr = np.clip(np.nan_to_num(np.vstack([speedups - lows, highs - speedups])), 0.0, None)
+    if aa is not None and all(np.isfinite(aa)):
+        ax.axvspan(*aa, color="#d9d9d9", alpha=0.6, zorder=0, label="A/A 95% interval (noise floor)")
+    for yi, s, err, colour, (_, row) in zip(y, speedups, xerr.T, colours_of(rows, colors), rows.iterrows()):
+        if not np.isfinite(s):
+            ax.text(1.0, yi, " no result", va="center", fontsize=8, color=FAILED_COLOR)
+            continue
+        spread_known = row["verdict"] != "no spread"
+        ax.barh(yi, s - 1.0, left=1.0, color=colour, alpha=1.0 if row["significant"] else 0.4,
+                hatch=None if spread_known else "//", edgecolor="black" if not spread_known else colour)  # fmt: skip
+        if spread_known:
+            ax.errorbar(s, yi, xerr=err.reshape(2, 1), color="black", capsize=3, linewidth=1)
+        note = f"{s:.2f}x" + ("*" if row["significant"] else "" if spread_known else " (no spread)")
+        right = s >= 1.0
+        end = s + err[1] if right else s - err[0]
+        ax.annotate(note, (end, yi), xytext=(3 if right else -3, 0), textcoords="offset points",
+                    va="center", ha="left" if right else "right", fontsize=7)  # fmt: skip
+    ax.axvline(1.0, color="black", linewidth=0.8)
+    ax.set_xscale("log")  # ratios: 0.5x and 2x equally far from 1
+    ends = np.r_[speedups - xerr[0], speedups + xerr[1], [1.0]]
+    ends = ends[np.isfinite(ends) & (ends > 0)]
+    low, high = np.log(ends.min()), np.log(ends.max())
+    pad = 0.4 * max(high - low, 0.1)  # room for the notes beside the bars
+    ax.set_xlim(np.exp(low - pad), np.exp(high + pad))
+    ratio_ticks(ax)
+    ax.set_ylim(len(rows) - 0.4, -0.6)
+    baselines = sorted(set(rows["baseline"].dropna()))
+    base = baselines[0] if len(baselines) == 1 and len(baselines[0]) <= 30 else "the baseline"
+    ax.set_xlabel(wrap(f"speedup vs {base} (>1 better; whiskers: 95% interval; *: significant)", 90), fontsize=8)
+    ax.set_title(f"Speedup over the baseline{': ' + metric if metric else ''}", fontsize=10)
+    if aa is not None:
+        ax.legend(fontsize=7, loc="lower right")
     return save_figure(fig, out_dir, stem)

@@ -4,18 +4,20 @@ One row per job. Column conventions:
 
 * ``switch.<name>``   one column per switch found in *any* record (union; NA where a record lacks it)
 * ``model``, ``workload``, ``trial``, ``status``, ``error``, ``device_name``, ``dtype``, ``weights``
+* ``point``, ``experiment``, ``experiment_kind``, ``experiment_baseline`` (the harness keys ``point``
+  and ``experiment.{name,kind,baseline}`` of the record's ``config``; NA where absent)
 * ``job_num``, ``override_dirname``, ``result_dir`` (the job folder), ``trace_path`` (absolute, or NA)
 * ``<metric>``        one column per entry of ``metrics`` (``metric.<metric>`` if the name is taken above)
 * ``counter.<name>``  one column per entry of ``counters``
 * ``correct``         ``correctness.passed`` as pandas ``boolean`` (NA when the job ran no check)
-* ``config``          added by :func:`add_config_labels`, e.g. ``"attention=sdpa cuda_graphs=false"``
+* ``config``          added by :func:`add_config_labels`: the point name, else e.g.
+  ``"attention=sdpa cuda_graphs=false"``
 
 Rows are in job order: by sweep folder, then Hydra job number.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 import re
@@ -33,10 +35,11 @@ SWITCH_PREFIX = "switch."
 COUNTER_PREFIX = "counter."
 METRIC_PREFIX = "metric."
 CONTEXT_COLUMNS = ("model", "workload", "trial", "status", "error", "device_name", "dtype", "weights")
+EXPERIMENT_COLUMNS = ("point", "experiment", "experiment_kind", "experiment_baseline")
 JOB_COLUMNS = ("job_num", "override_dirname", "result_dir", "trace_path")
 CONFIG_CONTEXT_COLUMNS = ("model", "workload", "device_name", "dtype", "weights")
 OVERRIDE_CONTEXT_KEYS = ("model", "workload", "trial")
-RESERVED_COLUMNS = frozenset(CONTEXT_COLUMNS + JOB_COLUMNS + ("correct", "config"))
+RESERVED_COLUMNS = frozenset(CONTEXT_COLUMNS + EXPERIMENT_COLUMNS + JOB_COLUMNS + ("correct", "config"))
 NO_CONFIG_LABEL = "default"
 
 
@@ -59,7 +62,7 @@ def load_records(folder: str | Path, include_missing: bool = True) -> pd.DataFra
         jobs += [(missing_result_record(job_dir), job_dir) for job_dir in jobs_without_result(root)]
     known_switches = switch_names(record for record, _ in jobs)
     rows = [record_to_row(fill_from_overrides(record, known_switches), job_dir) for record, job_dir in jobs]
-    return tidy_frame(pd.DataFrame(rows))
+    return tidy_frame(fill_points(pd.DataFrame(rows)))
 
 
 def read_record(path: Path) -> dict[str, Any]:
@@ -137,7 +140,53 @@ def record_to_row(record: Mapping[str, Any], job_dir: Path) -> dict[str, Any]:
     row.update(metric_cells(record.get("metrics") or {}))
     row.update(prefixed(COUNTER_PREFIX, record.get("counters") or {}))
     row["correct"] = (record.get("correctness") or {}).get("passed")
+    row.update(experiment_cells(record.get("config") or {}))
     return row
+
+
+def experiment_cells(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The harness keys ``point`` and ``experiment`` of a record's resolved config."""
+    experiment = config.get("experiment") or {}
+    return {
+        "point": config.get("point"),
+        "experiment": experiment.get("name"),
+        "experiment_kind": experiment.get("kind"),
+        "experiment_baseline": experiment.get("baseline"),
+    }
+
+
+def override_pairs(override_dirname: object) -> dict[str, str]:
+    """``"+leave_one_out=all_on,trial=0"`` -> ``{"+leave_one_out": "all_on", "trial": "0"}`` (raw text)."""
+    items = str(override_dirname or "").split(",") if pd.notna(override_dirname) else []
+    return dict(item.split("=", 1) for item in items if "=" in item)
+
+
+def point_override_key(frame: pd.DataFrame) -> str | None:
+    """The override key whose value is the point name in the records that have one (e.g.
+    ``+leave_one_out``), so a job that crashed before writing its record still gets its point."""
+    named = frame[frame["point"].notna()]
+    keys = None
+    for override, point in zip(named["override_dirname"], named["point"]):
+        found = {key for key, value in override_pairs(override).items() if value == point}
+        keys = found if keys is None else keys & found
+    return sorted(keys)[0] if keys else None
+
+
+def fill_points(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows without a point (records that never got written) take it from their overrides, and the
+    experiment's name, kind and baseline from the other records."""
+    for column in EXPERIMENT_COLUMNS:
+        if column not in frame:
+            frame[column] = None
+    key = point_override_key(frame)
+    for index in frame.index[frame["point"].isna()]:
+        pairs = override_pairs(frame.at[index, "override_dirname"])
+        frame.at[index, "point"] = pairs.get(key) if key else None
+        for column in EXPERIMENT_COLUMNS[1:]:
+            known = frame[column].dropna()
+            if pd.isna(frame.at[index, column]) and len(known):
+                frame.at[index, column] = known.iloc[0]
+    return frame
 
 
 def prefixed(prefix: str, values: Mapping[str, Any]) -> dict[str, Any]:
@@ -158,11 +207,11 @@ def trace_path(record: Mapping[str, Any], job_dir: Path) -> str | None:
 
 def tidy_frame(frame: pd.DataFrame) -> pd.DataFrame:
     """Fixed column order, nullable dtypes, and rows in job order."""
-    for column in CONTEXT_COLUMNS + JOB_COLUMNS:
+    for column in CONTEXT_COLUMNS + EXPERIMENT_COLUMNS + JOB_COLUMNS:
         if column not in frame:
             frame[column] = None
     switches = [c for c in frame.columns if c.startswith(SWITCH_PREFIX)]
-    head = list(CONTEXT_COLUMNS + JOB_COLUMNS) + switches
+    head = list(CONTEXT_COLUMNS + EXPERIMENT_COLUMNS + JOB_COLUMNS) + switches
     frame = frame[head + [c for c in frame.columns if c not in head and c != "correct"] + ["correct"]].copy()
     frame["correct"] = frame["correct"].astype("boolean")
     frame["trial"] = pd.to_numeric(frame["trial"], errors="coerce").astype("Int64")
@@ -195,6 +244,8 @@ def format_value(value: Any) -> str:
         return "null"
     if isinstance(value, (bool, np.bool_)):
         return "true" if value else "false"
+    if isinstance(value, np.generic):
+        value = value.item()
     if isinstance(value, float):
         return str(int(value)) if value.is_integer() else repr(value)
     return str(value)
@@ -226,10 +277,13 @@ def add_config_labels(
     columns: Sequence[str] | None = None,
     names: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
-    """Copy of ``frame`` with a ``config`` column; ``names`` renames labels (e.g. ``{label: "baseline"}``)."""
+    """Copy of ``frame`` with a ``config`` column: the experiment's point name where the record has one,
+    else the values of ``columns`` (default: those that vary); ``names`` renames labels."""
     columns = config_columns(frame) if columns is None else list(columns)
     labelled = frame.copy()
     labels = [config_label(row, columns) for row in frame[columns].to_dict("records")]
+    points = frame["point"] if "point" in frame else pd.Series(None, index=frame.index)
+    labels = [label if pd.isna(point) else str(point) for label, point in zip(labels, points)]
     labelled["config"] = [(names or {}).get(label, label) for label in labels]
     return labelled
 
@@ -277,75 +331,3 @@ def switch_key(key: str, switches: Iterable[str]) -> str | None:
     ``attention.longest_first``), else its last component (``engine.cuda_graphs``), else None."""
     names = set(switches)
     return next((k for k in (key, key.split(".")[-1]) if k in names), None)
-
-
-def resolve_column(frame: pd.DataFrame, key: str) -> str:
-    if key in CONFIG_CONTEXT_COLUMNS and key in frame.columns:
-        return key
-    name = switch_key(key, [short_name(c) for c in frame.columns if c.startswith(SWITCH_PREFIX)])
-    if name is not None:
-        return SWITCH_PREFIX + name
-    known = sorted(short_name(c) for c in frame.columns if c.startswith(SWITCH_PREFIX))
-    raise ValueError(f"unknown switch {key!r} in baseline; known switches: {', '.join(known)}")
-
-
-def matching_configs(frame: pd.DataFrame, spec: Mapping[str, Any]) -> list[str]:
-    """Configuration labels whose rows match every ``key=value`` of ``spec``."""
-    wanted = {resolve_column(frame, key): format_value(value) for key, value in spec.items()}
-    firsts = frame.drop_duplicates("config")
-    hits = firsts[[all(format_value(row[c]) == v for c, v in wanted.items()) for _, row in firsts.iterrows()]]
-    return list(hits["config"])
-
-
-def enabled_switch_count(row: pd.Series) -> int:
-    """How many switches of a row are turned on (boolean true)."""
-    switches = [c for c in row.index if c.startswith(SWITCH_PREFIX)]
-    return sum(format_value(row[c]) == "true" for c in switches)
-
-
-def fewest_enabled(frame: pd.DataFrame, labels: Sequence[str]) -> str:
-    """Among ``labels``, the configuration with the fewest true switches; ties go to the first job."""
-    firsts = frame.drop_duplicates("config").set_index("config")
-    return min(labels, key=lambda label: enabled_switch_count(firsts.loc[label]))
-
-
-def choose_baseline(frame: pd.DataFrame, override: str | None = None) -> str:
-    """The baseline configuration label of a labelled frame.
-
-    ``override`` (``"attention=sdpa,cuda_graphs=false"``) selects the configurations whose switch values
-    match; otherwise every configuration with at least one successful trial is a candidate (all of them
-    if none succeeded). Among candidates the one with the fewest true switches wins, ties by job order.
-    """
-    if override:
-        candidates = matching_configs(frame, parse_overrides(override))
-        if not candidates:
-            raise ValueError(f"no configuration matches baseline {override!r}; have: {config_order(frame)}")
-    else:
-        succeeded = config_order(frame[frame["status"] == "ok"])
-        candidates = succeeded or config_order(frame)
-    return fewest_enabled(frame, candidates)
-
-
-# --------------------------------------------------------------------------- cumulative ablations
-
-
-def is_cumulative(frame: pd.DataFrame, order: Sequence[str]) -> bool:
-    """True when each configuration differs from the first in strictly more switches than the one before.
-
-    That is the shape of a cumulative ablation (optimizations added one after another).
-    """
-    columns = config_columns(frame)
-    first = config_values(frame, order[0], columns)
-    distances = [sum(v != first[k] for k, v in config_values(frame, label, columns).items()) for label in order]
-    return len(order) > 1 and all(a < b for a, b in itertools.pairwise(distances))
-
-
-def step_labels(frame: pd.DataFrame, order: Sequence[str]) -> list[str]:
-    """Tick labels of an ablation staircase: the first configuration, then ``+k=v`` changes per step."""
-    columns = config_columns(frame)
-    values = [config_values(frame, label, columns) for label in order]
-    changes = [
-        " ".join(f"+{k}={v}" for k, v in now.items() if before.get(k) != v) or "(no change)"
-        for before, now in itertools.pairwise(values)
-    ]
-    return [order[0]] + changes if order else []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 import numpy as np
@@ -40,13 +41,14 @@ def bootstrap_median_ci(
     return float(low), float(high)
 
 
-TIME_SUFFIXES = ("_s", "_ms", "_ms_median", "_ms_max")
-RATE_SUFFIX = "tok_s"  # output_tok_s: tokens per second
+TIME_PATTERN = re.compile(r"_(s|ms|us)(_(median|mean|max|min|p\d+))?$")  # wall_s, tpot_ms_median, ttft_ms_p99
+RATE_PATTERN = re.compile(r"(tok|gb|tb|_per)_s$")  # output_tok_s, decode_bandwidth_gb_s: per second
 
 
 def lower_is_better(metric: str) -> bool:
-    """Times (``wall_s``, ``decode_s``, ``tpot_ms_median``, ...) improve downwards; rates upwards."""
-    return metric.endswith(TIME_SUFFIXES) and not metric.endswith(RATE_SUFFIX)
+    """Times (``wall_s``, ``decode_s``, ``tpot_ms_median``, ``ttft_ms_max``) improve downwards; rates
+    (``output_tok_s``, ``..._gb_s``) and everything else upwards."""
+    return bool(TIME_PATTERN.search(metric)) and not RATE_PATTERN.search(metric)
 
 
 def speedup(values: Iterable[object], baseline_values: Iterable[object], lower_better: bool = False) -> float:
@@ -58,3 +60,69 @@ def speedup(values: Iterable[object], baseline_values: Iterable[object], lower_b
     if lower_better:
         return base / value if value else float("nan")
     return value / base
+
+
+# --------------------------------------------------------------------------- intervals and noise
+
+MIN_TRIALS_FOR_INTERVAL = 3
+NOISY_CV = 0.05  # a configuration whose trials' coefficient of variation exceeds this is flagged noisy
+INTERVAL_METHOD = (
+    "95% Welch t interval of the ratio of geometric means (t test on log values, each configuration's "
+    f"trials as independent samples; needs >= {MIN_TRIALS_FOR_INTERVAL} trials on both sides)"
+)
+# two-sided 95% t quantiles by degrees of freedom; between rows the smaller df is used (conservative)
+T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262,
+       10: 2.228, 12: 2.179, 15: 2.131, 20: 2.086, 25: 2.060, 30: 2.042, 40: 2.021, 60: 2.000,
+       120: 1.980}  # fmt: skip
+Z95 = 1.960
+
+
+def t95(df: float) -> float:
+    """Two-sided 95% quantile of Student's t at ``df`` degrees of freedom (rounded down to the table)."""
+    if not np.isfinite(df):
+        return Z95
+    rows = [k for k in T95 if k <= df]
+    return T95[max(rows)] if rows else T95[1]
+
+
+def coefficient_of_variation(values: Iterable[object]) -> float:
+    """Sample standard deviation over mean of the finite values; NaN with fewer than 2."""
+    x = finite_values(values)
+    if x.size < 2 or not x.mean():
+        return float("nan")
+    return float(x.std(ddof=1) / abs(x.mean()))
+
+
+def ratio_interval(
+    values: Iterable[object], baseline_values: Iterable[object], lower_better: bool = False
+) -> tuple[float, float]:
+    """95% interval of the speedup (see :data:`INTERVAL_METHOD`), oriented like :func:`speedup`.
+
+    (NaN, NaN) when either side has fewer than :data:`MIN_TRIALS_FOR_INTERVAL` positive values.
+    """
+    a, b = finite_values(values), finite_values(baseline_values)
+    a, b = a[a > 0], b[b > 0]
+    if min(a.size, b.size) < MIN_TRIALS_FOR_INTERVAL:
+        return float("nan"), float("nan")
+    la, lb = np.log(a), np.log(b)
+    va, vb = la.var(ddof=1) / la.size, lb.var(ddof=1) / lb.size
+    diff, se = la.mean() - lb.mean(), float(np.sqrt(va + vb))
+    if lower_better:
+        diff = -diff
+    if se == 0.0:
+        return float(np.exp(diff)), float(np.exp(diff))
+    df = (va + vb) ** 2 / (va**2 / (la.size - 1) + vb**2 / (lb.size - 1))
+    half = t95(df) * se
+    return float(np.exp(diff - half)), float(np.exp(diff + half))
+
+
+def verdict(low: float, high: float) -> str:
+    """``faster`` / ``slower`` when the interval excludes 1, ``no difference`` when it holds 1,
+    ``no spread`` when there is no interval (too few trials)."""
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return "no spread"
+    if low > 1.0:
+        return "faster"
+    if high < 1.0:
+        return "slower"
+    return "no difference"

@@ -1,125 +1,142 @@
 """The per-configuration summary table, and its Markdown and LaTeX renderings.
 
-:func:`build_summary_table` keeps numbers numeric (for tests and plots); :func:`format_summary_table`
-turns them into display strings; :func:`to_markdown` / :func:`to_latex` render those.
+:func:`analysis.summary.build_summary_table` keeps numbers numeric; :func:`format_summary_table`
+turns them into display strings; :func:`to_markdown` / :func:`to_latex` render those (a significant
+speedup in bold; numeric LaTeX columns right-aligned between booktabs rules).
 """
 
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
 from analysis import stats
-from analysis.records import config_columns, config_order, format_value, short_name
+from analysis.labels import changes, has_points
+from analysis.records import config_columns, format_value, short_name
 
-ROOFLINE_METRIC = "roofline"
-ERROR_CHARS = 160
-SUMMARY_COLUMNS = (
-    "config", "trials", "median", "min", "max", "ci_low", "ci_high",
-    "speedup", "roofline_pct", "correct", "status", "is_baseline",
-)  # fmt: skip
+NA = "n/a"
 
 
-def correctness_verdict(passed: pd.Series) -> str:
-    """``"pass"`` if every checked trial passed, ``"FAIL"`` if any failed, ``"n/a"`` if none was checked."""
-    checked = passed.dropna()
-    if checked.empty:
-        return "n/a"
-    return "pass" if bool(checked.all()) else "FAIL"
+@dataclass
+class Display:
+    """A summary table as text: ``table`` of strings, the rows whose speedup is significant
+    (bold), and the columns that hold numbers (right-aligned in LaTeX)."""
 
-
-def status_summary(trials: pd.DataFrame) -> str:
-    """``"ok"``, ``"k/n failed"``, or ``"failed: <error>"`` when every trial failed."""
-    failed = trials[trials["status"] != "ok"]
-    if failed.empty:
-        return "ok"
-    if len(failed) < len(trials):
-        return f"{len(failed)}/{len(trials)} failed"
-    errors = [str(e) for e in pd.unique(failed["error"].dropna())] or [str(failed["status"].iloc[0])]
-    text = "; ".join(errors)
-    return "failed: " + (text if len(text) <= ERROR_CHARS else text[: ERROR_CHARS - 1] + "…")
-
-
-def ok_values(trials: pd.DataFrame, metric: str) -> pd.Series:
-    """The metric over the successful trials only."""
-    if metric not in trials:
-        return pd.Series(dtype=float)
-    return trials.loc[trials["status"] == "ok", metric]
-
-
-def summary_row(trials: pd.DataFrame, metric: str, baseline_values: pd.Series, bootstrap: bool) -> dict:
-    values = ok_values(trials, metric)
-    low, high = stats.spread(values)
-    row = {"trials": len(trials), "median": stats.median(values), "min": low, "max": high}
-    if bootstrap:
-        row["ci_low"], row["ci_high"] = stats.bootstrap_median_ci(values)
-    row["speedup"] = stats.speedup(values, baseline_values, stats.lower_is_better(metric))
-    if ROOFLINE_METRIC in trials and stats.finite_values(trials[ROOFLINE_METRIC]).size:
-        row["roofline_pct"] = 100.0 * stats.median(ok_values(trials, ROOFLINE_METRIC))
-    row["correct"] = correctness_verdict(trials["correct"])
-    row["status"] = status_summary(trials)
-    return row
-
-
-def display_name(column: str) -> str:
-    """Short switch name, unless it would clash with a summary column."""
-    name = short_name(column)
-    return column if name in SUMMARY_COLUMNS else name
-
-
-def build_summary_table(frame: pd.DataFrame, metric: str, baseline: str, bootstrap: bool = False) -> pd.DataFrame:
-    """One row per configuration (job order), failed ones included.
-
-    Columns: ``config``, the varying configuration columns (short names), ``trials``, ``median``,
-    ``min``, ``max``, [``ci_low``, ``ci_high``], ``speedup`` (ratio of medians vs ``baseline``),
-    [``roofline_pct``], ``correct``, ``status``, ``is_baseline``.
-    """
-    columns = config_columns(frame)
-    baseline_values = ok_values(frame[frame["config"] == baseline], metric)
-    rows = []
-    for label in config_order(frame):
-        trials = frame[frame["config"] == label]
-        identity = {display_name(c): trials[c].iloc[0] for c in columns}
-        summary = summary_row(trials, metric, baseline_values, bootstrap)
-        rows.append({"config": label, **identity, **summary, "is_baseline": label == baseline})
-    return pd.DataFrame(rows)
+    table: pd.DataFrame
+    significant: list[bool] = field(default_factory=list)
+    numeric: list[str] = field(default_factory=list)
 
 
 def format_number(value: float) -> str:
     """``12345`` for big numbers, ``11.00`` for moderate ones, 3 significant digits below 1."""
     if pd.isna(value):
-        return "n/a"
+        return NA
     if abs(value) >= 1000:
         return f"{value:.0f}"
     return f"{value:.2f}" if abs(value) >= 1 else f"{value:.3g}"
 
 
-def format_speedup(value: float, is_baseline: bool) -> str:
-    text = "n/a" if pd.isna(value) else f"{value:.2f}x"
-    return f"{text} (baseline)" if is_baseline else text
-
-
 def format_range(low: float, high: float) -> str:
-    return "n/a" if pd.isna(low) else f"{format_number(low)}–{format_number(high)}"
+    return NA if pd.isna(low) else f"{format_number(low)}–{format_number(high)}"
 
 
-def format_summary_table(table: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """Display strings: configuration columns, trials, median, min–max, [95% CI], speedup, ..."""
-    identity = [c for c in table.columns if c not in SUMMARY_COLUMNS] or ["config"]
-    shown = pd.DataFrame({c: table[c].map(format_value) for c in identity})
-    shown["trials"] = table["trials"].astype(str)
+def format_speedup(row: pd.Series) -> str:
+    if row["is_baseline"]:
+        return "1.00x (baseline)"
+    if pd.isna(row["speedup"]):
+        return NA
+    text = f"{row['speedup']:.2f}x"
+    return text + " (no spread)" if row["verdict"] == "no spread" else text
+
+
+def format_interval(low: float, high: float) -> str:
+    return NA if pd.isna(low) else f"[{low:.2f}, {high:.2f}]"
+
+
+def format_verdict(row: pd.Series) -> str:
+    if row["is_baseline"]:
+        return "baseline"
+    if pd.isna(row["median"]):
+        return "no result"
+    if row["verdict"] == "no spread":
+        return f"no spread (n<{stats.MIN_TRIALS_FOR_INTERVAL})"
+    return row["verdict"] + ("*" if row["significant"] else "")
+
+
+def format_cv(cv: float, noisy: bool) -> str:
+    return NA if pd.isna(cv) else f"{100 * cv:.1f}%" + (" noisy" if noisy else "")
+
+
+def format_trials(row: pd.Series) -> str:
+    return str(row["trials"]) if row["ok_trials"] == row["trials"] else f"{row['ok_trials']}/{row['trials']}"
+
+
+def format_extra(column: str, value: float) -> str:
+    if pd.isna(value):
+        return NA
+    if column.endswith(("_rate", "_share")):
+        return f"{100 * value:.1f}%"
+    return f"{value:.0f}" if float(value).is_integer() else format_number(value)
+
+
+def extra_title(column: str) -> str:
+    return short_name(column.removeprefix("counter.")).replace("_", " ")
+
+
+def droppable(column: pd.Series) -> bool:
+    """All n/a, or the same in every row of a table of several rows."""
+    cells = column.astype(str)
+    return bool((cells == NA).all()) or (len(cells) > 1 and cells.nunique() == 1)
+
+
+def identity_columns(frame: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
+    """Point names and what each changes vs its baseline; else the switches that vary."""
+    if has_points(frame):
+        return pd.DataFrame({
+            "point": table["config"],
+            "changes": [changes(frame, c, b) for c, b in zip(table["config"], table["baseline"])],
+        })  # fmt: skip
+    columns = config_columns(frame)
+    if not columns:
+        return pd.DataFrame({"config": table["config"]})
+    firsts = frame.drop_duplicates("config").set_index("config")
+    labels = table["config"]
+    return pd.DataFrame({short_name(c): [format_value(firsts.at[label, c]) for label in labels] for c in columns})
+
+
+def format_summary_table(
+    table: pd.DataFrame, metric: str, frame: pd.DataFrame | None = None, extras: Sequence[str] = ()
+) -> Display:
+    """Display strings; constant and all-n/a columns other than the measurements are dropped."""
+    shown = identity_columns(frame, table) if frame is not None else pd.DataFrame({"config": table["config"]})
+    kept = list(shown.columns)
+    shown["trials"] = [format_trials(row) for _, row in table.iterrows()]
     shown[f"{metric} (median)"] = table["median"].map(format_number)
-    shown["min–max"] = [format_range(lo, hi) for lo, hi in zip(table["min"], table["max"])]
-    if "ci_low" in table:
-        shown["95% CI"] = [format_range(lo, hi) for lo, hi in zip(table["ci_low"], table["ci_high"])]
-    shown["speedup"] = [format_speedup(s, b) for s, b in zip(table["speedup"], table["is_baseline"])]
+    spreads = zip(table["min"], table["max"], table["ok_trials"])
+    shown["min–max"] = [format_range(lo, hi) if n > 1 else NA for lo, hi, n in spreads]
+    shown["CV"] = [format_cv(cv, noisy) for cv, noisy in zip(table["cv"], table["noisy"])]
+    shown["speedup"] = [format_speedup(row) for _, row in table.iterrows()]
+    shown["95% CI"] = [format_interval(lo, hi) for lo, hi in zip(table["ci_low"], table["ci_high"])]
+    shown["verdict"] = [format_verdict(row) for _, row in table.iterrows()]
+    for extra in extras:
+        shown[extra_title(extra)] = [format_extra(extra, v) for v in table[extra]]
     if "roofline_pct" in table:
-        shown["% roofline"] = table["roofline_pct"].map(lambda v: "n/a" if pd.isna(v) else f"{v:.1f}%")
+        shown["% roofline"] = table["roofline_pct"].map(lambda v: NA if pd.isna(v) else f"{v:.1f}%")
     shown["correct"] = table["correct"]
     shown["status"] = table["status"]
-    return shown
+    optional = kept[1:] + ["CV", "95% CI", "% roofline", "correct"]  # measurements asked for stay
+    dropped = [c for c in optional if c in shown and droppable(shown[c])]
+    dropped += ["status"] if (table["status"] == "ok").all() else []
+    shown = shown.drop(columns=dropped)
+    numeric = [c for c in shown if c in NUMERIC_TITLES or c.endswith("(median)") or c in map(extra_title, extras)]
+    return Display(shown.reset_index(drop=True), list(table["significant"] & ~table["is_baseline"]), numeric)
+
+
+NUMERIC_TITLES = ("trials", "min–max", "CV", "speedup", "95% CI", "% roofline")
 
 
 def escape_markdown(text: object) -> str:
@@ -134,9 +151,20 @@ def pipe_table(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def to_markdown(table: pd.DataFrame) -> str:
-    """Markdown of a table of display strings (tabulate if installed, else :func:`pipe_table`)."""
-    cells = table.map(escape_markdown)
+def bolded(display: Display, bold: Callable[[str], str]) -> pd.DataFrame:
+    """The table with the speedup cell of each significant row wrapped by ``bold``."""
+    table = display.table.copy()
+    if "speedup" in table:
+        flags = display.significant or [False] * len(table)
+        table["speedup"] = [bold(cell) if flag else cell for cell, flag in zip(table["speedup"], flags)]
+    return table
+
+
+def to_markdown(display: Display | pd.DataFrame) -> str:
+    """Markdown of a display table (tabulate if installed, else :func:`pipe_table`); significant
+    speedups in bold."""
+    display = display if isinstance(display, Display) else Display(display)
+    cells = bolded(Display(display.table.map(escape_markdown), display.significant), lambda c: f"**{c}**")
     if importlib.util.find_spec("tabulate") is None:
         return pipe_table(cells)
     return cells.to_markdown(index=False, disable_numparse=True)
@@ -145,7 +173,7 @@ def to_markdown(table: pd.DataFrame) -> str:
 LATEX_SPECIALS = {
     "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
     "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "|": r"\textbar{}",
-    "–": "--", "…": "...",
+    "–": "--", "…": "...", "×": r"$\times$",
 }  # fmt: skip
 
 
@@ -154,11 +182,21 @@ def escape_latex(text: object) -> str:
     return "".join(LATEX_SPECIALS.get(char, char) for char in str(text))
 
 
-def to_latex(table: pd.DataFrame, caption: str | None = None) -> str:
-    """A LaTeX ``table`` (booktabs rules) via pandas Styler; cells, headers and caption are escaped."""
-    escaped = table.map(escape_latex).rename(columns=escape_latex)
-    styler = escaped.style.hide(axis="index")
-    return styler.to_latex(hrules=True, caption=caption and escape_latex(caption), position_float="centering")
+def to_latex(display: Display | pd.DataFrame, caption: str | None = None) -> str:
+    """A LaTeX ``table``: booktabs rules, numeric columns right-aligned (``r``), text ones ``l``,
+    significant speedups in bold; cells, headers and caption escaped."""
+    display = display if isinstance(display, Display) else Display(display)
+    escaped = Display(display.table.map(escape_latex), display.significant)
+    cells = bolded(escaped, lambda c: rf"\textbf{{{c}}}")
+    spec = "".join("r" if column in display.numeric else "l" for column in cells.columns)
+    lines = [r"\begin{table}", r"\centering"]
+    if caption:
+        lines.append(rf"\caption{{{escape_latex(caption)}}}")
+    lines += [rf"\begin{{tabular}}{{{spec}}}", r"\toprule", " & ".join(map(escape_latex, cells.columns)) + r" \\"]
+    lines.append(r"\midrule")
+    lines += [" & ".join(map(str, row)) + r" \\" for row in cells.itertuples(index=False)]
+    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    return "\n".join(lines)
 
 
 def write_text(text: str, path: str | Path) -> Path:
@@ -166,13 +204,3 @@ def write_text(text: str, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text if text.endswith("\n") else text + "\n")
     return path
-
-
-def write_markdown(table: pd.DataFrame, path: str | Path) -> Path:
-    """Write :func:`to_markdown` of a display table to ``path``."""
-    return write_text(to_markdown(table), path)
-
-
-def write_latex(table: pd.DataFrame, path: str | Path, caption: str | None = None) -> Path:
-    """Write :func:`to_latex` of a display table to ``path``."""
-    return write_text(to_latex(table, caption), path)

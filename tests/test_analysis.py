@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from analysis import plots, records, report, stats, tables
+from analysis import baseline, figures, labels, records, report, stats, summary, tables
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BASE_SWITCHES = {"attention": "sdpa", "cuda_graphs": False, "prefix_caching": True, "block_size": 256}
@@ -59,9 +59,13 @@ def sweep(tmp_path: Path) -> Path:
     return write_sweep(tmp_path / "sweep", [(BASE_SWITCHES, [5, 6, 4]), (optimized, [10, 12, 11])])
 
 
-def summarize(folder: Path, baseline: str | None = None, metric: str = "output_tok_s") -> pd.DataFrame:
+def summarize(folder: Path, base: str | None = None, metric: str = "output_tok_s") -> pd.DataFrame:
     frame = records.add_config_labels(records.load_records(folder))
-    return tables.build_summary_table(frame, metric, records.choose_baseline(frame, baseline))
+    return summary.build_summary_table(frame, metric, baseline_of(frame, base))
+
+
+def baseline_of(frame: pd.DataFrame, spec: str | None = None) -> str:
+    return baseline.choose_baseline(frame, spec)
 
 
 def row_of(table: pd.DataFrame, config: str) -> pd.Series:
@@ -120,8 +124,9 @@ def test_new_switch_becomes_a_column_without_code_changes(tmp_path: Path):
     frame = records.add_config_labels(records.load_records(tmp_path))
     assert "switch.spec_decode" in frame
     assert list(frame["config"]) == ["spec_decode=null", "spec_decode=ngram"]
-    table = tables.build_summary_table(frame, "output_tok_s", "spec_decode=null")
-    assert pd.isna(table["spec_decode"].iloc[0]) and table["spec_decode"].iloc[1] == "ngram"
+    table = summary.build_summary_table(frame, "output_tok_s", "spec_decode=null")
+    shown = tables.format_summary_table(table, "output_tok_s", frame).table
+    assert list(shown["spec_decode"]) == ["null", "ngram"]
     assert row_of(table, "spec_decode=ngram")["speedup"] == pytest.approx(1.4)
 
 
@@ -131,10 +136,10 @@ def test_plugin_options_keep_configurations_apart(tmp_path: Path):
     write_record(tmp_path, 1, {**triton, "attention.longest_first": False}, metrics={"output_tok_s": 8.0})
     write_record(tmp_path, 2, BASE_SWITCHES, metrics={"output_tok_s": 2.0})  # sdpa: no such option
     frame = records.add_config_labels(records.load_records(tmp_path))
-    table = tables.build_summary_table(frame, "output_tok_s", "attention=triton attention.longest_first=true")
+    table = summary.build_summary_table(frame, "output_tok_s", "attention=triton attention.longest_first=true")
     assert len(table) == 3
     assert row_of(table, "attention=triton attention.longest_first=false")["speedup"] == pytest.approx(0.8)
-    baseline = records.choose_baseline(frame, "attention=triton,attention.longest_first=true")
+    baseline = baseline_of(frame, "attention=triton,attention.longest_first=true")
     assert baseline == "attention=triton attention.longest_first=true"
 
 
@@ -157,17 +162,17 @@ def test_default_baseline_has_fewest_true_switches(tmp_path: Path):
     bare = {**BASE_SWITCHES, "prefix_caching": False}
     write_sweep(tmp_path, [(optimized, [10]), (BASE_SWITCHES, [6]), (bare, [5])])
     frame = records.add_config_labels(records.load_records(tmp_path))
-    assert records.choose_baseline(frame) == "cuda_graphs=false prefix_caching=false"
+    assert baseline_of(frame) == "cuda_graphs=false prefix_caching=false"
 
 
 def test_baseline_override_and_unknown_switch(sweep: Path):
     frame = records.add_config_labels(records.load_records(sweep))
-    assert records.choose_baseline(frame, "attention=sdpa,cuda_graphs=true") == "cuda_graphs=true"
-    assert records.choose_baseline(frame, "switch.cuda_graphs=False") == "cuda_graphs=false"
+    assert baseline_of(frame, "attention=sdpa,cuda_graphs=true") == "cuda_graphs=true"
+    assert baseline_of(frame, "switch.cuda_graphs=False") == "cuda_graphs=false"
     with pytest.raises(ValueError, match="unknown switch 'warp'"):
-        records.choose_baseline(frame, "warp=9")
+        baseline_of(frame, "warp=9")
     with pytest.raises(ValueError, match="no configuration matches"):
-        records.choose_baseline(frame, "attention=flash")
+        baseline_of(frame, "attention=flash")
 
 
 def test_parse_overrides():
@@ -196,11 +201,11 @@ def test_failed_jobs_stay_rows(sweep: Path):
     broken = {**BASE_SWITCHES, "attention": "flash"}
     write_record(sweep, 6, broken, status="failed", error="RuntimeError: CUDA OOM", metrics=None)
     write_record(sweep, 7, {**BASE_SWITCHES, "cuda_graphs": True}, trial=3, status="failed", error="X: y")
-    table = summarize(sweep, baseline="attention=sdpa,cuda_graphs=false")
+    table = summarize(sweep, "attention=sdpa,cuda_graphs=false")
     failed = row_of(table, "attention=flash cuda_graphs=false")
     assert failed["status"] == "failed: RuntimeError: CUDA OOM" and pd.isna(failed["median"])
     assert row_of(table, "attention=sdpa cuda_graphs=true")["status"] == "1/4 failed"
-    shown = tables.format_summary_table(table, "output_tok_s")
+    shown = tables.format_summary_table(table, "output_tok_s").table
     assert "n/a" in set(shown["speedup"]) and len(shown) == 3
 
 
@@ -211,7 +216,7 @@ def test_correctness_verdict(tmp_path: Path):
         [({"a": 1}, passed), ({"a": 1}, passed), ({"a": 2}, passed), ({"a": 2}, failed), ({"a": 3}, None)]
     ):
         write_record(tmp_path, num, switches, metrics={"output_tok_s": 1.0}, correctness=check)
-    table = summarize(tmp_path, baseline="a=1")
+    table = summarize(tmp_path, "a=1")
     assert list(table["correct"]) == ["pass", "FAIL", "n/a"]
 
 
@@ -235,7 +240,7 @@ def assert_figures(paths: list[Path]) -> None:
 def test_report_writes_markdown_latex_and_figures(sweep: Path, tmp_path: Path, capsys):
     write_record(sweep, 6, {**BASE_SWITCHES, "attention": "flash"}, status="failed", error="E: boom")
     out = tmp_path / "out"
-    assert report.main([str(sweep), "--out", str(out), "--bootstrap"]) == 0
+    assert report.main([str(sweep), "--out", str(out)]) == 0
     markdown, latex = (out / "report.md").read_text(), (out / "report.tex").read_text()
     for text in (markdown, latex):
         assert "11.00" in text and "2.20x" in text and "E: boom" in text
@@ -251,18 +256,12 @@ def test_staircase_for_cumulative_ablation(tmp_path: Path):
     write_sweep(tmp_path / "s", [(steps[0], [5, 6]), (steps[1], [8, 9]), (steps[2], [12, 13])])
     frame = records.add_config_labels(records.load_records(tmp_path / "s"))
     order = records.config_order(frame)
-    assert records.is_cumulative(frame, order)
-    labels = records.step_labels(frame, order)
-    assert labels[1:] == ["+cuda_graphs=true", "+attention=flash"]
-    table = tables.build_summary_table(frame, "output_tok_s", order[0])
-    assert_figures(plots.plot_ablation_staircase(table, "output_tok_s", tmp_path / "f", order, labels))
-    assert not records.is_cumulative(frame, [order[2], order[0], order[1]])
-
-
-def test_throughput_vs_batch_size(tmp_path: Path):
-    configs = [({**BASE_SWITCHES, "max_num_seqs": n, "cuda_graphs": g}, [n * 1.0]) for n in (1, 8) for g in (0, 1)]
-    frame = records.add_config_labels(records.load_records(write_sweep(tmp_path / "s", configs)))
-    assert_figures(plots.plot_metric_vs_batch_size(frame, "output_tok_s", tmp_path / "f"))
+    assert labels.is_cumulative(frame, order)
+    steps = labels.step_labels(frame, order)
+    assert steps[1:] == ["+cuda_graphs=true", "+attention=flash"]
+    table = summary.build_summary_table(frame, "output_tok_s", order[0])
+    assert_figures(figures.plot_ablation_staircase(table, "output_tok_s", tmp_path / "f", order, steps))
+    assert not labels.is_cumulative(frame, [order[2], order[0], order[1]])
 
 
 def test_timeline_from_trace_csv(tmp_path: Path):
@@ -270,10 +269,10 @@ def test_timeline_from_trace_csv(tmp_path: Path):
     rows = ["step,kind,batch_size,num_tokens,step_ms,kv_blocks_used", "0,prefill,4,512,20.5,8"]
     rows += [f"{i},decode,4,4,{5 + i / 10},{8 + i}" for i in range(1, 20)]
     trace.write_text("\n".join(rows) + "\n")
-    assert_figures(plots.plot_step_timeline(trace, tmp_path / "f"))
+    assert_figures(figures.plot_step_timeline(trace, tmp_path / "f"))
     trace.write_text("step,kind\n0,decode\n")
     with pytest.raises(ValueError, match="missing trace columns"):
-        plots.read_trace(trace)
+        figures.read_trace(trace)
 
 
 def test_report_draws_timeline_when_trace_present(tmp_path: Path):
@@ -302,14 +301,3 @@ def test_cli_runs_as_script_and_module(sweep: Path, tmp_path: Path, entry: list[
 def test_cli_unknown_metric_is_a_clear_error(sweep: Path):
     with pytest.raises(SystemExit, match="metric 'nope' not found.*output_tok_s"):
         report.main([str(sweep), "--metric", "nope"])
-
-
-def test_bar_labels_name_what_differs_from_the_baseline():
-    summary = pd.DataFrame(
-        {
-            "config": ["a=1 b=1", "a=0 b=1", "a=1 b=0"],
-            "is_baseline": [True, False, False],
-        }
-    )
-    assert plots.bar_labels(summary) == ["baseline", "a=0", "b=0"]
-    assert plots.bar_labels(summary.assign(is_baseline=False)) == ["a=1\nb=1", "a=0\nb=1", "a=1\nb=0"]
