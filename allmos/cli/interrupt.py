@@ -1,0 +1,70 @@
+"""SIGINT (Ctrl-C) and SIGTERM end a run cleanly: the worker stops, a record says the job was
+interrupted, and one line says so, never a traceback."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+from contextlib import contextmanager
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+WORKER_GRACE_S = 5.0  # after SIGTERM, the worker gets this long before SIGKILL
+
+
+class Interrupted(BaseException):
+    """Raised in the main thread when SIGINT or SIGTERM arrives while a job runs (a BaseException,
+    so no `except Exception` on the way swallows it)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def raise_interrupted(signum, frame):
+    raise Interrupted(signum)
+
+
+def exit_quietly(signum, frame):
+    print(f"allmos: interrupted by {signal.Signals(signum).name}", file=sys.stderr)
+    raise SystemExit(128 + signum)
+
+
+def ignore_stop_signals() -> None:
+    """While an interrupted job cleans up (bounded), a second Ctrl-C does not cut it short."""
+    if in_main_thread():
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, signal.SIG_IGN)
+
+
+def in_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+@contextmanager
+def interruptible():
+    """Within the block, SIGINT and SIGTERM raise Interrupted; after it (between a sweep's jobs,
+    or while Hydra finishes), they end the process with one line."""
+    if not in_main_thread():
+        yield
+        return
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, raise_interrupted)
+    try:
+        yield
+    finally:
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, exit_quietly)
+
+
+def stop_worker(proc: subprocess.Popen) -> None:
+    """End the worker within a bounded time: SIGTERM, then SIGKILL after the grace period."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(WORKER_GRACE_S)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

@@ -1,0 +1,80 @@
+"""A job owns its folder while it runs: a lock file holding the runner's pid.
+
+A second run pointed at a folder whose lock names a live process is refused with one line;
+a lock left by a process that no longer exists (killed with SIGKILL, machine reset) is taken over.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager, suppress
+
+from allmos.bench.record import StorageError
+
+LOCK_NAME = ".allmos.lock"
+
+
+class FolderInUse(RuntimeError):
+    def __init__(self, folder: str, pid: int):
+        super().__init__(
+            f"{folder} is in use by another run (pid {pid}); wait for it, or give this run its own "
+            "folder (hydra.run.dir=..., or hydra.sweep.dir=... for a sweep)"
+        )
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return True
+
+
+def lock_holder(path: str) -> int | None:
+    try:
+        with open(path) as f:
+            return int(f.read().strip() or 0) or None
+    except (OSError, ValueError):
+        return None
+
+
+def acquire(folder: str) -> str:
+    path = os.path.join(folder, LOCK_NAME)
+    for _ in range(3):
+        try:
+            os.makedirs(folder, exist_ok=True)
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            holder = lock_holder(path)
+            if holder is not None and holder != os.getpid() and process_alive(holder):
+                raise FolderInUse(folder, holder) from None
+            os.unlink(path)  # stale: its process is gone
+            continue
+        except OSError as error:
+            raise StorageError(path, error) from error
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(f"{os.getpid()}\n")
+        except OSError as error:
+            os.unlink(path)
+            raise StorageError(path, error) from error
+        return path
+    raise FolderInUse(folder, lock_holder(path) or 0)
+
+
+def release(path: str) -> None:
+    if lock_holder(path) == os.getpid():
+        with suppress(OSError):
+            os.unlink(path)
+
+
+@contextmanager
+def owned_folder(folder: str):
+    """Hold `folder` for this process for the duration of the block."""
+    path = acquire(folder)
+    try:
+        yield
+    finally:
+        release(path)
