@@ -25,7 +25,7 @@ from allmos.bench.record import (
 )
 from allmos.bench.worker import SPEC_NAME, describe_failure
 from allmos.cli.interrupt import Interrupted, ignore_stop_signals, interruptible, stop_worker
-from allmos.cli.job_folder import FolderInUse, owned_folder
+from allmos.cli.job_folder import FolderInUse, device_turn, owned_folder
 from allmos.cli.job_spec import job_spec
 from allmos.cli.summary import summary_lines
 from allmos.validation import validate
@@ -45,6 +45,9 @@ def run_job(cfg: DictConfig) -> dict | None:
     if cfg.mode != "bench":
         raise ValueError(f"mode={cfg.mode!r} is unknown; use bench, doctor or generate")
     return bench(cfg)
+
+
+LAUNCHERS_STARTING_ALL_JOBS = ("hydra_plugins.hydra_submitit_launcher.submitit_launcher.LocalLauncher",)
 
 
 def current_job() -> tuple[str, dict, bool]:
@@ -92,8 +95,9 @@ def run_interruptible(cfg: DictConfig, spec, folder: str, multirun: bool) -> dic
     """Run the job; on SIGINT or SIGTERM stop it, record it as interrupted and end the process."""
     with interruptible():
         try:
-            move_aside_previous(folder)
-            return run_isolated(spec, folder) if cfg.isolate else run_here(spec, folder)
+            with device_turn(os.path.dirname(folder), multirun and launcher_starts_all_jobs()):
+                move_aside_previous(folder)
+                return run_isolated(spec, folder) if cfg.isolate else run_here(spec, folder)
         except Interrupted as stop:
             ignore_stop_signals()
             write_record(folder, describe_failure(spec) | interrupted(stop.signum))
@@ -104,6 +108,10 @@ def run_interruptible(cfg: DictConfig, spec, folder: str, multirun: bool) -> dic
                 file=sys.stderr,
             )
             raise SystemExit(128 + stop.signum) from None
+
+
+def launcher_starts_all_jobs() -> bool:
+    return HydraConfig.get().launcher.get("_target_") in LAUNCHERS_STARTING_ALL_JOBS
 
 
 RESUME_IGNORED_KEYS = ("resume", "isolate")  # how a job is run, not what it measures

@@ -6,6 +6,7 @@ a lock left by a process that no longer exists (killed with SIGKILL, machine res
 
 from __future__ import annotations
 
+import fcntl
 import os
 from contextlib import contextmanager, suppress
 
@@ -78,3 +79,28 @@ def owned_folder(folder: str):
         yield
     finally:
         release(path)
+
+
+@contextmanager
+def device_turn(sweep_dir: str, serialize: bool):
+    """With a launcher that starts a sweep's jobs all at once on this machine (submitit_local),
+    each job waits for its turn, so jobs sharing the device never disturb each other's timings.
+    The lock is the kernel's (flock): it is released whenever its holder ends, even by SIGKILL."""
+    if not serialize:
+        yield
+        return
+    path = os.path.join(sweep_dir, ".allmos.device.lock")
+    try:
+        os.makedirs(sweep_dir, exist_ok=True)
+        fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
+    except OSError as error:
+        raise StorageError(path, error) from error
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print("waiting for the device: another job of this sweep is running (jobs run one at a time)", flush=True)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
