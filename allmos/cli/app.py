@@ -24,7 +24,7 @@ from allmos.bench.record import (
     write_record,
 )
 from allmos.bench.worker import SPEC_NAME, describe_failure
-from allmos.cli.interrupt import Interrupted, ignore_stop_signals, interruptible, stop_worker
+from allmos.cli.interrupt import Interrupted, die_by, ignore_stop_signals, interruptible, stop_worker
 from allmos.cli.job_folder import FolderInUse, device_turn, owned_folder
 from allmos.cli.job_spec import job_spec
 from allmos.cli.summary import summary_lines
@@ -73,6 +73,8 @@ def bench(cfg: DictConfig) -> dict:
         if not multirun:
             sys.exit(1)
         return {"status": "failed", "metrics": None}
+    except Interrupted as stop:  # recorded and reported; the folder's lock is released by now
+        die_by(stop.signum)
     for line in summary_lines(record):
         print(line)
     if record.get("status") != "ok" and not multirun:
@@ -107,7 +109,7 @@ def run_interruptible(cfg: DictConfig, spec, folder: str, multirun: bool) -> dic
                 f"its record says so: {os.path.join(folder, 'result.json')}",
                 file=sys.stderr,
             )
-            raise SystemExit(128 + stop.signum) from None
+            raise
 
 
 def launcher_starts_all_jobs() -> bool:

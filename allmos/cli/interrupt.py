@@ -3,6 +3,7 @@ interrupted, and one line says so, never a traceback."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -28,7 +29,17 @@ def raise_interrupted(signum, frame):
 
 def exit_quietly(signum, frame):
     print(f"allmos: interrupted by {signal.Signals(signum).name}", file=sys.stderr)
-    raise SystemExit(128 + signum)
+    die_by(signum)
+
+
+def die_by(signum: int) -> None:
+    """End the process by the signal itself (after the cleanup is done), so a calling shell script
+    sees that it was interrupted and stops too, rather than going on to its next command."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+    raise SystemExit(128 + signum)  # not reached where the signal's default action ends the process
 
 
 def ignore_stop_signals() -> None:
