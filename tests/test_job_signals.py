@@ -82,3 +82,18 @@ def test_a_failing_disk_is_one_line_naming_the_path_with_no_empty_files_left(tmp
         f for f in os.listdir(tmp_path / "run") if f.startswith(".tmp-") or os.path.getsize(tmp_path / "run" / f) == 0
     ]
     assert leftovers in ([], ["run.log"]), leftovers
+
+
+def test_a_worker_whose_run_was_killed_ends_too(tmp_path):
+    proc = start_run(tmp_path, "probe=false", *LONG_WORKLOAD)
+    wait_for(tmp_path / "run" / "job.json")
+    deadline = time.monotonic() + 60
+    while not worker_processes(tmp_path / "run"):
+        assert time.monotonic() < deadline and proc.poll() is None, "no worker started"
+        time.sleep(0.1)
+    proc.kill()  # SIGKILL: the run cannot stop its worker itself
+    proc.communicate(timeout=BOUND_S)
+    deadline = time.monotonic() + 10
+    while worker_processes(tmp_path / "run"):
+        assert time.monotonic() < deadline, "the orphaned worker is still running"
+        time.sleep(0.2)

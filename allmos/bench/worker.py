@@ -18,12 +18,13 @@ from allmos.bench.record import StorageError, failure, write_record
 
 SPEC_NAME = "job.json"
 PARENT_POLL_S = 1.0
+PARENT_ENV = "ALLMOS_WORKER_PARENT"  # the run's pid: it may die while this process still imports
 
 
 def main(folder: str) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, exit_on_signal)  # unwinds (temporary files removed), no traceback
-    watch_parent(os.getppid())
+    watch_parent(int(os.environ.get(PARENT_ENV) or os.getppid()))
     with open(os.path.join(folder, SPEC_NAME)) as f:
         spec = JobSpec(**json.load(f))
     try:

@@ -23,7 +23,7 @@ from allmos.bench.record import (
     write_atomic,
     write_record,
 )
-from allmos.bench.worker import SPEC_NAME, describe_failure
+from allmos.bench.worker import PARENT_ENV, SPEC_NAME, describe_failure
 from allmos.cli.interrupt import Interrupted, die_by, ignore_stop_signals, interruptible, stop_worker
 from allmos.cli.job_folder import FolderInUse, device_turn, owned_folder
 from allmos.cli.job_spec import job_spec
@@ -155,7 +155,8 @@ def run_isolated(spec, folder: str) -> dict:
         write_record(folder, record)
         return record
     write_atomic(os.path.join(folder, SPEC_NAME), json.dumps(spec.__dict__, default=str))
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [REPO_ROOT, os.environ.get("PYTHONPATH")])))
+    path = os.pathsep.join(filter(None, [REPO_ROOT, os.environ.get("PYTHONPATH")]))
+    env = dict(os.environ, PYTHONPATH=path, **{PARENT_ENV: str(os.getpid())})
     # Its own session: a terminal's Ctrl-C reaches only this process, which stops the worker.
     proc = subprocess.Popen([sys.executable, "-m", "allmos.bench.worker", folder], env=env, start_new_session=True)
     try:
