@@ -130,3 +130,18 @@ def test_a_failed_write_names_the_path_and_leaves_no_file(tmp_path, monkeypatch)
         write_atomic(path, json.dumps({"x": 1}))
     assert str(caught.value) == f"cannot write {path}: No space left on device"
     assert os.listdir(tmp_path) == []
+
+
+def test_stopping_a_worker_ends_the_processes_it_started(tmp_path):
+    from allmos.cli.interrupt import stop_worker
+
+    script = (
+        "import subprocess, sys, time; p = subprocess.Popen(['sleep', '60']); print(p.pid, flush=True); time.sleep(60)"
+    )
+    worker = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, start_new_session=True)
+    rank = int(worker.stdout.readline())
+    stop_worker(worker)
+    assert worker.returncode == -15
+    with open(f"/proc/{rank}/stat") as f:
+        state = f.read().split()[2] if os.path.exists(f"/proc/{rank}/stat") else "gone"
+    assert state in ("Z", "gone")  # a zombie awaits its reaper; it runs no more

@@ -3,6 +3,7 @@ interrupted, and one line says so, never a traceback."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -70,12 +71,16 @@ def interruptible():
 
 
 def stop_worker(proc: subprocess.Popen) -> None:
-    """End the worker within a bounded time: SIGTERM, then SIGKILL after the grace period."""
-    if proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(WORKER_GRACE_S)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    """End the worker and every process it started (tensor-parallel ranks: the worker leads its
+    own session and process group) within a bounded time: SIGTERM, then SIGKILL after the grace."""
+    if proc.poll() is None:
+        signal_group(proc.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(WORKER_GRACE_S)
+    signal_group(proc.pid, signal.SIGKILL)  # whatever is left of the group (nothing when all ended)
+    proc.wait()
+
+
+def signal_group(pgid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signum)
