@@ -50,18 +50,22 @@ def test_ctrl_c_ends_a_sweep_with_one_line_leaving_an_interrupted_record(tmp_pat
     assert worker_processes(tmp_path / "sweep" / "0") == []
 
 
-def test_a_second_run_in_a_held_folder_is_refused_in_one_line(tmp_path):
+@pytest.mark.parametrize("multirun", [False, True])
+def test_a_second_run_in_a_held_folder_is_refused_in_one_line(tmp_path, multirun):
+    folder = tmp_path / ("sweep/0" if multirun else "run")
     holder = subprocess.Popen(["sleep", "60"])
     try:
-        (tmp_path / "run").mkdir()
-        (tmp_path / "run" / ".allmos.lock").write_text(f"{holder.pid}\n")
-        code, out, err = finish(start_run(tmp_path, "probe=false"), timeout_s=120)
+        folder.mkdir(parents=True)
+        (folder / ".allmos.lock").write_text(f"{holder.pid}\n")
+        trials = "trial=0,1" if multirun else "trial=0"
+        code, out, err = finish(start_run(tmp_path, "probe=false", trials, multirun=multirun), timeout_s=120)
     finally:
         holder.kill()
         holder.wait()
     assert code == 1 and "Traceback" not in out + err
-    assert f"error: {tmp_path}/run is in use by another run (pid {holder.pid})" in err
-    assert not (tmp_path / "run" / "job.json").exists() and not (tmp_path / "run" / "result.json").exists()
+    assert f"error: {folder} is in use by another run (pid {holder.pid})" in err
+    assert os.listdir(folder) == [".allmos.lock"]  # not even Hydra's .hydra/ was written
+    assert not (tmp_path / "sweep" / "1").exists()
 
 
 def small_file_limit():

@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import fcntl
 import os
+import sys
 from contextlib import contextmanager, suppress
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
 
 from allmos.bench.record import StorageError
 
@@ -69,6 +73,27 @@ def release(path: str) -> None:
     if lock_holder(path) == os.getpid():
         with suppress(OSError):
             os.unlink(path)
+
+
+class FolderGuard(Callback):
+    """Refuses a run before Hydra writes its own files (.hydra/) into a folder that a live run
+    holds; the job then takes the lock itself (`owned_folder`), which settles any race."""
+
+    def on_run_start(self, config: DictConfig, **kwargs) -> None:
+        refuse_if_held([str(config.hydra.run.dir)])
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        sweep = str(config.hydra.sweep.dir)
+        jobs = [os.path.join(sweep, name) for name in sorted(os.listdir(sweep))] if os.path.isdir(sweep) else []
+        refuse_if_held([folder for folder in jobs if os.path.isdir(folder)])
+
+
+def refuse_if_held(folders: list[str]) -> None:
+    for folder in folders:
+        holder = lock_holder(os.path.join(folder, LOCK_NAME))
+        if holder is not None and holder != os.getpid() and process_alive(holder):
+            print(f"error: {FolderInUse(os.path.abspath(folder), holder)}", file=sys.stderr)
+            raise SystemExit(1)
 
 
 @contextmanager
