@@ -3,7 +3,7 @@ and a non-zero exit when any job failed (after all of them ran).
 
 A Hydra callback, so it works the same for the basic launcher and for submitit (whose jobs print
 into log files): it reads the records of the jobs this sweep ran, found by the job folders whose
-`.hydra/config.yaml` was written after the sweep started.
+`.hydra/config.yaml` (or, without it, job.json or result.json) was written after the sweep started.
 """
 
 from __future__ import annotations
@@ -51,12 +51,15 @@ def job_outcomes(sweep_dir: str, since: float) -> dict[str, str | None]:
     return outcomes
 
 
+JOB_MARKERS = (os.path.join(".hydra", "config.yaml"), "job.json", RECORD_NAME)  # .hydra/ unless output_subdir=null
+
+
 def job_folders(sweep_dir: str, since: float) -> list[str]:
     folders = []
     for root, dirs, _files in os.walk(sweep_dir):
         dirs[:] = [d for d in dirs if not d.startswith(".")]
-        marker = os.path.join(root, ".hydra", "config.yaml")
-        if os.path.exists(marker) and os.path.getmtime(marker) >= since:
+        markers = [os.path.join(root, m) for m in JOB_MARKERS if os.path.exists(os.path.join(root, m))]
+        if markers and os.path.getmtime(markers[0]) >= since:
             folders.append(root)
     return sorted(folders)
 
