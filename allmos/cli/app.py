@@ -63,18 +63,21 @@ def current_job() -> tuple[str, dict, bool]:
 
 
 def bench(cfg: DictConfig) -> dict:
-    folder, job, multirun = current_job()
-    spec = job_spec(cfg, job)
-    try:
-        with owned_folder(folder):
-            record = resumed(cfg, spec, folder) or run_interruptible(cfg, spec, folder, multirun)
-    except (FolderInUse, StorageError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        if not multirun:
-            sys.exit(1)
-        return {"status": "failed", "metrics": None}
-    except Interrupted as stop:  # recorded and reported; the folder's lock is released by now
-        die_by(stop.signum)
+    with interruptible():
+        try:
+            folder, job, multirun = current_job()
+            spec = job_spec(cfg, job)
+            with owned_folder(folder):
+                record = resumed(cfg, spec, folder) or run_recorded(cfg, spec, folder, multirun)
+        except (FolderInUse, StorageError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            if not multirun:
+                sys.exit(1)
+            return {"status": "failed", "metrics": None}
+        except Interrupted as stop:  # the folder's lock is released by now
+            if not stop.recorded:
+                print(f"allmos: interrupted by {signal.Signals(stop.signum).name}", file=sys.stderr)
+            die_by(stop.signum)
     for line in summary_lines(record):
         print(line)
     if record.get("status") != "ok" and not multirun:
@@ -93,23 +96,23 @@ def resumed(cfg: DictConfig, spec, folder: str) -> dict | None:
     return None
 
 
-def run_interruptible(cfg: DictConfig, spec, folder: str, multirun: bool) -> dict:
-    """Run the job; on SIGINT or SIGTERM stop it, record it as interrupted and end the process."""
-    with interruptible():
-        try:
-            with device_turn(os.path.dirname(folder), multirun and launcher_starts_all_jobs()):
-                move_aside_previous(folder)
-                return run_isolated(spec, folder) if cfg.isolate else run_here(spec, folder)
-        except Interrupted as stop:
-            ignore_stop_signals()
-            write_record(folder, describe_failure(spec) | interrupted(stop.signum))
-            what = f"the sweep stopped at job {spec.job.get('num')}" if multirun else "the job stopped"
-            print(
-                f"allmos: interrupted by {signal.Signals(stop.signum).name}: {what}; "
-                f"its record says so: {os.path.join(folder, 'result.json')}",
-                file=sys.stderr,
-            )
-            raise
+def run_recorded(cfg: DictConfig, spec, folder: str, multirun: bool) -> dict:
+    """Run the job; on SIGINT or SIGTERM stop it and record it as interrupted (the caller ends)."""
+    try:
+        with device_turn(os.path.dirname(folder), multirun and launcher_starts_all_jobs()):
+            move_aside_previous(folder)
+            return run_isolated(spec, folder) if cfg.isolate else run_here(spec, folder)
+    except Interrupted as stop:
+        ignore_stop_signals()
+        write_record(folder, describe_failure(spec) | interrupted(stop.signum))
+        what = f"the sweep stopped at job {spec.job.get('num')}" if multirun else "the job stopped"
+        print(
+            f"allmos: interrupted by {signal.Signals(stop.signum).name}: {what}; "
+            f"its record says so: {os.path.join(folder, 'result.json')}",
+            file=sys.stderr,
+        )
+        stop.recorded = True
+        raise
 
 
 def launcher_starts_all_jobs() -> bool:

@@ -22,6 +22,7 @@ class Interrupted(BaseException):
     def __init__(self, signum: int):
         super().__init__(signal.Signals(signum).name)
         self.signum = signum
+        self.recorded = False  # set once the job's record says it was interrupted
 
 
 def raise_interrupted(signum, frame):
