@@ -6,10 +6,11 @@ import os
 import resource
 import signal
 import subprocess
+import sys
 import time
 
 import pytest
-from runtime_harness import LONG_WORKLOAD, start_run, wait_for, worker_processes
+from runtime_harness import LONG_WORKLOAD, ROOT, TINY, start_run, wait_for, worker_processes
 
 BOUND_S = 20  # the parent gives its worker 5 s after SIGTERM, then SIGKILLs it
 
@@ -101,3 +102,23 @@ def test_a_worker_whose_run_was_killed_ends_too(tmp_path):
     while worker_processes(tmp_path / "run"):
         assert time.monotonic() < deadline, "the orphaned worker is still running"
         time.sleep(0.2)
+
+
+def test_ctrl_c_also_stops_the_calling_shell_script(tmp_path):
+    """As in experiments/paper.sh: the script must not go on to its next sweep after a Ctrl-C."""
+    run = " ".join([sys.executable, "run.py", *TINY, "probe=false", *LONG_WORKLOAD, f"hydra.run.dir={tmp_path}/run"])
+    script = subprocess.Popen(
+        ["bash", "-c", f"{run}; echo NEXT COMMAND"],
+        cwd=ROOT,
+        env=dict(os.environ, ALLMOS_CACHE=str(tmp_path / "cache")),
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    wait_for(tmp_path / "run" / "job.json")
+    time.sleep(0.5)
+    os.killpg(script.pid, signal.SIGINT)
+    code, out, err = finish(script)
+    assert "NEXT COMMAND" not in out and code == -signal.SIGINT, (code, err[-1000:])
+    assert json.loads((tmp_path / "run" / "result.json").read_text())["status"] == "interrupted"
