@@ -30,11 +30,17 @@ class SweepEnd(Callback):
         sweep_dir = str(config.hydra.sweep.dir)
         outcomes = job_outcomes(sweep_dir, self.started)
         failed = {folder: error for folder, error in outcomes.items() if error is not None}
-        for folder, error in failed.items():
-            print(f"FAILED ({folder}): {error}", file=sys.stderr)
+        if not jobs_ran_here(config):  # their own lines went to log files: echo each failure
+            for folder, error in failed.items():
+                print(f"FAILED ({folder}): {error}", file=sys.stderr)
         print(sweep_line(sweep_dir, len(outcomes), failed), file=sys.stderr if failed else sys.stdout)
         if failed:
             sys.exit(1)
+
+
+def jobs_ran_here(config: DictConfig) -> bool:
+    """Whether the sweep's jobs ran in this process (the basic launcher), printing to this terminal."""
+    return str(config.hydra.launcher.get("_target_", "")).endswith("basic_launcher.BasicLauncher")
 
 
 def job_outcomes(sweep_dir: str, since: float) -> dict[str, str | None]:
