@@ -78,9 +78,10 @@ def run_benchmark(spec: JobSpec, folder: str) -> dict[str, Any]:
         "counters": engine.counters(),
         "correctness": None,
     }
+    trace = engine.stats.trace_rows()  # the workload's steps only: taken before the probe runs its own
     if reference is not None:
         record["correctness"] = check_probe(llm, reference)
-    record["trace_file"] = write_trace(folder, engine.stats.trace_rows())
+    record["trace_file"] = write_trace(folder, trace)
     write_record(folder, record)
     return record
 

@@ -1,8 +1,10 @@
 """The correctness probe: a fixed greedy prompt set, compared with the all-off reference.
 
-The reference for a (model, weights, dtype, device) is generated with every optimization off,
-kept on disk under $ALLMOS_CACHE (default ~/.cache/allmos)/probes, and made on first need,
-before the job's own engine takes the device's memory.
+The reference for a (weights, dtype, device) is generated with every optimization off, kept on
+disk under $ALLMOS_CACHE (default ~/.cache/allmos)/probes, and made on first need, before the
+job's own engine takes the device's memory. It is keyed by the weights' content (a fingerprint
+of the checkpoint files), not by the folder's path, so changed weights get a new reference. A job
+that runs the reference's own configuration compares nothing: its verdict is `reference`.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import random
 import torch
 
 from allmos.bench.compare import close_enough
+from allmos.bench.fingerprint import weights_fingerprint
 from allmos.bench.record import write_atomic
 from allmos.config import EngineConfig, PluginChoice
 from allmos.sampling_params import SamplingParams
@@ -30,8 +33,12 @@ ALL_OFF = dict(
     chunked_prefill=False,
     async_scheduling=False,
     scheduler=PluginChoice("continuous"),
+    rope=PluginChoice("torch"),
+    linear=PluginChoice("torch"),
+    sampler=PluginChoice("gumbel"),
     tensor_parallel_size=1,
 )
+REFERENCE_VERSION = "v3"  # v3: keyed by the weights' fingerprint; rope, linear and sampler off too
 
 
 def probe_prompts(vocab_size: int) -> list[list[int]]:
@@ -46,14 +53,28 @@ def cache_dir() -> str:
 
 def reference_path(config: EngineConfig, weights: str) -> str:
     # "random-v2": random weights are drawn per checkpoint tensor name (tensor-parallel consistent)
+    has_folder = config.model is not None and os.path.isdir(config.model)
+    content = weights_fingerprint(config.model, config.load_format) if has_folder else None
     identity = json.dumps(
-        [config.model, config.architecture, weights, config.seed, "random-v2"], sort_keys=True, default=str
+        [weights, content, config.architecture, config.seed, "random-v2", REFERENCE_VERSION],
+        sort_keys=True,
+        default=str,
     )
-    digest = hashlib.sha1(identity.encode()).hexdigest()[:12]
+    digest = hashlib.sha1(identity.encode()).hexdigest()[:16]
     dtype = str(config.torch_dtype).removeprefix("torch.")
     return os.path.join(
         cache_dir(), f"{config.model_name or 'model'}-{weights}-{dtype}-{config.resolved_device}-{digest}.json"
     )
+
+
+def governed(switches: dict) -> dict:
+    """The switches the reference fixes (ALL_OFF's, plugin options included)."""
+    return {k: v for k, v in switches.items() if k.split(".")[0] in ALL_OFF}
+
+
+def is_reference_configuration(job_switches: dict, reference_switches: dict | None) -> bool:
+    """Whether the job ran what the reference was generated with (same weights by the key)."""
+    return reference_switches is not None and governed(job_switches) == governed(reference_switches)
 
 
 def generate_probe(llm) -> list[dict]:
@@ -73,7 +94,7 @@ def ensure_reference(config: EngineConfig, weights: str) -> str:
     blocks = NUM_PROMPTS * ((MAX_LEN + MAX_TOKENS) // config.block_size + 1)
     options = {k: v for k, v in config.__dict__.items() if k != "model"} | ALL_OFF | {"num_kv_blocks": blocks}
     llm = LLM(config.model, **options)
-    write_atomic(path, json.dumps({"outputs": generate_probe(llm)}))
+    write_atomic(path, json.dumps({"outputs": generate_probe(llm), "switches": llm.engine.config.switches()}))
     del llm
     gc.collect()
     if torch.cuda.is_available():
@@ -82,12 +103,21 @@ def ensure_reference(config: EngineConfig, weights: str) -> str:
 
 
 def check_probe(llm, reference: str) -> dict:
+    """`verdict` is pass, fail, or reference (the job is the reference's configuration on the same
+    weights, so agreement proves nothing); `passed` is true or false only for a real comparison."""
     with open(reference) as f:
-        expected = json.load(f)["outputs"]
+        stored = json.load(f)
+    expected = stored["outputs"]
     ours = generate_probe(llm)
     verdicts = [close_enough(o["tokens"], o["top"], e["tokens"], e["top"]) for o, e in zip(ours, expected)]
+    passed = all(v.passed for v in verdicts)
+    if is_reference_configuration(llm.engine.config.switches(), stored.get("switches")):
+        verdict, passed = "reference", None
+    else:
+        verdict = "pass" if passed else "fail"
     return {
-        "passed": all(v.passed for v in verdicts),
+        "verdict": verdict,
+        "passed": passed,
         "first_divergence": [v.divergence for v in verdicts],
         "reasons": [v.reason for v in verdicts if v.reason],
         "reference": reference,

@@ -4,15 +4,28 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import uuid
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from allmos.bench.record import failure, read_record, write_record
-from allmos.bench.worker import SPEC_NAME, describe_failure
+from allmos.bench.record import (
+    StorageError,
+    exit_description,
+    failure,
+    interrupted,
+    move_aside_previous,
+    read_record,
+    write_atomic,
+    write_record,
+)
+from allmos.bench.worker import PARENT_ENV, SPEC_NAME, describe_failure
+from allmos.cli.interrupt import Interrupted, die_by, ignore_stop_signals, interruptible, stop_worker
+from allmos.cli.job_folder import FolderInUse, device_turn, owned_folder
 from allmos.cli.job_spec import job_spec
 from allmos.cli.summary import summary_lines
 from allmos.validation import validate
@@ -34,6 +47,9 @@ def run_job(cfg: DictConfig) -> dict | None:
     return bench(cfg)
 
 
+LAUNCHERS_STARTING_ALL_JOBS = ("hydra_plugins.hydra_submitit_launcher.submitit_launcher.LocalLauncher",)
+
+
 def current_job() -> tuple[str, dict, bool]:
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
@@ -41,25 +57,66 @@ def current_job() -> tuple[str, dict, bool]:
         "num": hc.job.num if multirun else 0,
         "override_dirname": hc.job.override_dirname,
         "dir": hc.runtime.output_dir,
+        "run_id": uuid.uuid4().hex,  # the parent accepts only a record carrying its own run's id
     }
     return hc.runtime.output_dir, job, multirun
 
 
 def bench(cfg: DictConfig) -> dict:
-    folder, job, multirun = current_job()
-    spec = job_spec(cfg, job)
-    previous = read_record(folder)
-    if cfg.resume and previous is not None and previous.get("status") == "ok":
-        if same_job(previous, spec):
-            print(f"resume: {folder} already has a good record; skipped")
-            return previous
-        print(f"resume: {folder} holds a record of another configuration (the sweep changed?); running again")
-    record = run_isolated(spec, folder) if cfg.isolate else run_here(spec, folder)
+    with interruptible():
+        try:
+            folder, job, multirun = current_job()
+            spec = job_spec(cfg, job)
+            with owned_folder(folder):
+                record = resumed(cfg, spec, folder) or run_recorded(cfg, spec, folder, multirun)
+        except (FolderInUse, StorageError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            if not multirun:
+                sys.exit(1)
+            return {"status": "failed", "metrics": None}
+        except Interrupted as stop:  # the folder's lock is released by now
+            if not stop.recorded:
+                print(f"allmos: interrupted by {signal.Signals(stop.signum).name}", file=sys.stderr)
+            die_by(stop.signum)
     for line in summary_lines(record):
         print(line)
     if record.get("status") != "ok" and not multirun:
         sys.exit(1)
     return {"status": record.get("status"), "metrics": record.get("metrics")}
+
+
+def resumed(cfg: DictConfig, spec, folder: str) -> dict | None:
+    previous = read_record(folder)
+    if not cfg.resume or previous is None or previous.get("status") != "ok":
+        return None
+    if same_job(previous, spec):
+        print(f"resume: {folder} already has a good record; skipped")
+        return previous
+    print(f"resume: {folder} holds a record of another configuration (the sweep changed?); running again")
+    return None
+
+
+def run_recorded(cfg: DictConfig, spec, folder: str, multirun: bool) -> dict:
+    """Run the job; on SIGINT or SIGTERM stop it and record it as interrupted (the caller ends)."""
+    try:
+        with device_turn(os.path.dirname(folder), multirun and launcher_starts_all_jobs()):
+            move_aside_previous(folder)
+            return run_isolated(spec, folder) if cfg.isolate else run_here(spec, folder)
+    except Interrupted as stop:
+        ignore_stop_signals()
+        write_record(folder, describe_failure(spec) | interrupted(stop.signum))
+        what = f"the sweep stopped at job {spec.job.get('num')}" if multirun else "the job stopped"
+        print(
+            f"allmos: interrupted by {signal.Signals(stop.signum).name}: {what}; "
+            f"its record says so: {os.path.join(folder, 'result.json')}",
+            file=sys.stderr,
+        )
+        stop.recorded = True
+        raise
+
+
+def launcher_starts_all_jobs() -> bool:
+    return HydraConfig.get().launcher.get("_target_") in LAUNCHERS_STARTING_ALL_JOBS
 
 
 RESUME_IGNORED_KEYS = ("resume", "isolate")  # how a job is run, not what it measures
@@ -76,6 +133,10 @@ def same_job(record: dict, spec) -> bool:
     return plain(record.get("config")) == plain(spec.config)
 
 
+def written_by_this_run(record: dict, spec) -> bool:
+    return record.get("job", {}).get("run_id") == spec.job.get("run_id") and same_job(record, spec)
+
+
 def run_here(spec, folder: str) -> dict:
     from allmos.bench.job import run_benchmark
 
@@ -89,20 +150,27 @@ def run_here(spec, folder: str) -> dict:
 
 
 def run_isolated(spec, folder: str) -> dict:
-    """Run the job in a fresh Python process; whatever happens there, a record comes back."""
+    """Run the job in a fresh Python process; whatever happens there, a record of this job comes back."""
     try:
         validate(spec.engine_config())  # refuse before paying for a process and the weights
     except Exception as error:  # noqa: BLE001
         record = describe_failure(spec) | failure(error)
         write_record(folder, record)
         return record
-    os.makedirs(folder, exist_ok=True)
-    with open(os.path.join(folder, SPEC_NAME), "w") as f:
-        json.dump(spec.__dict__, f, default=str)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [REPO_ROOT, os.environ.get("PYTHONPATH")])))
-    proc = subprocess.run([sys.executable, "-m", "allmos.bench.worker", folder], env=env)
+    write_atomic(os.path.join(folder, SPEC_NAME), json.dumps(spec.__dict__, default=str))
+    path = os.pathsep.join(filter(None, [REPO_ROOT, os.environ.get("PYTHONPATH")]))
+    env = dict(os.environ, PYTHONPATH=path, **{PARENT_ENV: str(os.getpid())})
+    # Its own session: a terminal's Ctrl-C reaches only this process, which stops the worker.
+    proc = subprocess.Popen([sys.executable, "-m", "allmos.bench.worker", folder], env=env, start_new_session=True)
+    try:
+        returncode = proc.wait()
+    finally:
+        stop_worker(proc)
     record = read_record(folder)
-    if record is None:
-        record = describe_failure(spec) | failure(RuntimeError(f"the job process exited with code {proc.returncode}"))
-        write_record(folder, record)
+    if record is not None and written_by_this_run(record, spec):
+        return record
+    missing = "wrote no record" if record is None else "left a record that is not this job's"
+    error = RuntimeError(f"the job process {exit_description(returncode)} and {missing}")
+    record = describe_failure(spec) | failure(error)
+    write_record(folder, record)
     return record

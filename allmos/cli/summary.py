@@ -29,6 +29,13 @@ def summary_lines(record: dict) -> list[str]:
         f"graph forwards={c.get('graph_forwards')} eager forwards={c.get('eager_forwards')}",
     ]
     if verdict:
-        lines.append(f"  correctness probe: {'pass' if verdict.get('passed') else 'FAIL'}")
+        lines.append(f"  correctness probe: {probe_line(verdict)}")
     lines.append(f"  record: {where}/result.json")
     return lines
+
+
+def probe_line(correctness: dict) -> str:
+    verdict = correctness.get("verdict") or ("pass" if correctness.get("passed") else "fail")
+    if verdict == "reference":
+        return "reference (this job runs the reference's configuration on the same weights: nothing compared)"
+    return "pass" if verdict == "pass" else "FAIL"
