@@ -9,7 +9,9 @@ One row per job. Column conventions:
 * ``job_num``, ``override_dirname``, ``result_dir`` (the job folder), ``trace_path`` (absolute, or NA)
 * ``<metric>``        one column per entry of ``metrics`` (``metric.<metric>`` if the name is taken above)
 * ``counter.<name>``  one column per entry of ``counters``
-* ``correct``         ``correctness.passed`` as pandas ``boolean`` (NA when the job ran no check)
+* ``correct``         ``correctness.passed`` as pandas ``boolean`` (NA when the job ran no check or was the reference)
+* ``probe``           ``correctness.verdict``: ``pass``, ``fail``, ``reference`` (the job ran the reference's own
+                      configuration, so nothing was compared), or NA
 * ``config``          added by :func:`add_config_labels`: the point name, else e.g.
   ``"attention=sdpa cuda_graphs=false"``
 
@@ -39,7 +41,7 @@ EXPERIMENT_COLUMNS = ("point", "experiment", "experiment_kind", "experiment_base
 JOB_COLUMNS = ("job_num", "override_dirname", "result_dir", "trace_path")
 CONFIG_CONTEXT_COLUMNS = ("model", "workload", "device_name", "dtype", "weights")
 OVERRIDE_CONTEXT_KEYS = ("model", "workload", "trial")
-RESERVED_COLUMNS = frozenset(CONTEXT_COLUMNS + EXPERIMENT_COLUMNS + JOB_COLUMNS + ("correct", "config"))
+RESERVED_COLUMNS = frozenset(CONTEXT_COLUMNS + EXPERIMENT_COLUMNS + JOB_COLUMNS + ("correct", "probe", "config"))
 NO_CONFIG_LABEL = "default"
 
 
@@ -140,8 +142,19 @@ def record_to_row(record: Mapping[str, Any], job_dir: Path) -> dict[str, Any]:
     row.update(metric_cells(record.get("metrics") or {}))
     row.update(prefixed(COUNTER_PREFIX, record.get("counters") or {}))
     row["correct"] = (record.get("correctness") or {}).get("passed")
+    row["probe"] = probe_verdict(record.get("correctness"))
     row.update(experiment_cells(record.get("config") or {}))
     return row
+
+
+def probe_verdict(correctness: Mapping[str, Any] | None) -> str | None:
+    """The probe's verdict; records older than the ``verdict`` field say it through ``passed``."""
+    if not correctness:
+        return None
+    if correctness.get("verdict"):
+        return str(correctness["verdict"])
+    passed = correctness.get("passed")
+    return None if passed is None else ("pass" if passed else "fail")
 
 
 def experiment_cells(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -212,7 +225,10 @@ def tidy_frame(frame: pd.DataFrame) -> pd.DataFrame:
             frame[column] = None
     switches = [c for c in frame.columns if c.startswith(SWITCH_PREFIX)]
     head = list(CONTEXT_COLUMNS + EXPERIMENT_COLUMNS + JOB_COLUMNS) + switches
-    frame = frame[head + [c for c in frame.columns if c not in head and c != "correct"] + ["correct"]].copy()
+    if "probe" not in frame:
+        frame["probe"] = None
+    tail = ["correct", "probe"]
+    frame = frame[head + [c for c in frame.columns if c not in head + tail] + tail].copy()
     frame["correct"] = frame["correct"].astype("boolean")
     frame["trial"] = pd.to_numeric(frame["trial"], errors="coerce").astype("Int64")
     frame["job_num"] = pd.to_numeric(frame["job_num"], errors="coerce").astype("Int64")

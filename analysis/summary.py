@@ -22,24 +22,29 @@ SUMMARY_COLUMNS = (
 )  # fmt: skip
 
 
-def correctness_verdict(passed: pd.Series) -> str:
-    """``"pass"`` if every checked trial passed, ``"FAIL"`` if any failed, ``"n/a"`` if none was checked."""
-    checked = passed.dropna()
-    if checked.empty:
-        return "n/a"
-    return "pass" if bool(checked.all()) else "FAIL"
+def correctness_verdict(verdicts: pd.Series) -> str:
+    """``"FAIL"`` if any trial's probe failed, ``"pass"`` if the checked ones passed, ``"reference"`` if every
+    probe ran the reference's own configuration (nothing compared), ``"n/a"`` if none was checked."""
+    checked = set(verdicts.dropna())
+    if "fail" in checked:
+        return "FAIL"
+    if "pass" in checked:
+        return "pass"
+    return "reference" if "reference" in checked else "n/a"
 
 
 def status_summary(trials: pd.DataFrame) -> str:
-    """``"ok"``, ``"k/n failed"``, or ``"failed: <error>"`` when every trial failed."""
+    """``"ok"``; ``"k/n failed"`` and ``"j/n interrupted"`` (counted apart); or ``"failed: <error>"``
+    (``"interrupted: ..."``) when no trial succeeded."""
     failed = trials[trials["status"] != "ok"]
     if failed.empty:
         return "ok"
-    if len(failed) < len(trials):
-        return f"{len(failed)}/{len(trials)} failed"
+    kinds = failed["status"].map(lambda s: "interrupted" if s == "interrupted" else "failed")
+    if len(failed) < len(trials) or kinds.nunique() > 1:
+        return ", ".join(f"{n}/{len(trials)} {kind}" for kind, n in kinds.value_counts(sort=False).items())
     errors = [str(e) for e in pd.unique(failed["error"].dropna())] or [str(failed["status"].iloc[0])]
     text = "; ".join(errors)
-    return "failed: " + (text if len(text) <= ERROR_CHARS else text[: ERROR_CHARS - 1] + "…")
+    return f"{kinds.iloc[0]}: " + (text if len(text) <= ERROR_CHARS else text[: ERROR_CHARS - 1] + "…")
 
 
 def ok_values(trials: pd.DataFrame, metric: str) -> pd.Series:
@@ -77,7 +82,7 @@ def summary_row(trials: pd.DataFrame, metric: str, base_values: pd.Series | None
         row |= comparison(values, base_values, metric)
     if ROOFLINE_METRIC in trials and stats.finite_values(trials[ROOFLINE_METRIC]).size:
         row["roofline_pct"] = 100.0 * stats.median(ok_values(trials, ROOFLINE_METRIC))
-    row["correct"] = correctness_verdict(trials["correct"])
+    row["correct"] = correctness_verdict(trials["probe"])
     row["status"] = status_summary(trials)
     return row
 

@@ -220,6 +220,20 @@ def test_correctness_verdict(tmp_path: Path):
     assert list(table["correct"]) == ["pass", "FAIL", "n/a"]
 
 
+def test_reference_verdict_and_interrupted_trials(tmp_path: Path):
+    """A probe that ran the reference's own configuration compared nothing: shown as `reference`, never
+    `pass`; interrupted trials are counted apart from failed ones."""
+    reference = {"passed": None, "verdict": "reference", "reference": "ref.json"}
+    passed = {"passed": True, "verdict": "pass", "reference": "ref.json"}
+    write_record(tmp_path, 0, {"a": 1}, metrics={"output_tok_s": 1.0}, correctness=reference)
+    write_record(tmp_path, 1, {"a": 2}, metrics={"output_tok_s": 1.0}, correctness=passed)
+    write_record(tmp_path, 2, {"a": 2}, trial=1, status="interrupted", error="interrupted by SIGINT", metrics=None)
+    write_record(tmp_path, 3, {"a": 2}, trial=2, status="failed", error="X: y", metrics=None)
+    table = summarize(tmp_path, "a=1")
+    assert list(table["correct"]) == ["reference", "pass"]
+    assert row_of(table, "a=2")["status"] == "1/3 interrupted, 1/3 failed"
+
+
 def test_markdown_fallback_pipe_table():
     shown = pd.DataFrame({"config": ["a=1"], "status": ["failed: E: x|y"]})
     text = tables.pipe_table(shown.map(tables.escape_markdown))
