@@ -13,6 +13,7 @@ from allmos.engine.scheduler import SchedulerLimits
 from allmos.engine.sequence import Sequence
 from allmos.engine.stats import EngineStats
 from allmos.errors import ConfigError
+from allmos.models.config_checks import check_model_config, declared_fields
 from allmos.models.hf_config import eos_token_ids, load_hf_config
 from allmos.registry import lookup
 from allmos.sampling_params import SamplingParams
@@ -32,6 +33,7 @@ class Engine:
         self.config = config
         self.weights = weights_source(config)
         self.hf_config = load_hf_config(config, self.weights)
+        check_model_config(self.hf_config, *declared_fields(config.model, config.architecture))
         check_model_limits(config, self.hf_config)
         check_tensor_parallel(config, self.hf_config)
         if config.tensor_parallel_size > 1:
