@@ -132,3 +132,29 @@ def test_non_finite_weights_are_refused_naming_tensor_and_file(checkpoint, bad):
 def test_a_good_checkpoint_still_loads(checkpoint):
     out = open_llm(checkpoint).generate([[1, 2, 3]], use_tqdm=False)
     assert len(out[0]["token_ids"]) > 0
+
+
+@pytest.mark.gpu
+def test_the_finite_check_adds_no_host_sync_per_tensor_on_cuda():
+    from allmos.models.loader import FiniteCheck
+
+    tensors = [torch.randn(64, 64, device="cuda", dtype=torch.bfloat16) for _ in range(8)]
+    tensors[5][1, 2] = float("nan")
+    torch.cuda.synchronize()
+    check = FiniteCheck()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for i, t in enumerate(tensors):
+            check.add(t, f"t{i}")
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    with pytest.raises(CheckpointError, match="checkpoint tensor t5 holds NaN or Inf values$"):
+        check.raise_if_any()
+
+
+@pytest.mark.gpu
+def test_non_finite_weights_are_refused_on_cuda(checkpoint):
+    name = "model.embed_tokens.weight"
+    rewrite_tensors(checkpoint, lambda t: t[name].__setitem__((7, 1), float("inf")))
+    with pytest.raises(CheckpointError, match=f"checkpoint tensor {name} in .*model.safetensors holds NaN or Inf"):
+        LLM(str(checkpoint), device="cuda", dtype="bfloat16", num_kv_blocks=4, max_model_len=256)
