@@ -89,9 +89,12 @@ def fail_batches_with(llm, monkeypatch, poison: int):
     monkeypatch.setattr(runner, "launch", launch)
 
 
-@pytest.mark.parametrize("async_scheduling", [False, True])
-def test_a_request_failing_in_a_step_is_removed_and_later_calls_work(tiny_qwen3, monkeypatch, async_scheduling):
-    options = dict(max_num_seqs=1, async_scheduling=async_scheduling)  # one request a step: the failed one is known
+@pytest.mark.parametrize("async_scheduling,prefix_caching", [(False, False), (True, False), (True, True)])
+def test_a_request_failing_in_a_step_is_removed_and_later_calls_work(
+    tiny_qwen3, monkeypatch, async_scheduling, prefix_caching
+):
+    # one request a step, so the failed one is known
+    options = dict(max_num_seqs=1, async_scheduling=async_scheduling, prefix_caching=prefix_caching)
     llm = LLM(tiny_qwen3, dtype="float32", num_kv_blocks=16, max_model_len=256, **options)
     expected = llm.generate([[5, 6, 7], [8, 9, 10]], GREEDY, use_tqdm=False)
     fail_batches_with(llm, monkeypatch, poison=13)
