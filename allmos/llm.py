@@ -7,8 +7,8 @@ from typing import Any
 from typing import Sequence as Seq
 
 from allmos.config import EngineConfig
-from allmos.engine.engine import Engine
-from allmos.requests import check_request
+from allmos.engine.engine import Engine, StepFailed
+from allmos.requests import RequestFailed, as_prompt_list, check_request, prompt_token_ids
 from allmos.sampling_params import SamplingParams
 
 Prompt = str | list[int]
@@ -20,6 +20,7 @@ class LLM:
         self.tokenizer = load_tokenizer(self.engine.config.model)
 
     def close(self) -> None:
+        """Stop the engine (and its tensor-parallel workers); generate() is refused afterwards."""
         self.engine.close()
 
     def __enter__(self) -> LLM:
@@ -35,7 +36,15 @@ class LLM:
         use_tqdm: bool = True,
     ) -> list[dict]:
         """Outputs in prompt order: {"text": str | None, "token_ids": list[int]} each, plus
-        "logprobs" (top-k (token id, log-prob) pairs per output token) when the params ask for them."""
+        "logprobs" (top-k (token id, log-prob) pairs per output token) when the params ask for them.
+
+        As in vLLM, a string or a flat list of token ids is one prompt, a list of those a batch. Every
+        request is checked before any work starts (RequestError naming its index and field). If a
+        request fails inside an engine step, generate() returns nothing for the call: the failed
+        requests are finished with their error and removed, the call's other requests are aborted, and
+        RequestFailed names the failed indices; the engine serves later calls."""
+        self.engine.check_open()
+        prompts = as_prompt_list(prompts)
         params = self.params_per_prompt(prompts, sampling_params)
         token_lists = [self.encode(i, p) for i, p in enumerate(prompts)]
         seqs = self.run_requests(token_lists, params, use_tqdm)
@@ -48,10 +57,21 @@ class LLM:
         return out
 
     def run_requests(self, token_lists: list[list[int]], params: list[SamplingParams], use_tqdm: bool = False):
-        """Check, submit and run token-id requests; returns the finished sequences in order."""
+        """Check, submit and run token-id requests; returns the finished sequences in order. A step
+        failure raises RequestFailed (see generate) with this call's requests removed from the engine."""
+        self.engine.check_open()
         self.check(token_lists, params)
         seqs = [self.engine.add_request(t, p) for t, p in zip(token_lists, params)]
-        self.run_until_done(len(seqs), use_tqdm)
+        try:
+            self.run_until_done(len(seqs), use_tqdm)
+        except StepFailed as failure:
+            for seq in seqs:
+                self.engine.abort(seq)
+            failed = {id(s) for s in failure.seqs}
+            indices = [i for i, s in enumerate(seqs) if id(s) in failed]
+            if not indices:
+                raise
+            raise RequestFailed(indices, failure.cause) from failure.cause
         return seqs
 
     def params_per_prompt(self, prompts, sampling_params) -> list[SamplingParams]:
@@ -65,7 +85,7 @@ class LLM:
 
     def encode(self, index: int, prompt: Prompt) -> list[int]:
         if not isinstance(prompt, str):
-            return [int(t) for t in prompt]
+            return prompt_token_ids(index, prompt)
         if self.tokenizer is None:
             from allmos.errors import RequestError
 
@@ -83,12 +103,14 @@ class LLM:
 
     def run_until_done(self, total: int, use_tqdm: bool) -> None:
         bar = make_bar(total, use_tqdm)
-        while self.engine.has_unfinished():
-            finished = self.engine.step()
+        try:
+            while self.engine.has_unfinished():
+                finished = self.engine.step()
+                if bar is not None:
+                    bar.update(len(finished))
+        finally:
             if bar is not None:
-                bar.update(len(finished))
-        if bar is not None:
-            bar.close()
+                bar.close()
 
 
 def make_bar(total: int, enabled: bool):

@@ -13,6 +13,7 @@ from allmos.engine.scheduler import SchedulerLimits
 from allmos.engine.sequence import Sequence
 from allmos.engine.stats import EngineStats
 from allmos.errors import ConfigError
+from allmos.models.config_checks import check_model_config, declared_fields
 from allmos.models.hf_config import eos_token_ids, load_hf_config
 from allmos.registry import lookup
 from allmos.sampling_params import SamplingParams
@@ -32,6 +33,7 @@ class Engine:
         self.config = config
         self.weights = weights_source(config)
         self.hf_config = load_hf_config(config, self.weights)
+        check_model_config(self.hf_config, *declared_fields(config.model, config.architecture))
         check_model_limits(config, self.hf_config)
         check_tensor_parallel(config, self.hf_config)
         if config.tensor_parallel_size > 1:
@@ -53,8 +55,11 @@ class Engine:
         self.in_flight: LaunchedStep | None = None  # the look-ahead step queued by the last step()
         self.ahead_steps = 0  # steps queued before the previous step's tokens were read back
         self.ahead_prefill_steps = 0  # of which prefill steps
+        self.step_seqs: list[Sequence] = []  # the sequences of the step(s) the current step() runs
+        self.closed = False
 
     def add_request(self, token_ids: list[int], params: SamplingParams) -> Sequence:
+        self.check_open()
         seq = Sequence(self.next_seq_id, token_ids, params, arrival=time.perf_counter())
         self.next_seq_id += 1
         self.stats.prompt_tokens += len(token_ids)
@@ -63,9 +68,19 @@ class Engine:
 
     def close(self) -> None:
         """Stop tensor-parallel workers (if any); the engine cannot step afterwards."""
+        self.closed = True
         close = getattr(self.runner, "close", None)
         if close is not None:
             close()
+
+    def check_open(self) -> None:
+        if self.closed:
+            raise RuntimeError("this engine is closed (close() was called); create a new LLM to generate again")
+
+    def abort(self, seq: Sequence) -> None:
+        """Remove an unfinished request and give back its blocks (it is finished, with no error)."""
+        if not seq.is_finished:
+            self.scheduler.abort(seq)
 
     def has_unfinished(self) -> bool:
         return self.in_flight is not None or self.scheduler.has_unfinished()
@@ -73,13 +88,42 @@ class Engine:
     def step(self) -> list[Sequence]:
         """Finish one step and return the sequences it finished. With async_scheduling, the next step
         (a decode step, or a prefill step after a prefill step) is scheduled and queued on the device
-        before this one's tokens are read back, so the host's bookkeeping overlaps the device's work."""
+        before this one's tokens are read back, so the host's bookkeeping overlaps the device's work.
+
+        If the step fails, every unfinished sequence of it (and of the step queued ahead of it) is
+        finished with the error in `seq.error` and removed, and StepFailed is raised naming them; the
+        engine serves the other requests in later steps."""
+        self.check_open()
+        self.step_seqs = list(self.in_flight.batch.seqs) if self.in_flight else []
+        try:
+            return self.run_step()
+        except Exception as error:
+            failed = self.fail_step_seqs(error)
+            if not failed:
+                raise
+            raise StepFailed(failed, error) from error
+
+    def fail_step_seqs(self, error: Exception) -> list[Sequence]:
+        self.in_flight = None
+        failed = [seq for seq in dict.fromkeys(self.step_seqs) if not seq.is_finished]
+        for seq in failed:
+            self.scheduler.abort(seq)
+            seq.error = f"{type(error).__name__}: {error}"
+        return failed
+
+    def run_step(self) -> list[Sequence]:
         start = time.perf_counter()
-        launched = self.in_flight or self.launch(self.scheduler.schedule())
+        if self.in_flight is None:
+            batch = self.scheduler.schedule()
+            self.step_seqs = list(batch.seqs)
+            launched = self.launch(batch)
+        else:
+            launched = self.in_flight
         self.in_flight = None
         if self.config.async_scheduling:
             ahead = self.scheduler.schedule_ahead(launched.batch)
             if ahead is not None:
+                self.step_seqs += ahead.seqs
                 self.in_flight = self.launch(ahead, launched)
                 self.ahead_steps += 1
                 self.ahead_prefill_steps += ahead.is_prefill
@@ -126,6 +170,16 @@ class Engine:
             "scheduler": type(self.scheduler).plugin_name,
             "num_kv_blocks": self.runner.num_blocks,
         }
+
+
+class StepFailed(RuntimeError):
+    """A step failed; its sequences were finished with the error and removed from the engine."""
+
+    def __init__(self, seqs: list[Sequence], cause: Exception):
+        ids = ", ".join(str(s.seq_id) for s in seqs)
+        super().__init__(f"a step failed for sequence(s) {ids}: {type(cause).__name__}: {cause}")
+        self.seqs = seqs
+        self.cause = cause
 
 
 def check_model_limits(config: EngineConfig, hf_config: Any) -> None:

@@ -50,6 +50,10 @@ class Scheduler(ABC):
     def postprocess(self, batch: ScheduledBatch, output: StepOutput) -> list[Sequence]:
         """Record the step's sampled tokens; returns the sequences that finished."""
 
+    @abstractmethod
+    def abort(self, seq: Sequence) -> None:
+        """Finish `seq` now, wherever it is, and give back its blocks."""
+
     def schedule_ahead(self, running: ScheduledBatch) -> ScheduledBatch | None:
         """The decode batch after `running`, scheduled before `running`'s tokens are known; None when
         the next step should be scheduled normally (after postprocessing `running`)."""
@@ -208,6 +212,20 @@ class ContinuousScheduler(Scheduler):
         self.block_manager.free(seq)
         self.running.remove(seq)
 
+    def abort(self, seq: Sequence) -> None:
+        """Finish `seq` wherever it is (after a failed step, or when its caller gives up on it). Blocks it
+        alone holds leave the prefix cache first: a failed step may not have written their KV."""
+        for queue in (self.waiting, self.running):
+            if seq in queue:
+                queue.remove(seq)
+        forget = getattr(self.block_manager, "forget", None)
+        if forget is not None:
+            for block in seq.block_table:
+                if self.block_manager.ref_counts[block] == 1:
+                    forget(block)
+        self.block_manager.free(seq)
+        seq.status = SequenceStatus.FINISHED
+
 
 @register("scheduler", "static")
 class StaticScheduler(ContinuousScheduler):
@@ -233,4 +251,8 @@ class StaticScheduler(ContinuousScheduler):
 
     def finish(self, seq: Sequence) -> None:
         super().finish(seq)
+        self.cohort.discard(seq.seq_id)
+
+    def abort(self, seq: Sequence) -> None:
+        super().abort(seq)
         self.cohort.discard(seq.seq_id)

@@ -30,6 +30,7 @@ class Sequence:
         self.finish_time: float | None = None
         self.num_preemptions = 0
         self.top_logprobs: list[list[tuple[int, float]]] = []  # per output token, when asked for
+        self.error: str | None = None  # why a step failed for it (it was then finished and removed)
 
     def __len__(self) -> int:
         return len(self.token_ids)

@@ -21,11 +21,13 @@ class VocabParallelEmbedding(nn.Module):
         self.weight.weight_loader = self.weight_loader
         self.weight.checkpoint_shape = self.checkpoint_shape
 
-    def weight_loader(self, param: nn.Parameter, loaded: torch.Tensor, shard_id=None) -> None:
-        check_shape("(vocabulary)", (self.vocab_size, param.shape[1]), loaded.shape)
+    def weight_loader(self, param: nn.Parameter, loaded: torch.Tensor, shard_id=None) -> torch.Tensor:
+        check_shape("(vocabulary)", self.checkpoint_shape(param), loaded.shape)
         piece = loaded[self.vocab_start : self.vocab_start + self.local_vocab]
-        param.data[: piece.shape[0]].copy_(piece)
         param.data[piece.shape[0] :].zero_()
+        filled = param.data[: piece.shape[0]]
+        filled.copy_(piece)
+        return filled
 
     def checkpoint_shape(self, param: nn.Parameter, shard_id=None) -> tuple[int, ...]:
         return (self.vocab_size, param.shape[1])

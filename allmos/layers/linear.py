@@ -2,7 +2,9 @@
 
 Each parameter carries a `weight_loader(param, loaded, shard_id)` that copies this rank's slice
 of a checkpoint tensor into the right place, so packed q/k/v and gate/up projections load from
-their separate checkpoint tensors.
+their separate checkpoint tensors, and returns the part of the parameter it filled. Every loader
+checks the whole checkpoint tensor's shape before it slices, so a tensor too large is refused, not
+cut to size.
 """
 
 from __future__ import annotations
@@ -34,9 +36,10 @@ class ShardedLinear(nn.Module):
             self.bias.weight_loader = self.weight_loader
             self.bias.checkpoint_shape = self.checkpoint_shape
 
-    def weight_loader(self, param: nn.Parameter, loaded: torch.Tensor, shard_id=None) -> None:
+    def weight_loader(self, param: nn.Parameter, loaded: torch.Tensor, shard_id=None) -> torch.Tensor:
         check_shape("(replicated)", param.shape, loaded.shape)
         param.data.copy_(loaded)
+        return param.data
 
     def checkpoint_shape(self, param: nn.Parameter, shard_id=None) -> tuple[int, ...]:
         """The shape of the checkpoint tensor this parameter (part `shard_id`) is loaded from."""
@@ -61,11 +64,11 @@ class ColumnParallelLinear(ShardedLinear):
     def __init__(self, in_features: int, out_features: int, bias: bool, tp: ParallelInfo):
         super().__init__(in_features, tp.shard(out_features, "output features"), bias, tp)
 
-    def weight_loader(self, param: nn.Parameter, loaded: torch.Tensor, shard_id=None) -> None:
+    def weight_loader(self, param: nn.Parameter, loaded: torch.Tensor, shard_id=None) -> torch.Tensor:
+        check_shape("(column-parallel)", self.checkpoint_shape(param), loaded.shape)
         size = param.shape[0]
-        piece = loaded.narrow(0, self.tp.rank * size, size)
-        check_shape("(column shard)", param.shape, piece.shape)
-        param.data.copy_(piece)
+        param.data.copy_(loaded.narrow(0, self.tp.rank * size, size))
+        return param.data
 
     def checkpoint_shape(self, param: nn.Parameter, shard_id=None) -> tuple[int, ...]:
         return (param.shape[0] * self.tp.size, *param.shape[1:])
@@ -78,13 +81,13 @@ class MergedColumnParallelLinear(ColumnParallelLinear):
         self.output_sizes = output_sizes
         super().__init__(in_features, sum(output_sizes), bias, tp)
 
-    def weight_loader(self, param: nn.Parameter, loaded: torch.Tensor, shard_id: int = 0) -> None:
+    def weight_loader(self, param: nn.Parameter, loaded: torch.Tensor, shard_id: int = 0) -> torch.Tensor:
+        check_shape(f"(part {shard_id})", self.checkpoint_shape(param, shard_id), loaded.shape)
         size = self.output_sizes[shard_id] // self.tp.size
         offset = sum(self.output_sizes[:shard_id]) // self.tp.size
-        piece = loaded.narrow(0, self.tp.rank * size, size)
         target = param.data.narrow(0, offset, size)
-        check_shape(f"(part {shard_id})", target.shape, piece.shape)
-        target.copy_(piece)
+        target.copy_(loaded.narrow(0, self.tp.rank * size, size))
+        return target
 
     def checkpoint_shape(self, param: nn.Parameter, shard_id: int = 0) -> tuple[int, ...]:
         return (self.output_sizes[shard_id], *param.shape[1:])
@@ -100,14 +103,14 @@ class QKVParallelLinear(ColumnParallelLinear):
         out = (num_heads + 2 * num_kv_heads) * head_dim
         super().__init__(hidden, out, bias, tp)
 
-    def weight_loader(self, param: nn.Parameter, loaded: torch.Tensor, shard_id: str = "q") -> None:
+    def weight_loader(self, param: nn.Parameter, loaded: torch.Tensor, shard_id: str = "q") -> torch.Tensor:
+        check_shape(f"({shard_id} projection)", self.checkpoint_shape(param, shard_id), loaded.shape)
         q = self.local_heads * self.head_dim
         kv = self.local_kv_heads * self.head_dim
         offset, size = {"q": (0, q), "k": (q, kv), "v": (q + kv, kv)}[shard_id]
-        piece = loaded.narrow(0, self.tp.rank * size, size)
         target = param.data.narrow(0, offset, size)
-        check_shape(f"({shard_id} projection)", target.shape, piece.shape)
-        target.copy_(piece)
+        target.copy_(loaded.narrow(0, self.tp.rank * size, size))
+        return target
 
     def checkpoint_shape(self, param: nn.Parameter, shard_id: str = "q") -> tuple[int, ...]:
         heads = self.local_heads if shard_id == "q" else self.local_kv_heads
@@ -120,15 +123,14 @@ class RowParallelLinear(ShardedLinear):
     def __init__(self, in_features: int, out_features: int, bias: bool, tp: ParallelInfo):
         super().__init__(tp.shard(in_features, "input features"), out_features, bias, tp)
 
-    def weight_loader(self, param: nn.Parameter, loaded: torch.Tensor, shard_id=None) -> None:
+    def weight_loader(self, param: nn.Parameter, loaded: torch.Tensor, shard_id=None) -> torch.Tensor:
+        check_shape("(row-parallel)", self.checkpoint_shape(param), loaded.shape)
         if param.dim() == 1:  # the bias is added once, after the reduction
-            check_shape("(row bias)", param.shape, loaded.shape)
             param.data.copy_(loaded)
-            return
+            return param.data
         size = param.shape[1]
-        piece = loaded.narrow(1, self.tp.rank * size, size)
-        check_shape("(row shard)", param.shape, piece.shape)
-        param.data.copy_(piece)
+        param.data.copy_(loaded.narrow(1, self.tp.rank * size, size))
+        return param.data
 
     def checkpoint_shape(self, param: nn.Parameter, shard_id=None) -> tuple[int, ...]:
         if param.dim() == 1:
