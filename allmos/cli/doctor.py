@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from allmos.config import PLUGIN_SWITCHES, EngineConfig, PluginChoice
+from allmos.config import CPU_DEFAULTS, PLUGIN_SWITCHES, EngineConfig, PluginChoice
 from allmos.errors import ConfigError
 from allmos.registry import names
 from allmos.validation import validate
@@ -12,10 +12,13 @@ from allmos.validation import validate
 ARCH = {"model_type": "qwen3", "architectures": ["Qwen3ForCausalLM"]}
 
 
-def probe(**switches) -> str | None:
-    """None when the switches validate on this machine, else the refusal message."""
-    config = EngineConfig(architecture=ARCH, random_weights="always", **switches)
+def probe(device: str, **switches) -> str | None:
+    """None when the switches validate on this machine, else the refusal message. Each switch is tried
+    over the defaults of the device (everything on with CUDA, CPU_DEFAULTS without)."""
+    base = CPU_DEFAULTS if device == "cpu" else {}
+    options = base | {"device": device, "architecture": ARCH, "random_weights": "always"} | switches
     try:
+        config = EngineConfig.create(None, **options)
         validate(config)
     except (ConfigError, ValueError) as error:
         return str(error)
