@@ -91,7 +91,9 @@ def with_model_len(c: EngineConfig, hf_config) -> EngineConfig:
     positions = getattr(hf_config, "max_position_embeddings", None)
     if c.max_model_len is not None:
         if positions is not None and c.max_model_len > positions:
-            raise ConfigError("max_model_len", f"{c.max_model_len} exceeds the model's max_position_embeddings ({positions})")
+            raise ConfigError(
+                "max_model_len", f"{c.max_model_len} exceeds the model's max_position_embeddings ({positions})"
+            )
         return c
     resolved = dataclasses.replace(c, max_model_len=min(positions or MAX_MODEL_LEN_CAP, MAX_MODEL_LEN_CAP))
     check_limits(resolved)
