@@ -15,6 +15,7 @@ from allmos.bench.record import failure, read_record, write_record
 from allmos.bench.worker import SPEC_NAME, describe_failure
 from allmos.cli.job_spec import job_spec
 from allmos.cli.summary import summary_lines
+from allmos.errors import ConfigError
 from allmos.validation import validate
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -30,7 +31,7 @@ def run_job(cfg: DictConfig) -> dict | None:
 
         return generate(cfg)
     if cfg.mode != "bench":
-        raise ValueError(f"mode={cfg.mode!r} is unknown; use bench, doctor or generate")
+        raise ConfigError("mode", f"{cfg.mode!r} is unknown; use bench, doctor or generate")
     return bench(cfg)
 
 

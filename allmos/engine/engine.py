@@ -125,4 +125,3 @@ class Engine:
             "num_kv_blocks": self.runner.num_blocks,
             "max_model_len": self.config.max_model_len,
         }
-
