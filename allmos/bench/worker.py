@@ -12,6 +12,7 @@ import sys
 
 from allmos.bench.job import JobSpec, describe, run_benchmark
 from allmos.bench.record import failure, write_record
+from allmos.progress import log_to_folder
 
 SPEC_NAME = "job.json"
 
@@ -19,6 +20,7 @@ SPEC_NAME = "job.json"
 def main(folder: str) -> int:
     with open(os.path.join(folder, SPEC_NAME)) as f:
         spec = JobSpec(**json.load(f))
+    log_to_folder(folder)
     try:
         run_benchmark(spec, folder)
     except Exception as error:  # noqa: BLE001 - any failure becomes a record, then a non-zero exit
