@@ -9,20 +9,14 @@ from omegaconf import DictConfig
 
 from allmos.cli.app import run_job
 from allmos.cli.machine_defaults import with_machine_defaults
-from allmos.cli.schema import check_known_keys, register_schemas
-from allmos.errors import ConfigError, RequestError
+from allmos.cli.schema import register_schemas
 
 os.environ.setdefault("ALLMOS_ROOT", os.path.dirname(os.path.abspath(__file__)))
 
 
 @hydra.main(config_path="conf", config_name="config", version_base="1.3")
 def main(cfg: DictConfig):
-    try:
-        check_known_keys(cfg)
-        return run_job(cfg)
-    except (ConfigError, RequestError) as error:  # a user error: one line naming the key, no traceback
-        print(f"allmos: {error}", file=sys.stderr)
-        sys.exit(1)
+    return run_job(cfg)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ Prompt = str | list[int]
 class LLM:
     def __init__(self, model: str | None = None, **options: Any):
         config = EngineConfig.create(model, **options)
-        with phase("engine: weights, KV cache sizing (compiles with compile=true), CUDA graph capture"):
+        with phase(engine_phases(config)):
             self.engine = Engine(config)
         self.tokenizer = load_tokenizer(self.engine.config.model)
 
@@ -103,6 +103,11 @@ class LLM:
 
 
 BAR_INTERVAL_S = 0.1
+
+
+def engine_phases(config: EngineConfig) -> str:
+    steps = ["loading weights", "sizing the KV cache" + (" (compiling)" if config.compile else "")]
+    return "engine: " + ", ".join(steps + ["capturing CUDA graphs"] * config.cuda_graphs)
 
 
 def generated(seqs: list) -> int:

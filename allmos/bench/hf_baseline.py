@@ -22,6 +22,7 @@ from allmos.bench.workloads import WorkloadSpec, make_requests
 from allmos.llm import LLM
 from allmos.sampling_params import SamplingParams
 
+
 def random_checkpoint(folder: str) -> str:
     if os.path.exists(os.path.join(folder, "config.json")):
         return folder
