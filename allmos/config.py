@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +17,22 @@ import torch
 from allmos.errors import ConfigError
 
 PLUGIN_SWITCHES = ("attention", "kv_store", "rope", "linear", "scheduler", "sampler")
+MAX_MODEL_LEN_CAP = 4096  # max_model_len=None takes the model's max_position_embeddings, at most this
+# Every optimization off: the baseline of every speedup (`+preset=all_off`, conf/preset/all_off.yaml).
+ALL_OFF = {
+    "attention": "sdpa",
+    "kv_store": "torch",
+    "rope": "torch",
+    "linear": "torch",
+    "sampler": "gumbel",
+    "cuda_graphs": False,
+    "compile": False,
+    "prefix_caching": False,
+    "async_scheduling": False,
+}
+# What runs on a machine without CUDA (`+machine=cpu`, conf/machine/cpu.yaml, which adds workload=smoke):
+# the Triton kernels and CUDA graphs need CUDA; compile runs on CPU but costs minutes of compiling.
+CPU_DEFAULTS = ALL_OFF | {"prefix_caching": True, "async_scheduling": True}
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32, "float64": torch.float64}
 
 
@@ -44,24 +61,26 @@ class EngineConfig:
     load_format: str = "safetensors"  # safetensors | pt (.bin through torch.load(weights_only=True))
     device: str = "auto"
     dtype: str = "auto"
-    attention: PluginChoice = PluginChoice("sdpa")
-    kv_store: PluginChoice = PluginChoice("torch")
-    rope: PluginChoice = PluginChoice("torch")  # q/k norm + rotary embedding: torch ops or one Triton kernel
-    linear: PluginChoice = PluginChoice("torch")  # projections: cuBLAS, or fused Triton GEMVs for 1-token steps
+    # The defaults are everything on that runs on CUDA, as conf/config.yaml says (tests/test_defaults.py
+    # checks both agree); on a machine without CUDA `create` starts from CPU_DEFAULTS instead.
+    attention: PluginChoice = PluginChoice("triton")
+    kv_store: PluginChoice = PluginChoice("triton")
+    rope: PluginChoice = PluginChoice("triton")  # q/k norm + rotary embedding: torch ops or one Triton kernel
+    linear: PluginChoice = PluginChoice("triton")  # projections: cuBLAS, or fused Triton GEMVs for 1-token steps
     scheduler: PluginChoice = PluginChoice("continuous")
-    sampler: PluginChoice = PluginChoice("gumbel")
-    cuda_graphs: bool = False
-    prefix_caching: bool = False
-    compile: bool = False
+    sampler: PluginChoice = PluginChoice("triton")
+    cuda_graphs: bool = True
+    prefix_caching: bool = True
+    compile: bool = True
     chunked_prefill: bool = False
-    async_scheduling: bool = False  # queue the next decode step before reading back this one's tokens
+    async_scheduling: bool = True  # queue the next decode step before reading back this one's tokens
     tensor_parallel_size: int = 1
     block_size: int = 256
     gpu_memory_utilization: float = 0.9
     cpu_kv_cache_gib: float = 1.0
     num_kv_blocks: int | None = None  # fixes the cache size (tests); otherwise sized from memory
-    max_model_len: int = 4096
-    max_num_seqs: int = 256
+    max_model_len: int | None = None  # None: the model's max_position_embeddings, capped at MAX_MODEL_LEN_CAP
+    max_num_seqs: int = 512
     max_num_batched_tokens: int = 16384
     seed: int = 0
 
@@ -71,6 +90,7 @@ class EngineConfig:
         unknown = sorted(set(options) - known)
         if unknown:
             raise ConfigError(unknown[0], f"unknown option; known options: {', '.join(sorted(known))}")
+        options = machine_defaults(options) | options
         for key in PLUGIN_SWITCHES:
             if key in options:
                 options[key] = PluginChoice.of(options[key])
@@ -80,9 +100,7 @@ class EngineConfig:
 
     @property
     def resolved_device(self) -> str:
-        if self.device == "auto":
-            return "cuda" if torch.cuda.is_available() else "cpu"
-        return self.device
+        return resolve_device(self.device)
 
     @property
     def torch_dtype(self) -> torch.dtype:
@@ -113,3 +131,22 @@ class EngineConfig:
             elif f.name not in ("model", "architecture", "model_name"):
                 out[f.name] = value
         return out
+
+
+def resolve_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def machine_defaults(options: dict[str, Any]) -> dict[str, Any]:
+    """The rule for `LLM(path)` without CUDA: the switches the caller did not pass start from
+    CPU_DEFAULTS instead of the CUDA defaults, said on stderr once per engine; what the caller passed
+    is kept (and refused by `validate` if it cannot run here). The record's switches show what ran."""
+    if resolve_device(str(options.get("device", "auto"))) != "cpu":
+        return {}
+    unset = {k: v for k, v in CPU_DEFAULTS.items() if k not in options}
+    if unset:
+        shown = " ".join(f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in unset.items())
+        print(f"allmos: on cpu the defaults become: {shown}", file=sys.stderr)
+    return unset

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 from typing import Sequence as Seq
 
 from allmos.config import EngineConfig
 from allmos.engine.engine import Engine, StepFailed
+from allmos.progress import phase
 from allmos.requests import RequestFailed, as_prompt_list, check_request, prompt_token_ids
 from allmos.sampling_params import SamplingParams
 
@@ -16,7 +18,9 @@ Prompt = str | list[int]
 
 class LLM:
     def __init__(self, model: str | None = None, **options: Any):
-        self.engine = Engine(EngineConfig.create(model, **options))
+        config = EngineConfig.create(model, **options)
+        with phase(engine_phases(config)):
+            self.engine = Engine(config)
         self.tokenizer = load_tokenizer(self.engine.config.model)
 
     def close(self) -> None:
@@ -63,7 +67,7 @@ class LLM:
         self.check(token_lists, params)
         seqs = [self.engine.add_request(t, p) for t, p in zip(token_lists, params)]
         try:
-            self.run_until_done(len(seqs), use_tqdm)
+            self.run_until_done(seqs, use_tqdm)
         except StepFailed as failure:
             for seq in seqs:
                 self.engine.abort(seq)
@@ -101,16 +105,35 @@ class LLM:
         for i, (tokens, p) in enumerate(zip(token_lists, params)):
             check_request(i, tokens, p, engine.hf_config.vocab_size, engine.config.max_model_len, capacity)
 
-    def run_until_done(self, total: int, use_tqdm: bool) -> None:
-        bar = make_bar(total, use_tqdm)
+    def run_until_done(self, seqs: list, use_tqdm: bool) -> None:
+        """Step until every request is done; the bar counts generated tokens (rate, time left), read
+        from the host-side token lists the steps already filled, at most ten times a second."""
+        bar = make_bar(sum(s.params.max_tokens for s in seqs), use_tqdm)
+        shown = time.perf_counter()
         try:
             while self.engine.has_unfinished():
-                finished = self.engine.step()
-                if bar is not None:
-                    bar.update(len(finished))
+                self.engine.step()
+                if bar is not None and time.perf_counter() - shown > BAR_INTERVAL_S:
+                    bar.update(generated(seqs) - bar.n)
+                    shown = time.perf_counter()
         finally:
             if bar is not None:
+                done = generated(seqs)
+                bar.total = done  # requests that ended early (EOS) or failed generated fewer than max_tokens
+                bar.update(done - bar.n)
                 bar.close()
+
+
+BAR_INTERVAL_S = 0.1
+
+
+def engine_phases(config: EngineConfig) -> str:
+    steps = ["loading weights", "sizing the KV cache" + (" (compiling)" if config.compile else "")]
+    return "engine: " + ", ".join(steps + ["capturing CUDA graphs"] * config.cuda_graphs)
+
+
+def generated(seqs: list) -> int:
+    return sum(s.num_output_tokens for s in seqs)
 
 
 def make_bar(total: int, enabled: bool):
@@ -118,7 +141,7 @@ def make_bar(total: int, enabled: bool):
         return None
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc="generate", dynamic_ncols=True)
+    return tqdm(total=total, desc="generate", unit="tok", dynamic_ncols=True)
 
 
 def load_tokenizer(folder: str | None):

@@ -91,7 +91,8 @@ def make_options(kind: str, name: str, values: dict[str, Any] | None = None) -> 
 
 
 def hydra_schemas() -> None:
-    """Store every plugin's options dataclass in Hydra's ConfigStore as `<kind>/<name>_schema`."""
+    """Store every plugin's options dataclass in Hydra's ConfigStore as `schema/<kind>/<name>` (apart
+    from the `<kind>` group, so a schema is never offered as a choice)."""
     from hydra.core.config_store import ConfigStore
 
     load_builtin_plugins()
@@ -99,7 +100,7 @@ def hydra_schemas() -> None:
     for (kind, name), entry in _ENTRIES.items():
         if kind == "model":
             continue
-        store.store(group=kind, name=f"{name}_schema", node=entry.options(name=name))
+        store.store(group=f"schema/{kind}", name=name, node=entry.options(name=name))
 
 
 def load_builtin_plugins() -> None:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import torch
 
-from allmos.config import DTYPES, PLUGIN_SWITCHES, EngineConfig
+from allmos.config import DTYPES, MAX_MODEL_LEN_CAP, PLUGIN_SWITCHES, EngineConfig
 from allmos.errors import ConfigError
 from allmos.registry import lookup, names
 
@@ -35,7 +36,7 @@ def check_values(c: EngineConfig) -> None:
     if c.block_size < 1 or c.block_size & (c.block_size - 1):
         raise ConfigError("block_size", f"must be a power of two, got {c.block_size}")
     for name in ("max_model_len", "max_num_seqs", "max_num_batched_tokens", "tensor_parallel_size"):
-        if getattr(c, name) < 1:
+        if getattr(c, name) is not None and getattr(c, name) < 1:
             raise ConfigError(name, f"must be at least 1, got {getattr(c, name)}")
     if c.num_kv_blocks is not None and c.num_kv_blocks < 1:
         raise ConfigError("num_kv_blocks", f"must be at least 1 when set, got {c.num_kv_blocks}")
@@ -74,12 +75,29 @@ def check_model_source(c: EngineConfig) -> None:
 
 
 def check_limits(c: EngineConfig) -> None:
+    if c.max_model_len is None:  # known once the model's config is read: with_model_len checks it then
+        return
     if not c.chunked_prefill and c.max_num_batched_tokens < c.max_model_len:
         raise ConfigError(
             "max_num_batched_tokens",
             f"{c.max_num_batched_tokens} < max_model_len={c.max_model_len}: a long prompt could never be "
             "scheduled; raise it or set chunked_prefill=true",
         )
+
+
+def with_model_len(c: EngineConfig, hf_config) -> EngineConfig:
+    """`c` with max_model_len resolved: None takes the model's max_position_embeddings capped at
+    MAX_MODEL_LEN_CAP; an explicit value larger than the model's is refused."""
+    positions = getattr(hf_config, "max_position_embeddings", None)
+    if c.max_model_len is not None:
+        if positions is not None and c.max_model_len > positions:
+            raise ConfigError(
+                "max_model_len", f"{c.max_model_len} exceeds the model's max_position_embeddings ({positions})"
+            )
+        return c
+    resolved = dataclasses.replace(c, max_model_len=min(positions or MAX_MODEL_LEN_CAP, MAX_MODEL_LEN_CAP))
+    check_limits(resolved)
+    return resolved
 
 
 def check_plugin_device(kind: str, cls: type, c: EngineConfig) -> None:

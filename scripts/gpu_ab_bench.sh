@@ -7,6 +7,7 @@
 set -u
 base=$(cd "$1" && pwd); rounds=$2; runs=$3; shift 3
 here=$PWD
+# Spelled out on purpose: a base tree older than the everything-on defaults would otherwise run all off.
 ON="attention=triton kv_store=triton rope=triton sampler=triton linear=triton cuda_graphs=true compile=true prefix_caching=true async_scheduling=true"
 site=${SITE:-/tmp/site}
 for i in $(seq 1 "$rounds"); do

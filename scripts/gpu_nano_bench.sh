@@ -3,21 +3,21 @@
 # Usage: bash scripts/gpu_nano_bench.sh RUNS_DIR [extra overrides...]
 set -u
 runs=$1; shift
-ON="attention=triton kv_store=triton cuda_graphs=true compile=true prefix_caching=true async_scheduling=true rope=triton sampler=triton linear=triton"
+# The defaults are everything on (conf/config.yaml), so each configuration names only what it turns off.
 declare -A CONFIGS=(
-  [all_on]="$ON"
-  [no_attention]="$ON attention=sdpa"
-  [no_kv_store]="$ON kv_store=torch"
-  [no_cuda_graphs]="$ON cuda_graphs=false"
-  [no_compile]="$ON compile=false"
-  [no_prefix_caching]="$ON prefix_caching=false"
-  [no_async_scheduling]="$ON async_scheduling=false"
-  [no_rope]="$ON rope=torch"
-  [no_sampler]="$ON sampler=gumbel"
-  [no_linear]="$ON linear=torch"
-  [no_pdl]="$ON attention.pdl=false rope.pdl=false linear.pdl=false"
-  [no_gemm]="$ON linear.gemm=false"
-  [all_off]="attention=sdpa kv_store=torch cuda_graphs=false compile=false prefix_caching=false async_scheduling=false"
+  [all_on]=""
+  [no_attention]="attention=sdpa"
+  [no_kv_store]="kv_store=torch"
+  [no_cuda_graphs]="cuda_graphs=false"
+  [no_compile]="compile=false"
+  [no_prefix_caching]="prefix_caching=false"
+  [no_async_scheduling]="async_scheduling=false"
+  [no_rope]="rope=torch"
+  [no_sampler]="sampler=gumbel"
+  [no_linear]="linear=torch"
+  [no_pdl]="attention.pdl=false rope.pdl=false linear.pdl=false"
+  [no_gemm]="linear.gemm=false"
+  [all_off]="+preset=all_off"
 )
 # The sdpa configurations go last: their decode gathers whole block tables and takes minutes.
 for name in ${NAMES:-all_on no_kv_store no_cuda_graphs no_compile no_prefix_caching no_async_scheduling no_rope no_sampler no_linear no_pdl no_attention all_off}; do

@@ -2,6 +2,7 @@
 
 from allmos import SamplingParams
 from allmos.bench.compare import close_enough
+from allmos.config import ALL_OFF
 
 SHARED = list(range(1000, 1040))
 PROMPTS = [SHARED + [7, 8, 9], SHARED + list(range(50, 90)), [3, 4, 5], list(range(200, 263)), SHARED + [11]]
@@ -16,8 +17,11 @@ GPU_MODEL = dict(
     head_dim=64,
     vocab_size=4096,
 )
-# The engine options every bf16 GPU test shares (a small cache share: tests build many engines).
-GPU_ENGINE = dict(device="cuda", dtype="bfloat16", max_model_len=512, max_num_seqs=16, gpu_memory_utilization=0.3)
+# The engine options every bf16 GPU test shares (a small cache share: tests build many engines), over the
+# all-off baseline (the engine's defaults are everything on): a test's switches turn things on from there.
+GPU_ENGINE = ALL_OFF | dict(
+    device="cuda", dtype="bfloat16", max_model_len=512, max_num_seqs=16, gpu_memory_utilization=0.3
+)
 PARAMS = SamplingParams(temperature=0, max_tokens=MAX_TOKENS, ignore_eos=True, logprobs=TOP)
 
 

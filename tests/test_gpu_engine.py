@@ -21,7 +21,7 @@ def folder(tmp_path_factory):
 
 
 def run_ours(folder, **switches):
-    llm = LLM(folder, **GPU_ENGINE, **switches)
+    llm = LLM(folder, **(GPU_ENGINE | switches))
     return llm, generate_with_tops(llm)
 
 

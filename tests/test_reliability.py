@@ -26,7 +26,6 @@ REFUSED = [
     (["gpu_memory_utilization=1.5"], "gpu_memory_utilization", "(0, 1]"),
     (["gpu_memory_utilization=0"], "gpu_memory_utilization", "(0, 1]"),
     (["max_model_len=100000", "max_num_batched_tokens=100000"], "max_model_len", "max_position_embeddings"),
-    (["model.path=/no/such/folder", "model.random_weights=never"], "model", "does not exist"),
     (["tensor_parallel_size=3"], "tensor_parallel_size", "does not divide"),
     (["block_size=24"], "block_size", "power of two"),
 ]

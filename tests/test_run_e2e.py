@@ -38,6 +38,8 @@ def test_smoke_run_writes_a_complete_record(tmp_path):
     assert record["counters"]["eager_forwards"] == m["num_steps"]
     assert (tmp_path / "run" / "trace.csv").read_text().startswith("step,kind,")
     assert "output tok/s" in proc.stdout
+    log = (tmp_path / "run" / "run.log").read_text()  # the worker's phases reach the job's log
+    assert "warm-up" in log and "correctness probe: done" in log and "workload smoke" in log
     probe = record["correctness"]
     assert (probe["verdict"], probe["passed"]) in {("pass", True), ("reference", None)}  # reference: all off
     assert probe["first_divergence"] == [None] * 4
@@ -56,3 +58,19 @@ def test_refused_switch_exits_non_zero_naming_it(tmp_path):
 def test_hydra_flags_work(tmp_path, flag):
     proc = run(tmp_path, "model=qwen3-tiny", flags=flag.split())
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_bare_hydra_flags_work_on_every_machine():
+    """No overrides at all: the CPU machine default must not land after --info (which takes a value)."""
+    import yaml
+
+    for flags in (["--info"], ["--help"]):
+        proc = subprocess.run([sys.executable, "run.py", *flags], cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert "CPU ones" not in proc.stdout
+    proc = subprocess.run(
+        [sys.executable, "run.py", "--cfg", "job"], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    cfg = yaml.safe_load(proc.stdout)  # valid YAML: banners go to stderr
+    assert cfg["mode"] == "bench" and "attention" in cfg

@@ -5,7 +5,7 @@ import pytest
 import torch
 from sampling_checks import check_distribution, check_greedy, check_temperature_sharpens
 
-from allmos.config import EngineConfig, PluginChoice
+from allmos.config import EngineConfig
 from allmos.errors import ConfigError
 from allmos.sampling.gumbel import GumbelSampler
 from allmos.validation import validate
@@ -38,7 +38,7 @@ def test_gumbel_same_seed_same_draws():
 
 def test_triton_sampler_is_refused_on_cpu_naming_the_switch(monkeypatch):
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
-    config = EngineConfig(model=None, architecture={"x": 1}, device="cpu", sampler=PluginChoice("triton"))
+    config = EngineConfig.create(None, architecture={"x": 1}, device="cpu", sampler="triton")  # the rest: CPU
     with pytest.raises(ConfigError, match="sampler") as err:
         validate(config)
     assert "sampler=gumbel" in str(err.value)

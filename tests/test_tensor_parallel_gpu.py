@@ -32,7 +32,7 @@ def make(folder, **switches):
     if switches.get("cuda_graphs"):
         # a fixed cache size skips the memory profiling (the cuda_graphs=false cases cover it on two ranks)
         switches.setdefault("num_kv_blocks", 512)
-    return LLM(folder, **GPU_ENGINE, block_size=16, **switches)
+    return LLM(folder, **(GPU_ENGINE | {"block_size": 16} | switches))
 
 
 def assert_all_stopped():

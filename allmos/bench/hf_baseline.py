@@ -22,17 +22,6 @@ from allmos.bench.workloads import WorkloadSpec, make_requests
 from allmos.llm import LLM
 from allmos.sampling_params import SamplingParams
 
-ALL_ON = {
-    "attention": "triton",
-    "kv_store": "triton",
-    "rope": "triton",
-    "sampler": "triton",
-    "linear": "triton",
-    "cuda_graphs": True,
-    "compile": True,
-    "async_scheduling": True,
-}
-
 
 def random_checkpoint(folder: str) -> str:
     if os.path.exists(os.path.join(folder, "config.json")):
@@ -92,7 +81,7 @@ def main() -> None:
     parser.add_argument("switches", nargs="*")
     args = parser.parse_args()
 
-    switches = parse_switches(args.switches, ALL_ON)
+    switches = parse_switches(args.switches)  # over LLM's defaults: everything on
     folder = random_checkpoint(args.model)
     batch = prompts(args.batch)
     tokens = args.batch * args.max_new_tokens

@@ -18,6 +18,7 @@ from allmos.config import EngineConfig
 from allmos.engine.engine import weights_source
 from allmos.engine.stats import EngineStats
 from allmos.llm import LLM
+from allmos.progress import LOG, phase
 
 
 @dataclass
@@ -54,21 +55,27 @@ def describe(spec: JobSpec, config: EngineConfig) -> dict[str, Any]:
 def run_benchmark(spec: JobSpec, folder: str) -> dict[str, Any]:
     config = spec.engine_config()
     workload = WorkloadSpec(**spec.workload)
-    reference = ensure_reference(config, weights_source(config)) if spec.probe else None
+    reference = None
+    if spec.probe:
+        with phase("probe reference (made once per model and weights, with everything off)"):
+            reference = ensure_reference(config, weights_source(config))
     llm = LLM(**{"model": config.model, **config_options(config)})
     engine = llm.engine
     if engine.weights == "random":
-        print(f"*** WEIGHTS ARE RANDOM: {config.model!r} has no checkpoint; throughput is valid, text is not ***")
+        source = spec.config.get("model", {}).get("weights_from", f"{config.model!r} has no checkpoint")
+        print(f"*** WEIGHTS ARE RANDOM: {source}; throughput is valid, text is not ***")
     requests = make_requests(workload, engine.hf_config.vocab_size)
     warm = warmup_requests(workload)
     if warm:
-        llm.run_requests([r.token_ids for r in warm], [r.params for r in warm])
+        with phase(f"warm-up ({len(warm)} requests, not timed)"):
+            llm.run_requests([r.token_ids for r in warm], [r.params for r in warm])
     reset_counts(engine)
     sync(config)
     start = time.perf_counter()
     seqs = run_workload(llm, requests, workload.concurrency)
     sync(config)
     wall = time.perf_counter() - start
+    LOG.info("workload %s: %d requests in %.2f s", workload.name, len(seqs), wall)
     record = describe(spec, config) | {
         "status": "ok",
         "error": None,
@@ -80,7 +87,8 @@ def run_benchmark(spec: JobSpec, folder: str) -> dict[str, Any]:
     }
     trace = engine.stats.trace_rows()  # the workload's steps only: taken before the probe runs its own
     if reference is not None:
-        record["correctness"] = check_probe(llm, reference)
+        with phase("correctness probe"):
+            record["correctness"] = check_probe(llm, reference)
     record["trace_file"] = write_trace(folder, trace)
     write_record(folder, record)
     return record

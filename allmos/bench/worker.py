@@ -15,6 +15,7 @@ import time
 
 from allmos.bench.job import JobSpec, describe, run_benchmark
 from allmos.bench.record import StorageError, failure, write_record
+from allmos.progress import log_to_folder
 
 SPEC_NAME = "job.json"
 PARENT_POLL_S = 1.0
@@ -27,6 +28,7 @@ def main(folder: str) -> int:
     watch_parent(int(os.environ.get(PARENT_ENV) or os.getppid()))
     with open(os.path.join(folder, SPEC_NAME)) as f:
         spec = JobSpec(**json.load(f))
+    log_to_folder(folder)
     try:
         run_benchmark(spec, folder)
     except Exception as error:  # noqa: BLE001 - any failure becomes a record, then a non-zero exit

@@ -10,7 +10,10 @@ import random
 from dataclasses import dataclass
 from typing import Optional
 
+from allmos.errors import ConfigError
 from allmos.sampling_params import SamplingParams
+
+KINDS = ("random_tokens", "shared_prefix", "latency")
 
 
 @dataclass
@@ -32,6 +35,28 @@ class WorkloadSpec:
     concurrency: Optional[int] = None  # None: all requests at once; k: k at a time (1 = single stream)
 
 
+def checked_workload(values: dict) -> dict:
+    """The workload's keys, each checked (before weights load), naming `workload.<key>` when wrong."""
+    spec = WorkloadSpec(**values)
+    at_least = {"num_requests": 1, "input_len_min": 1, "output_len_min": 1, "token_id_max": 0}
+    at_least |= {"warmup_requests": 0, "prefix_len": 0}
+    for key, low in at_least.items():
+        if not isinstance(getattr(spec, key), int) or getattr(spec, key) < low:
+            raise ConfigError(f"workload.{key}", f"must be an integer of at least {low}, got {getattr(spec, key)!r}")
+    for low, high in (("input_len_min", "input_len_max"), ("output_len_min", "output_len_max")):
+        if getattr(spec, high) < getattr(spec, low):
+            raise ConfigError(f"workload.{high}", f"{getattr(spec, high)} is below {low}={getattr(spec, low)}")
+    if spec.kind not in KINDS:
+        raise ConfigError("workload.kind", f"{spec.kind!r} is unknown; known: {', '.join(KINDS)}")
+    if not 0.0 <= spec.prefix_share <= 1.0:
+        raise ConfigError("workload.prefix_share", f"must be in [0, 1], got {spec.prefix_share}")
+    if not spec.temperature >= 0.0 or spec.temperature == float("inf"):
+        raise ConfigError("workload.temperature", f"must be finite and at least 0, got {spec.temperature}")
+    if spec.concurrency is not None and spec.concurrency < 1:
+        raise ConfigError("workload.concurrency", f"must be at least 1 or null, got {spec.concurrency}")
+    return values
+
+
 @dataclass(frozen=True)
 class Request:
     token_ids: list[int]
@@ -39,18 +64,13 @@ class Request:
 
 
 def make_requests(spec: WorkloadSpec, vocab_size: int) -> list[Request]:
-    makers = {
-        "random_tokens": random_token_requests,
-        "shared_prefix": shared_prefix_requests,
-        "latency": random_token_requests,
-    }
-    if spec.kind not in makers:
-        raise ValueError(f"workload kind {spec.kind!r} is unknown; known: {', '.join(makers)}")
+    if spec.kind not in KINDS:
+        raise ConfigError("workload.kind", f"{spec.kind!r} is unknown; known: {', '.join(KINDS)}")
     if spec.token_id_max >= vocab_size:
-        raise ValueError(
-            f"workload {spec.name}: token ids up to {spec.token_id_max} exceed the vocabulary ({vocab_size})"
+        raise ConfigError(
+            "workload.token_id_max", f"token ids up to {spec.token_id_max} exceed the vocabulary ({vocab_size})"
         )
-    return makers[spec.kind](spec)
+    return shared_prefix_requests(spec) if spec.kind == "shared_prefix" else random_token_requests(spec)
 
 
 def random_token_requests(spec: WorkloadSpec) -> list[Request]:

@@ -27,13 +27,25 @@ from allmos.bench.worker import PARENT_ENV, SPEC_NAME, describe_failure
 from allmos.cli.interrupt import Interrupted, die_by, ignore_stop_signals, interruptible, stop_worker
 from allmos.cli.job_folder import FolderInUse, device_turn, owned_folder
 from allmos.cli.job_spec import job_spec
+from allmos.cli.schema import check_known_keys
 from allmos.cli.summary import summary_lines
+from allmos.errors import ConfigError, RequestError
 from allmos.validation import validate
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def run_job(cfg: DictConfig) -> dict | None:
+    """Run the composed config; a user error ends it with one line naming the key and status 1."""
+    try:
+        check_known_keys(cfg)
+        return run_mode(cfg)
+    except (ConfigError, RequestError) as error:
+        print(f"allmos: {error}", file=sys.stderr)
+        sys.exit(1)
+
+
+def run_mode(cfg: DictConfig) -> dict | None:
     if cfg.mode == "doctor":
         from allmos.cli.doctor import doctor
 
@@ -43,7 +55,7 @@ def run_job(cfg: DictConfig) -> dict | None:
 
         return generate(cfg)
     if cfg.mode != "bench":
-        raise ValueError(f"mode={cfg.mode!r} is unknown; use bench, doctor or generate")
+        raise ConfigError("mode", f"{cfg.mode!r} is unknown; use bench, doctor or generate")
     return bench(cfg)
 
 

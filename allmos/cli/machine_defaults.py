@@ -1,42 +1,32 @@
-"""On a machine without CUDA, `python run.py` turns to a small CPU job instead of failing.
+"""On a machine without CUDA, `python run.py` (single run or sweep) starts from the CPU defaults.
 
-The overrides are added to the command line only for keys the user did not set, and printed, so
-`--cfg job` and the result record show exactly what ran.
+It adds `+machine=cpu` (conf/machine/cpu.yaml) in front of the user's overrides, so every key the
+user sets, directly or through an experiment's points, still wins; it says so on stderr (stdout
+stays clean for `--cfg job > cfg.yaml`), and `--cfg job` and the result record show what ran.
 """
 
 from __future__ import annotations
 
-CPU_OVERRIDES = {
-    "workload": "smoke",
-    "attention": "sdpa",
-    "kv_store": "torch",
-    "rope": "torch",
-    "cuda_graphs": "false",
-    "compile": "false",
-}
+import sys
 
-
-def user_keys(argv: list[str]) -> set[str]:
-    keys = set()
-    for arg in argv:
-        if is_override(arg):
-            keys.add(arg.split("=", 1)[0].lstrip("+~"))
-    return keys
+MACHINE_OVERRIDE = "+machine=cpu"
+QUIET_FLAGS = ("--help", "-h", "--hydra-help", "--version", "--shell-completion", "-sc")
 
 
 def with_machine_defaults(argv: list[str], has_cuda: bool) -> list[str]:
-    """Single runs only: a sweep (-m) runs exactly as configured, so its experiment's points
-    are never silently replaced; points that cannot run here leave failure records."""
-    if has_cuda or "-m" in argv or "--multirun" in argv:
+    if has_cuda or any(arg.lstrip("+~").startswith("machine=") for arg in argv[1:]):
         return argv
-    given = user_keys(argv[1:])
-    extra = [f"{k}={v}" for k, v in CPU_OVERRIDES.items() if k not in given]
-    if not extra:
-        return argv
-    print(f"allmos: no CUDA device here, so the defaults become: {' '.join(extra)}")
-    # Keep every override in one run of arguments, as Hydra's argument parser needs.
-    first = next((i for i, a in enumerate(argv) if i > 0 and is_override(a)), len(argv))
-    return argv[:first] + extra + argv[first:]
+    if not any(flag in argv for flag in QUIET_FLAGS):
+        print(
+            f"allmos: no CUDA device here, so the defaults become the CPU ones ({MACHINE_OVERRIDE}: "
+            "attention=sdpa kv_store=torch rope=torch linear=torch sampler=gumbel cuda_graphs=false "
+            "compile=false workload=smoke); what you set still wins",
+            file=sys.stderr,
+        )
+    # Before the first override, so all overrides stay one run of arguments (Hydra's parser needs
+    # that); with none, right after the program name, never after a flag that takes a value (--info).
+    first = next((i for i, a in enumerate(argv) if i > 0 and is_override(a)), 1)
+    return argv[:first] + [MACHINE_OVERRIDE] + argv[first:]
 
 
 def is_override(arg: str) -> bool:

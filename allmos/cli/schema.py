@@ -16,7 +16,8 @@ from omegaconf import MISSING
 
 from allmos.bench.workloads import WorkloadSpec
 from allmos.config import PLUGIN_SWITCHES, EngineConfig, PluginChoice
-from allmos.registry import hydra_schemas
+from allmos.errors import ConfigError
+from allmos.registry import hydra_schemas, lookup
 
 PLUGIN_GROUPS = PLUGIN_SWITCHES
 FROM_MODEL_GROUP = ("model", "model_name", "architecture", "random_weights")
@@ -48,6 +49,7 @@ HARNESS_FIELDS = [
     ("resume", bool, False),  # skip jobs whose folder already has a good record
     ("probe", bool, True),  # check a fixed greedy probe set against the stored reference
     ("prompt", Optional[str], None),  # mode=generate
+    ("prompt_file", Optional[str], None),  # mode=generate: the prompt read from a file (`-`: stdin)
     ("max_tokens", int, 128),  # mode=generate
     ("point", Optional[str], None),  # this job's point name within its experiment (e.g. no_attention)
     ("experiment", ExperimentSchema, field(default_factory=ExperimentSchema)),
@@ -93,6 +95,38 @@ def register_schemas() -> None:
 
     store = ConfigStore.instance()
     store.store(name="run_schema", node=run_schema())
-    store.store(group="model", name="model_schema", node=ModelSchema)
-    store.store(group="workload", name="workload_schema", node=WorkloadSpec)
+    store.store(group="schema/model", name="model", node=ModelSchema)
+    store.store(group="schema/workload", name="workload", node=WorkloadSpec)
     hydra_schemas()
+
+
+UNSUPPORTED = {
+    "trust_remote_code": "unsupported: allmos never runs code from a model folder "
+    "(transformers' trust_remote_code is always false)",
+}
+
+
+def check_known_keys(cfg) -> None:
+    """Refuse keys no schema declares (`+key=...` adds them past Hydra's checks), naming the key:
+    top-level keys, a plugin's options unknown to the chosen plugin, model and workload keys."""
+    known = {f.name for f in dataclasses.fields(run_schema())}
+    sections = {"model": ModelSchema, "workload": WorkloadSpec, "experiment": ExperimentSchema}
+    for key in cfg:
+        if key not in known:
+            raise ConfigError(key, UNSUPPORTED.get(key, f"unknown key; known keys: {', '.join(sorted(known))}"))
+    for kind in PLUGIN_GROUPS:
+        options = lookup(kind, cfg[kind].name).options
+        check_section(cfg[kind], {f.name for f in dataclasses.fields(options)}, kind, f"{kind}={cfg[kind].name}")
+    for section, schema in sections.items():
+        if cfg.get(section) is not None:
+            check_section(
+                cfg[section], {f.name for f in dataclasses.fields(schema)} | {"weights_from"}, section, section
+            )
+
+
+def check_section(node, known: set[str], prefix: str, owner: str) -> None:
+    for key in node:
+        if key not in known:
+            options = ", ".join(sorted(known - {"name"})) or "none"
+            reason = UNSUPPORTED.get(key, f"{owner} has no option {key!r}; its options: {options}")
+            raise ConfigError(f"{prefix}.{key}", reason)

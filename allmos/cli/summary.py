@@ -26,7 +26,8 @@ def summary_lines(record: dict) -> list[str]:
         f"{m['prefix_hit_rate']:.1%}, preemptions {c.get('preemptions')}, roofline {fmt(m.get('roofline'), '', 3)}",
         f"  ran: attention={c.get('attention_backend')} kv_store={c.get('kv_store')} rope={c.get('rope')} "
         f"linear={c.get('linear')} sampler={c.get('sampler')} K/V stored in rope kernel={c.get('kv_store_in_rope')} "
-        f"graph forwards={c.get('graph_forwards')} eager forwards={c.get('eager_forwards')}",
+        f"graph forwards={c.get('graph_forwards')} eager forwards={c.get('eager_forwards')} "
+        f"max_model_len={c.get('max_model_len')}",
     ]
     if verdict:
         lines.append(f"  correctness probe: {probe_line(verdict)}")

@@ -42,6 +42,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from allmos.distributed.main_guard import check_main_guard
 from allmos.distributed.rank import RankRunner
 from allmos.distributed.worker import COLLECTIVE_TIMEOUT, INIT_TIMEOUT, LOOPBACK, WorkerSpec, worker_main
 from allmos.engine.batch import LaunchedStep, ScheduledBatch, StepOutput
@@ -88,6 +89,7 @@ class WorkerGroup:
 
     # ---- start -------------------------------------------------------------------------------
     def start(self, config, hf_config, weights: str) -> None:
+        check_main_guard(self.world)
         ctx = mp.get_context("spawn")
         self.store = dist.TCPStore(LOOPBACK, 0, self.world, True, timeout=INIT_TIMEOUT, wait_for_workers=False)
         for rank in range(1, self.world):

@@ -12,12 +12,11 @@ from allmos.engine.model_runner import ModelRunner
 from allmos.engine.scheduler import SchedulerLimits
 from allmos.engine.sequence import Sequence
 from allmos.engine.stats import EngineStats
-from allmos.errors import ConfigError
 from allmos.models.config_checks import check_model_config, declared_fields
 from allmos.models.hf_config import eos_token_ids, load_hf_config
 from allmos.registry import lookup
 from allmos.sampling_params import SamplingParams
-from allmos.validation import check_tensor_parallel, validate
+from allmos.validation import check_tensor_parallel, validate, with_model_len
 
 
 def weights_source(config: EngineConfig) -> str:
@@ -30,11 +29,10 @@ def weights_source(config: EngineConfig) -> str:
 class Engine:
     def __init__(self, config: EngineConfig):
         validate(config)
-        self.config = config
         self.weights = weights_source(config)
         self.hf_config = load_hf_config(config, self.weights)
         check_model_config(self.hf_config, *declared_fields(config.model, config.architecture))
-        check_model_limits(config, self.hf_config)
+        self.config = config = with_model_len(config, self.hf_config)
         check_tensor_parallel(config, self.hf_config)
         if config.tensor_parallel_size > 1:
             from allmos.distributed.launcher import DistributedRunner
@@ -169,6 +167,7 @@ class Engine:
             "block_manager": type(self.block_manager).plugin_name,
             "scheduler": type(self.scheduler).plugin_name,
             "num_kv_blocks": self.runner.num_blocks,
+            "max_model_len": self.config.max_model_len,
         }
 
 
@@ -181,10 +180,3 @@ class StepFailed(RuntimeError):
         self.seqs = seqs
         self.cause = cause
 
-
-def check_model_limits(config: EngineConfig, hf_config: Any) -> None:
-    positions = getattr(hf_config, "max_position_embeddings", None)
-    if positions is not None and config.max_model_len > positions:
-        raise ConfigError(
-            "max_model_len", f"{config.max_model_len} exceeds the model's max_position_embeddings ({positions})"
-        )
