@@ -145,3 +145,15 @@ def test_stopping_a_worker_ends_the_processes_it_started(tmp_path):
     with open(f"/proc/{rank}/stat") as f:
         state = f.read().split()[2] if os.path.exists(f"/proc/{rank}/stat") else "gone"
     assert state in ("Z", "gone")  # a zombie awaits its reaper; it runs no more
+
+
+@pytest.mark.parametrize("multirun", [False, True])
+def test_a_folder_hydra_cannot_write_is_one_line_before_hydra_writes(tmp_path, multirun):
+    """Hydra writes .hydra/ before any job code runs and would report a failure there as a traceback."""
+    args = [sys.executable, "run.py", *(["-m"] if multirun else []), *TINY]
+    args += [f"hydra.run.dir={tmp_path}/run", f"hydra.sweep.dir={tmp_path}/sweep"]
+    limited = f"ulimit -f 2; exec {' '.join(args)}"  # files of at most 2 KiB: Hydra's hydra.yaml is larger
+    proc = subprocess.run(["bash", "-c", limited], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr and "HYDRA_FULL_ERROR" not in proc.stderr
+    assert "error: cannot write" in proc.stderr.splitlines()[-1] and "File too large" in proc.stderr

@@ -9,6 +9,7 @@ from __future__ import annotations
 import fcntl
 import os
 import sys
+import tempfile
 from contextlib import contextmanager, suppress
 
 from hydra.experimental.callback import Callback
@@ -17,6 +18,7 @@ from omegaconf import DictConfig
 from allmos.bench.record import StorageError
 
 LOCK_NAME = ".allmos.lock"
+PREFLIGHT_BYTES = 4096  # one block: on a full disk even this fails
 
 
 class FolderInUse(RuntimeError):
@@ -80,12 +82,28 @@ class FolderGuard(Callback):
     holds; the job then takes the lock itself (`owned_folder`), which settles any race."""
 
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
+        refuse_if_unwritable(str(config.hydra.run.dir))
         refuse_if_held([str(config.hydra.run.dir)])
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         sweep = str(config.hydra.sweep.dir)
+        refuse_if_unwritable(sweep)
         jobs = [os.path.join(sweep, name) for name in sorted(os.listdir(sweep))] if os.path.isdir(sweep) else []
         refuse_if_held([folder for folder in jobs if os.path.isdir(folder)])
+
+
+def refuse_if_unwritable(folder: str) -> None:
+    """Hydra writes its own files (.hydra/) before any of ours runs and reports a failure there as a
+    traceback: try a write of their size first, so a full disk or a read-only folder is one line."""
+    try:
+        os.makedirs(folder, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder) as probe:
+            probe.write(bytes(PREFLIGHT_BYTES))
+            probe.flush()
+            os.fsync(probe.fileno())
+    except OSError as error:
+        print(f"error: {StorageError(os.path.abspath(folder), error)}", file=sys.stderr)
+        raise SystemExit(1) from None
 
 
 def refuse_if_held(folders: list[str]) -> None:

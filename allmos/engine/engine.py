@@ -179,4 +179,3 @@ class StepFailed(RuntimeError):
         super().__init__(f"a step failed for sequence(s) {ids}: {type(cause).__name__}: {cause}")
         self.seqs = seqs
         self.cause = cause
-
