@@ -4,9 +4,9 @@ import importlib
 import logging
 
 _BUILTIN = (
-    "allmos.engine.scheduler",
-    "allmos.memory.block_manager",
-    "allmos.memory.prefix_cache",
+    "allmos.scheduler.continuous",
+    "allmos.block_manager.paged",
+    "allmos.block_manager.prefix_caching",
     "allmos.attention.sdpa",
     "allmos.attention.triton_backend",
     "allmos.attention.flash",
@@ -18,8 +18,8 @@ _BUILTIN = (
     "allmos.linear.triton_linear",
     "allmos.sampling.gumbel",
     "allmos.sampling.triton_sampler",
-    "allmos.engine.graph_runner",
-    "allmos.engine.cuda_graph",
+    "allmos.graph_runner.base",
+    "allmos.graph_runner.cuda_graph",
     "allmos.models.qwen3",
     "allmos.models.qwen2",
     "allmos.models.llama",

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 from collections import Counter
 
+from allmos.block_manager.paged import PagedBlockManager
+from allmos.block_manager.prefix_caching import PrefixCachingBlockManager
 from allmos.engine.batch import ScheduledBatch, StepOutput
-from allmos.engine.scheduler import ContinuousScheduler, SchedulerLimits, StaticScheduler
 from allmos.engine.sequence import Sequence, SequenceStatus
-from allmos.memory.block_manager import PagedBlockManager
-from allmos.memory.prefix_cache import PrefixCachingBlockManager
 from allmos.sampling_params import SamplingParams
+from allmos.scheduler.continuous import ContinuousScheduler, SchedulerLimits, StaticScheduler
 
 EOS = 3
 SCHEDULERS = {"continuous": ContinuousScheduler, "static": StaticScheduler}

@@ -5,7 +5,7 @@ in 16..256 is refused, naming the switch. That the tile changes no token is chec
 import pytest
 
 pytest.importorskip("triton")
-from allmos.attention.triton_decode import default_block_n  # imported here, outside TRITON_INTERPRET=1
+from allmos.attention.kernels.decode import default_block_n  # imported here, outside TRITON_INTERPRET=1
 from allmos.config import EngineConfig
 from allmos.errors import ConfigError
 from allmos.registry import lookup

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from block_manager_harness import BS, admit, assert_consistent, compute, free_pool_order, make_seq
 
-from allmos.memory.block_manager import PagedBlockManager
-from allmos.memory.prefix_cache import PrefixCachingBlockManager
+from allmos.block_manager.paged import PagedBlockManager
+from allmos.block_manager.prefix_caching import PrefixCachingBlockManager
 
 
 @pytest.mark.parametrize("cls", [PagedBlockManager, PrefixCachingBlockManager])

@@ -2,7 +2,7 @@
 
 from allmos.attention.sdpa import SdpaBackend
 from allmos.attention.triton_backend import TritonBackend
-from allmos.engine.cuda_graph import bucket_for, graph_buckets, width_buckets
+from allmos.graph_runner.cuda_graph import bucket_for, graph_buckets, width_buckets
 
 
 def test_batch_buckets_cover_every_size_up_to_max_num_seqs():

@@ -17,7 +17,7 @@ from allmos.layers.parallel import ParallelInfo
 from allmos.linear.torch_linear import TorchLinear
 
 pytest.importorskip("triton")
-from allmos.layers.triton_rows_linear import MAX_GEMM_ROWS
+from allmos.linear.kernels.gemm import MAX_GEMM_ROWS
 from allmos.linear.triton_linear import TritonLinear, TritonLinearOptions
 
 HIDDEN, OUT = 8, 6

@@ -45,7 +45,7 @@ def test_pdl_is_accepted_on_hopper_and_on_the_interpreter(kind, gpu_of_capabilit
 
 
 def test_the_interpreter_runs_pdl_kernels_without_the_grid_dependency_instructions():
-    from allmos.triton_support import pdl_launch
+    from allmos.triton_shared.support import pdl_launch
 
     assert pdl_launch("kernel", True, torch.device("cpu")) == {"USE_PDL": False}
     assert pdl_launch("kernel", False, torch.device("cpu")) == {"USE_PDL": False}

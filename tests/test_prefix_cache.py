@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from block_manager_harness import BS, admit, assert_consistent, compute, free_pool_order, make_seq
 
-from allmos.memory.prefix_cache import PrefixCachingBlockManager, chain_hash
+from allmos.block_manager.prefix_caching import PrefixCachingBlockManager, chain_hash
 
 
 def test_prefix_hit_shares_full_blocks():
@@ -251,9 +251,9 @@ def test_prefix_can_allocate_never_overpromises():
 
 def test_a_hash_collision_is_never_a_hit(monkeypatch):
     """Blocks are compared token for token on a hit, so even colliding hashes cannot share wrong KV."""
-    from allmos.memory import prefix_cache
+    from allmos.block_manager import prefix_caching
 
-    monkeypatch.setattr(prefix_cache, "chain_hash", lambda prev, tokens: 42)  # every block collides
+    monkeypatch.setattr(prefix_caching, "chain_hash", lambda prev, tokens: 42)  # every block collides
     bm = PrefixCachingBlockManager(16, BS)
     a = admit(bm, make_seq(0, [1, 2, 3, 4, 0]))
     compute(bm, a)

@@ -8,7 +8,7 @@ from triton_guards import require_compiled_triton
 pytestmark = pytest.mark.gpu
 require_compiled_triton()
 
-from allmos.sampling.triton_kernels import gumbel_max_sample  # noqa: E402
+from allmos.sampling.kernels.gumbel_max import gumbel_max_sample  # noqa: E402
 from allmos.sampling.triton_sampler import TritonSampler  # noqa: E402
 
 QWEN3_VOCAB = 151936

@@ -10,7 +10,7 @@ import torch
 from allmos.attention.backend import AttentionBackend
 from allmos.errors import ConfigError
 from allmos.registry import PluginOptions, make_options, register
-from allmos.triton_support import TritonPlugin, check_pdl_option
+from allmos.triton_shared.support import TritonPlugin, check_pdl_option
 
 
 @dataclass
@@ -38,9 +38,9 @@ class TritonBackend(TritonPlugin, AttentionBackend):
 
     def __init__(self, options, heads):
         super().__init__(options, heads)
-        from allmos.attention import triton_kernels
+        from allmos.attention.kernels import decode, decode_merge, prefill
 
-        self.kernels = triton_kernels
+        self.decode, self.decode_merge, self.prefill = decode, decode_merge, prefill
         self.counters: Optional[torch.Tensor] = None  # grown to the largest decode batch seen
 
     @classmethod
@@ -72,12 +72,12 @@ class TritonBackend(TritonPlugin, AttentionBackend):
                     f"decode counters for batch {batch} must exist before CUDA-graph capture; "
                     "run the largest batch eagerly first"
                 )
-            self.counters = self.kernels.decode_counters(batch, self.heads.num_kv_heads, device)
+            self.counters = self.decode_merge.decode_counters(batch, self.heads.num_kv_heads, device)
         return self.counters
 
     def forward(self, q, k, v, k_cache, v_cache, meta):
         if meta.is_prefill:
-            return self.kernels.paged_prefill_attention(
+            return self.prefill.paged_prefill_attention(
                 q,
                 k_cache,
                 v_cache,
@@ -87,7 +87,7 @@ class TritonBackend(TritonPlugin, AttentionBackend):
                 meta.max_seqlen_q,
                 self.heads.scale,
             )
-        return self.kernels.paged_decode_attention(
+        return self.decode.paged_decode_attention(
             q,
             k_cache,
             v_cache,

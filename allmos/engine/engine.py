@@ -9,13 +9,13 @@ from typing import Any
 from allmos.config import EngineConfig
 from allmos.engine.batch import LaunchedStep, ScheduledBatch
 from allmos.engine.model_runner import ModelRunner
-from allmos.engine.scheduler import SchedulerLimits
 from allmos.engine.sequence import Sequence
 from allmos.engine.stats import EngineStats
 from allmos.errors import ConfigError
 from allmos.models.hf_config import eos_token_ids, load_hf_config
 from allmos.registry import lookup
 from allmos.sampling_params import SamplingParams
+from allmos.scheduler.continuous import SchedulerLimits
 from allmos.validation import check_tensor_parallel, validate
 
 

@@ -2,7 +2,7 @@ from dataclasses import dataclass
 
 from allmos.kv_store.base import KVStore
 from allmos.registry import PluginOptions, register
-from allmos.triton_support import TritonPlugin
+from allmos.triton_shared.support import TritonPlugin
 
 
 @dataclass
@@ -18,7 +18,7 @@ class TritonKVStore(TritonPlugin, KVStore):
 
     def __init__(self, options):
         super().__init__(options)
-        from allmos.kv_store.triton_kernels import store_kv_triton
+        from allmos.kv_store.kernels.store import store_kv_triton
 
         self.store = store_kv_triton
 

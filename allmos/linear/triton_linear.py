@@ -3,7 +3,7 @@ from dataclasses import dataclass
 from allmos.layers.linear import ShardedLinear
 from allmos.linear.base import LinearPlugin
 from allmos.registry import PluginOptions, make_options, register
-from allmos.triton_support import TritonPlugin, check_pdl_option
+from allmos.triton_shared.support import TritonPlugin, check_pdl_option
 
 
 @dataclass
@@ -19,7 +19,7 @@ class TritonLinear(TritonPlugin, LinearPlugin):
     down, so a layer launches three kernels fewer; o and the LM head run the plain GEMV. With `gemm`,
     steps of 2..MAX_GEMM_ROWS tokens run the layer projections (not the LM head) as Triton tensor-core
     GEMMs with the same fusions, splitting K so that the few output tiles of these row counts still
-    fill the GPU (allmos.layers.triton_rows_linear); larger steps, the LM head beyond one row, and all
+    fill the GPU (allmos.linear.kernels.gemm); larger steps, the LM head beyond one row, and all
     steps without `gemm`, use the unfused path (cuBLAS). With `pdl` each GEMV is launched before the
     previous kernel ends and loads its first weight chunk while waiting for it; the GEMMs launch plainly,
     since with PDL their waiting programs hold the SMs' shared memory from the running kernel
@@ -27,10 +27,10 @@ class TritonLinear(TritonPlugin, LinearPlugin):
 
     def __init__(self, options):
         super().__init__(options)
-        from allmos.layers import triton_rows_linear, triton_skinny_linear
+        from allmos.linear.kernels import gemm, gemv
 
-        self.kernels = triton_skinny_linear
-        self.gemms = triton_rows_linear
+        self.kernels = gemv
+        self.gemms = gemm
         self.pdl = options.pdl
         self.gemm = options.gemm
         self.counters = {}  # device -> the split-K counters of the GEMMs launched there

@@ -2,7 +2,7 @@ from dataclasses import dataclass
 
 from allmos.registry import PluginOptions, make_options, register
 from allmos.rope.base import QKRope
-from allmos.triton_support import TritonPlugin, check_pdl_option
+from allmos.triton_shared.support import TritonPlugin, check_pdl_option
 
 
 @dataclass
@@ -20,7 +20,7 @@ class TritonQKRope(TritonPlugin, QKRope):
 
     def __init__(self, options):
         super().__init__(options)
-        from allmos.layers.triton_qk_rope import qk_norm_rope_triton
+        from allmos.rope.kernels.qk_rope import qk_norm_rope_triton
 
         self.kernel = qk_norm_rope_triton
 

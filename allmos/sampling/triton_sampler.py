@@ -2,7 +2,7 @@ import random
 
 from allmos.registry import register
 from allmos.sampling.base import Sampler
-from allmos.triton_support import TritonPlugin
+from allmos.triton_shared.support import TritonPlugin
 
 
 @register("sampler", "triton")
@@ -13,7 +13,7 @@ class TritonSampler(TritonPlugin, Sampler):
 
     def __init__(self, options, seed, device, compiled=False):
         super().__init__(options, seed, device, compiled)
-        from allmos.sampling.triton_kernels import gumbel_max_sample
+        from allmos.sampling.kernels.gumbel_max import gumbel_max_sample
 
         self.kernel = gumbel_max_sample
         self.step_seeds = random.Random(seed)  # one Philox seed per step, reproducible from `seed`

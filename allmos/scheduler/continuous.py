@@ -15,9 +15,9 @@ from abc import ABC, abstractmethod
 from collections import deque
 from dataclasses import dataclass
 
+from allmos.block_manager.paged import BlockManager
 from allmos.engine.batch import ScheduledBatch, StepOutput
 from allmos.engine.sequence import Sequence, SequenceStatus
-from allmos.memory.block_manager import BlockManager
 from allmos.registry import register
 
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 import torch
 
 from allmos.attention.metadata import AttentionMetadata
-from allmos.engine.graph_runner import GraphRunner
 from allmos.errors import ConfigError
+from allmos.graph_runner.base import GraphRunner
 from allmos.registry import lookup, register
 
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 import xxhash
 
+from allmos.block_manager.paged import PagedBlockManager
 from allmos.engine.sequence import Sequence
-from allmos.memory.block_manager import PagedBlockManager
 from allmos.registry import register
 
 
