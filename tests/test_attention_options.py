@@ -8,7 +8,7 @@ pytest.importorskip("triton")
 from allmos.attention.kernels.decode import default_block_n  # imported here, outside TRITON_INTERPRET=1
 from allmos.config import EngineConfig
 from allmos.errors import ConfigError
-from allmos.registry import lookup
+from allmos.validation import check_plugins
 
 
 @pytest.fixture
@@ -18,7 +18,7 @@ def interpreter(monkeypatch):
 
 def check(**options) -> None:
     config = EngineConfig.create(device="cpu", attention={"name": "triton", **options})
-    lookup("attention", "triton").cls.check(config)
+    check_plugins(config)
 
 
 @pytest.mark.parametrize("block_n", [8, 96, 512])

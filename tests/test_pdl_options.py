@@ -8,14 +8,14 @@ import torch
 pytest.importorskip("triton")
 from allmos.config import EngineConfig
 from allmos.errors import ConfigError
-from allmos.registry import lookup
+from allmos.validation import check_plugins
 
 PDL_PLUGINS = ["attention", "rope", "linear"]
 
 
 def check(kind: str, pdl: bool, device: str) -> None:
     config = EngineConfig.create(device=device, **{kind: {"name": "triton", "pdl": pdl}})
-    lookup(kind, "triton").cls.check(config)
+    check_plugins(config)
 
 
 @pytest.fixture

@@ -224,8 +224,9 @@ def test_decode_rejects_bad_counters(counters, match):
 def test_triton_backend_keeps_one_counters_buffer():
     from allmos.attention.backend import HeadShape
     from allmos.attention.triton_backend import TritonBackend, TritonOptions
+    from allmos.registry import BuildContext
 
-    backend = TritonBackend(TritonOptions(), HeadShape(4, 2, 16, 0.25))
+    backend = TritonBackend(TritonOptions(), BuildContext(heads=HeadShape(4, 2, 16, 0.25)))
     big = backend.counters_for(8, torch.device("cpu"))
     assert big.shape == (16,) and torch.all(big == 0)
     assert backend.counters_for(3, torch.device("cpu")) is big  # smaller batches reuse it

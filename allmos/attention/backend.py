@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from allmos.attention.metadata import AttentionMetadata
-from allmos.plugin import Plugin
+from allmos.registry import BuildContext, Plugin
 
 
 @dataclass(frozen=True)
@@ -27,9 +27,9 @@ class AttentionBackend(Plugin, ABC):
     # (a gather of the whole table): CUDA graphs are then captured per table-width bucket too.
     graphs_per_table_width: bool = False
 
-    def __init__(self, options, heads: HeadShape):
-        super().__init__(options)
-        self.heads = heads
+    def __init__(self, options, ctx: BuildContext):
+        super().__init__(options, ctx)
+        self.heads: HeadShape = ctx.heads
 
     def build_metadata(self, meta: AttentionMetadata) -> AttentionMetadata:
         """Add backend-specific tensors to the step's metadata (once per step, not per layer)."""

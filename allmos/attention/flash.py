@@ -31,16 +31,16 @@ class FlashBackend(AttentionBackend):
     devices = ("cuda",)
     supports_cuda_graphs = True
 
-    def __init__(self, options, heads):
-        super().__init__(options, heads)
+    def __init__(self, options, ctx):
+        super().__init__(options, ctx)
         self.flavor = installed_flavor()
         self.lib = importlib.import_module(self.flavor)
 
     @classmethod
-    def check(cls, config) -> None:
-        if config.block_size % 256:
+    def check(cls, options, where) -> None:
+        if where.block_size % 256:
             raise ConfigError(
-                "block_size", f"attention=flash needs pages of a multiple of 256 tokens, got {config.block_size}"
+                "block_size", f"attention=flash needs pages of a multiple of 256 tokens, got {where.block_size}"
             )
         if installed_flavor() is None:
             raise ConfigError("attention", f"flash needs the flash-attn package, which is not installed: {INSTALL}")

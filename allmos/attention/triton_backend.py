@@ -9,7 +9,7 @@ import torch
 
 from allmos.attention.backend import AttentionBackend
 from allmos.errors import ConfigError
-from allmos.registry import PluginOptions, make_options, register
+from allmos.registry import PluginOptions, register
 from allmos.triton_shared.support import TritonPlugin, check_pdl_option
 
 
@@ -36,18 +36,17 @@ class DecodeData:
 class TritonBackend(TritonPlugin, AttentionBackend):
     supports_cuda_graphs = True
 
-    def __init__(self, options, heads):
-        super().__init__(options, heads)
+    def __init__(self, options, ctx):
+        super().__init__(options, ctx)
         from allmos.attention.kernels import decode, decode_merge, prefill
 
         self.decode, self.decode_merge, self.prefill = decode, decode_merge, prefill
         self.counters: Optional[torch.Tensor] = None  # grown to the largest decode batch seen
 
     @classmethod
-    def check(cls, config) -> None:
-        super().check(config)
-        options = make_options("attention", cls.plugin_name, config.attention.options)
-        check_pdl_option("attention.pdl", options.pdl, config.resolved_device)
+    def check(cls, options, where) -> None:
+        super().check(options, where)
+        check_pdl_option("attention.pdl", options.pdl, where.device)
         block_n = options.decode_block_n
         if block_n is not None and block_n not in (16, 32, 64, 128, 256):
             raise ConfigError("attention.decode_block_n", f"{block_n} is not a power of two in 16..256")

@@ -14,7 +14,7 @@ import torch
 from allmos.attention.metadata import AttentionMetadata
 from allmos.errors import ConfigError
 from allmos.graph_runner.base import GraphRunner
-from allmos.registry import lookup, register
+from allmos.registry import register
 
 
 def graph_buckets(max_num_seqs: int) -> list[int]:
@@ -80,40 +80,38 @@ class CudaGraphRunner(GraphRunner):
     devices = ("cuda",)
 
     @classmethod
-    def check(cls, config) -> None:
-        if config.resolved_device != "cuda":
-            raise ConfigError(
-                "cuda_graphs", f"CUDA graphs need a CUDA device; on {config.resolved_device} use cuda_graphs=false"
-            )
-        backend = lookup("attention", config.attention.name).cls
-        if not backend.supports_cuda_graphs:
-            raise ConfigError("cuda_graphs", f"attention={config.attention.name} cannot be captured in a CUDA graph")
+    def check(cls, options, where) -> None:
+        if where.device != "cuda":
+            raise ConfigError("cuda_graphs", f"CUDA graphs need a CUDA device; on {where.device} use cuda_graphs=false")
+        if not where.attention.supports_cuda_graphs:
+            name = where.attention.plugin_name
+            raise ConfigError("cuda_graphs", f"attention={name} cannot be captured in a CUDA graph")
 
-    def __init__(self, model, backend):
-        super().__init__(model, backend)
+    def __init__(self, options, ctx):
+        super().__init__(options, ctx)
         self.buckets: list[int] = []
         self.widths: list[int] = []
         self.graphs: dict[tuple[int, int], torch.cuda.CUDAGraph] = {}  # by (batch, table width)
         self.outputs: dict[tuple[int, int], torch.Tensor] = {}
 
-    def capture(self, runner) -> None:
-        c = runner.config
-        self.buckets = graph_buckets(c.max_num_seqs)
-        full_width = (c.max_model_len + c.block_size - 1) // c.block_size
+    def capture(self) -> None:
+        limits, block_size, device = self.ctx.limits, self.ctx.block_size, self.ctx.device
+        self.buckets = graph_buckets(limits.max_num_seqs)
+        full_width = (limits.max_model_len + block_size - 1) // block_size
         self.widths = width_buckets(full_width, self.backend.graphs_per_table_width)
-        self.static = StaticInputs(self.buckets[-1], full_width, c.block_size, c.max_model_len, runner.device)
+        self.static = StaticInputs(self.buckets[-1], full_width, block_size, limits.max_model_len, device)
         pool = None
         with torch.inference_mode():
             # largest first: the shared pool is sized once
             for key in sorted(((b, w) for b in self.buckets for w in self.widths), reverse=True):
                 self.forward_static(*key)  # warm-up: lazy initialisation and compilation stay outside
-                torch.cuda.synchronize(runner.device)
+                torch.cuda.synchronize(device)
                 graph = torch.cuda.CUDAGraph()
                 with torch.cuda.graph(graph, pool=pool):
                     self.outputs[key] = self.forward_static(*key)
                 pool = graph.pool()
                 self.graphs[key] = graph
-        torch.cuda.synchronize(runner.device)
+        torch.cuda.synchronize(device)
 
     def forward_static(self, batch: int, width: int) -> torch.Tensor:
         s = self.static

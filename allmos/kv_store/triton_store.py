@@ -16,8 +16,8 @@ class TritonKVStore(TritonPlugin, KVStore):
     rope=triton and `fuse_rope` (default), the rope kernel writes the rotated K and V itself, in this
     store's layout, and `write` is not called; with rope=torch the store runs as its own kernel."""
 
-    def __init__(self, options):
-        super().__init__(options)
+    def __init__(self, options, ctx):
+        super().__init__(options, ctx)
         from allmos.kv_store.kernels.store import store_kv_triton
 
         self.store = store_kv_triton

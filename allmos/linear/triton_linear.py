@@ -2,7 +2,7 @@ from dataclasses import dataclass
 
 from allmos.layers.linear import ShardedLinear
 from allmos.linear.base import LinearPlugin
-from allmos.registry import PluginOptions, make_options, register
+from allmos.registry import PluginOptions, register
 from allmos.triton_shared.support import TritonPlugin, check_pdl_option
 
 
@@ -25,8 +25,8 @@ class TritonLinear(TritonPlugin, LinearPlugin):
     since with PDL their waiting programs hold the SMs' shared memory from the running kernel
     (allmos.bench.gemm_bench: 7.4 -> 8.2 us back to back at 2 rows)."""
 
-    def __init__(self, options):
-        super().__init__(options)
+    def __init__(self, options, ctx):
+        super().__init__(options, ctx)
         from allmos.linear.kernels import gemm, gemv
 
         self.kernels = gemv
@@ -36,10 +36,9 @@ class TritonLinear(TritonPlugin, LinearPlugin):
         self.counters = {}  # device -> the split-K counters of the GEMMs launched there
 
     @classmethod
-    def check(cls, config) -> None:
-        super().check(config)
-        options = make_options("linear", cls.plugin_name, config.linear.options)
-        check_pdl_option("linear.pdl", options.pdl, config.resolved_device)
+    def check(cls, options, where) -> None:
+        super().check(options, where)
+        check_pdl_option("linear.pdl", options.pdl, where.device)
 
     def _gemm_options(self, proj, x) -> dict | None:
         """Launch options of the multi-row GEMM when it takes this projection, else None."""

@@ -17,6 +17,7 @@ from allmos.layers.embedding import ParallelLMHead, VocabParallelEmbedding
 from allmos.layers.linear import MergedColumnParallelLinear, QKVParallelLinear, RowParallelLinear
 from allmos.layers.norm import RMSNorm
 from allmos.layers.rotary import RotaryEmbedding, rope_settings
+from allmos.models.base import CausalLM
 from allmos.models.context import ModelContext
 
 # checkpoint name -> (our packed module, shard id)
@@ -130,7 +131,7 @@ class DecoderModel(nn.Module):
         return x
 
 
-class DecoderForCausalLM(nn.Module):
+class DecoderForCausalLM(CausalLM):
     """Subclasses set `traits` and register under their Hugging Face architecture name."""
 
     traits = FamilyTraits()
