@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COPIED = ("allmos", "conf", "experiments", "run.py", "pyproject.toml")
@@ -15,7 +16,7 @@ COPIED = ("allmos", "conf", "experiments", "run.py", "pyproject.toml")
 
 def walk_through() -> dict[str, str]:
     """The files of README's walk-through: each fenced block whose first line is `# <path>`."""
-    readme = open(os.path.join(ROOT, "README.md")).read()
+    readme = Path(ROOT, "README.md").read_text()
     section = readme.split("### Adding a plugin", 1)[1].split("\n## ", 1)[0]
     files = {}
     for body in re.findall(r"```(?:python|yaml)\n(.*?)```", section, re.S):

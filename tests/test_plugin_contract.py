@@ -6,6 +6,7 @@ derive from its kind's base."""
 import glob
 import os
 import re
+from pathlib import Path
 
 import pytest
 
@@ -18,7 +19,7 @@ SWITCH_KINDS = [kind for kind, k in KINDS.items() if k.chosen_by not in ("group"
 
 
 def readme_row(switch: str) -> str:
-    text = open(os.path.join(ROOT, "README.md")).read()
+    text = Path(ROOT, "README.md").read_text()
     rows = [line for line in text.splitlines() if line.startswith(f"| `{switch}` |")]
     assert len(rows) == 1, f"README needs one row for `{switch}` in its switch table"
     return rows[0]
@@ -31,7 +32,7 @@ def row_values(switch: str) -> set[str]:
 def source_of_tests() -> str:
     here = os.path.abspath(__file__)
     files = [f for f in glob.glob(os.path.join(ROOT, "tests", "*.py")) if os.path.abspath(f) != here]
-    return "\n".join(open(f).read() for f in files)
+    return "\n".join(Path(f).read_text() for f in files)
 
 
 def exercised(kind: str, name: str, source: str) -> bool:
@@ -66,7 +67,7 @@ def test_the_switch_of_a_kind_picks_every_plugin_of_it_and_has_its_readme_row(ki
 
 
 def test_each_model_architecture_is_named_in_the_readme():
-    text = open(os.path.join(ROOT, "README.md")).read()
+    text = Path(ROOT, "README.md").read_text()
     for architecture in names("model"):
         assert architecture.removesuffix("ForCausalLM") in text
 
