@@ -102,3 +102,11 @@ def test_plugin_options_base_is_shared():
     for kind in GROUP_KINDS:
         for name in names(kind):
             assert issubclass(lookup(kind, name).options, PluginOptions)
+
+
+def test_models_know_nothing_of_which_kernel_fused_what():
+    """The attention layer decides, when built, whether the rope kernel stores K/V; models/ never asks."""
+    for path in glob.glob(os.path.join(ROOT, "allmos", "models", "*.py")):
+        text = Path(path).read_text()
+        for word in ("writes_kv", "KVTarget", "kv_target", "qk_rope", "kv_store"):
+            assert word not in text, f"{os.path.relpath(path, ROOT)} mentions {word}"

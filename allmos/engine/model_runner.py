@@ -74,8 +74,7 @@ class ModelRunner:
     def model_context(self) -> ModelContext:
         max_positions = max(self.config.max_model_len, getattr(self.hf_config, "max_position_embeddings", 0))
         ops = Ops.build(self.config.compile)
-        fused_store = self.rope_writes_kv()
-        return ModelContext(self.tp, ops, self.make_attention, max_positions, self.qk_rope, self.linear, fused_store)
+        return ModelContext(self.tp, ops, self.make_attention, max_positions, self.linear)
 
     def rope_writes_kv(self) -> bool:
         return self.qk_rope.writes_kv and self.kv_store.fuses_into_rope()
@@ -89,7 +88,7 @@ class ModelRunner:
     def make_attention(self, heads: int, kv_heads: int, head_dim: int, scale: float) -> PagedAttention:
         if HeadShape(heads, kv_heads, head_dim, scale) != self.attention_backend.heads:
             raise ValueError(f"a layer's heads {heads}/{kv_heads}x{head_dim} differ from the model config's")
-        return PagedAttention(self.attention_backend, self.kv_store)
+        return PagedAttention(self.attention_backend, self.kv_store, self.qk_rope, self.rope_writes_kv())
 
     def load_weights(self, weights: str) -> None:
         if weights == "real":
