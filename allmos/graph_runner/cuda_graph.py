@@ -2,7 +2,7 @@
 
 Buckets are 1, 2, 4, 8, then every 16 up to max_num_seqs; a batch pads up to the next bucket
 (padding rows have slot -1 and context length 0). A backend whose decode work follows the
-block-table width (`graphs_per_table_width`) also gets one graph per power-of-two width, and the
+block-table width (`GraphMode.PER_BATCH_AND_TABLE_WIDTH`) also gets one graph per power-of-two width, and the
 table pads up to the next width. All graphs share one memory pool. Prefill steps and batches above
 the largest bucket run eagerly.
 """
@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import torch
 
-from allmos.attention.metadata import AttentionMetadata
+from allmos.attention.backend import GraphMode
+from allmos.attention.metadata import AttentionMetadata, common_metadata
 from allmos.errors import ConfigError
 from allmos.graph_runner.base import GraphRunner
 from allmos.registry import register
@@ -51,17 +52,15 @@ class StaticInputs:
 
     def meta(self, batch: int, width: int) -> AttentionMetadata:
         longest = min(width * self.block_size, self.max_model_len)
-        return AttentionMetadata(
-            is_prefill=False,
-            slot_mapping=self.slot_mapping[:batch],
-            context_lens=self.context_lens[:batch],
-            cu_seqlens_q=self.cu_seqlens_q[: batch + 1],
-            block_tables=self.block_tables[:batch, :width],
-            max_seqlen_q=1,
-            max_seqlen_k=longest,
-            query_lens_host=[1] * batch,
-            context_lens_host=[longest] * batch,
-            block_size=self.block_size,
+        return common_metadata(
+            False,
+            self.slot_mapping[:batch],
+            self.context_lens[:batch],
+            self.cu_seqlens_q[: batch + 1],
+            self.block_tables[:batch, :width],
+            [1] * batch,
+            [longest] * batch,
+            self.block_size,
         )
 
     def load(self, input_ids, positions, meta: AttentionMetadata, bucket: int) -> None:
@@ -83,7 +82,7 @@ class CudaGraphRunner(GraphRunner):
     def check(cls, options, where) -> None:
         if where.device != "cuda":
             raise ConfigError("cuda_graphs", f"CUDA graphs need a CUDA device; on {where.device} use cuda_graphs=false")
-        if not where.attention.supports_cuda_graphs:
+        if where.attention.graph_mode is GraphMode.NONE:
             name = where.attention.plugin_name
             raise ConfigError("cuda_graphs", f"attention={name} cannot be captured in a CUDA graph")
 
@@ -98,7 +97,8 @@ class CudaGraphRunner(GraphRunner):
         limits, block_size, device = self.ctx.limits, self.ctx.block_size, self.ctx.device
         self.buckets = graph_buckets(limits.max_num_seqs)
         full_width = (limits.max_model_len + block_size - 1) // block_size
-        self.widths = width_buckets(full_width, self.backend.graphs_per_table_width)
+        per_width = self.backend.graph_mode is GraphMode.PER_BATCH_AND_TABLE_WIDTH
+        self.widths = width_buckets(full_width, per_width)
         self.static = StaticInputs(self.buckets[-1], full_width, block_size, limits.max_model_len, device)
         pool = None
         with torch.inference_mode():
