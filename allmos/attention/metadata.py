@@ -51,18 +51,20 @@ def common_metadata(
     block_tables: torch.Tensor,
     query_lens_host: list[int],
     context_lens_host: list[int],
+    max_seqlen_q: int,
+    max_seqlen_k: int,
     block_size: int,
 ) -> AttentionMetadata:
-    """The common metadata of a step from its device tensors and the host lists of its lengths (for a
-    CUDA graph: those it is captured for, every row at the longest context its table width holds)."""
+    """The common metadata of a step from its device tensors and its lengths on the host (for a CUDA
+    graph: those it is captured for, every row at the longest context its table width holds)."""
     return AttentionMetadata(
         is_prefill=is_prefill,
         slot_mapping=slot_mapping,
         context_lens=context_lens,
         cu_seqlens_q=cu_seqlens_q,
         block_tables=block_tables,
-        max_seqlen_q=max(query_lens_host),
-        max_seqlen_k=max(context_lens_host),
+        max_seqlen_q=max_seqlen_q,
+        max_seqlen_k=max_seqlen_k,
         query_lens_host=query_lens_host,
         context_lens_host=context_lens_host,
         block_size=block_size,

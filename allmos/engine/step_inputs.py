@@ -89,6 +89,8 @@ def build_step_inputs(
         dev["table"],
         counts.tolist(),
         context.tolist(),
+        int(counts.max()),
+        int(context.max()),
         block_size,
     )
     input_ids = prev_tokens[dev["ids"]] if ahead else dev["ids"]

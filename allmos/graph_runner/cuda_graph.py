@@ -60,6 +60,8 @@ class StaticInputs:
             self.block_tables[:batch, :width],
             [1] * batch,
             [longest] * batch,
+            1,
+            longest,
             self.block_size,
         )
 
