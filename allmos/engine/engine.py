@@ -38,7 +38,8 @@ class Engine:
         check_model_limits(config, self.hf_config)
         check_tensor_parallel(config, self.hf_config)
         self.runner = (make_runner or default_runner_factory())(config, self.hf_config, self.weights)
-        ctx, choices = config.build_context(torch.device("cpu")), config.plugin_choices()
+        host = torch.device("cpu")  # the block manager and the scheduler work on the host
+        ctx, choices = config.build_context(host), config.plugin_choices()
         ctx = replace(ctx, num_blocks=self.runner.num_blocks)
         self.block_manager = build("block_manager", choices["block_manager"], ctx)
         eos = frozenset(eos_token_ids(config, self.hf_config))
@@ -121,7 +122,11 @@ class Engine:
             "preemptions": self.scheduler.num_preemptions,
             "ahead_steps": self.ahead_steps,
             "ahead_prefill_steps": self.ahead_prefill_steps,
-            **{key: runner[key] for key in ("attention_backend", "kv_store", "kv_store_in_rope", "rope", "linear")},
+            "attention_backend": runner["attention_backend"],
+            "kv_store": runner["kv_store"],
+            "kv_store_in_rope": runner["kv_store_in_rope"],
+            "rope": runner["rope"],
+            "linear": runner["linear"],
             "sampler": runner["sampler"],
             "block_manager": self.block_manager.plugin_name,
             "scheduler": self.scheduler.plugin_name,
