@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from allmos.errors import ConfigError
+from allmos.registry import BuildContext, Limits
 
 PLUGIN_SWITCHES = ("attention", "kv_store", "rope", "linear", "scheduler", "sampler")
 MAX_MODEL_LEN_CAP = 4096  # max_model_len=None takes the model's max_position_embeddings, at most this
@@ -110,13 +111,18 @@ class EngineConfig:
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return torch.float32
 
-    @property
-    def block_manager(self) -> str:
-        return "prefix_caching" if self.prefix_caching else "paged"
+    def build_context(self, device: torch.device) -> BuildContext:
+        """What every plugin is built from, on `device` (the engine adds the rest as it comes to exist)."""
+        limits = Limits(self.max_num_seqs, self.max_num_batched_tokens, self.max_model_len, self.chunked_prefill)
+        return BuildContext(device, self.torch_dtype, self.seed, self.compile, self.block_size, limits)
 
-    @property
-    def graph_runner(self) -> str:
-        return "cuda_graph" if self.cuda_graphs else "eager"
+    def plugin_choices(self) -> dict[str, PluginChoice]:
+        """The plugin of every kind this config chooses: one per config group (PLUGIN_SWITCHES),
+        and the block manager and graph runner that the switches prefix_caching and cuda_graphs pick."""
+        choices = {kind: getattr(self, kind) for kind in PLUGIN_SWITCHES}
+        choices["block_manager"] = PluginChoice("prefix_caching" if self.prefix_caching else "paged")
+        choices["graph_runner"] = PluginChoice("cuda_graph" if self.cuda_graphs else "eager")
+        return choices
 
     def switches(self) -> dict[str, Any]:
         """Every switch and its value, flat: what a result record and a table show. A plugin's

@@ -11,6 +11,7 @@ from allmos.config import EngineConfig
 from allmos.engine.engine import Engine, StepFailed
 from allmos.progress import phase
 from allmos.requests import RequestFailed, as_prompt_list, check_request, prompt_token_ids
+from allmos.runners import make_runner
 from allmos.sampling_params import SamplingParams
 
 Prompt = str | list[int]
@@ -20,7 +21,7 @@ class LLM:
     def __init__(self, model: str | None = None, **options: Any):
         config = EngineConfig.create(model, **options)
         with phase(engine_phases(config)):
-            self.engine = Engine(config)
+            self.engine = Engine(config, make_runner)
         self.tokenizer = load_tokenizer(self.engine.config.model)
 
     def close(self) -> None:

@@ -7,9 +7,9 @@ import os
 
 import torch
 
-from allmos.config import DTYPES, MAX_MODEL_LEN_CAP, PLUGIN_SWITCHES, EngineConfig
+from allmos.config import DTYPES, MAX_MODEL_LEN_CAP, EngineConfig
 from allmos.errors import ConfigError
-from allmos.registry import lookup, names
+from allmos.registry import KINDS, CheckContext, lookup, make_options, names
 
 
 def validate(config: EngineConfig) -> None:
@@ -17,13 +17,26 @@ def validate(config: EngineConfig) -> None:
     check_device(config)
     check_model_source(config)
     check_limits(config)
-    for kind in PLUGIN_SWITCHES:
-        choice = getattr(config, kind)
-        entry = lookup(kind, choice.name)  # unknown names fail here with the known list
-        check_plugin_device(kind, entry.cls, config)
-        if hasattr(entry.cls, "check"):
-            entry.cls.check(config)
-    lookup("graph_runner", config.graph_runner).cls.check(config)
+    check_plugins(config)
+
+
+def check_plugins(config: EngineConfig) -> None:
+    """Every chosen plugin: a registered name, options it knows, a device it runs on, its own `check`."""
+    attention = lookup("attention", config.attention.name).cls  # unknown names fail with the known list
+    where = CheckContext(config.resolved_device, config.block_size, attention)
+    for kind, choice in config.plugin_choices().items():
+        entry = lookup(kind, choice.name)
+        options = plugin_options(kind, choice)
+        if KINDS[kind].chosen_by == "group":  # a kind a switch picks says in `check` what to set instead
+            check_plugin_device(kind, entry.cls, config)
+        entry.cls.check(options, where)
+
+
+def plugin_options(kind: str, choice) -> object:
+    try:
+        return make_options(kind, choice.name, choice.options)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(kind, str(error)) from None
 
 
 def check_values(c: EngineConfig) -> None:

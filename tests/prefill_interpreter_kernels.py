@@ -11,7 +11,7 @@ from triton_guards import interpreter_loop_bounds, use_triton_interpreter  # noq
 use_triton_interpreter("test_triton_kernels_gpu.py")  # before the first import of triton
 pytestmark = pytest.mark.usefixtures("interpreter_loop_bounds")
 
-paged_prefill_attention = importlib.import_module("allmos.attention.triton_kernels").paged_prefill_attention
+paged_prefill_attention = importlib.import_module("allmos.attention.kernels.prefill").paged_prefill_attention
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""CPU tests of the fused qk-norm + RoPE Triton kernel (allmos/layers/triton_qk_rope.py) through the Triton
+"""CPU tests of the fused qk-norm + RoPE Triton kernel (allmos/rope/kernels/qk_rope.py) through the Triton
 interpreter (TRITON_INTERPRET=1), against the reference ops in allmos/layers/ops.py.
 
 Like triton_interpreter_kernels.py, this module must run in a pytest process of its own (TRITON_INTERPRET
@@ -15,7 +15,7 @@ from triton_guards import interpreter_bf16_rounding, use_triton_interpreter  # n
 use_triton_interpreter("test_qk_rope_kernel_gpu.py")  # before the first import of triton
 pytestmark = pytest.mark.usefixtures("interpreter_bf16_rounding")
 
-qk_norm_rope_triton = importlib.import_module("allmos.layers.triton_qk_rope").qk_norm_rope_triton
+qk_norm_rope_triton = importlib.import_module("allmos.rope.kernels.qk_rope").qk_norm_rope_triton
 _ops = importlib.import_module("allmos.layers.ops")
 _rotary = importlib.import_module("allmos.layers.rotary")
 
@@ -162,7 +162,7 @@ def test_fused_kv_store_writes_what_rope_then_store_writes(with_norm):
     """With `kv`, the cache holds the rotated k and the untouched v at each token's slot (slot -1 skipped),
     exactly as the rope kernel followed by the Triton KV store leaves it."""
     kv_base = importlib.import_module("allmos.kv_store.base")
-    store_kv_triton = importlib.import_module("allmos.kv_store.triton_kernels").store_kv_triton
+    store_kv_triton = importlib.import_module("allmos.kv_store.kernels.store").store_kv_triton
     num_tokens, num_heads, num_kv_heads, head_dim, block_size = 6, 4, 2, 16, 4
     qkv, q, k, positions, (q_weight, k_weight) = make_case(
         num_tokens, num_heads, num_kv_heads, head_dim, torch.float32, with_norm

@@ -1,5 +1,5 @@
 """CPU tests of the multi-row tensor-core GEMMs with fused prologues and split-K
-(allmos/layers/triton_rows_linear.py) through the Triton interpreter, against the torch path: the ops in
+(allmos/linear/kernels/gemm.py) through the Triton interpreter, against the torch path: the ops in
 allmos/layers/ops.py followed by F.linear.
 
 Like the other *_interpreter_kernels.py modules this runs in a pytest process of its own
@@ -19,7 +19,7 @@ from triton_guards import interpreter_loop_bounds, use_triton_interpreter  # noq
 use_triton_interpreter("test_rows_linear_gpu.py")  # before the first import of triton
 pytestmark = pytest.mark.usefixtures("interpreter_loop_bounds")
 
-_rows = importlib.import_module("allmos.layers.triton_rows_linear")
+_rows = importlib.import_module("allmos.linear.kernels.gemm")
 _ops = importlib.import_module("allmos.layers.ops")
 
 EPS = 1e-6

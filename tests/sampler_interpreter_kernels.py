@@ -11,13 +11,14 @@ from triton_guards import interpreter_loop_bounds, use_triton_interpreter  # noq
 use_triton_interpreter("test_sampler_gpu.py")  # before the first import of triton
 pytestmark = pytest.mark.usefixtures("interpreter_loop_bounds")
 
-kernels = importlib.import_module("allmos.sampling.triton_kernels")
+kernels = importlib.import_module("allmos.sampling.kernels.gumbel_max")
 TritonSampler = importlib.import_module("allmos.sampling.triton_sampler").TritonSampler
+BuildContext = importlib.import_module("allmos.registry").BuildContext
 
 
 @pytest.fixture
 def sample():
-    return TritonSampler(None, seed=0, device=torch.device("cpu")).forward
+    return TritonSampler(None, BuildContext()).forward
 
 
 def test_draws_the_softmax_distribution(sample):

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 from collections import Counter
 
+from allmos.block_manager.paged import PagedBlockManager
+from allmos.block_manager.prefix_caching import PrefixCachingBlockManager
 from allmos.engine.batch import ScheduledBatch, StepOutput
-from allmos.engine.scheduler import ContinuousScheduler, SchedulerLimits, StaticScheduler
 from allmos.engine.sequence import Sequence, SequenceStatus
-from allmos.memory.block_manager import PagedBlockManager
-from allmos.memory.prefix_cache import PrefixCachingBlockManager
+from allmos.registry import BuildContext, Limits
 from allmos.sampling_params import SamplingParams
+from allmos.scheduler.continuous import ContinuousScheduler
+from allmos.scheduler.static import StaticScheduler
 
 EOS = 3
 SCHEDULERS = {"continuous": ContinuousScheduler, "static": StaticScheduler}
@@ -98,9 +100,11 @@ def make_scheduler(
     chunked=False,
     eos=(EOS,),
 ):
-    bm = (PrefixCachingBlockManager if prefix else PagedBlockManager)(num_blocks, block_size)
-    limits = SchedulerLimits(max_num_seqs, budget, max_model_len, chunked)
-    return SCHEDULERS[kind](limits, bm, set(eos))
+    bm = (PrefixCachingBlockManager if prefix else PagedBlockManager)(
+        None, BuildContext(num_blocks=num_blocks, block_size=block_size)
+    )
+    limits = Limits(max_num_seqs, budget, max_model_len, chunked)
+    return SCHEDULERS[kind](None, BuildContext(limits=limits, block_manager=bm, eos_token_ids=frozenset(eos)))
 
 
 def make_seq(seq_id, prompt, max_tokens=8, ignore_eos=True):

@@ -1,4 +1,4 @@
-"""CPU tests of the single-row linear kernels with fused prologues (allmos/layers/triton_skinny_linear.py)
+"""CPU tests of the single-row linear kernels with fused prologues (allmos/linear/kernels/gemv.py)
 through the Triton interpreter (TRITON_INTERPRET=1), against the torch path: the ops in
 allmos/layers/ops.py followed by F.linear.
 
@@ -17,9 +17,9 @@ from triton_guards import interpreter_bf16_rounding, use_triton_interpreter  # n
 use_triton_interpreter("test_skinny_linear_gpu.py")  # before the first import of triton
 pytestmark = pytest.mark.usefixtures("interpreter_bf16_rounding")
 
-_skinny = importlib.import_module("allmos.layers.triton_skinny_linear")
+_skinny = importlib.import_module("allmos.linear.kernels.gemv")
 _ops = importlib.import_module("allmos.layers.ops")
-MAX_ROWS = importlib.import_module("allmos.layers.skinny_linear_checks").MAX_ROWS
+MAX_ROWS = importlib.import_module("allmos.linear.kernels.gemv_checks").MAX_ROWS
 
 EPS = 1e-6
 # Outputs are O(1). float32: the summation order differs from torch's; 16-bit: a product that lands

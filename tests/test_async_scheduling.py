@@ -4,11 +4,12 @@ host. Outputs must not change, whatever ends a sequence (length, end-of-sequence
 import pytest
 
 from allmos import LLM, SamplingParams
+from allmos.block_manager.paged import PagedBlockManager
+from allmos.block_manager.prefix_caching import PrefixCachingBlockManager
 from allmos.engine.batch import ScheduledBatch
-from allmos.engine.scheduler import ContinuousScheduler, SchedulerLimits
 from allmos.engine.sequence import Sequence
-from allmos.memory.block_manager import PagedBlockManager
-from allmos.memory.prefix_cache import PrefixCachingBlockManager
+from allmos.registry import BuildContext, Limits
+from allmos.scheduler.continuous import ContinuousScheduler
 
 PROMPTS = [[5, 6, 7, 8, 9, 10, 11], list(range(20, 60)), [3, 4], list(range(100, 133))]
 
@@ -56,9 +57,13 @@ def test_temperature_sampling_is_seeded_the_same(tiny_qwen3):
     )
 
 
+def blocks(cls, num_blocks: int, block_size: int = 4):
+    return cls(None, BuildContext(num_blocks=num_blocks, block_size=block_size))
+
+
 def scheduler_with(num_blocks: int, max_num_seqs: int = 8) -> ContinuousScheduler:
-    limits = SchedulerLimits(max_num_seqs, 64, 64, False)
-    return ContinuousScheduler(limits, PagedBlockManager(num_blocks, 4), eos_token_ids=set())
+    limits = Limits(max_num_seqs, 64, 64, False)
+    return ContinuousScheduler(None, BuildContext(limits=limits, block_manager=blocks(PagedBlockManager, num_blocks)))
 
 
 def decode_batch(sched: ContinuousScheduler, *lengths: int) -> ScheduledBatch:
@@ -119,12 +124,12 @@ def test_async_with_preemption_and_prefix_caching(tiny_qwen3, prefix_caching):
 
 
 def prefill_scheduler(block_manager, chunked_prefill=False) -> ContinuousScheduler:
-    limits = SchedulerLimits(8, 8, 64, chunked_prefill)  # 8 tokens per step
-    return ContinuousScheduler(limits, block_manager, eos_token_ids=set())
+    limits = Limits(8, 8, 64, chunked_prefill)  # 8 tokens per step
+    return ContinuousScheduler(None, BuildContext(limits=limits, block_manager=block_manager))
 
 
 def test_a_prefill_step_is_scheduled_ahead_of_a_running_prefill_step():
-    sched = prefill_scheduler(PagedBlockManager(16, 4))
+    sched = prefill_scheduler(blocks(PagedBlockManager, 16))
     for i in range(3):
         sched.add(Sequence(i, list(range(10 * i, 10 * i + 5)), SamplingParams()))
     running = sched.schedule()
@@ -136,7 +141,7 @@ def test_a_prefill_step_is_scheduled_ahead_of_a_running_prefill_step():
 
 
 def test_no_prefill_ahead_of_a_partial_chunk():
-    sched = prefill_scheduler(PagedBlockManager(16, 4), chunked_prefill=True)
+    sched = prefill_scheduler(blocks(PagedBlockManager, 16), chunked_prefill=True)
     sched.add(Sequence(0, list(range(12)), SamplingParams()))
     running = sched.schedule()
     assert running.num_new_tokens == [8]
@@ -145,7 +150,7 @@ def test_no_prefill_ahead_of_a_partial_chunk():
 
 def test_a_prefill_ahead_hits_the_blocks_the_running_step_fills():
     """The normal schedule would find the running step's full blocks registered: so must the look-ahead."""
-    bm = PrefixCachingBlockManager(16, 4)
+    bm = blocks(PrefixCachingBlockManager, 16)
     sched = prefill_scheduler(bm)
     shared = list(range(40, 44))
     sched.add(Sequence(0, shared + [1, 2, 3, 4], SamplingParams()))  # the whole budget of a step

@@ -5,10 +5,10 @@ in 16..256 is refused, naming the switch. That the tile changes no token is chec
 import pytest
 
 pytest.importorskip("triton")
-from allmos.attention.triton_decode import default_block_n  # imported here, outside TRITON_INTERPRET=1
+from allmos.attention.kernels.decode import default_block_n  # imported here, outside TRITON_INTERPRET=1
 from allmos.config import EngineConfig
 from allmos.errors import ConfigError
-from allmos.registry import lookup
+from allmos.validation import check_plugins
 
 
 @pytest.fixture
@@ -18,7 +18,7 @@ def interpreter(monkeypatch):
 
 def check(**options) -> None:
     config = EngineConfig.create(device="cpu", attention={"name": "triton", **options})
-    lookup("attention", "triton").cls.check(config)
+    check_plugins(config)
 
 
 @pytest.mark.parametrize("block_n", [8, 96, 512])
@@ -38,3 +38,21 @@ def test_the_default_decode_tile_grows_once_the_launch_fills_the_gpu():
     assert default_block_n(16, 8, num_sms=132) == 64  # 128 programs: fewer than the SMs
     assert default_block_n(17, 8, num_sms=132) == 128
     assert default_block_n(256, 8) == 128
+
+
+def test_the_triton_backend_builds_its_own_metadata_from_the_common_one_also_for_graph_capture():
+    """A CUDA graph's static buffers go through the same common builder and the same backend builder."""
+    import torch
+
+    from allmos.attention.backend import HeadShape
+    from allmos.attention.triton_backend import TritonBackend, TritonMetadata, TritonOptions
+    from allmos.graph_runner.cuda_graph import StaticInputs
+    from allmos.registry import BuildContext
+
+    backend = TritonBackend(TritonOptions(name="triton"), BuildContext(heads=HeadShape(4, 2, 16, 0.25)))
+    common = StaticInputs(4, 2, 16, 24, torch.device("cpu")).meta(3, 2)
+    assert common.max_seqlen_k == 24 and common.query_lens_host == [1, 1, 1] and common.batch_size == 3
+    meta = backend.build_metadata(common)
+    assert isinstance(meta, TritonMetadata) and meta.block_tables is common.block_tables
+    assert meta.seq_order.shape == (3,) and meta.counters is not None
+    assert not hasattr(common, "seq_order")  # the common metadata is not mutated

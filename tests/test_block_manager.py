@@ -5,24 +5,25 @@ from __future__ import annotations
 import pytest
 from block_manager_harness import BS, admit, assert_consistent, compute, free_pool_order, make_seq
 
-from allmos.memory.block_manager import PagedBlockManager
-from allmos.memory.prefix_cache import PrefixCachingBlockManager
+from allmos.block_manager.paged import PagedBlockManager
+from allmos.block_manager.prefix_caching import PrefixCachingBlockManager
+from allmos.registry import BuildContext
 
 
 @pytest.mark.parametrize("cls", [PagedBlockManager, PrefixCachingBlockManager])
 def test_needs_at_least_one_block(cls):
     with pytest.raises(ValueError):
-        cls(0, BS)
+        cls(None, BuildContext(num_blocks=0, block_size=BS))
 
 
 def test_blocks_for_rounds_up():
-    bm = PagedBlockManager(8, BS)
+    bm = PagedBlockManager(None, BuildContext(num_blocks=8, block_size=BS))
     assert [bm.blocks_for(n) for n in range(10)] == [0, 1, 1, 1, 1, 2, 2, 2, 2, 3]
 
 
 @pytest.mark.parametrize("cls", [PagedBlockManager, PrefixCachingBlockManager])
 def test_allocation_grows_block_table(cls):
-    bm = cls(10, BS)
+    bm = cls(None, BuildContext(num_blocks=10, block_size=BS))
     seq = make_seq(0, list(range(100, 103)))
     bm.allocate(seq, 1)
     assert len(seq.block_table) == 1
@@ -43,7 +44,7 @@ def test_allocation_grows_block_table(cls):
 
 
 def test_fresh_blocks_come_from_the_front_of_the_pool():
-    bm = PagedBlockManager(6, BS)
+    bm = PagedBlockManager(None, BuildContext(num_blocks=6, block_size=BS))
     a = admit(bm, make_seq(0, list(range(9))))  # 3 blocks
     b = admit(bm, make_seq(1, list(range(5))))  # 2 blocks
     assert a.block_table == [0, 1, 2] and b.block_table == [3, 4]
@@ -52,7 +53,7 @@ def test_fresh_blocks_come_from_the_front_of_the_pool():
 @pytest.mark.parametrize("cls", [PagedBlockManager, PrefixCachingBlockManager])
 @pytest.mark.parametrize("block_size", [1, 2, 4, 16])
 def test_can_allocate_is_exact(cls, block_size):
-    bm = cls(5, block_size)
+    bm = cls(None, BuildContext(num_blocks=5, block_size=block_size))
     a = make_seq(0, [1] * (2 * block_size))
     bm.allocate(a, len(a))  # 2 blocks, 3 free
     b = make_seq(1, [2] * block_size)
@@ -78,7 +79,7 @@ def test_can_allocate_is_exact(cls, block_size):
 
 @pytest.mark.parametrize("cls", [PagedBlockManager, PrefixCachingBlockManager])
 def test_free_returns_blocks_and_resets_the_sequence(cls):
-    bm = cls(8, BS)
+    bm = cls(None, BuildContext(num_blocks=8, block_size=BS))
     a = admit(bm, make_seq(0, list(range(10))))
     b = admit(bm, make_seq(1, list(range(50, 57))))
     compute(bm, a)
@@ -96,7 +97,7 @@ def test_free_returns_blocks_and_resets_the_sequence(cls):
 
 
 def test_releasing_a_free_block_is_an_error():
-    bm = PagedBlockManager(4, BS)
+    bm = PagedBlockManager(None, BuildContext(num_blocks=4, block_size=BS))
     with pytest.raises(RuntimeError):
         bm.release(0)
     a = admit(bm, make_seq(0, [1, 2, 3]))
@@ -108,7 +109,7 @@ def test_releasing_a_free_block_is_an_error():
 
 def test_lru_order_of_reuse():
     """Freed blocks go to the back of the pool (a sequence's tail first); the front is reused first."""
-    bm = PagedBlockManager(6, BS)
+    bm = PagedBlockManager(None, BuildContext(num_blocks=6, block_size=BS))
     a = admit(bm, make_seq(0, list(range(12))))  # blocks 0, 1, 2
     b = admit(bm, make_seq(1, list(range(8))))  # blocks 3, 4
     assert free_pool_order(bm) == [5]
@@ -122,7 +123,7 @@ def test_lru_order_of_reuse():
 
 
 def test_paged_manager_never_shares():
-    bm = PagedBlockManager(8, BS)
+    bm = PagedBlockManager(None, BuildContext(num_blocks=8, block_size=BS))
     tokens = list(range(12))
     a = admit(bm, make_seq(0, tokens + [99]))
     compute(bm, a)

@@ -101,8 +101,10 @@ def test_job_spec_options_on_cpu_are_what_was_composed():
 
 def engine(**options):
     from allmos.engine.engine import Engine
+    from allmos.runners import make_runner
 
-    return Engine(EngineConfig.create(None, device="cpu", random_weights="always", num_kv_blocks=4, **options))
+    config = EngineConfig.create(None, device="cpu", random_weights="always", num_kv_blocks=4, **options)
+    return Engine(config, make_runner)
 
 
 def test_max_model_len_follows_the_model_capped():

@@ -1,8 +1,9 @@
 """Which CUDA graphs are captured and which one a decode batch replays (pure functions, CPU)."""
 
+from allmos.attention.backend import GraphMode
 from allmos.attention.sdpa import SdpaBackend
 from allmos.attention.triton_backend import TritonBackend
-from allmos.engine.cuda_graph import bucket_for, graph_buckets, width_buckets
+from allmos.graph_runner.cuda_graph import bucket_for, graph_buckets, width_buckets
 
 
 def test_batch_buckets_cover_every_size_up_to_max_num_seqs():
@@ -22,4 +23,5 @@ def test_width_buckets_are_powers_of_two_then_the_full_width():
 
 
 def test_only_gathering_backends_capture_per_width():
-    assert SdpaBackend.graphs_per_table_width and not TritonBackend.graphs_per_table_width
+    assert SdpaBackend.graph_mode is GraphMode.PER_BATCH_AND_TABLE_WIDTH
+    assert TritonBackend.graph_mode is GraphMode.PER_BATCH

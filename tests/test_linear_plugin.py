@@ -15,9 +15,10 @@ from allmos.layers.linear import RowParallelLinear
 from allmos.layers.norm import RMSNorm
 from allmos.layers.parallel import ParallelInfo
 from allmos.linear.torch_linear import TorchLinear
+from allmos.registry import BuildContext
 
 pytest.importorskip("triton")
-from allmos.layers.triton_rows_linear import MAX_GEMM_ROWS
+from allmos.linear.kernels.gemm import MAX_GEMM_ROWS
 from allmos.linear.triton_linear import TritonLinear, TritonLinearOptions
 
 HIDDEN, OUT = 8, 6
@@ -50,7 +51,7 @@ def recording_gemms(calls: list):
 
 
 def recording_plugin(calls: list, **options) -> TritonLinear:
-    plugin = TritonLinear(TritonLinearOptions(pdl=False, **options))
+    plugin = TritonLinear(TritonLinearOptions(pdl=False, **options), BuildContext())
     plugin.kernels, plugin.gemms = recording_kernels(calls), recording_gemms(calls)
     return plugin
 
@@ -94,18 +95,18 @@ def test_triton_linear_takes_its_kernels_for_the_steps_they_are_for(modules, gem
 def test_torch_linear_is_the_unfused_modules(modules):
     proj, norm = modules
     x, residual = torch.randn(1, HIDDEN), torch.randn(1, HIDDEN)
-    y, new_residual = TorchLinear(None).norm_project(norm, x, residual, proj)
+    y, new_residual = TorchLinear(None, BuildContext()).norm_project(norm, x, residual, proj)
     normed, expected_residual = norm(x, residual)
     torch.testing.assert_close(y, proj(normed))
     torch.testing.assert_close(new_residual, expected_residual)
-    y, first_residual = TorchLinear(None).norm_project(norm, x, None, proj)
+    y, first_residual = TorchLinear(None, BuildContext()).norm_project(norm, x, None, proj)
     assert first_residual is x and torch.allclose(y, proj(norm(x)))
 
 
 @pytest.mark.parametrize("pdl", [False, True])
 def test_triton_linear_passes_its_pdl_option_to_every_kernel(modules, pdl):
     proj, norm = modules
-    plugin, seen = TritonLinear(TritonLinearOptions(pdl=pdl)), []
+    plugin, seen = TritonLinear(TritonLinearOptions(pdl=pdl), BuildContext()), []
 
     def kernel(*args, pdl):
         seen.append(pdl)
@@ -133,7 +134,7 @@ def test_the_lm_head_takes_the_gemv_but_not_the_multi_row_gemm():
 
 def test_triton_linear_launches_the_gemms_plainly_with_one_set_of_counters(modules):
     proj, norm = modules
-    plugin, seen = TritonLinear(TritonLinearOptions(pdl=True, gemm=True)), []
+    plugin, seen = TritonLinear(TritonLinearOptions(pdl=True, gemm=True), BuildContext()), []
 
     def kernel(*args, counters, pdl):
         seen.append((pdl, counters))

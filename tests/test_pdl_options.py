@@ -8,14 +8,14 @@ import torch
 pytest.importorskip("triton")
 from allmos.config import EngineConfig
 from allmos.errors import ConfigError
-from allmos.registry import lookup
+from allmos.validation import check_plugins
 
 PDL_PLUGINS = ["attention", "rope", "linear"]
 
 
 def check(kind: str, pdl: bool, device: str) -> None:
     config = EngineConfig.create(device=device, **{kind: {"name": "triton", "pdl": pdl}})
-    lookup(kind, "triton").cls.check(config)
+    check_plugins(config)
 
 
 @pytest.fixture
@@ -45,7 +45,7 @@ def test_pdl_is_accepted_on_hopper_and_on_the_interpreter(kind, gpu_of_capabilit
 
 
 def test_the_interpreter_runs_pdl_kernels_without_the_grid_dependency_instructions():
-    from allmos.triton_support import pdl_launch
+    from allmos.triton_shared.support import pdl_launch
 
     assert pdl_launch("kernel", True, torch.device("cpu")) == {"USE_PDL": False}
     assert pdl_launch("kernel", False, torch.device("cpu")) == {"USE_PDL": False}

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from block_manager_harness import BS, admit, assert_consistent, compute, free_pool_order, make_seq
 
-from allmos.memory.prefix_cache import PrefixCachingBlockManager, chain_hash
+from allmos.block_manager.prefix_caching import PrefixCachingBlockManager, chain_hash
+from allmos.registry import BuildContext
 
 
 def test_prefix_hit_shares_full_blocks():
-    bm = PrefixCachingBlockManager(16, BS)
+    bm = PrefixCachingBlockManager(None, BuildContext(num_blocks=16, block_size=BS))
     shared = list(range(10, 18))  # two full blocks
     a = admit(bm, make_seq(0, shared + [1, 2]))
     compute(bm, a)
@@ -33,7 +34,7 @@ def test_prefix_hit_shares_full_blocks():
 
 
 def test_only_full_blocks_are_shared():
-    bm = PrefixCachingBlockManager(16, BS)
+    bm = PrefixCachingBlockManager(None, BuildContext(num_blocks=16, block_size=BS))
     a = admit(bm, make_seq(0, list(range(10, 20))))  # blocks [10..13], [14..17], [18, 19]
     compute(bm, a)
     # Agrees on 6 tokens: one full block plus half of the next.
@@ -51,7 +52,7 @@ def test_only_full_blocks_are_shared():
 
 
 def test_no_hit_before_mark_computed():
-    bm = PrefixCachingBlockManager(16, BS)
+    bm = PrefixCachingBlockManager(None, BuildContext(num_blocks=16, block_size=BS))
     shared = list(range(20, 28))
     a = admit(bm, make_seq(0, shared + [1]))
     b = admit(bm, make_seq(1, shared + [2]))  # a's KV is not written yet
@@ -73,7 +74,7 @@ def test_no_hit_before_mark_computed():
 
 
 def test_mark_computed_is_idempotent_and_ignores_partial_blocks():
-    bm = PrefixCachingBlockManager(8, BS)
+    bm = PrefixCachingBlockManager(None, BuildContext(num_blocks=8, block_size=BS))
     a = admit(bm, make_seq(0, list(range(7))))
     compute(bm, a, upto=3)
     assert a.num_hashed_blocks == 0 and bm.block_of_hash == {}
@@ -86,7 +87,7 @@ def test_mark_computed_is_idempotent_and_ignores_partial_blocks():
 
 def test_decode_tokens_complete_and_register_blocks():
     """Generated tokens fill blocks too; once their KV is written those blocks become hits."""
-    bm = PrefixCachingBlockManager(8, BS)
+    bm = PrefixCachingBlockManager(None, BuildContext(num_blocks=8, block_size=BS))
     a = admit(bm, make_seq(0, [1, 2, 3]))
     compute(bm, a)
     for token in [4, 5, 6]:  # three decode steps
@@ -100,7 +101,7 @@ def test_decode_tokens_complete_and_register_blocks():
 
 def test_the_last_block_is_never_a_hit():
     """At least one token must be computed to produce logits."""
-    bm = PrefixCachingBlockManager(16, BS)
+    bm = PrefixCachingBlockManager(None, BuildContext(num_blocks=16, block_size=BS))
     tokens = list(range(30, 38))  # exactly two full blocks
     a = admit(bm, make_seq(0, tokens))
     compute(bm, a)
@@ -117,7 +118,7 @@ def test_the_last_block_is_never_a_hit():
 
 
 def test_freed_blocks_stay_cached_and_hits_take_them_out_of_the_pool():
-    bm = PrefixCachingBlockManager(6, BS)
+    bm = PrefixCachingBlockManager(None, BuildContext(num_blocks=6, block_size=BS))
     tokens = list(range(40, 48))
     a = admit(bm, make_seq(0, tokens + [1]))
     compute(bm, a)
@@ -135,7 +136,7 @@ def test_freed_blocks_stay_cached_and_hits_take_them_out_of_the_pool():
 
 
 def test_evicting_a_cached_block_removes_its_hash():
-    bm = PrefixCachingBlockManager(6, BS)
+    bm = PrefixCachingBlockManager(None, BuildContext(num_blocks=6, block_size=BS))
     tokens = list(range(60, 68))
     a = admit(bm, make_seq(0, tokens))  # blocks 0, 1
     compute(bm, a)
@@ -160,7 +161,7 @@ def test_evicting_a_cached_block_removes_its_hash():
 
 
 def test_cache_fills_up_when_every_block_is_evicted():
-    bm = PrefixCachingBlockManager(3, BS)
+    bm = PrefixCachingBlockManager(None, BuildContext(num_blocks=3, block_size=BS))
     tokens = list(range(70, 78))
     a = admit(bm, make_seq(0, tokens + [1]))
     compute(bm, a)
@@ -175,7 +176,7 @@ def test_cache_fills_up_when_every_block_is_evicted():
 
 
 def test_chain_hashing_depends_on_the_whole_prefix():
-    bm = PrefixCachingBlockManager(16, BS)
+    bm = PrefixCachingBlockManager(None, BuildContext(num_blocks=16, block_size=BS))
     x, y, z = [1, 2, 3, 4], [5, 6, 7, 8], [9, 10, 11, 12]
     a = admit(bm, make_seq(0, x + y + [0]))
     compute(bm, a)
@@ -198,7 +199,7 @@ def test_chain_hashing_depends_on_the_whole_prefix():
 
 
 def test_duplicate_blocks_computed_at_once_register_once():
-    bm = PrefixCachingBlockManager(8, BS)
+    bm = PrefixCachingBlockManager(None, BuildContext(num_blocks=8, block_size=BS))
     tokens = list(range(80, 84))
     a = admit(bm, make_seq(0, tokens + [1]))
     b = admit(bm, make_seq(1, tokens + [2]))  # no hit: a is not computed yet
@@ -215,7 +216,7 @@ def test_duplicate_blocks_computed_at_once_register_once():
 
 
 def test_cached_tokens_counts_every_hit_over_the_run():
-    bm = PrefixCachingBlockManager(16, BS)
+    bm = PrefixCachingBlockManager(None, BuildContext(num_blocks=16, block_size=BS))
     tokens = list(range(90, 102))  # three full blocks
     a = admit(bm, make_seq(0, tokens + [1]))
     assert bm.cached_tokens == 0
@@ -233,7 +234,7 @@ def test_cached_tokens_counts_every_hit_over_the_run():
 
 def test_prefix_can_allocate_never_overpromises():
     """can_allocate ignores hits (it may say no to a request that would fit) but never says yes wrongly."""
-    bm = PrefixCachingBlockManager(4, BS)
+    bm = PrefixCachingBlockManager(None, BuildContext(num_blocks=4, block_size=BS))
     tokens = list(range(8))
     a = admit(bm, make_seq(0, tokens + [1]))  # 3 blocks
     compute(bm, a)
@@ -251,10 +252,10 @@ def test_prefix_can_allocate_never_overpromises():
 
 def test_a_hash_collision_is_never_a_hit(monkeypatch):
     """Blocks are compared token for token on a hit, so even colliding hashes cannot share wrong KV."""
-    from allmos.memory import prefix_cache
+    from allmos.block_manager import prefix_caching
 
-    monkeypatch.setattr(prefix_cache, "chain_hash", lambda prev, tokens: 42)  # every block collides
-    bm = PrefixCachingBlockManager(16, BS)
+    monkeypatch.setattr(prefix_caching, "chain_hash", lambda prev, tokens: 42)  # every block collides
+    bm = PrefixCachingBlockManager(None, BuildContext(num_blocks=16, block_size=BS))
     a = admit(bm, make_seq(0, [1, 2, 3, 4, 0]))
     compute(bm, a)
     assert bm.block_of_hash == {42: a.block_table[0]}

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.gpu
 
 require_compiled_triton()
 
-qk_norm_rope_triton = importlib.import_module("allmos.layers.triton_qk_rope").qk_norm_rope_triton
+qk_norm_rope_triton = importlib.import_module("allmos.rope.kernels.qk_rope").qk_norm_rope_triton
 _ops = importlib.import_module("allmos.layers.ops")
 RotaryEmbedding = importlib.import_module("allmos.layers.rotary").RotaryEmbedding
 

@@ -13,9 +13,10 @@ from safetensors.torch import load_file, save_file
 from allmos import LLM, SamplingParams
 from allmos.attention.flash import FlashBackend
 from allmos.attention.triton_backend import TritonBackend
-from allmos.config import EngineConfig, PluginChoice
+from allmos.config import EngineConfig
 from allmos.errors import ConfigError, RequestError
 from allmos.kv_store.triton_store import TritonKVStore
+from allmos.registry import CheckContext, make_options
 from allmos.validation import validate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -63,9 +64,14 @@ def test_folder_without_config_json_is_refused(tmp_path):
         validate(EngineConfig(model=str(tmp_path), random_weights="never"))
 
 
+def where(block_size: int = 256) -> CheckContext:
+    """What a plugin's check sees: the CPU, these pages, attention=flash."""
+    return CheckContext("cpu", block_size, FlashBackend)
+
+
 def test_flash_with_pages_not_a_multiple_of_256_is_refused():
     with pytest.raises(ConfigError, match="block_size: attention=flash needs pages of a multiple of 256"):
-        FlashBackend.check(EngineConfig(block_size=128, attention=PluginChoice("flash")))
+        FlashBackend.check(make_options("attention", "flash"), where(block_size=128))
 
 
 def test_missing_optional_packages_are_named_with_the_install_command(monkeypatch):
@@ -78,11 +84,11 @@ def test_missing_optional_packages_are_named_with_the_install_command(monkeypatc
         lambda name, *a: None if name in ("flash_attn", "flash_attn_interface", "triton") else real(name, *a),
     )
     with pytest.raises(ConfigError, match="attention: flash needs the flash-attn package.*pip install flash-attn"):
-        FlashBackend.check(EngineConfig(block_size=256))
+        FlashBackend.check(make_options("attention", "flash"), where())
     with pytest.raises(ConfigError, match="kv_store: needs the triton package: pip install triton"):
-        TritonKVStore.check(EngineConfig(kv_store=PluginChoice("triton")))
+        TritonKVStore.check(make_options("kv_store", "triton"), where())
     with pytest.raises(ConfigError, match="attention: needs the triton package: pip install triton"):
-        TritonBackend.check(EngineConfig(attention=PluginChoice("triton")))
+        TritonBackend.check(make_options("attention", "triton"), where())
 
 
 def test_tensor_parallel_beyond_visible_gpus_is_refused(monkeypatch):

@@ -1,4 +1,4 @@
-"""GPU tests of the multi-row tensor-core GEMMs (allmos/layers/triton_rows_linear.py) at Qwen3-0.6B shapes
+"""GPU tests of the multi-row tensor-core GEMMs (allmos/linear/kernels/gemm.py) at Qwen3-0.6B shapes
 in bf16, against the torch path (the ops in allmos/layers/ops.py, then F.linear), with split-K's programs
 running concurrently: every slice count gives the same bits, run after run, and leaves the counters
 zeroed, eagerly and replayed from a CUDA graph, with and without programmatic dependent launch.
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.gpu
 
 require_compiled_triton()
 
-_rows = importlib.import_module("allmos.layers.triton_rows_linear")
+_rows = importlib.import_module("allmos.linear.kernels.gemm")
 _ops = importlib.import_module("allmos.layers.ops")
 
 HIDDEN, QKV_OUT, Q_OUT, INTERMEDIATE = 1024, 4096, 2048, 3072  # Qwen3-0.6B

@@ -8,7 +8,8 @@ from triton_guards import require_compiled_triton
 pytestmark = pytest.mark.gpu
 require_compiled_triton()
 
-from allmos.sampling.triton_kernels import gumbel_max_sample  # noqa: E402
+from allmos.registry import BuildContext  # noqa: E402
+from allmos.sampling.kernels.gumbel_max import gumbel_max_sample  # noqa: E402
 from allmos.sampling.triton_sampler import TritonSampler  # noqa: E402
 
 QWEN3_VOCAB = 151936
@@ -16,7 +17,7 @@ QWEN3_VOCAB = 151936
 
 @pytest.fixture
 def sample():
-    sampler = TritonSampler(None, seed=0, device=torch.device("cuda"))
+    sampler = TritonSampler(None, BuildContext(device=torch.device("cuda")))
     return lambda logits, temps: sampler.forward(logits.cuda(), temps.cuda()).cpu()
 
 

@@ -7,13 +7,14 @@ from sampling_checks import check_distribution, check_greedy, check_temperature_
 
 from allmos.config import EngineConfig
 from allmos.errors import ConfigError
+from allmos.registry import BuildContext
 from allmos.sampling.gumbel import GumbelSampler
 from allmos.validation import validate
 
 
 @pytest.fixture(params=[False, True], ids=["eager", "compiled"])
 def sample(request):
-    sampler = GumbelSampler(None, seed=0, device=torch.device("cpu"), compiled=request.param)
+    sampler = GumbelSampler(None, BuildContext(compile=request.param))
     return sampler.forward
 
 
@@ -31,8 +32,8 @@ def test_gumbel_temperature_scales_logits(sample):
 
 def test_gumbel_same_seed_same_draws():
     logits, temps = torch.zeros(4, 1000), torch.ones(4)
-    a = GumbelSampler(None, seed=3, device=torch.device("cpu"))
-    b = GumbelSampler(None, seed=3, device=torch.device("cpu"))
+    a = GumbelSampler(None, BuildContext(seed=3))
+    b = GumbelSampler(None, BuildContext(seed=3))
     assert torch.equal(a.forward(logits, temps), b.forward(logits, temps))
 
 

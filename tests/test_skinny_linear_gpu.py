@@ -1,4 +1,4 @@
-"""GPU tests of the single-row linear kernels with fused prologues (allmos/layers/triton_skinny_linear.py)
+"""GPU tests of the single-row linear kernels with fused prologues (allmos/linear/kernels/gemv.py)
 at Qwen3-0.6B shapes in bf16, against the torch path (the ops in allmos/layers/ops.py, then F.linear).
 
 Skipped without CUDA, and when TRITON_INTERPRET=1 is set (the kernels would run in the interpreter; the
@@ -16,7 +16,7 @@ pytestmark = pytest.mark.gpu
 
 require_compiled_triton()
 
-_skinny = importlib.import_module("allmos.layers.triton_skinny_linear")
+_skinny = importlib.import_module("allmos.linear.kernels.gemv")
 _ops = importlib.import_module("allmos.layers.ops")
 
 HIDDEN, Q_OUT, KV_OUT, INTERMEDIATE, VOCAB = 1024, 2048, 1024, 3072, 151936  # Qwen3-0.6B

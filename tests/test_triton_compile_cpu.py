@@ -20,7 +20,7 @@ def compile_for_h100(fn, types: dict[str, str], constexprs: dict[str, object]):
 
 
 def test_sampler_kernels_compile_for_h100():
-    from allmos.sampling import triton_kernels as k
+    from allmos.sampling.kernels import gumbel_max as k
 
     chunk_types = {"logits_ptr": "*bf16", "temperatures_ptr": "*fp32", "best_score_ptr": "*fp32"}
     chunk_types |= {"best_token_ptr": "*i32", **dict.fromkeys(("seed", "vocab", "stride_row", "chunk_len"), "i32")}
@@ -36,7 +36,7 @@ def test_sampler_kernels_compile_for_h100():
 @pytest.mark.parametrize("pdl", [False, True], ids=["plain", "pdl"])
 @pytest.mark.parametrize("store_kv", [False, True], ids=["rope", "rope_and_kv_store"])
 def test_qk_rope_kernel_compiles_for_h100(store_kv, pdl):
-    from allmos.layers import triton_qk_rope as k
+    from allmos.rope.kernels import qk_rope as k
 
     pointers = (
         "positions_ptr",
@@ -61,7 +61,7 @@ def test_qk_rope_kernel_compiles_for_h100(store_kv, pdl):
 @pytest.mark.parametrize("pdl", [False, True], ids=["plain", "pdl"])
 @pytest.mark.parametrize("direct_out,fused_combine", [(True, False), (False, True), (False, False)])
 def test_decode_split_kernel_compiles_for_h100(direct_out, fused_combine, pdl):
-    from allmos.attention import triton_decode as k
+    from allmos.attention.kernels import decode as k
 
     types = dict.fromkeys(("q_ptr", "k_cache_ptr", "v_cache_ptr", "out_ptr"), "*bf16")
     types |= {"block_tables_ptr": "*i32", "context_lens_ptr": "*i32", "seq_order_ptr": "*i64"}
@@ -81,7 +81,7 @@ GEMV_TYPES |= {"stride_gm": "i32", "eps": "fp32"}
 
 
 def gemv_kernels():
-    from allmos.layers import triton_skinny_linear as k
+    from allmos.linear.kernels import gemv as k
 
     one_row = {"BLOCK_M": 1, "BLOCK_N": 2}
     return {
@@ -119,7 +119,7 @@ def test_gemv_kernels_compile_for_h100_with_the_weight_load_before_the_pdl_wait(
 def test_rows_linear_kernel_compiles_for_h100_with_tensor_cores(prologue, has_residual, pdl):
     """The multi-row GEMM's bf16 dot becomes Hopper warpgroup MMAs, its split-K counter an acquire-release
     atomic, and under PDL the grid-dependency wait comes before any load."""
-    from allmos.layers import triton_rows_linear_kernel as k
+    from allmos.linear.kernels import gemm_kernel as k
 
     pointers = ("a_ptr", "r_ptr", "norm_w_ptr", "w_ptr", "y_ptr", "new_r_ptr")
     types = dict.fromkeys(pointers, "*bf16") | {"partial_ptr": "*fp32", "counter_ptr": "*i32", "eps": "fp32"}

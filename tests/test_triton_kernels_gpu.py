@@ -14,12 +14,12 @@ pytestmark = pytest.mark.gpu
 
 require_compiled_triton()
 
-_attention_kernels = importlib.import_module("allmos.attention.triton_kernels")
-decode_counters = _attention_kernels.decode_counters
-default_num_splits = _attention_kernels.default_num_splits
-paged_decode_attention = _attention_kernels.paged_decode_attention
-paged_prefill_attention = _attention_kernels.paged_prefill_attention
-store_kv_triton = importlib.import_module("allmos.kv_store.triton_kernels").store_kv_triton
+_decode = importlib.import_module("allmos.attention.kernels.decode")
+decode_counters = importlib.import_module("allmos.attention.kernels.decode_merge").decode_counters
+default_num_splits = _decode.default_num_splits
+paged_decode_attention = _decode.paged_decode_attention
+paged_prefill_attention = importlib.import_module("allmos.attention.kernels.prefill").paged_prefill_attention
+store_kv_triton = importlib.import_module("allmos.kv_store.kernels.store").store_kv_triton
 
 NUM_HEADS, NUM_KV_HEADS, HEAD_DIM = 16, 8, 128
 DEVICE = "cuda"

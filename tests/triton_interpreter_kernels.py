@@ -20,12 +20,11 @@ from triton_guards import interpreter_loop_bounds, use_triton_interpreter  # noq
 use_triton_interpreter("test_triton_kernels_gpu.py")  # before the first import of triton
 pytestmark = pytest.mark.usefixtures("interpreter_loop_bounds")
 
-_attention = importlib.import_module("allmos.attention.triton_kernels")
-_decode = importlib.import_module("allmos.attention.triton_decode")
-decode_counters = _attention.decode_counters
-default_num_splits = _attention.default_num_splits
-paged_decode_attention = _attention.paged_decode_attention
-store_kv_triton = importlib.import_module("allmos.kv_store.triton_kernels").store_kv_triton
+_decode = importlib.import_module("allmos.attention.kernels.decode")
+decode_counters = importlib.import_module("allmos.attention.kernels.decode_merge").decode_counters
+default_num_splits = _decode.default_num_splits
+paged_decode_attention = _decode.paged_decode_attention
+store_kv_triton = importlib.import_module("allmos.kv_store.kernels.store").store_kv_triton
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -225,8 +224,9 @@ def test_decode_rejects_bad_counters(counters, match):
 def test_triton_backend_keeps_one_counters_buffer():
     from allmos.attention.backend import HeadShape
     from allmos.attention.triton_backend import TritonBackend, TritonOptions
+    from allmos.registry import BuildContext
 
-    backend = TritonBackend(TritonOptions(), HeadShape(4, 2, 16, 0.25))
+    backend = TritonBackend(TritonOptions(), BuildContext(heads=HeadShape(4, 2, 16, 0.25)))
     big = backend.counters_for(8, torch.device("cpu"))
     assert big.shape == (16,) and torch.all(big == 0)
     assert backend.counters_for(3, torch.device("cpu")) is big  # smaller batches reuse it

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from enum import Enum
 
 import torch
 
 from allmos.attention.metadata import AttentionMetadata
-from allmos.plugin import Plugin
+from allmos.registry import BuildContext, Plugin
 
 
 @dataclass(frozen=True)
@@ -19,21 +20,30 @@ class HeadShape:
     scale: float
 
 
+class GraphMode(Enum):
+    """Which decode steps of a backend a CUDA graph can capture, and per what."""
+
+    NONE = "none"  # none: cuda_graphs=true is refused
+    PER_BATCH = "per_batch"  # one graph per batch-size bucket
+    # also per block-table width bucket: for decode work that follows the table width rather than the
+    # context lengths (a gather of the whole table)
+    PER_BATCH_AND_TABLE_WIDTH = "per_batch_and_table_width"
+
+
 class AttentionBackend(Plugin, ABC):
     """Computes attention of new queries against the paged KV cache (already holding the new KV)."""
 
-    supports_cuda_graphs: bool = False
-    # True where decode work grows with the block-table width rather than the context lengths
-    # (a gather of the whole table): CUDA graphs are then captured per table-width bucket too.
-    graphs_per_table_width: bool = False
+    graph_mode = GraphMode.NONE
 
-    def __init__(self, options, heads: HeadShape):
-        super().__init__(options)
-        self.heads = heads
+    def __init__(self, options, ctx: BuildContext):
+        super().__init__(options, ctx)
+        self.heads: HeadShape = ctx.heads
 
-    def build_metadata(self, meta: AttentionMetadata) -> AttentionMetadata:
-        """Add backend-specific tensors to the step's metadata (once per step, not per layer)."""
-        return meta
+    def build_metadata(self, common: AttentionMetadata) -> AttentionMetadata:
+        """The backend's metadata for the step, from the common metadata: once per step (not per layer),
+        for eager steps and inside CUDA-graph capture alike. A backend that adds fields returns
+        `common.extend(ItsMetadata, ...)`."""
+        return common
 
     @abstractmethod
     def forward(

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-from allmos.attention.backend import AttentionBackend
+from allmos.attention.backend import AttentionBackend, GraphMode
+from allmos.attention.metadata import AttentionMetadata
 from allmos.errors import ConfigError
 from allmos.registry import register
 
@@ -26,28 +28,34 @@ def installed_flavor() -> str | None:
     return None
 
 
+@dataclass
+class FlashMetadata(AttentionMetadata):
+    cu_seqlens_k: torch.Tensor | None = None  # [batch + 1] int32: where each sequence's keys start
+
+
 @register("attention", "flash")
 class FlashBackend(AttentionBackend):
     devices = ("cuda",)
-    supports_cuda_graphs = True
+    graph_mode = GraphMode.PER_BATCH
 
-    def __init__(self, options, heads):
-        super().__init__(options, heads)
+    def __init__(self, options, ctx):
+        super().__init__(options, ctx)
         self.flavor = installed_flavor()
         self.lib = importlib.import_module(self.flavor)
 
     @classmethod
-    def check(cls, config) -> None:
-        if config.block_size % 256:
+    def check(cls, options, where) -> None:
+        if where.block_size % 256:
             raise ConfigError(
-                "block_size", f"attention=flash needs pages of a multiple of 256 tokens, got {config.block_size}"
+                "block_size", f"attention=flash needs pages of a multiple of 256 tokens, got {where.block_size}"
             )
         if installed_flavor() is None:
             raise ConfigError("attention", f"flash needs the flash-attn package, which is not installed: {INSTALL}")
 
-    def build_metadata(self, meta):
-        meta.backend_data = F.pad(torch.cumsum(meta.context_lens, 0, dtype=torch.int32), (1, 0))
-        return meta
+    def build_metadata(self, common) -> FlashMetadata:
+        return common.extend(
+            FlashMetadata, cu_seqlens_k=F.pad(torch.cumsum(common.context_lens, 0, dtype=torch.int32), (1, 0))
+        )
 
     def forward(self, q, k, v, k_cache, v_cache, meta):
         if self.flavor == "flash_attn_interface":
@@ -60,7 +68,7 @@ class FlashBackend(AttentionBackend):
                 k_cache,
                 v_cache,
                 meta.cu_seqlens_q,
-                meta.backend_data,
+                meta.cu_seqlens_k,
                 meta.max_seqlen_q,
                 meta.max_seqlen_k,
                 softmax_scale=self.heads.scale,

@@ -1,4 +1,7 @@
-"""The attention step of one decoder layer: store the new K/V, then attend over the cache."""
+"""The attention step of one decoder layer, prologue included: q/k norm and rotary embedding (the rope
+plugin), the store of the new K/V into the paged cache (the KV store plugin, or the rope kernel itself
+where it stores K/V), then attention over the cache (the backend). Which of the two stores K/V is
+decided once, when the layer is built; the model only hands over its norms and rotary embedding."""
 
 from __future__ import annotations
 
@@ -8,32 +11,46 @@ from torch import nn
 from allmos.attention.backend import AttentionBackend
 from allmos.attention.metadata import AttentionMetadata
 from allmos.kv_store.base import KVStore, KVTarget
+from allmos.layers.norm import RMSNorm
+from allmos.layers.rotary import RotaryEmbedding
+from allmos.rope.base import QKRope
 
 
 class PagedAttention(nn.Module):
-    def __init__(self, backend: AttentionBackend, kv_store: KVStore):
+    def __init__(self, backend: AttentionBackend, kv_store: KVStore, qk_rope: QKRope, rope_stores_kv: bool):
         super().__init__()
         self.backend = backend
         self.kv_store = kv_store
+        self.qk_rope = qk_rope
+        self.prologue = self.rope_storing_kv if rope_stores_kv else self.rope_then_store
         self.k_cache: torch.Tensor | None = None  # bound by the model runner once allocated
         self.v_cache: torch.Tensor | None = None
 
     def bind_cache(self, k_cache: torch.Tensor, v_cache: torch.Tensor) -> None:
         self.k_cache, self.v_cache = k_cache, v_cache
 
-    def forward(self, q, k, v, meta: AttentionMetadata) -> torch.Tensor:
-        self.check_bound()
-        self.kv_store.write(k, v, self.k_cache, self.v_cache, meta.slot_mapping)
-        return self.attend(q, k, v, meta)
-
-    def attend(self, q, k, v, meta: AttentionMetadata) -> torch.Tensor:
-        """Attention alone, the new K/V already in the cache (written by a fused kernel: `kv_target`)."""
-        return self.backend.forward(q, k, v, self.k_cache, self.v_cache, meta)
-
-    def kv_target(self, v: torch.Tensor, meta: AttentionMetadata) -> KVTarget:
-        self.check_bound()
-        return KVTarget(v, self.k_cache, self.v_cache, meta.slot_mapping)
-
-    def check_bound(self) -> None:
+    def forward(
+        self,
+        positions: torch.Tensor,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        norms: tuple[RMSNorm | None, RMSNorm | None],
+        rotary: RotaryEmbedding,
+        meta: AttentionMetadata,
+    ) -> torch.Tensor:
+        """q [tokens, heads, dim], k and v [tokens, kv_heads, dim], before norm and rotation; `norms`
+        are the model's (q_norm, k_norm), (None, None) where it has none. Returns [tokens, heads, dim]."""
         if self.k_cache is None:
             raise RuntimeError("the KV cache is not bound: the model runner allocates it before any step")
+        q, k = self.prologue(positions, q, k, v, norms, rotary, meta)
+        return self.backend.forward(q, k, v, self.k_cache, self.v_cache, meta)
+
+    def rope_then_store(self, positions, q, k, v, norms, rotary, meta):
+        q, k = self.qk_rope.apply(positions, q, k, *norms, rotary)
+        self.kv_store.write(k, v, self.k_cache, self.v_cache, meta.slot_mapping)
+        return q, k
+
+    def rope_storing_kv(self, positions, q, k, v, norms, rotary, meta):
+        target = KVTarget(v, self.k_cache, self.v_cache, meta.slot_mapping)
+        return self.qk_rope.apply(positions, q, k, *norms, rotary, target)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from allmos.attention.backend import AttentionBackend
+from allmos.attention.backend import AttentionBackend, GraphMode
 from allmos.attention.metadata import AttentionMetadata
 from allmos.registry import register
 
@@ -30,8 +30,7 @@ def end_aligned_causal_mask(q_len: int, k_len: int, device) -> torch.Tensor:
 
 @register("attention", "sdpa")
 class SdpaBackend(AttentionBackend):
-    supports_cuda_graphs = True
-    graphs_per_table_width = True
+    graph_mode = GraphMode.PER_BATCH_AND_TABLE_WIDTH
 
     def forward(self, q, k, v, k_cache, v_cache, meta: AttentionMetadata) -> torch.Tensor:
         if meta.is_prefill:

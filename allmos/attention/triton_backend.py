@@ -7,10 +7,11 @@ from typing import Optional
 
 import torch
 
-from allmos.attention.backend import AttentionBackend
+from allmos.attention.backend import AttentionBackend, GraphMode
+from allmos.attention.metadata import AttentionMetadata
 from allmos.errors import ConfigError
-from allmos.registry import PluginOptions, make_options, register
-from allmos.triton_support import TritonPlugin, check_pdl_option
+from allmos.registry import PluginOptions, register
+from allmos.triton_shared.support import TritonPlugin, check_pdl_option
 
 
 @dataclass
@@ -25,42 +26,41 @@ class TritonOptions(PluginOptions):
 
 
 @dataclass
-class DecodeData:
-    """What build_metadata adds to a decode step (shared by all layers of the step)."""
+class TritonMetadata(AttentionMetadata):
+    """What the decode kernel needs beyond the common metadata (shared by all layers of the step)."""
 
-    seq_order: Optional[torch.Tensor]  # sequences by descending context length, or None
-    counters: Optional[torch.Tensor]  # the backend's zeroed fused-combine counters, or None
+    seq_order: Optional[torch.Tensor] = None  # decode: sequences by descending context length, or None
+    counters: Optional[torch.Tensor] = None  # decode: the backend's zeroed fused-combine counters, or None
 
 
 @register("attention", "triton", options=TritonOptions)
 class TritonBackend(TritonPlugin, AttentionBackend):
-    supports_cuda_graphs = True
+    graph_mode = GraphMode.PER_BATCH
 
-    def __init__(self, options, heads):
-        super().__init__(options, heads)
-        from allmos.attention import triton_kernels
+    def __init__(self, options, ctx):
+        super().__init__(options, ctx)
+        from allmos.attention.kernels import decode, decode_merge, prefill
 
-        self.kernels = triton_kernels
+        self.decode, self.decode_merge, self.prefill = decode, decode_merge, prefill
         self.counters: Optional[torch.Tensor] = None  # grown to the largest decode batch seen
 
     @classmethod
-    def check(cls, config) -> None:
-        super().check(config)
-        options = make_options("attention", cls.plugin_name, config.attention.options)
-        check_pdl_option("attention.pdl", options.pdl, config.resolved_device)
+    def check(cls, options, where) -> None:
+        super().check(options, where)
+        check_pdl_option("attention.pdl", options.pdl, where.device)
         block_n = options.decode_block_n
         if block_n is not None and block_n not in (16, 32, 64, 128, 256):
             raise ConfigError("attention.decode_block_n", f"{block_n} is not a power of two in 16..256")
 
-    def build_metadata(self, meta):
+    def build_metadata(self, common) -> TritonMetadata:
         """Decode: the sequences by descending context length, sorted once per step on the device, and
         the fused combine's counters."""
-        if meta.is_prefill:
-            return meta
-        order = torch.argsort(meta.context_lens, descending=True) if self.options.longest_first else None
-        counters = self.counters_for(meta.batch_size, meta.context_lens.device) if self.options.fused_combine else None
-        meta.backend_data = DecodeData(order, counters)
-        return meta
+        if common.is_prefill:
+            return common.extend(TritonMetadata)
+        order = torch.argsort(common.context_lens, descending=True) if self.options.longest_first else None
+        fused = self.options.fused_combine
+        counters = self.counters_for(common.batch_size, common.context_lens.device) if fused else None
+        return common.extend(TritonMetadata, seq_order=order, counters=counters)
 
     def counters_for(self, batch: int, device: torch.device) -> torch.Tensor:
         """One persistent buffer, zeroed once: every decode call leaves it zeroed again. It may only
@@ -72,12 +72,12 @@ class TritonBackend(TritonPlugin, AttentionBackend):
                     f"decode counters for batch {batch} must exist before CUDA-graph capture; "
                     "run the largest batch eagerly first"
                 )
-            self.counters = self.kernels.decode_counters(batch, self.heads.num_kv_heads, device)
+            self.counters = self.decode_merge.decode_counters(batch, self.heads.num_kv_heads, device)
         return self.counters
 
     def forward(self, q, k, v, k_cache, v_cache, meta):
         if meta.is_prefill:
-            return self.kernels.paged_prefill_attention(
+            return self.prefill.paged_prefill_attention(
                 q,
                 k_cache,
                 v_cache,
@@ -87,7 +87,7 @@ class TritonBackend(TritonPlugin, AttentionBackend):
                 meta.max_seqlen_q,
                 self.heads.scale,
             )
-        return self.kernels.paged_decode_attention(
+        return self.decode.paged_decode_attention(
             q,
             k_cache,
             v_cache,
@@ -95,9 +95,9 @@ class TritonBackend(TritonPlugin, AttentionBackend):
             meta.context_lens,
             self.heads.scale,
             num_splits=self.options.num_splits,
-            seq_order=meta.backend_data.seq_order,
+            seq_order=meta.seq_order,
             fused_combine=self.options.fused_combine,
-            counters=meta.backend_data.counters,
+            counters=meta.counters,
             pdl=self.options.pdl,
             block_n=self.options.decode_block_n,
         )

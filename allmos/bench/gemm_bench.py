@@ -1,4 +1,4 @@
-"""The multi-row tensor-core GEMMs (allmos.layers.triton_rows_linear) against the path they replace, at
+"""The multi-row tensor-core GEMMs (allmos.linear.kernels.gemm) against the path they replace, at
 decode batch sizes (needs a CUDA GPU).
 
     python -m allmos.bench.gemm_bench --out DIR [--rows 2,16,64,256] [--quick]
@@ -29,13 +29,13 @@ from triton.runtime.errors import OutOfResources
 
 from allmos.bench.gpu_timing import environment, graph_ms, num_sets
 from allmos.layers import ops
-from allmos.layers.rows_linear_config import NUM_SMS_H100, SHARED_MEMORY_BYTES, shared_memory_bytes
-from allmos.layers.triton_rows_linear import (
+from allmos.linear.kernels.gemm import (
     add_rms_norm_rows_linear,
     new_split_counters,
     rows_linear,
     silu_mul_rows_linear,
 )
+from allmos.linear.kernels.gemm_config import NUM_SMS_H100, SHARED_MEMORY_BYTES, shared_memory_bytes
 
 DTYPE = torch.bfloat16
 EPS = 1e-6

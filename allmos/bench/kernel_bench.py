@@ -34,15 +34,12 @@ from dataclasses import dataclass
 import torch
 import triton
 
-from allmos.attention.triton_kernels import (
-    decode_counters,
-    default_num_splits,
-    paged_decode_attention,
-    paged_prefill_attention,
-)
+from allmos.attention.kernels.decode import default_num_splits, paged_decode_attention
+from allmos.attention.kernels.decode_merge import decode_counters
+from allmos.attention.kernels.prefill import paged_prefill_attention
 from allmos.bench.gpu_timing import add_gbps, environment, gbps, graph_ms, host_us, median_ms, num_sets
 from allmos.bench.kernel_bench_tables import print_decode_table, print_prefill_table, print_store_table
-from allmos.kv_store.triton_kernels import store_kv_triton
+from allmos.kv_store.kernels.store import store_kv_triton
 
 NUM_HEADS, NUM_KV_HEADS, HEAD_DIM = 16, 8, 128  # Qwen3-0.6B
 DTYPE = torch.bfloat16

@@ -21,8 +21,8 @@ import torch
 import triton
 import triton.language as tl
 
-from allmos.attention.triton_decode import paged_decode_attention
-from allmos.attention.triton_decode_merge import decode_counters
+from allmos.attention.kernels.decode import paged_decode_attention
+from allmos.attention.kernels.decode_merge import decode_counters
 from allmos.bench.gpu_timing import environment, gbps, graph_ms
 
 NUM_HEADS, NUM_KV_HEADS, HEAD_DIM, BLOCK_SIZE = 16, 8, 128, 256

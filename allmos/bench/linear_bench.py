@@ -25,13 +25,13 @@ import torch.nn.functional as F
 from allmos.bench.gpu_timing import environment, gbps, graph_ms, num_sets
 from allmos.bench.kernel_bench import bench_copy
 from allmos.layers import ops
-from allmos.layers.skinny_linear_checks import MAX_ROWS
-from allmos.layers.triton_skinny_linear import (
+from allmos.linear.kernels.gemv import (
     accumulator_fits,
     add_rms_norm_linear,
     silu_mul_linear,
     skinny_linear,
 )
+from allmos.linear.kernels.gemv_checks import MAX_ROWS
 
 DTYPE = torch.bfloat16
 SHAPES = {  # name: (out_features, in_features)

@@ -16,7 +16,7 @@ import json
 import torch
 
 from allmos.bench.gpu_timing import environment, gbps, graph_ms, num_sets
-from allmos.sampling.triton_kernels import gumbel_max_sample
+from allmos.sampling.kernels.gumbel_max import gumbel_max_sample
 
 VOCAB = 151936
 

@@ -22,7 +22,7 @@ import time
 import torch
 
 from allmos.bench.switches import parse_switches
-from allmos.engine.cuda_graph import bucket_for
+from allmos.graph_runner.cuda_graph import bucket_for
 from allmos.llm import LLM
 from allmos.sampling_params import SamplingParams
 

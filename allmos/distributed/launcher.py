@@ -1,7 +1,8 @@
 """Tensor parallelism over N ranks: rank 0 in the engine's process, ranks 1..N-1 in worker processes.
 
-`DistributedRunner` looks like a ModelRunner to the engine (`run`, `num_blocks`, `graph_runner`, ...,
-all rank 0's). Ranks meet in a torch.distributed group (NCCL on CUDA, gloo on CPU) whose store
+`DistributedRunner` implements the engine's Runner interface (allmos/engine/runner.py; `num_blocks`,
+the counters, ... all rank 0's); allmos/runners.py hands it to the engine.
+Ranks meet in a torch.distributed group (NCCL on CUDA, gloo on CPU) whose store
 rank 0 opens on a free port of 127.0.0.1 (TCPStore on port 0), so engines on one host never collide.
 The model's own collectives (row-parallel all-reduce, LM-head all-gather) run in that group.
 
@@ -325,7 +326,7 @@ class Shutdown:
 
 
 class DistributedRunner:
-    """N tensor-parallel ranks behind the ModelRunner interface the engine uses."""
+    """N tensor-parallel ranks behind the Runner interface the engine uses."""
 
     def __init__(self, config, hf_config: Any, weights: str):
         n = config.tensor_parallel_size
@@ -347,6 +348,12 @@ class DistributedRunner:
         if self.group.closed:
             raise RuntimeError("the tensor-parallel runner is closed (after close() or a failure)")
         return self._guarded(self.rank0.launch, batch, prev)
+
+    def counters(self) -> dict[str, Any]:
+        return self.rank0.counters()
+
+    def reset_stats(self) -> None:
+        self.rank0.reset_stats()
 
     def collect(self, step: LaunchedStep) -> StepOutput:
         return self._guarded(self.rank0.collect, step)

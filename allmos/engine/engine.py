@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import replace
 from typing import Any
+
+import torch
 
 from allmos.config import EngineConfig
 from allmos.engine.batch import LaunchedStep, ScheduledBatch
-from allmos.engine.model_runner import ModelRunner
-from allmos.engine.scheduler import SchedulerLimits
+from allmos.engine.runner import RunnerFactory
 from allmos.engine.sequence import Sequence
 from allmos.engine.stats import EngineStats
 from allmos.models.config_checks import check_model_config, declared_fields
 from allmos.models.hf_config import eos_token_ids, load_hf_config
-from allmos.registry import lookup
+from allmos.registry import build
 from allmos.sampling_params import SamplingParams
 from allmos.validation import check_tensor_parallel, validate, with_model_len
 
@@ -27,27 +29,23 @@ def weights_source(config: EngineConfig) -> str:
 
 
 class Engine:
-    def __init__(self, config: EngineConfig):
+    def __init__(self, config: EngineConfig, make_runner: RunnerFactory):
+        """`make_runner` builds the runner (allmos.runners.make_runner: one rank, or tensor-parallel ranks);
+        it is injected so the engine never imports the distributed package."""
         validate(config)
         self.weights = weights_source(config)
         self.hf_config = load_hf_config(config, self.weights)
         check_model_config(self.hf_config, *declared_fields(config.model, config.architecture))
         self.config = config = with_model_len(config, self.hf_config)
         check_tensor_parallel(config, self.hf_config)
-        if config.tensor_parallel_size > 1:
-            from allmos.distributed.launcher import DistributedRunner
-
-            self.runner = DistributedRunner(config, self.hf_config, self.weights)
-        else:
-            self.runner = ModelRunner(config, self.hf_config, self.weights)
-        self.block_manager = lookup("block_manager", config.block_manager).cls(
-            self.runner.num_blocks, config.block_size
-        )
-        limits = SchedulerLimits(
-            config.max_num_seqs, config.max_num_batched_tokens, config.max_model_len, config.chunked_prefill
-        )
-        eos = eos_token_ids(config, self.hf_config)
-        self.scheduler = lookup("scheduler", config.scheduler.name).cls(limits, self.block_manager, eos)
+        self.runner = make_runner(config, self.hf_config, self.weights)
+        host = torch.device("cpu")  # the block manager and the scheduler work on the host
+        ctx, choices = config.build_context(host), config.plugin_choices()
+        ctx = replace(ctx, num_blocks=self.runner.num_blocks)
+        self.block_manager = build("block_manager", choices["block_manager"], ctx)
+        eos = frozenset(eos_token_ids(config, self.hf_config))
+        ctx = replace(ctx, block_manager=self.block_manager, eos_token_ids=eos)
+        self.scheduler = build("scheduler", choices["scheduler"], ctx)
         self.stats = EngineStats()
         self.next_seq_id = 0
         self.in_flight: LaunchedStep | None = None  # the look-ahead step queued by the last step()
@@ -147,26 +145,35 @@ class Engine:
         for seq in finished:
             seq.finish_time = now
 
+    def reset_stats(self) -> None:
+        """Start counting afresh (after warm-up): the step trace and every component's counters."""
+        self.stats = EngineStats()
+        self.ahead_steps = self.ahead_prefill_steps = 0
+        self.block_manager.reset_stats()
+        self.scheduler.reset_stats()
+        self.runner.reset_stats()
+
     def counters(self) -> dict[str, Any]:
-        graph = self.runner.graph_runner
+        """What each switch really did (the record's `counters`), in the record's key order."""
+        runner = self.runner.counters()
         return {
             "prompt_tokens": self.stats.prompt_tokens,
             "prefill_tokens_computed": self.stats.prefill_tokens_computed,
             "cached_prompt_tokens": self.stats.cached_prompt_tokens,
-            "graph_forwards": graph.graph_steps,
-            "eager_forwards": graph.eager_steps,
+            "graph_forwards": runner["graph_forwards"],
+            "eager_forwards": runner["eager_forwards"],
             "preemptions": self.scheduler.num_preemptions,
             "ahead_steps": self.ahead_steps,
             "ahead_prefill_steps": self.ahead_prefill_steps,
-            "attention_backend": type(self.runner.attention_backend).plugin_name,
-            "kv_store": type(self.runner.kv_store).plugin_name,
-            "kv_store_in_rope": self.runner.rope_writes_kv(),
-            "rope": type(self.runner.qk_rope).plugin_name,
-            "linear": type(self.runner.linear).plugin_name,
-            "sampler": type(self.runner.sampler).plugin_name,
-            "block_manager": type(self.block_manager).plugin_name,
-            "scheduler": type(self.scheduler).plugin_name,
-            "num_kv_blocks": self.runner.num_blocks,
+            "attention_backend": runner["attention_backend"],
+            "kv_store": runner["kv_store"],
+            "kv_store_in_rope": runner["kv_store_in_rope"],
+            "rope": runner["rope"],
+            "linear": runner["linear"],
+            "sampler": runner["sampler"],
+            "block_manager": self.block_manager.plugin_name,
+            "scheduler": self.scheduler.plugin_name,
+            "num_kv_blocks": runner["num_kv_blocks"],
             "max_model_len": self.config.max_model_len,
         }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -20,18 +21,13 @@ from allmos.layers.parallel import ParallelInfo
 from allmos.models.context import ModelContext
 from allmos.models.decoder import head_dim_of
 from allmos.models.loader import build_model, load_checkpoint, randomize
-from allmos.registry import lookup, make_options
+from allmos.registry import build
 from allmos.sampling_params import SamplingParams
 
 
 def rank_device(device: str, tp: ParallelInfo) -> torch.device:
     """cuda:<rank> for each tensor-parallel rank on CUDA; the CPU otherwise."""
     return torch.device("cuda", tp.rank) if device == "cuda" else torch.device("cpu")
-
-
-def make_plugin(kind: str, choice, *args):
-    entry = lookup(kind, choice.name)
-    return entry.cls(make_options(kind, choice.name, choice.options), *args)
 
 
 class ModelRunner:
@@ -43,24 +39,42 @@ class ModelRunner:
         self.dtype = config.torch_dtype
         self.staging = HostStaging(self.device)
         self.token_readback = TokenReadback(self.device, config.max_num_seqs)
-        self.kv_store = make_plugin("kv_store", config.kv_store)
-        self.qk_rope = make_plugin("rope", config.rope)
-        self.linear = make_plugin("linear", config.linear)
-        self.attention_backend = make_plugin("attention", config.attention, self.head_shape())
+        ctx, choices = config.build_context(self.device), config.plugin_choices()
+        self.kv_store = build("kv_store", choices["kv_store"], ctx)
+        self.qk_rope = build("rope", choices["rope"], ctx)
+        self.linear = build("linear", choices["linear"], ctx)
+        self.attention_backend = build("attention", choices["attention"], replace(ctx, heads=self.head_shape()))
         self.model = build_model(hf_config, self.model_context(), self.device, self.dtype)
         self.load_weights(weights)
-        self.sampler = make_plugin("sampler", config.sampler, config.seed, self.device, config.compile)
-        self.graph_runner = lookup("graph_runner", config.graph_runner).cls(self.model, self.attention_backend)
+        self.sampler = build("sampler", choices["sampler"], ctx)
+        graph_ctx = replace(ctx, model=self.model, attention=self.attention_backend)
+        self.graph_runner = build("graph_runner", choices["graph_runner"], graph_ctx)
         self.cache_shape = self.make_cache_shape()
         self.num_blocks = self.size_cache()
         self.bind_cache(kv_cache.allocate(self.cache_shape, self.num_blocks, self.device))
-        self.graph_runner.capture(self)
+        self.graph_runner.capture()
+
+    def counters(self) -> dict[str, Any]:
+        """What ran: the plugins, and how many forwards the graph runner replayed or ran eagerly."""
+        return {
+            "graph_forwards": self.graph_runner.graph_steps,
+            "eager_forwards": self.graph_runner.eager_steps,
+            "attention_backend": self.attention_backend.plugin_name,
+            "kv_store": self.kv_store.plugin_name,
+            "kv_store_in_rope": self.rope_writes_kv(),
+            "rope": self.qk_rope.plugin_name,
+            "linear": self.linear.plugin_name,
+            "sampler": self.sampler.plugin_name,
+            "num_kv_blocks": self.num_blocks,
+        }
+
+    def reset_stats(self) -> None:
+        self.graph_runner.reset_stats()
 
     def model_context(self) -> ModelContext:
         max_positions = max(self.config.max_model_len, getattr(self.hf_config, "max_position_embeddings", 0))
         ops = Ops.build(self.config.compile)
-        fused_store = self.rope_writes_kv()
-        return ModelContext(self.tp, ops, self.make_attention, max_positions, self.qk_rope, self.linear, fused_store)
+        return ModelContext(self.tp, ops, self.make_attention, max_positions, self.linear)
 
     def rope_writes_kv(self) -> bool:
         return self.qk_rope.writes_kv and self.kv_store.fuses_into_rope()
@@ -74,7 +88,7 @@ class ModelRunner:
     def make_attention(self, heads: int, kv_heads: int, head_dim: int, scale: float) -> PagedAttention:
         if HeadShape(heads, kv_heads, head_dim, scale) != self.attention_backend.heads:
             raise ValueError(f"a layer's heads {heads}/{kv_heads}x{head_dim} differ from the model config's")
-        return PagedAttention(self.attention_backend, self.kv_store)
+        return PagedAttention(self.attention_backend, self.kv_store, self.qk_rope, self.rope_writes_kv())
 
     def load_weights(self, weights: str) -> None:
         if weights == "real":

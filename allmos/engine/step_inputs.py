@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from allmos.attention.metadata import AttentionMetadata
+from allmos.attention.metadata import AttentionMetadata, common_metadata
 from allmos.engine.batch import ScheduledBatch
 from allmos.engine.staging import HostStaging
 
@@ -81,17 +81,17 @@ def build_step_inputs(
     if batch.is_prefill:
         arrays["logits_indices"] = cu_q[1:].astype(np.int64) - 1
     dev = (staging or HostStaging(device)).to_device(arrays)
-    meta = AttentionMetadata(
-        is_prefill=batch.is_prefill,
-        slot_mapping=dev["slots"],
-        context_lens=dev["context"],
-        cu_seqlens_q=dev["cu_q"],
-        block_tables=dev["table"],
-        max_seqlen_q=int(counts.max()),
-        max_seqlen_k=int(context.max()),
-        query_lens_host=counts.tolist(),
-        context_lens_host=context.tolist(),
-        block_size=block_size,
+    meta = common_metadata(
+        batch.is_prefill,
+        dev["slots"],
+        dev["context"],
+        dev["cu_q"],
+        dev["table"],
+        counts.tolist(),
+        context.tolist(),
+        int(counts.max()),
+        int(context.max()),
+        block_size,
     )
     input_ids = prev_tokens[dev["ids"]] if ahead else dev["ids"]
     return StepInputs(input_ids, dev["positions"], meta, dev.get("logits_indices"), dev["temps"])

@@ -5,7 +5,7 @@ from typing import NamedTuple
 
 import torch
 
-from allmos.plugin import Plugin
+from allmos.registry import Plugin
 
 
 class KVTarget(NamedTuple):

@@ -2,7 +2,7 @@ from dataclasses import dataclass
 
 from allmos.kv_store.base import KVStore
 from allmos.registry import PluginOptions, register
-from allmos.triton_support import TritonPlugin
+from allmos.triton_shared.support import TritonPlugin
 
 
 @dataclass
@@ -16,9 +16,9 @@ class TritonKVStore(TritonPlugin, KVStore):
     rope=triton and `fuse_rope` (default), the rope kernel writes the rotated K and V itself, in this
     store's layout, and `write` is not called; with rope=torch the store runs as its own kernel."""
 
-    def __init__(self, options):
-        super().__init__(options)
-        from allmos.kv_store.triton_kernels import store_kv_triton
+    def __init__(self, options, ctx):
+        super().__init__(options, ctx)
+        from allmos.kv_store.kernels.store import store_kv_triton
 
         self.store = store_kv_triton
 

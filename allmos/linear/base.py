@@ -10,7 +10,7 @@ import torch
 from allmos.layers.embedding import ParallelLMHead
 from allmos.layers.linear import ShardedLinear
 from allmos.layers.norm import RMSNorm
-from allmos.plugin import Plugin
+from allmos.registry import Plugin
 
 
 class LinearPlugin(Plugin, ABC):

@@ -2,8 +2,8 @@ from dataclasses import dataclass
 
 from allmos.layers.linear import ShardedLinear
 from allmos.linear.base import LinearPlugin
-from allmos.registry import PluginOptions, make_options, register
-from allmos.triton_support import TritonPlugin, check_pdl_option
+from allmos.registry import PluginOptions, register
+from allmos.triton_shared.support import TritonPlugin, check_pdl_option
 
 
 @dataclass
@@ -19,27 +19,26 @@ class TritonLinear(TritonPlugin, LinearPlugin):
     down, so a layer launches three kernels fewer; o and the LM head run the plain GEMV. With `gemm`,
     steps of 2..MAX_GEMM_ROWS tokens run the layer projections (not the LM head) as Triton tensor-core
     GEMMs with the same fusions, splitting K so that the few output tiles of these row counts still
-    fill the GPU (allmos.layers.triton_rows_linear); larger steps, the LM head beyond one row, and all
+    fill the GPU (allmos.linear.kernels.gemm); larger steps, the LM head beyond one row, and all
     steps without `gemm`, use the unfused path (cuBLAS). With `pdl` each GEMV is launched before the
     previous kernel ends and loads its first weight chunk while waiting for it; the GEMMs launch plainly,
     since with PDL their waiting programs hold the SMs' shared memory from the running kernel
     (allmos.bench.gemm_bench: 7.4 -> 8.2 us back to back at 2 rows)."""
 
-    def __init__(self, options):
-        super().__init__(options)
-        from allmos.layers import triton_rows_linear, triton_skinny_linear
+    def __init__(self, options, ctx):
+        super().__init__(options, ctx)
+        from allmos.linear.kernels import gemm, gemv
 
-        self.kernels = triton_skinny_linear
-        self.gemms = triton_rows_linear
+        self.kernels = gemv
+        self.gemms = gemm
         self.pdl = options.pdl
         self.gemm = options.gemm
         self.counters = {}  # device -> the split-K counters of the GEMMs launched there
 
     @classmethod
-    def check(cls, config) -> None:
-        super().check(config)
-        options = make_options("linear", cls.plugin_name, config.linear.options)
-        check_pdl_option("linear.pdl", options.pdl, config.resolved_device)
+    def check(cls, options, where) -> None:
+        super().check(options, where)
+        check_pdl_option("linear.pdl", options.pdl, where.device)
 
     def _gemm_options(self, proj, x) -> dict | None:
         """Launch options of the multi-row GEMM when it takes this projection, else None."""

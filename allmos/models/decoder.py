@@ -17,6 +17,7 @@ from allmos.layers.embedding import ParallelLMHead, VocabParallelEmbedding
 from allmos.layers.linear import MergedColumnParallelLinear, QKVParallelLinear, RowParallelLinear
 from allmos.layers.norm import RMSNorm
 from allmos.layers.rotary import RotaryEmbedding, rope_settings
+from allmos.models.base import CausalLM
 from allmos.models.context import ModelContext
 
 # checkpoint name -> (our packed module, shard id)
@@ -56,8 +57,6 @@ class DecoderAttention(nn.Module):
             self.q_norm = RMSNorm(head_dim, cfg.rms_norm_eps, ctx.ops)
             self.k_norm = RMSNorm(head_dim, cfg.rms_norm_eps, ctx.ops)
         self.qk_norm = traits.qk_norm
-        self.qk_rope = ctx.qk_rope
-        self.rope_writes_kv = ctx.rope_writes_kv
         self.linear = ctx.linear
         theta, scaling = rope_settings(cfg)
         self.rotary = RotaryEmbedding(head_dim, ctx.max_positions, theta, scaling, ctx.ops)
@@ -71,12 +70,7 @@ class DecoderAttention(nn.Module):
         k = k.view(-1, self.kv_heads, self.head_dim)
         v = v.view(-1, self.kv_heads, self.head_dim)
         norms = (self.q_norm, self.k_norm) if self.qk_norm else (None, None)
-        if self.rope_writes_kv:  # the rope kernel also stores K/V: attention alone
-            q, k = self.qk_rope.apply(positions, q, k, *norms, self.rotary, self.attn.kv_target(v, meta))
-            out = self.attn.attend(q, k, v, meta)
-        else:
-            q, k = self.qk_rope.apply(positions, q, k, *norms, self.rotary)
-            out = self.attn(q, k, v, meta)
+        out = self.attn(positions, q, k, v, norms, self.rotary, meta)
         return self.linear.project(self.o_proj, out.flatten(1, 2))
 
 
@@ -130,7 +124,7 @@ class DecoderModel(nn.Module):
         return x
 
 
-class DecoderForCausalLM(nn.Module):
+class DecoderForCausalLM(CausalLM):
     """Subclasses set `traits` and register under their Hugging Face architecture name."""
 
     traits = FamilyTraits()

@@ -10,7 +10,7 @@ import torch
 from allmos.kv_store.base import KVTarget
 from allmos.layers.norm import RMSNorm
 from allmos.layers.rotary import RotaryEmbedding
-from allmos.plugin import Plugin
+from allmos.registry import Plugin
 
 
 class QKRope(Plugin, ABC):

@@ -1,8 +1,8 @@
 from dataclasses import dataclass
 
-from allmos.registry import PluginOptions, make_options, register
+from allmos.registry import PluginOptions, register
 from allmos.rope.base import QKRope
-from allmos.triton_support import TritonPlugin, check_pdl_option
+from allmos.triton_shared.support import TritonPlugin, check_pdl_option
 
 
 @dataclass
@@ -18,17 +18,16 @@ class TritonQKRope(TritonPlugin, QKRope):
 
     writes_kv = True
 
-    def __init__(self, options):
-        super().__init__(options)
-        from allmos.layers.triton_qk_rope import qk_norm_rope_triton
+    def __init__(self, options, ctx):
+        super().__init__(options, ctx)
+        from allmos.rope.kernels.qk_rope import qk_norm_rope_triton
 
         self.kernel = qk_norm_rope_triton
 
     @classmethod
-    def check(cls, config) -> None:
-        super().check(config)
-        options = make_options("rope", cls.plugin_name, config.rope.options)
-        check_pdl_option("rope.pdl", options.pdl, config.resolved_device)
+    def check(cls, options, where) -> None:
+        super().check(options, where)
+        check_pdl_option("rope.pdl", options.pdl, where.device)
 
     def apply(self, positions, q, k, q_norm, k_norm, rotary, kv=None):
         q_weight = None if q_norm is None else q_norm.weight

@@ -4,16 +4,16 @@ from abc import ABC, abstractmethod
 
 import torch
 
-from allmos.plugin import Plugin
+from allmos.registry import BuildContext, Plugin
 
 
 class Sampler(Plugin, ABC):
     """Turns the last-position logits of each sequence into one token each, on the device."""
 
-    def __init__(self, options, seed: int, device: torch.device, compiled: bool = False):
-        super().__init__(options)
-        self.compiled = compiled
-        self.generator = torch.Generator(device=device).manual_seed(seed)
+    def __init__(self, options, ctx: BuildContext):
+        super().__init__(options, ctx)
+        self.compiled = ctx.compile
+        self.generator = torch.Generator(device=ctx.device).manual_seed(ctx.seed)
 
     @abstractmethod
     def forward(self, logits: torch.Tensor, temperatures: torch.Tensor) -> torch.Tensor:

@@ -20,9 +20,9 @@ def pick_tokens(logits: torch.Tensor, temperatures: torch.Tensor, noise: torch.T
 class GumbelSampler(Sampler):
     """Gumbel-max sampling on the device; compiled (noise drawn outside) with compile=true."""
 
-    def __init__(self, options, seed, device, compiled=False):
-        super().__init__(options, seed, device, compiled)
-        self.pick = torch.compile(pick_tokens, dynamic=True) if compiled else pick_tokens
+    def __init__(self, options, ctx):
+        super().__init__(options, ctx)
+        self.pick = torch.compile(pick_tokens, dynamic=True) if self.compiled else pick_tokens
 
     def forward(self, logits: torch.Tensor, temperatures: torch.Tensor) -> torch.Tensor:
         noise = torch.empty(logits.shape, dtype=torch.float32, device=logits.device)

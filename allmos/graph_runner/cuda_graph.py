@@ -2,7 +2,7 @@
 
 Buckets are 1, 2, 4, 8, then every 16 up to max_num_seqs; a batch pads up to the next bucket
 (padding rows have slot -1 and context length 0). A backend whose decode work follows the
-block-table width (`graphs_per_table_width`) also gets one graph per power-of-two width, and the
+block-table width (`GraphMode.PER_BATCH_AND_TABLE_WIDTH`) also gets one graph per power-of-two width, and the
 table pads up to the next width. All graphs share one memory pool. Prefill steps and batches above
 the largest bucket run eagerly.
 """
@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import torch
 
-from allmos.attention.metadata import AttentionMetadata
-from allmos.engine.graph_runner import GraphRunner
+from allmos.attention.backend import GraphMode
+from allmos.attention.metadata import AttentionMetadata, common_metadata
 from allmos.errors import ConfigError
-from allmos.registry import lookup, register
+from allmos.graph_runner.base import GraphRunner
+from allmos.registry import register
 
 
 def graph_buckets(max_num_seqs: int) -> list[int]:
@@ -51,17 +52,17 @@ class StaticInputs:
 
     def meta(self, batch: int, width: int) -> AttentionMetadata:
         longest = min(width * self.block_size, self.max_model_len)
-        return AttentionMetadata(
-            is_prefill=False,
-            slot_mapping=self.slot_mapping[:batch],
-            context_lens=self.context_lens[:batch],
-            cu_seqlens_q=self.cu_seqlens_q[: batch + 1],
-            block_tables=self.block_tables[:batch, :width],
-            max_seqlen_q=1,
-            max_seqlen_k=longest,
-            query_lens_host=[1] * batch,
-            context_lens_host=[longest] * batch,
-            block_size=self.block_size,
+        return common_metadata(
+            False,
+            self.slot_mapping[:batch],
+            self.context_lens[:batch],
+            self.cu_seqlens_q[: batch + 1],
+            self.block_tables[:batch, :width],
+            [1] * batch,
+            [longest] * batch,
+            1,
+            longest,
+            self.block_size,
         )
 
     def load(self, input_ids, positions, meta: AttentionMetadata, bucket: int) -> None:
@@ -80,40 +81,39 @@ class CudaGraphRunner(GraphRunner):
     devices = ("cuda",)
 
     @classmethod
-    def check(cls, config) -> None:
-        if config.resolved_device != "cuda":
-            raise ConfigError(
-                "cuda_graphs", f"CUDA graphs need a CUDA device; on {config.resolved_device} use cuda_graphs=false"
-            )
-        backend = lookup("attention", config.attention.name).cls
-        if not backend.supports_cuda_graphs:
-            raise ConfigError("cuda_graphs", f"attention={config.attention.name} cannot be captured in a CUDA graph")
+    def check(cls, options, where) -> None:
+        if where.device != "cuda":
+            raise ConfigError("cuda_graphs", f"CUDA graphs need a CUDA device; on {where.device} use cuda_graphs=false")
+        if where.attention.graph_mode is GraphMode.NONE:
+            name = where.attention.plugin_name
+            raise ConfigError("cuda_graphs", f"attention={name} cannot be captured in a CUDA graph")
 
-    def __init__(self, model, backend):
-        super().__init__(model, backend)
+    def __init__(self, options, ctx):
+        super().__init__(options, ctx)
         self.buckets: list[int] = []
         self.widths: list[int] = []
         self.graphs: dict[tuple[int, int], torch.cuda.CUDAGraph] = {}  # by (batch, table width)
         self.outputs: dict[tuple[int, int], torch.Tensor] = {}
 
-    def capture(self, runner) -> None:
-        c = runner.config
-        self.buckets = graph_buckets(c.max_num_seqs)
-        full_width = (c.max_model_len + c.block_size - 1) // c.block_size
-        self.widths = width_buckets(full_width, self.backend.graphs_per_table_width)
-        self.static = StaticInputs(self.buckets[-1], full_width, c.block_size, c.max_model_len, runner.device)
+    def capture(self) -> None:
+        limits, block_size, device = self.ctx.limits, self.ctx.block_size, self.ctx.device
+        self.buckets = graph_buckets(limits.max_num_seqs)
+        full_width = (limits.max_model_len + block_size - 1) // block_size
+        per_width = self.backend.graph_mode is GraphMode.PER_BATCH_AND_TABLE_WIDTH
+        self.widths = width_buckets(full_width, per_width)
+        self.static = StaticInputs(self.buckets[-1], full_width, block_size, limits.max_model_len, device)
         pool = None
         with torch.inference_mode():
             # largest first: the shared pool is sized once
             for key in sorted(((b, w) for b in self.buckets for w in self.widths), reverse=True):
                 self.forward_static(*key)  # warm-up: lazy initialisation and compilation stay outside
-                torch.cuda.synchronize(runner.device)
+                torch.cuda.synchronize(device)
                 graph = torch.cuda.CUDAGraph()
                 with torch.cuda.graph(graph, pool=pool):
                     self.outputs[key] = self.forward_static(*key)
                 pool = graph.pool()
                 self.graphs[key] = graph
-        torch.cuda.synchronize(runner.device)
+        torch.cuda.synchronize(device)
 
     def forward_static(self, batch: int, width: int) -> torch.Tensor:
         s = self.static

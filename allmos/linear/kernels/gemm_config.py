@@ -1,4 +1,4 @@
-"""Launch configurations of the multi-row tensor-core GEMMs (allmos.layers.triton_rows_linear): the tile
+"""Launch configurations of the multi-row tensor-core GEMMs (allmos.linear.kernels.gemm): the tile
 (block_m x block_n), the K chunk (block_k), the number of K slices (split_k), warps and pipeline stages."""
 
 from __future__ import annotations

@@ -43,8 +43,8 @@ class TritonPlugin:
         return triton_devices()
 
     @classmethod
-    def check(cls, config) -> None:
-        check_triton_device(cls.plugin_kind, f"{cls.plugin_kind}={cls.plugin_name}", config.resolved_device)
+    def check(cls, options, where) -> None:
+        check_triton_device(cls.plugin_kind, f"{cls.plugin_kind}={cls.plugin_name}", where.device)
 
 
 def cuda_capability_at_least(device: str, major: int) -> bool:

@@ -6,8 +6,8 @@ import torch
 import triton
 import triton.language as tl
 
-from allmos.attention.triton_common import LOG2E as _LOG2E
-from allmos.attention.triton_common import _attend_kv_tiles, _check_cache, _check_index_tensors, _output_like
+from allmos.attention.kernels.common import LOG2E as _LOG2E
+from allmos.attention.kernels.common import _attend_kv_tiles, _check_cache, _check_index_tensors, _output_like
 
 # ---------------------------------------------------------------------------------------------------------
 # Prefill: varlen causal attention over the paged cache

@@ -1,69 +1,24 @@
-"""Schedulers decide what each step computes.
-
-`continuous`: FCFS continuous batching. A step is either a prefill step (waiting sequences, up
+"""`continuous`: FCFS continuous batching. A step is either a prefill step (waiting sequences, up
 to `max_num_batched_tokens` tokens; with chunked prefill the last one may get a partial chunk)
 or a decode step (one token for every running sequence). When blocks run out, the most recently
-admitted running sequence is preempted and later recomputed.
-
-`static`: the classic baseline. A cohort of up to `max_num_seqs` requests is admitted together
-and runs to completion before the next cohort starts.
+admitted running sequence is preempted and later recomputed. With async_scheduling the engine asks
+`schedule_ahead` for the step after a running one.
 """
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
 from collections import deque
-from dataclasses import dataclass
 
 from allmos.engine.batch import ScheduledBatch, StepOutput
 from allmos.engine.sequence import Sequence, SequenceStatus
-from allmos.memory.block_manager import BlockManager
 from allmos.registry import register
-
-
-@dataclass(frozen=True)
-class SchedulerLimits:
-    max_num_seqs: int
-    max_num_batched_tokens: int
-    max_model_len: int
-    chunked_prefill: bool
-
-
-class Scheduler(ABC):
-    def __init__(self, limits: SchedulerLimits, block_manager: BlockManager, eos_token_ids: set[int]):
-        self.limits = limits
-        self.block_manager = block_manager
-        self.eos_token_ids = eos_token_ids
-        self.num_preemptions = 0
-
-    @abstractmethod
-    def add(self, seq: Sequence) -> None: ...
-
-    @abstractmethod
-    def has_unfinished(self) -> bool: ...
-
-    @abstractmethod
-    def schedule(self) -> ScheduledBatch:
-        """The next step's batch; raises if nothing can be scheduled although work remains."""
-
-    @abstractmethod
-    def postprocess(self, batch: ScheduledBatch, output: StepOutput) -> list[Sequence]:
-        """Record the step's sampled tokens; returns the sequences that finished."""
-
-    @abstractmethod
-    def abort(self, seq: Sequence) -> None:
-        """Finish `seq` now, wherever it is, and give back its blocks."""
-
-    def schedule_ahead(self, running: ScheduledBatch) -> ScheduledBatch | None:
-        """The decode batch after `running`, scheduled before `running`'s tokens are known; None when
-        the next step should be scheduled normally (after postprocessing `running`)."""
-        return None
+from allmos.scheduler.base import Scheduler
 
 
 @register("scheduler", "continuous")
 class ContinuousScheduler(Scheduler):
-    def __init__(self, limits: SchedulerLimits, block_manager: BlockManager, eos_token_ids: set[int]):
-        super().__init__(limits, block_manager, eos_token_ids)
+    def __init__(self, options, ctx):
+        super().__init__(options, ctx)
         self.waiting: deque[Sequence] = deque()
         self.running: deque[Sequence] = deque()
 
@@ -226,33 +181,3 @@ class ContinuousScheduler(Scheduler):
         self.block_manager.free(seq)
         seq.status = SequenceStatus.FINISHED
 
-
-@register("scheduler", "static")
-class StaticScheduler(ContinuousScheduler):
-    """Static batching: no request joins until the whole current cohort has finished."""
-
-    def __init__(self, limits: SchedulerLimits, block_manager: BlockManager, eos_token_ids: set[int]):
-        super().__init__(limits, block_manager, eos_token_ids)
-        self.cohort: set[int] = set()
-
-    def admissible(self, seq: Sequence) -> bool:
-        if not self.cohort:
-            self.form_cohort()
-        return seq.seq_id in self.cohort
-
-    def form_cohort(self) -> None:
-        free = self.block_manager.num_free_blocks
-        for seq in list(self.waiting)[: self.limits.max_num_seqs]:
-            need = self.block_manager.blocks_for(len(seq))
-            if self.cohort and need > free:
-                break
-            free -= need
-            self.cohort.add(seq.seq_id)
-
-    def finish(self, seq: Sequence) -> None:
-        super().finish(seq)
-        self.cohort.discard(seq.seq_id)
-
-    def abort(self, seq: Sequence) -> None:
-        super().abort(seq)
-        self.cohort.discard(seq.seq_id)

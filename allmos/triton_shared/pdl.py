@@ -1,5 +1,5 @@
 """The device side of programmatic dependent launch (PDL, sm_90+), shared by the kernels that use it. The
-host side (Triton's launch_pdl, the USE_PDL constexpr) is allmos.triton_support.pdl_launch."""
+host side (Triton's launch_pdl, the USE_PDL constexpr) is allmos.triton_shared.support.pdl_launch."""
 
 import triton
 import triton.language as tl

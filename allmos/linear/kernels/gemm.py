@@ -1,6 +1,6 @@
 """Triton tensor-core GEMMs for decode steps of a few to a few hundred rows: y = a W^T, with the element-wise
 op that produces `a` fused into the load of its input, as the single-row GEMVs do
-(allmos.layers.triton_skinny_linear):
+(allmos.linear.kernels.gemv):
 
   * `rows_linear`:              a = x
   * `add_rms_norm_rows_linear`: a = rms_norm(x + residual) (or rms_norm(x)); also returns x + residual
@@ -25,7 +25,7 @@ of K) does not have when it multiplies: it multiplies norm_weight * (x + residua
 scales the product by 1/rms at the end, from the row's sum of squares gathered along the way (summed
 over the slices with the partial tiles). So the norm rounds differently from ops.rms_norm (which
 rounds x / rms before the weight multiplies it): equal to it within the dtype's rounding, not bit for
-bit. The kernels themselves are in allmos.layers.triton_rows_linear_kernel.
+bit. The kernels themselves are in allmos.linear.kernels.gemm_kernel.
 """
 
 from __future__ import annotations
@@ -33,10 +33,10 @@ from __future__ import annotations
 import torch
 import triton
 
-from allmos.layers.rows_linear_config import resolve_config
-from allmos.layers.skinny_linear_checks import check_like, check_rows, check_weight
-from allmos.layers.triton_rows_linear_kernel import ADD_RMS_NORM, PLAIN, SILU_MUL, rows_linear_kernel
-from allmos.triton_support import pdl_launch
+from allmos.linear.kernels.gemm_config import resolve_config
+from allmos.linear.kernels.gemm_kernel import ADD_RMS_NORM, PLAIN, SILU_MUL, rows_linear_kernel
+from allmos.linear.kernels.gemv_checks import check_like, check_rows, check_weight
+from allmos.triton_shared.support import pdl_launch
 
 MAX_GEMM_ROWS = 32  # linear=triton's limit: from 64 rows on cuBLAS (+ the compiled norm or SiLU) was faster
 MAX_ROWS = 4096  # the kernels' own limit (they work at any row count; tests and gemm_bench go to 256)
@@ -109,7 +109,7 @@ def rows_linear(
 ) -> torch.Tensor:
     """x [M, K] (1 <= M <= MAX_ROWS, rows contiguous) @ weight [N, K]^T -> [M, N] in x's dtype.
     `counters` (new_split_counters) are needed when the config splits K; `config` overrides the default's
-    keys (allmos.layers.rows_linear_config)."""
+    keys (allmos.linear.kernels.gemm_config)."""
     name = "rows_linear"
     check_weight(name, x, weight)
     n, k = weight.shape

@@ -1,4 +1,5 @@
-"""How the model's forward runs: eagerly, or (cuda_graph.py) replayed from captured CUDA graphs."""
+"""The graph-runner interface: how the model's forward runs, eagerly (eager.py) or replayed from
+captured CUDA graphs (cuda_graph.py). `cuda_graphs=` picks one."""
 
 from __future__ import annotations
 
@@ -7,27 +8,25 @@ from abc import ABC, abstractmethod
 import torch
 
 from allmos.attention.metadata import AttentionMetadata
-from allmos.registry import register
+from allmos.registry import BuildContext, Plugin
 
 
-class GraphRunner(ABC):
-    devices: tuple[str, ...] = ("cpu", "cuda")
+class GraphRunner(Plugin, ABC):
+    """Runs `ctx.model`; `ctx.attention` adds its metadata to each step's (inside the graph, when
+    captured). Counts the forwards it replayed from a graph and those it ran eagerly."""
 
-    def __init__(self, model: torch.nn.Module, backend):
-        self.model = model
-        self.backend = backend
+    def __init__(self, options, ctx: BuildContext):
+        super().__init__(options, ctx)
+        self.ctx = ctx
+        self.model = ctx.model
+        self.backend = ctx.attention
         self.graph_steps = 0  # forwards replayed from a captured graph
         self.eager_steps = 0
 
-    @classmethod
-    def runs_on(cls) -> tuple[str, ...]:
-        return cls.devices
+    def reset_stats(self) -> None:
+        self.graph_steps = self.eager_steps = 0
 
-    @classmethod
-    def check(cls, config) -> None:
-        """Raise ConfigError naming the switch if this runner cannot run with `config`."""
-
-    def capture(self, runner) -> None:
+    def capture(self) -> None:
         """Called once the KV cache exists; a graph runner captures its graphs here."""
 
     @abstractmethod
@@ -38,9 +37,3 @@ class GraphRunner(ABC):
     def run_eager(self, input_ids, positions, meta) -> torch.Tensor:
         self.eager_steps += 1
         return self.model(input_ids, positions, self.backend.build_metadata(meta))
-
-
-@register("graph_runner", "eager")
-class EagerRunner(GraphRunner):
-    def forward(self, input_ids, positions, meta):
-        return self.run_eager(input_ids, positions, meta)

@@ -1,11 +1,11 @@
-"""The Triton kernel behind allmos.layers.triton_rows_linear: one program per output tile and K slice,
+"""The Triton kernel behind allmos.linear.kernels.gemm: one program per output tile and K slice,
 the element-wise prologue applied to the input as it is loaded, split-K finished by the last slice."""
 
 import triton
 import triton.language as tl
 
-from allmos.layers.triton_skinny_linear import round_to_dtype
-from allmos.triton_pdl import wait_for_previous_kernel
+from allmos.linear.kernels.gemv import round_to_dtype
+from allmos.triton_shared.pdl import wait_for_previous_kernel
 
 PLAIN = tl.constexpr(0)
 ADD_RMS_NORM = tl.constexpr(1)

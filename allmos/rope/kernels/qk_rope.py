@@ -17,9 +17,9 @@ import triton
 import triton.language as tl
 
 from allmos.kv_store.base import KVTarget
-from allmos.kv_store.triton_kernels import check_store_args
-from allmos.triton_pdl import wait_for_previous_kernel
-from allmos.triton_support import pdl_launch
+from allmos.kv_store.kernels.store import check_store_args
+from allmos.triton_shared.pdl import wait_for_previous_kernel
+from allmos.triton_shared.support import pdl_launch
 
 
 @triton.jit

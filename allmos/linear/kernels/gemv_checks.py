@@ -1,4 +1,4 @@
-"""Input checks of the Triton linear kernels (allmos.layers.triton_skinny_linear, triton_rows_linear): shapes, strides,
+"""Input checks of the Triton linear kernels (allmos.linear.kernels.gemv and .gemm): shapes, strides,
 dtypes and devices, refused with the kernel's name before anything launches."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Pieces shared by the Triton attention kernels: the paged KV tile loop and host-side checks
-(layout and conventions: see triton_kernels.py)."""
+(layout and conventions: see __init__.py)."""
 
 from __future__ import annotations
 

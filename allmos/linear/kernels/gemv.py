@@ -30,9 +30,9 @@ import torch
 import triton
 import triton.language as tl
 
-from allmos.layers.skinny_linear_checks import check_like, check_rows, check_weight
-from allmos.triton_pdl import wait_for_previous_kernel
-from allmos.triton_support import pdl_launch
+from allmos.linear.kernels.gemv_checks import check_like, check_rows, check_weight
+from allmos.triton_shared.pdl import wait_for_previous_kernel
+from allmos.triton_shared.support import pdl_launch
 
 MAX_ACCUMULATORS_PER_THREAD = 64  # float32 registers a thread gives to the accumulator tile
 NUM_SMS_H100 = 132

@@ -1,4 +1,4 @@
-"""Merging the splits of paged decode attention (triton_decode.py): each split's partial output and
+"""Merging the splits of paged decode attention (decode.py): each split's partial output and
 log-sum-exp are combined either by the last split to finish (per-(sequence, kv head) counters that
 reset themselves, so CUDA graphs can replay them) or by a second kernel."""
 

@@ -6,9 +6,9 @@ import torch
 import triton
 import triton.language as tl
 
-from allmos.attention.triton_common import LOG2E as _LOG2E
-from allmos.attention.triton_common import _attend_kv_tiles, _check_cache, _check_index_tensors, _output_like
-from allmos.attention.triton_decode_merge import (
+from allmos.attention.kernels.common import LOG2E as _LOG2E
+from allmos.attention.kernels.common import _attend_kv_tiles, _check_cache, _check_index_tensors, _output_like
+from allmos.attention.kernels.decode_merge import (
     _check_counters,
     _decode_combine_kernel,
     _heads_per_merge,
@@ -16,8 +16,8 @@ from allmos.attention.triton_decode_merge import (
     _store_or_merge_fused,
     decode_counters,
 )
-from allmos.triton_pdl import wait_for_previous_kernel
-from allmos.triton_support import pdl_launch
+from allmos.triton_shared.pdl import wait_for_previous_kernel
+from allmos.triton_shared.support import pdl_launch
 
 _H100_NUM_SMS = 132
 _MAX_SPLITS = 32

@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 import xxhash
 
+from allmos.block_manager.paged import PagedBlockManager
 from allmos.engine.sequence import Sequence
-from allmos.memory.block_manager import PagedBlockManager
 from allmos.registry import register
 
 
@@ -26,8 +26,8 @@ def chain_hash(prev_hash: int, tokens: list[int]) -> int:
 
 @register("block_manager", "prefix_caching")
 class PrefixCachingBlockManager(PagedBlockManager):
-    def __init__(self, num_blocks: int, block_size: int):
-        super().__init__(num_blocks, block_size)
+    def __init__(self, options, ctx):
+        super().__init__(options, ctx)
         self.block_of_hash: dict[int, int] = {}
         self.hash_of_block: dict[int, int] = {}
         self.tokens_of_block: dict[int, tuple[int, ...]] = {}

@@ -1,0 +1,1 @@
+"""Block managers: who owns which KV block; `prefix_caching=` picks one."""

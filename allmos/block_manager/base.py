@@ -1,0 +1,52 @@
+"""The block-manager interface the scheduler uses: who owns which KV block, and how many are free.
+`paged` hands out blocks from a free pool; `prefix_caching` extends it to share full blocks."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+from allmos.engine.sequence import Sequence
+from allmos.registry import BuildContext, Plugin
+
+
+class BlockManager(Plugin, ABC):
+    """Owns the KV blocks. A sequence's block table must cover every token it will compute."""
+
+    def __init__(self, options, ctx: BuildContext):
+        super().__init__(options, ctx)
+        if ctx.num_blocks < 1:
+            raise ValueError(f"the KV cache needs at least one block, got {ctx.num_blocks}")
+        self.num_blocks = ctx.num_blocks
+        self.block_size = ctx.block_size
+        self.cached_tokens = 0  # tokens whose KV was found in the prefix cache, over the run
+
+    def reset_stats(self) -> None:
+        self.cached_tokens = 0
+
+    @abstractmethod
+    def can_allocate(self, seq: Sequence, num_tokens: int) -> bool:
+        """Whether the block table of `seq` can grow to hold `num_tokens` tokens now."""
+
+    @abstractmethod
+    def allocate(self, seq: Sequence, num_tokens: int) -> None:
+        """Grow the block table of `seq` to hold `num_tokens` tokens (first call: prefix lookup)."""
+
+    @abstractmethod
+    def mark_computed(self, seq: Sequence, num_tokens: int | None = None) -> None:
+        """Called once the KV of `seq` up to `num_tokens` (default `seq.num_computed_tokens`) is written,
+        or queued on the device by a step that every later step runs after."""
+
+    @abstractmethod
+    def free(self, seq: Sequence) -> None:
+        """Give back every block of `seq`; its block table becomes empty."""
+
+    @property
+    @abstractmethod
+    def num_free_blocks(self) -> int: ...
+
+    @property
+    def num_used_blocks(self) -> int:
+        return self.num_blocks - self.num_free_blocks
+
+    def blocks_for(self, num_tokens: int) -> int:
+        return (num_tokens + self.block_size - 1) // self.block_size

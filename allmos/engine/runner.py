@@ -1,0 +1,29 @@
+"""The runner interface the engine depends on: it launches a scheduled step on the device(s) and
+collects its sampled tokens. `ModelRunner` is one rank; the tensor-parallel `DistributedRunner`
+(allmos/distributed) puts N ranks behind the same interface. Which one an engine gets is chosen
+above the engine (allmos/runners.py) and handed to it."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Protocol
+
+from allmos.engine.batch import LaunchedStep, ScheduledBatch, StepOutput
+
+
+class Runner(Protocol):
+    num_blocks: int  # KV blocks in the cache (on every rank)
+
+    def launch(self, batch: ScheduledBatch, prev: LaunchedStep | None = None) -> LaunchedStep:
+        """Queue the step's work on the device without waiting for it."""
+
+    def collect(self, step: LaunchedStep) -> StepOutput:
+        """Wait for a launched step; its sampled tokens on the host."""
+
+    def counters(self) -> dict[str, Any]:
+        """The plugins that ran and what they counted since the last `reset_stats`."""
+
+    def reset_stats(self) -> None: ...
+
+
+# (config, hf_config, weights) -> a Runner
+RunnerFactory = Callable[[Any, Any, str], Runner]

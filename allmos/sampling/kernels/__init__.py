@@ -1,0 +1,1 @@
+"""The sampler's Triton kernels (Gumbel-max with Philox noise in registers)."""

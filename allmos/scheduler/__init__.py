@@ -1,0 +1,1 @@
+"""Schedulers: what each step computes; `scheduler=` picks one."""

@@ -1,0 +1,45 @@
+"""The scheduler interface: what each step computes. One policy per module of this package."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+from allmos.block_manager.base import BlockManager
+from allmos.engine.batch import ScheduledBatch, StepOutput
+from allmos.engine.sequence import Sequence
+from allmos.registry import BuildContext, Limits, Plugin
+
+
+class Scheduler(Plugin, ABC):
+    def __init__(self, options, ctx: BuildContext):
+        super().__init__(options, ctx)
+        self.limits: Limits = ctx.limits
+        self.block_manager: BlockManager = ctx.block_manager
+        self.eos_token_ids = set(ctx.eos_token_ids)
+        self.num_preemptions = 0
+
+    def reset_stats(self) -> None:
+        self.num_preemptions = 0
+
+    @abstractmethod
+    def add(self, seq: Sequence) -> None: ...
+
+    @abstractmethod
+    def has_unfinished(self) -> bool: ...
+
+    @abstractmethod
+    def schedule(self) -> ScheduledBatch:
+        """The next step's batch; raises if nothing can be scheduled although work remains."""
+
+    @abstractmethod
+    def postprocess(self, batch: ScheduledBatch, output: StepOutput) -> list[Sequence]:
+        """Record the step's sampled tokens; returns the sequences that finished."""
+
+    @abstractmethod
+    def abort(self, seq: Sequence) -> None:
+        """Finish `seq` now, wherever it is, and give back its blocks."""
+
+    def schedule_ahead(self, running: ScheduledBatch) -> ScheduledBatch | None:
+        """The decode batch after `running`, scheduled before `running`'s tokens are known; None when
+        the next step should be scheduled normally (after postprocessing `running`)."""
+        return None

@@ -1,0 +1,39 @@
+"""`static`: the classic baseline. A cohort of up to `max_num_seqs` requests is admitted together
+and runs to completion before the next cohort starts."""
+
+from __future__ import annotations
+
+from allmos.engine.sequence import Sequence
+from allmos.registry import register
+from allmos.scheduler.continuous import ContinuousScheduler
+
+
+@register("scheduler", "static")
+class StaticScheduler(ContinuousScheduler):
+    """Static batching: no request joins until the whole current cohort has finished."""
+
+    def __init__(self, options, ctx):
+        super().__init__(options, ctx)
+        self.cohort: set[int] = set()
+
+    def admissible(self, seq: Sequence) -> bool:
+        if not self.cohort:
+            self.form_cohort()
+        return seq.seq_id in self.cohort
+
+    def form_cohort(self) -> None:
+        free = self.block_manager.num_free_blocks
+        for seq in list(self.waiting)[: self.limits.max_num_seqs]:
+            need = self.block_manager.blocks_for(len(seq))
+            if self.cohort and need > free:
+                break
+            free -= need
+            self.cohort.add(seq.seq_id)
+
+    def finish(self, seq: Sequence) -> None:
+        super().finish(seq)
+        self.cohort.discard(seq.seq_id)
+
+    def abort(self, seq: Sequence) -> None:
+        super().abort(seq)
+        self.cohort.discard(seq.seq_id)
