@@ -16,7 +16,6 @@ from allmos.bench.record import write_record, write_trace
 from allmos.bench.workloads import WorkloadSpec, make_requests, warmup_requests
 from allmos.config import EngineConfig
 from allmos.engine.engine import weights_source
-from allmos.engine.stats import EngineStats
 from allmos.llm import LLM
 from allmos.progress import LOG, phase
 
@@ -69,7 +68,7 @@ def run_benchmark(spec: JobSpec, folder: str) -> dict[str, Any]:
     if warm:
         with phase(f"warm-up ({len(warm)} requests, not timed)"):
             llm.run_requests([r.token_ids for r in warm], [r.params for r in warm])
-    reset_counts(engine)
+    engine.reset_stats()
     sync(config)
     start = time.perf_counter()
     seqs = run_workload(llm, requests, workload.concurrency)
@@ -106,13 +105,6 @@ def run_workload(llm: LLM, requests: list, concurrency: int | None) -> list:
 
 def config_options(config: EngineConfig) -> dict:
     return {k: v for k, v in config.__dict__.items() if k != "model"}
-
-
-def reset_counts(engine) -> None:
-    engine.stats = EngineStats()
-    engine.block_manager.cached_tokens = 0
-    engine.scheduler.num_preemptions = 0
-    engine.runner.graph_runner.graph_steps = engine.runner.graph_runner.eager_steps = 0
 
 
 def sync(config: EngineConfig) -> None:
