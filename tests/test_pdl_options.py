@@ -14,7 +14,9 @@ PDL_PLUGINS = ["attention", "rope", "linear"]
 
 
 def check(kind: str, pdl: bool, device: str) -> None:
-    config = EngineConfig.create(device=device, **{kind: {"name": "triton", "pdl": pdl}})
+    # the other Triton plugins (on by default) without pdl, so only `kind`'s option is judged
+    plugins = {other: {"name": "triton", "pdl": pdl if other == kind else False} for other in PDL_PLUGINS}
+    config = EngineConfig.create(device=device, **plugins)
     check_plugins(config)
 
 

@@ -15,7 +15,7 @@ from allmos import LLM
 from allmos.bench.job import run_benchmark
 from allmos.bench.probe import check_probe, ensure_reference, reference_path
 from allmos.cli.summary import summary_lines
-from allmos.config import EngineConfig
+from allmos.config import ALL_OFF, EngineConfig
 
 SMALL = dict(dtype="float32", device="cpu", block_size=16, num_kv_blocks=64, max_model_len=256)
 
@@ -40,9 +40,9 @@ def test_changed_weights_in_the_same_folder_get_another_reference(tmp_path):
 def test_a_job_with_the_references_configuration_is_reported_as_reference_not_pass(tmp_path, cache):
     folder = save_tiny_model(tmp_path / "model", "qwen3")
     reference = ensure_reference(EngineConfig.create(folder, **SMALL), "real")
-    all_off = check_probe(LLM(folder, **SMALL), reference)
+    all_off = check_probe(LLM(folder, **SMALL, **ALL_OFF), reference)
     assert all_off["verdict"] == "reference" and all_off["passed"] is None
-    optimized = check_probe(LLM(folder, prefix_caching=True, **SMALL), reference)
+    optimized = check_probe(LLM(folder, **SMALL, **(ALL_OFF | {"prefix_caching": True})), reference)
     assert optimized["verdict"] == "pass" and optimized["passed"] is True
 
 

@@ -20,23 +20,15 @@ import torch
 from allmos.bench.compare import close_enough
 from allmos.bench.fingerprint import weights_fingerprint
 from allmos.bench.record import write_atomic
-from allmos.config import EngineConfig, PluginChoice
+from allmos.config import ALL_OFF as PRESET_ALL_OFF
+from allmos.config import PLUGIN_SWITCHES, EngineConfig, PluginChoice
 from allmos.sampling_params import SamplingParams
 
 NUM_PROMPTS, MIN_LEN, MAX_LEN, MAX_TOKENS, TOP = 4, 8, 48, 16, 5
-ALL_OFF = dict(
-    attention=PluginChoice("sdpa"),
-    kv_store=PluginChoice("torch"),
-    cuda_graphs=False,
-    prefix_caching=False,
-    compile=False,
-    chunked_prefill=False,
-    async_scheduling=False,
-    scheduler=PluginChoice("continuous"),
-    rope=PluginChoice("torch"),
-    linear=PluginChoice("torch"),
-    sampler=PluginChoice("gumbel"),
-    tensor_parallel_size=1,
+# The reference engine: the all-off preset (allmos.config.ALL_OFF, `+preset=all_off`), one rank, whole
+# prompts, the continuous scheduler.
+REFERENCE_SWITCHES = {k: PluginChoice.of(v) if k in PLUGIN_SWITCHES else v for k, v in PRESET_ALL_OFF.items()} | dict(
+    chunked_prefill=False, scheduler=PluginChoice("continuous"), tensor_parallel_size=1
 )
 REFERENCE_VERSION = "v3"  # v3: keyed by the weights' fingerprint; rope, linear and sampler off too
 
@@ -68,8 +60,8 @@ def reference_path(config: EngineConfig, weights: str) -> str:
 
 
 def governed(switches: dict) -> dict:
-    """The switches the reference fixes (ALL_OFF's, plugin options included)."""
-    return {k: v for k, v in switches.items() if k.split(".")[0] in ALL_OFF}
+    """The switches the reference fixes (REFERENCE_SWITCHES's, plugin options included)."""
+    return {k: v for k, v in switches.items() if k.split(".")[0] in REFERENCE_SWITCHES}
 
 
 def is_reference_configuration(job_switches: dict, reference_switches: dict | None) -> bool:
@@ -92,7 +84,9 @@ def ensure_reference(config: EngineConfig, weights: str) -> str:
     from allmos.llm import LLM
 
     blocks = NUM_PROMPTS * ((MAX_LEN + MAX_TOKENS) // config.block_size + 1)
-    options = {k: v for k, v in config.__dict__.items() if k != "model"} | ALL_OFF | {"num_kv_blocks": blocks}
+    options = (
+        {k: v for k, v in config.__dict__.items() if k != "model"} | REFERENCE_SWITCHES | {"num_kv_blocks": blocks}
+    )
     llm = LLM(config.model, **options)
     write_atomic(path, json.dumps({"outputs": generate_probe(llm), "switches": llm.engine.config.switches()}))
     del llm

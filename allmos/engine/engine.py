@@ -88,14 +88,15 @@ class Engine:
 
         If the step fails, every unfinished sequence of it (and of the step queued ahead of it) is
         finished with the error in `seq.error` and removed, and StepFailed is raised naming them; the
-        engine serves the other requests in later steps."""
+        engine serves the other requests in later steps. If the runner itself is gone (a tensor-parallel
+        rank died), the error is raised as it is: no later step can run."""
         self.check_open()
         self.step_seqs = list(self.in_flight.batch.seqs) if self.in_flight else []
         try:
             return self.run_step()
         except Exception as error:
             failed = self.fail_step_seqs(error)
-            if not failed:
+            if not failed or self.runner.closed:  # a runner that cannot go on: the error is the engine's
                 raise
             raise StepFailed(failed, error) from error
 

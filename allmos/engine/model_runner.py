@@ -31,6 +31,8 @@ def rank_device(device: str, tp: ParallelInfo) -> torch.device:
 
 
 class ModelRunner:
+    closed = False  # one rank in this process: it runs steps as long as the engine lives
+
     def __init__(self, config: EngineConfig, hf_config: Any, weights: str, tp: ParallelInfo | None = None):
         self.config = config
         self.hf_config = hf_config

@@ -13,6 +13,10 @@ from allmos.engine.batch import LaunchedStep, ScheduledBatch, StepOutput
 class Runner(Protocol):
     num_blocks: int  # KV blocks in the cache (on every rank)
 
+    @property
+    def closed(self) -> bool:
+        """Whether it can run no more steps (after close(), or a failure that ended its ranks)."""
+
     def launch(self, batch: ScheduledBatch, prev: LaunchedStep | None = None) -> LaunchedStep:
         """Queue the step's work on the device without waiting for it."""
 

@@ -180,4 +180,3 @@ class ContinuousScheduler(Scheduler):
                     forget(block)
         self.block_manager.free(seq)
         seq.status = SequenceStatus.FINISHED
-
