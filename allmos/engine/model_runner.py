@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from dataclasses import replace
 from typing import Any
 
@@ -121,6 +122,8 @@ class ModelRunner:
         tables may repeat blocks: only shapes matter); return the memory peak without that cache."""
         c = self.config
         blocks_per_seq = (c.max_model_len + c.block_size - 1) // c.block_size
+        gc.collect()  # an earlier engine that only the collector frees would count as this one's peak
+        torch.cuda.empty_cache()
         scratch = kv_cache.allocate(self.cache_shape, blocks_per_seq, self.device)
         self.bind_cache(scratch)
         torch.cuda.reset_peak_memory_stats(self.device)
