@@ -3,8 +3,8 @@ the managers' invariants."""
 
 from __future__ import annotations
 
-from allmos.engine.sequence import Sequence
 from allmos.sampling_params import SamplingParams
+from allmos.sequence import Sequence
 
 BS = 4
 

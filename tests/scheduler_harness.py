@@ -14,14 +14,14 @@ from __future__ import annotations
 
 from collections import Counter
 
+from allmos.batch import ScheduledBatch, StepOutput
 from allmos.block_manager.paged import PagedBlockManager
 from allmos.block_manager.prefix_caching import PrefixCachingBlockManager
-from allmos.engine.batch import ScheduledBatch, StepOutput
-from allmos.engine.sequence import Sequence, SequenceStatus
 from allmos.registry import BuildContext, Limits
 from allmos.sampling_params import SamplingParams
 from allmos.scheduler.continuous import ContinuousScheduler
 from allmos.scheduler.static import StaticScheduler
+from allmos.sequence import Sequence, SequenceStatus
 
 EOS = 3
 SCHEDULERS = {"continuous": ContinuousScheduler, "static": StaticScheduler}

@@ -4,12 +4,12 @@ host. Outputs must not change, whatever ends a sequence (length, end-of-sequence
 import pytest
 
 from allmos import LLM, SamplingParams
+from allmos.batch import ScheduledBatch
 from allmos.block_manager.paged import PagedBlockManager
 from allmos.block_manager.prefix_caching import PrefixCachingBlockManager
-from allmos.engine.batch import ScheduledBatch
-from allmos.engine.sequence import Sequence
 from allmos.registry import BuildContext, Limits
 from allmos.scheduler.continuous import ContinuousScheduler
+from allmos.sequence import Sequence
 
 PROMPTS = [[5, 6, 7, 8, 9, 10, 11], list(range(20, 60)), [3, 4], list(range(100, 133))]
 

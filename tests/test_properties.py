@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from scheduler_harness import drive, make_scheduler, reference_output, run_alone
 
 from allmos import LLM, SamplingParams
-from allmos.engine.sequence import Sequence
+from allmos.sequence import Sequence
 
 BLOCK_SIZES = [2, 4, 8, 16, 32]
 MAX_STEPS = 10_000

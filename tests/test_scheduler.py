@@ -13,8 +13,8 @@ from scheduler_harness import (
     run_alone,
 )
 
-from allmos.engine.sequence import Sequence, SequenceStatus
 from allmos.sampling_params import SamplingParams
+from allmos.sequence import Sequence, SequenceStatus
 
 
 @pytest.mark.parametrize("kind", SCHEDULERS)

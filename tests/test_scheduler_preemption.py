@@ -12,7 +12,7 @@ from scheduler_harness import (
     run_alone,
 )
 
-from allmos.engine.sequence import SequenceStatus
+from allmos.sequence import SequenceStatus
 
 
 @pytest.mark.parametrize("prefix", [False, True])

@@ -59,9 +59,9 @@ class RecordingStaging:
 def test_positions_are_packed_first(is_prefill):
     """At offset 0 of the one copy, the compiled RoPE sees the same storage offset every step."""
     from allmos import SamplingParams
-    from allmos.engine.batch import ScheduledBatch
-    from allmos.engine.sequence import Sequence
+    from allmos.batch import ScheduledBatch
     from allmos.engine.step_inputs import build_step_inputs
+    from allmos.sequence import Sequence
 
     seqs = [Sequence(i, list(range(5 + i)), SamplingParams()) for i in range(2)]
     for seq in seqs:

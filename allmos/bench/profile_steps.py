@@ -16,9 +16,9 @@ import time
 
 import torch
 
+from allmos.batch import StepOutput
 from allmos.bench.switches import parse_switches
 from allmos.bench.workloads import WorkloadSpec, make_requests, warmup_requests
-from allmos.engine.batch import StepOutput
 from allmos.engine.step_inputs import build_step_inputs
 from allmos.llm import LLM
 

@@ -5,7 +5,7 @@ from typing import Any
 
 import torch
 
-from allmos.engine.sequence import Sequence
+from allmos.sequence import Sequence
 
 
 @dataclass
