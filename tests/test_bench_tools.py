@@ -16,7 +16,7 @@ def test_step_profiler_attributes_every_step(tmp_path):
     args = [
         sys.executable,
         "-m",
-        "allmos.bench.profile_steps",
+        "allmos.microbench.profile_steps",
         "--num-requests",
         "6",
         "--max-len",
@@ -43,7 +43,7 @@ def test_step_profiler_attributes_every_step(tmp_path):
 
 
 def test_step_profiler_refuses_tensor_parallel():
-    args = [sys.executable, "-m", "allmos.bench.profile_steps", "tensor_parallel_size=2"]
+    args = [sys.executable, "-m", "allmos.microbench.profile_steps", "tensor_parallel_size=2"]
     proc = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "tensor_parallel_size=1" in proc.stderr
 
@@ -53,7 +53,7 @@ def test_step_time_reports_milliseconds_per_decode_step(tmp_path):
     args = [
         sys.executable,
         "-m",
-        "allmos.bench.step_time",
+        "allmos.microbench.step_time",
         "--arch",
         "conf/model/qwen3-tiny.yaml",
         "--graphs",
@@ -95,7 +95,7 @@ def test_source_hash_follows_the_code(tmp_path):
 
 
 def test_bench_switches_keep_a_plugin_name_next_to_its_options():
-    from allmos.bench.switches import parse_switches
+    from allmos.microbench.switches import parse_switches
 
     parsed = parse_switches(["attention.fused_combine=false", "attention=triton", "compile=true", "linear=triton"])
     assert parsed == {
@@ -116,7 +116,7 @@ def test_kernel_breakdown_counts_kernels_not_the_ops_that_launched_them():
     side: only the device-side row counts. Without a device type, names tell the host's rows apart."""
     from types import SimpleNamespace as Event
 
-    from allmos.bench.profile_steps import is_kernel
+    from allmos.microbench.profile_steps import is_kernel
 
     cuda, cpu = torch.autograd.DeviceType.CUDA, torch.autograd.DeviceType.CPU
     inductor = "triton_poi_fused_mul_silu_split_0"

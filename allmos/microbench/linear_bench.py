@@ -1,6 +1,6 @@
 """Bandwidth of the model's linear layers at decode row counts (needs a CUDA GPU).
 
-    python -m allmos.bench.linear_bench --out DIR [--quick]
+    python -m allmos.microbench.linear_bench --out DIR [--quick]
 
 For each Qwen3-0.6B projection (qkv, o, gate_up, down, LM head) and each row count, times cuBLAS
 (`F.linear`) and the Triton skinny kernel (rows <= its MAX_ROWS; best of a small config sweep, and its
@@ -22,8 +22,6 @@ import os
 import torch
 import torch.nn.functional as F
 
-from allmos.bench.gpu_timing import environment, gbps, graph_ms, num_sets
-from allmos.bench.kernel_bench import bench_copy
 from allmos.layers import ops
 from allmos.linear.kernels.gemv import (
     accumulator_fits,
@@ -32,6 +30,8 @@ from allmos.linear.kernels.gemv import (
     skinny_linear,
 )
 from allmos.linear.kernels.gemv_checks import MAX_ROWS
+from allmos.microbench.gpu_timing import environment, gbps, graph_ms, num_sets
+from allmos.microbench.kernel_bench import bench_copy
 
 DTYPE = torch.bfloat16
 SHAPES = {  # name: (out_features, in_features)

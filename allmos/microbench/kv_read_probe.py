@@ -1,6 +1,6 @@
 """How fast can decode attention read the KV cache? (needs a CUDA GPU)
 
-    python -m allmos.bench.kv_read_probe --out FILE [--batches 102,256] [--context 1100]
+    python -m allmos.microbench.kv_read_probe --out FILE [--batches 102,256] [--context 1100]
 
 Measures, as CUDA-graph replays on one GPU:
 - the ceilings: a device-to-device copy (bytes read plus written) and a read-only stream (a Triton kernel
@@ -23,7 +23,7 @@ import triton.language as tl
 
 from allmos.attention.kernels.decode import paged_decode_attention
 from allmos.attention.kernels.decode_merge import decode_counters
-from allmos.bench.gpu_timing import environment, gbps, graph_ms
+from allmos.microbench.gpu_timing import environment, gbps, graph_ms
 
 NUM_HEADS, NUM_KV_HEADS, HEAD_DIM, BLOCK_SIZE = 16, 8, 128, 256
 STREAM_BYTES = 1 << 30

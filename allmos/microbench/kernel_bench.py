@@ -1,6 +1,6 @@
 """Bandwidth benchmarks of the Triton KV-store and paged decode kernels (needs a CUDA GPU).
 
-    python -m allmos.bench.kernel_bench --out DIR [--quick] [--sweep all|decode|prefill|none]
+    python -m allmos.microbench.kernel_bench --out DIR [--quick] [--sweep all|decode|prefill|none]
 
 Reports, on Qwen3-0.6B head shapes (16 q heads, 8 kv heads, head_dim 128, bf16):
   * device-to-device copy bandwidth (the practical ceiling; do_bench median),
@@ -37,9 +37,9 @@ import triton
 from allmos.attention.kernels.decode import default_num_splits, paged_decode_attention
 from allmos.attention.kernels.decode_merge import decode_counters
 from allmos.attention.kernels.prefill import paged_prefill_attention
-from allmos.bench.gpu_timing import add_gbps, environment, gbps, graph_ms, host_us, median_ms, num_sets
-from allmos.bench.kernel_bench_tables import print_decode_table, print_prefill_table, print_store_table
 from allmos.kv_store.kernels.store import store_kv_triton
+from allmos.microbench.gpu_timing import add_gbps, environment, gbps, graph_ms, host_us, median_ms, num_sets
+from allmos.microbench.kernel_bench_tables import print_decode_table, print_prefill_table, print_store_table
 
 NUM_HEADS, NUM_KV_HEADS, HEAD_DIM = 16, 8, 128  # Qwen3-0.6B
 DTYPE = torch.bfloat16

@@ -1,4 +1,4 @@
-"""The prefill phase of nano_bench and the switch to decoding: `python -m allmos.bench.prefill_profile
+"""The prefill phase of nano_bench and the switch to decoding: `python -m allmos.microbench.prefill_profile
 [--runs 2] [--out FILE] [switch=value ...]`.
 
 Builds the engine and warms it up as a benchmark job does, then runs the workload `--runs` times, each
@@ -16,11 +16,11 @@ import json
 
 import torch
 
-from allmos.bench.profile_steps import kernel_rows
-from allmos.bench.switches import parse_switches
 from allmos.bench.workloads import WorkloadSpec, make_requests, warmup_requests
 from allmos.engine.stats import EngineStats
 from allmos.llm import LLM
+from allmos.microbench.profile_steps import kernel_rows
+from allmos.microbench.switches import parse_switches
 
 AROUND = 3  # decode steps shown after the last prefill step
 

@@ -1,7 +1,7 @@
 """The multi-row tensor-core GEMMs (allmos.linear.kernels.gemm) against the path they replace, at
 decode batch sizes (needs a CUDA GPU).
 
-    python -m allmos.bench.gemm_bench --out DIR [--rows 2,16,64,256] [--quick]
+    python -m allmos.microbench.gemm_bench --out DIR [--rows 2,16,64,256] [--quick]
 
 For each Qwen3-0.6B projection with its prologue (RMSNorm+qkv, o, RMSNorm+gate_up, SiLU+down) and each
 row count it times the torch path (the compiled element-wise op, as `compile=true` builds it, then cuBLAS
@@ -27,7 +27,6 @@ import torch.nn.functional as F
 import triton
 from triton.runtime.errors import OutOfResources
 
-from allmos.bench.gpu_timing import environment, graph_ms, num_sets
 from allmos.layers import ops
 from allmos.linear.kernels.gemm import (
     add_rms_norm_rows_linear,
@@ -36,6 +35,7 @@ from allmos.linear.kernels.gemm import (
     silu_mul_rows_linear,
 )
 from allmos.linear.kernels.gemm_config import NUM_SMS_H100, SHARED_MEMORY_BYTES, shared_memory_bytes
+from allmos.microbench.gpu_timing import environment, graph_ms, num_sets
 
 DTYPE = torch.bfloat16
 EPS = 1e-6

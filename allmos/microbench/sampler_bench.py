@@ -1,6 +1,6 @@
 """The Triton sampler's chunking (`programs_per_sm`) at decode batch sizes (needs a CUDA GPU).
 
-    python -m allmos.bench.sampler_bench --out FILE [--batches 1,16,102,256] [--programs 4,8,16,32]
+    python -m allmos.microbench.sampler_bench --out FILE [--batches 1,16,102,256] [--programs 4,8,16,32]
 
 Times gumbel_max_sample on bf16 logits of Qwen3's vocabulary (151,936) at each batch size and each
 target number of (row, chunk) programs per SM, as CUDA-graph replays rotating over enough logits copies
@@ -15,7 +15,7 @@ import json
 
 import torch
 
-from allmos.bench.gpu_timing import environment, gbps, graph_ms, num_sets
+from allmos.microbench.gpu_timing import environment, gbps, graph_ms, num_sets
 from allmos.sampling.kernels.gumbel_max import gumbel_max_sample
 
 VOCAB = 151936

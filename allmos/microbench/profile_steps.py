@@ -1,4 +1,4 @@
-"""Where a step's time goes: `python -m allmos.bench.profile_steps [switch=value ...]`.
+"""Where a step's time goes: `python -m allmos.microbench.profile_steps [switch=value ...]`.
 
 Runs a workload once normally (the real wall time) and once with a device sync between phases,
 attributing each decode and prefill step's time to: scheduling, input preparation (host arrays and
@@ -17,10 +17,10 @@ import time
 import torch
 
 from allmos.batch import StepOutput
-from allmos.bench.switches import parse_switches
 from allmos.bench.workloads import WorkloadSpec, make_requests, warmup_requests
 from allmos.engine.step_inputs import build_step_inputs
 from allmos.llm import LLM
+from allmos.microbench.switches import parse_switches
 
 PHASES = ("schedule", "prepare", "forward", "sample", "postprocess")
 

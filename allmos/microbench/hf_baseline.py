@@ -1,6 +1,6 @@
 """transformers' generate against allmos on the same architecture, weights and requests.
 
-`python -m allmos.bench.hf_baseline --batch 64 --max-new-tokens 256 [--out FILE] [switch=value ...]`
+`python -m allmos.microbench.hf_baseline --batch 64 --max-new-tokens 256 [--out FILE] [switch=value ...]`
 
 Saves a random-weight Qwen3-0.6B (or reads --model) once, takes the first `--batch` prompts of
 nano_bench, and times transformers' batched sampling at temperature 0.6 (left-padded, one generate call,
@@ -17,9 +17,9 @@ import time
 
 import torch
 
-from allmos.bench.switches import parse_switches
 from allmos.bench.workloads import WorkloadSpec, make_requests
 from allmos.llm import LLM
+from allmos.microbench.switches import parse_switches
 from allmos.sampling_params import SamplingParams
 
 

@@ -3,7 +3,7 @@ TFLOP/s, KV store GB/s."""
 
 from __future__ import annotations
 
-from allmos.bench.gpu_timing import gbps
+from allmos.microbench.gpu_timing import gbps
 
 
 def print_decode_table(rows: list[dict]) -> None:

@@ -1,6 +1,6 @@
 """Decode step time at a fixed batch and context, with CUDA graphs on and off, in one process.
 
-`python -m allmos.bench.step_time --batch 1 --context 512 [--graphs both] [switch=value ...]`
+`python -m allmos.microbench.step_time --batch 1 --context 512 [--graphs both] [switch=value ...]`
 
 Starts `--batch` sequences of `--context` prompt tokens, lets them reach steady decoding, then times
 `--steps` consecutive decode steps (engine.step(), host work included, device synchronised at the
@@ -21,9 +21,9 @@ import time
 
 import torch
 
-from allmos.bench.switches import parse_switches
 from allmos.graph_runner.cuda_graph import bucket_for
 from allmos.llm import LLM
+from allmos.microbench.switches import parse_switches
 from allmos.sampling_params import SamplingParams
 
 WARM_STEPS = 8
