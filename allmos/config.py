@@ -62,7 +62,7 @@ class EngineConfig:
     load_format: str = "safetensors"  # safetensors | pt (.bin through torch.load(weights_only=True))
     device: str = "auto"
     dtype: str = "auto"
-    # The defaults are everything on that runs on CUDA, as conf/config.yaml says (tests/test_defaults.py
+    # The defaults are everything on that runs on CUDA, as conf/config.yaml says (tests/unit/config/test_defaults.py
     # checks both agree); on a machine without CUDA `create` starts from CPU_DEFAULTS instead.
     attention: PluginChoice = PluginChoice("triton")
     kv_store: PluginChoice = PluginChoice("triton")

@@ -21,10 +21,10 @@ case $part in
       python run.py workload=latency prefix_caching=false cuda_graphs=$g \
         hydra.run.dir="$runs/graphs_$g" 2>&1 | grep -E "tok/s|TPOT|FAILED"
     done
-    python -m allmos.bench.step_time --batch 1 --context 512 --out "$out/step_time.json" prefix_caching=false \
+    python -m allmos.microbench.step_time --batch 1 --context 512 --out "$out/step_time.json" prefix_caching=false \
       2>&1 | tail -2
-    python -m allmos.bench.hf_baseline --batch 64 --max-new-tokens 256 --out "$out/hf_baseline.json" 2>&1 | tail -14
-    python -m allmos.bench.profile_steps --kernels 10 --out "$out/profile.json" prefix_caching=false 2>&1 | tail -30
+    python -m allmos.microbench.hf_baseline --batch 64 --max-new-tokens 256 --out "$out/hf_baseline.json" 2>&1 | tail -14
+    python -m allmos.microbench.profile_steps --kernels 10 --out "$out/profile.json" prefix_caching=false 2>&1 | tail -30
     ;;
   *) echo "unknown part $part" >&2; exit 2 ;;
 esac

@@ -6,4 +6,4 @@ out=${OUT:-/tmp/out}
 mkdir -p "$out"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 python -m pytest -m gpu -q tests/ 2>&1 | tee "$out/gpu_tests.log" | tail -15
-python -m allmos.bench.kernel_bench --out "$out" 2>&1 | tail -40
+python -m allmos.microbench.kernel_bench --out "$out" 2>&1 | tail -40

@@ -23,4 +23,4 @@ echo "=== latency all_on: python run.py workload=latency"
 python run.py workload=latency hydra.run.dir="$runs/latency_all_on" 2>&1 | grep -E "tok/s|TPOT|FAILED" | head -3
 python scripts/collect_records.py "$runs" "$out/records-perf.json"
 echo "=== batch-1 step all_on (the LLM defaults)"
-python -m allmos.bench.step_time --graphs true --out "$out/step_all_on.json" 2>&1 | tail -1
+python -m allmos.microbench.step_time --graphs true --out "$out/step_all_on.json" 2>&1 | tail -1

@@ -1,12 +1,6 @@
-import os
-import sys
-
 import pytest
 import torch
-
-sys.path.insert(0, os.path.dirname(__file__))
-
-from models import save_tiny_model
+from models import save_tiny_model  # tests/helpers/ is on the path (pyproject.toml: pythonpath)
 
 
 def pytest_collection_modifyitems(config, items):

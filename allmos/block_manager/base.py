@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
-from allmos.engine.sequence import Sequence
 from allmos.registry import BuildContext, Plugin
+from allmos.sequence import Sequence
 
 
 class BlockManager(Plugin, ABC):

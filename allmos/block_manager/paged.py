@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections import OrderedDict
 
 from allmos.block_manager.base import BlockManager
-from allmos.engine.sequence import Sequence
 from allmos.registry import register
+from allmos.sequence import Sequence
 
 
 @register("block_manager", "paged")

@@ -13,8 +13,8 @@ import numpy as np
 import xxhash
 
 from allmos.block_manager.paged import PagedBlockManager
-from allmos.engine.sequence import Sequence
 from allmos.registry import register
+from allmos.sequence import Sequence
 
 
 def chain_hash(prev_hash: int, tokens: list[int]) -> int:

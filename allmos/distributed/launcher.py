@@ -43,10 +43,10 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from allmos.batch import LaunchedStep, ScheduledBatch, StepOutput
 from allmos.distributed.main_guard import check_main_guard
 from allmos.distributed.rank import RankRunner
 from allmos.distributed.worker import COLLECTIVE_TIMEOUT, INIT_TIMEOUT, LOOPBACK, WorkerSpec, worker_main
-from allmos.engine.batch import LaunchedStep, ScheduledBatch, StepOutput
 from allmos.layers.parallel import ParallelInfo
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from allmos.engine.batch import LaunchedStep, ScheduledBatch, StepOutput
+from allmos.batch import LaunchedStep, ScheduledBatch, StepOutput
 from allmos.engine.model_runner import ModelRunner
 from allmos.engine.step_inputs import StepInputs, build_step_inputs
 from allmos.layers.parallel import ParallelInfo

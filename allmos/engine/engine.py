@@ -9,15 +9,15 @@ from typing import Any
 
 import torch
 
+from allmos.batch import LaunchedStep, ScheduledBatch
 from allmos.config import EngineConfig
-from allmos.engine.batch import LaunchedStep, ScheduledBatch
 from allmos.engine.runner import RunnerFactory
-from allmos.engine.sequence import Sequence
 from allmos.engine.stats import EngineStats
 from allmos.models.config_checks import check_model_config, declared_fields
 from allmos.models.hf_config import eos_token_ids, load_hf_config
 from allmos.registry import build
 from allmos.sampling_params import SamplingParams
+from allmos.sequence import Sequence
 from allmos.validation import check_tensor_parallel, validate, with_model_len
 
 

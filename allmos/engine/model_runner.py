@@ -10,11 +10,10 @@ import torch
 
 from allmos.attention.backend import HeadShape
 from allmos.attention.layer import PagedAttention
+from allmos.batch import LaunchedStep, ScheduledBatch, StepOutput
 from allmos.config import EngineConfig
 from allmos.engine import kv_cache
-from allmos.engine.batch import LaunchedStep, ScheduledBatch, StepOutput
 from allmos.engine.readback import TokenReadback
-from allmos.engine.sequence import Sequence
 from allmos.engine.staging import HostStaging
 from allmos.engine.step_inputs import StepInputs, build_step_inputs
 from allmos.layers.ops import Ops
@@ -24,6 +23,7 @@ from allmos.models.decoder import head_dim_of
 from allmos.models.loader import build_model, load_checkpoint, randomize
 from allmos.registry import build
 from allmos.sampling_params import SamplingParams
+from allmos.sequence import Sequence
 
 
 def rank_device(device: str, tp: ParallelInfo) -> torch.device:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Protocol
 
-from allmos.engine.batch import LaunchedStep, ScheduledBatch, StepOutput
+from allmos.batch import LaunchedStep, ScheduledBatch, StepOutput
 
 
 class Runner(Protocol):

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from allmos.attention.metadata import AttentionMetadata, common_metadata
-from allmos.engine.batch import ScheduledBatch
+from allmos.batch import ScheduledBatch
 from allmos.engine.staging import HostStaging
 
 

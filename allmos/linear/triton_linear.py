@@ -23,7 +23,7 @@ class TritonLinear(TritonPlugin, LinearPlugin):
     steps without `gemm`, use the unfused path (cuBLAS). With `pdl` each GEMV is launched before the
     previous kernel ends and loads its first weight chunk while waiting for it; the GEMMs launch plainly,
     since with PDL their waiting programs hold the SMs' shared memory from the running kernel
-    (allmos.bench.gemm_bench: 7.4 -> 8.2 us back to back at 2 rows)."""
+    (allmos.microbench.gemm_bench: 7.4 -> 8.2 us back to back at 2 rows)."""
 
     def __init__(self, options, ctx):
         super().__init__(options, ctx)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
+from allmos.batch import ScheduledBatch, StepOutput
 from allmos.block_manager.base import BlockManager
-from allmos.engine.batch import ScheduledBatch, StepOutput
-from allmos.engine.sequence import Sequence
 from allmos.registry import BuildContext, Limits, Plugin
+from allmos.sequence import Sequence
 
 
 class Scheduler(Plugin, ABC):

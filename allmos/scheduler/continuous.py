@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from collections import deque
 
-from allmos.engine.batch import ScheduledBatch, StepOutput
-from allmos.engine.sequence import Sequence, SequenceStatus
+from allmos.batch import ScheduledBatch, StepOutput
 from allmos.registry import register
 from allmos.scheduler.base import Scheduler
+from allmos.sequence import Sequence, SequenceStatus
 
 
 @register("scheduler", "continuous")

@@ -3,9 +3,9 @@ and runs to completion before the next cohort starts."""
 
 from __future__ import annotations
 
-from allmos.engine.sequence import Sequence
 from allmos.registry import register
 from allmos.scheduler.continuous import ContinuousScheduler
+from allmos.sequence import Sequence
 
 
 @register("scheduler", "static")

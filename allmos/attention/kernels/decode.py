@@ -187,7 +187,7 @@ def default_num_splits(batch: int, num_kv_heads: int, max_context: int, num_sms:
     Only host-known shapes are used (max_context comes from block_tables' width), so the choice is fixed
     for a CUDA graph; the kernel spreads each sequence's actual tiles over the splits, so a generous
     max_context only adds a few empty programs. Tuned on an H100 (bf16, 8 kv heads, head_dim 128): within
-    1% of the best power-of-two split count on every shape of allmos.bench.kernel_bench.
+    1% of the best power-of-two split count on every shape of allmos.microbench.kernel_bench.
     """
     programs = batch * num_kv_heads
     wanted = triton.next_power_of_2(triton.cdiv(2 * num_sms, max(programs, 1)))
@@ -197,7 +197,7 @@ def default_num_splits(batch: int, num_kv_heads: int, max_context: int, num_sms:
 
 def default_block_n(batch: int, num_kv_heads: int, num_sms: int = _H100_NUM_SMS) -> int:
     """128-token tiles once the launch has a program per (kv head, sequence) for every SM, 64 below.
-    Measured on an H100 (bf16, 8 kv heads, head_dim 128, block size 256; allmos.bench.kv_read_probe and
+    Measured on an H100 (bf16, 8 kv heads, head_dim 128, block size 256; allmos.microbench.kv_read_probe and
     nano_bench, 2026-11-28): over scattered pages and mixed contexts the 64-token tile was up to 15% faster
     at batch 1-16, and from batch 32 the two were within 3% of each other, 128 ahead by 2-5% at 2k
     contexts; over consecutive pages (as a fresh engine hands them out) 128 read 7% faster at batch 102,

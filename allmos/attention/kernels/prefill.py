@@ -128,7 +128,7 @@ def _prefill_kernel(
 
 def _prefill_tiles(head_dim: int, elem_size: int) -> tuple[int, int, int]:
     """(BLOCK_M, BLOCK_N, num_warps). 64x64 with 4 warps (2 stages) was the best or within 3% of the best of
-    8 tile configs on every shape of allmos.bench.kernel_bench (H100, bf16, head_dim 128; 128x64x8 warps
+    8 tile configs on every shape of allmos.microbench.kernel_bench (H100, bf16, head_dim 128; 128x64x8 warps
     was 10-25% slower). Halve BLOCK_N when the K/V tiles would crowd shared memory (fp32, head_dim 256)."""
     if head_dim * elem_size <= 256:
         return 64, 64, 4

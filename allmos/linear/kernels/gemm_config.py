@@ -12,7 +12,7 @@ SHARED_MEMORY_BYTES = 227 * 1024  # per block on an H100
 
 
 def default_config(rows: int, n: int, k: int) -> dict:
-    """Measured on an H100 (allmos.bench.gemm_bench, 2026-11-28, Qwen3-0.6B's projections at 2..32 rows):
+    """Measured on an H100 (allmos.microbench.gemm_bench, 2026-11-28, Qwen3-0.6B's projections at 2..32 rows):
     the fastest configs all had 16-row tiles, 32 (sometimes 64) output columns and 128-wide K chunks, and
     split K until the grid held about 256 programs (two per SM): qkv 2 slices, o and down 4-8, gate_up
     (192 tiles already) none. The rule below gives those."""

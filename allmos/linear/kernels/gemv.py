@@ -221,7 +221,7 @@ def _silu_mul_linear_kernel(
 
 
 def default_config(rows: int, n: int, k: int) -> dict:
-    """At one row, measured on an H100 (allmos.bench.linear_bench, 2026-11-28): block_n 2 and 4 warps were
+    """At one row, measured on an H100 (allmos.microbench.linear_bench, 2026-11-28): block_n 2 and 4 warps were
     best on every Qwen3-0.6B projection, fused or not, with whole 1024-wide K chunks, or 2048-wide ones for
     the N=1024 projections whose K is 2048+ (o, down): their 512 programs then keep the most bytes in
     flight. More rows shrink block_k so that the accumulator tile keeps its register budget (not tuned)."""

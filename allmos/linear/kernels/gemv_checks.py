@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-MAX_ROWS = 8  # beyond this cuBLAS's tensor-core tiles win (measured with allmos.bench.linear_bench)
+MAX_ROWS = 8  # beyond this cuBLAS's tensor-core tiles win (measured with allmos.microbench.linear_bench)
 
 
 def check_rows(name: str, what: str, x: torch.Tensor, width: int, max_rows: int = MAX_ROWS) -> None:

@@ -1,0 +1,122 @@
+"""Decode step time at a fixed batch and context, with CUDA graphs on and off, in one process.
+
+`python -m allmos.microbench.step_time --batch 1 --context 512 [--graphs both] [switch=value ...]`
+
+Starts `--batch` sequences of `--context` prompt tokens, lets them reach steady decoding, then times
+`--steps` consecutive decode steps (engine.step(), host work included, device synchronised at the
+ends of each of five blocks) and reports milliseconds per step of the median block for each CUDA-graph
+setting. With graphs it also times the captured forward alone (back-to-back replays between CUDA
+events: the GPU time of the model's forward without the LM head, sampler or host), so the two figures
+separate device from host time.
+Engines are built one after the other, the first freed before the second starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import statistics
+import time
+
+import torch
+
+from allmos.graph_runner.cuda_graph import bucket_for
+from allmos.llm import LLM
+from allmos.microbench.switches import parse_switches
+from allmos.sampling_params import SamplingParams
+
+WARM_STEPS = 8
+BLOCKS = 5  # the steps are timed in blocks; the median block is reported (a host hiccup moves one block)
+
+
+def sync(llm: LLM) -> None:
+    if llm.engine.runner.device.type == "cuda":
+        torch.cuda.synchronize(llm.engine.runner.device)
+
+
+def graph_replay_ms(llm: LLM, batch: int, context: int, replays: int = 50) -> float | None:
+    graphs = llm.engine.runner.graph_runner
+    if not getattr(graphs, "graphs", None):
+        return None
+    blocks = -(-context // llm.engine.config.block_size)
+    graph = graphs.graphs[(bucket_for(batch, graphs.buckets), bucket_for(blocks, graphs.widths))]
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    graph.replay()
+    start.record()
+    for _ in range(replays):
+        graph.replay()
+    end.record()
+    end.synchronize()
+    return start.elapsed_time(end) / replays
+
+
+def decode_step_ms(llm: LLM, batch: int, context: int, steps: int) -> tuple[float, float | None]:
+    """(ms per engine step, ms per replay of the captured forward or None without graphs)."""
+    engine = llm.engine
+    params = SamplingParams(temperature=0, max_tokens=WARM_STEPS + steps + 4, ignore_eos=True)
+    for i in range(batch):
+        engine.add_request([1 + (7 * i + t) % 1000 for t in range(context)], params)
+    while engine.stats.steps("decode") < WARM_STEPS:
+        engine.step()
+    block_ms = []
+    for _ in range(BLOCKS):
+        sync(llm)
+        start = time.perf_counter()
+        for _ in range(steps // BLOCKS):
+            engine.step()
+        sync(llm)
+        block_ms.append(1e3 * (time.perf_counter() - start) / (steps // BLOCKS))
+    # the sequences are still live, so the replayed inputs are real
+    replay = graph_replay_ms(llm, batch, context + WARM_STEPS + steps)
+    while engine.has_unfinished():
+        engine.step()
+    return statistics.median(block_ms), replay
+
+
+def measure(model: str | None, arch: dict | None, options: dict, graphs: bool, args) -> dict:
+    llm = LLM(model, architecture=arch, random_weights="if_missing", **options, cuda_graphs=graphs)
+    try:
+        ms, replay = decode_step_ms(llm, args.batch, args.context, args.steps)
+        row = {"cuda_graphs": graphs, "batch": args.batch, "context": args.context, "ms_per_step": ms}
+        return row | {"graph_replay_ms": replay}
+    finally:
+        llm.close()
+        del llm
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=None, help="a Hugging Face folder (default: random Qwen3-0.6B)")
+    parser.add_argument("--arch", default="conf/model/qwen3-0.6b.yaml", help="model config whose architecture to use")
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--context", type=int, default=512)
+    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--graphs", choices=("both", "true", "false"), default="both")
+    parser.add_argument("--out", default=None)
+    parser.add_argument("switches", nargs="*", help="engine options as key=value (e.g. attention=triton)")
+    args = parser.parse_args()
+    from omegaconf import OmegaConf
+
+    options = parse_switches(args.switches)
+    if "cuda_graphs" in options:
+        parser.error("choose CUDA graphs with --graphs, not a cuda_graphs= switch")
+    arch = OmegaConf.to_container(OmegaConf.load(args.arch).architecture)
+    settings = {"both": [False, True], "true": [True], "false": [False]}[args.graphs]
+    rows = [measure(args.model, arch, options, graphs, args) for graphs in settings]
+    for row in rows:
+        print(
+            f"cuda_graphs={str(row['cuda_graphs']).lower():5s} batch {row['batch']} context {row['context']}: "
+            f"{row['ms_per_step']:.3f} ms per decode step"
+            + (f" (forward graph alone: {row['graph_replay_ms']:.3f} ms)" if row["graph_replay_ms"] else "")
+        )
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump({"switches": options, "rows": rows}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

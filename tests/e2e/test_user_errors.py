@@ -1,0 +1,111 @@
+"""Every user error of `python run.py` is one line naming the key, exit status 1, no traceback."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+from models import save_tiny_model
+from omegaconf import open_dict
+from repo_paths import ROOT
+
+from allmos.cli.app import run_job
+from allmos.cli.schema import register_schemas
+
+
+@pytest.fixture(scope="module", autouse=True)
+def schemas():
+    register_schemas()
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path, monkeypatch):
+    monkeypatch.setenv("ALLMOS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("ALLMOS_MODELS", str(tmp_path / "models"))
+
+
+def run_in_process(tmp_path, *overrides: str) -> str:
+    """run.py's job function on the composed config (as Hydra calls it); returns the one error line."""
+    overrides = ("+machine=cpu", *overrides, f"hydra.run.dir={tmp_path}/run")
+    with initialize_config_dir(config_dir=os.path.join(ROOT, "conf"), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=list(overrides), return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(tmp_path / "run")
+        HydraConfig.instance().set_config(cfg)
+        del cfg["hydra"]  # as Hydra hands it to the task function
+    with pytest.raises(SystemExit) as exit_info:
+        run_job(cfg)
+    assert exit_info.value.code == 1
+    return exit_info
+
+
+@pytest.mark.parametrize(
+    "args,starts",
+    [
+        (["mode=foo"], "allmos: mode: 'foo' is unknown"),
+        (["mode=generate"], "allmos: prompt: mode=generate needs one"),
+        (["mode=generate", "prompt=hi"], "allmos: model: model=qwen3-0.6b has no tokenizer"),
+        (["workload.num_requests=-1"], "allmos: workload.num_requests: must be an integer of at least 1"),
+        (["workload.num_requests=0"], "allmos: workload.num_requests: must be an integer of at least 1"),
+        (["workload.input_len_max=2"], "allmos: workload.input_len_max: 2 is below input_len_min=16"),
+        (["attention=sdpa", "+attention.num_splits=4"], "allmos: attention.num_splits: attention=sdpa has no option"),
+        (["+trust_remote_code=true"], "allmos: trust_remote_code: unsupported"),
+        (["+model.trust_remote_code=true"], "allmos: model.trust_remote_code: unsupported"),
+        (["+no_such_key=1"], "allmos: no_such_key: unknown key"),
+        (["model.path=/tmp/does-not-exist"], "allmos: model.path: '/tmp/does-not-exist' does not exist"),
+        (["model=smollm2-135m", "model.path=/tmp/does-not-exist"], "allmos: model.path: '/tmp/does-not-exist'"),
+    ],
+)
+def test_user_error_is_one_line_naming_the_key(tmp_path, capsys, args, starts):
+    run_in_process(tmp_path, *args)
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(starts) and "\n" not in err, err
+    assert not (tmp_path / "run" / "result.json").exists()  # refused before any job started
+
+
+def run(tmp_path, *args, stdin=None):
+    argv = [sys.executable, "run.py", *args, f"hydra.run.dir={tmp_path}/run"]
+    env = dict(os.environ, ALLMOS_CACHE=str(tmp_path / "cache"), ALLMOS_MODELS=str(tmp_path / "models"))
+    return subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=300, env=env, input=stdin)
+
+
+def test_run_py_end_to_end_exit_one_without_traceback_and_schemas_are_no_choices(tmp_path):
+    proc = run(tmp_path, "workload.num_requests=0")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr + proc.stdout
+    assert proc.stderr.strip().splitlines()[-1].startswith("allmos: workload.num_requests:")
+    proc = run(tmp_path, "attention=sdpa_schema")
+    assert proc.returncode == 1 and "Could not find 'attention/sdpa_schema'" in proc.stderr
+    help_text = run(tmp_path, "--help").stdout
+    assert "attention: flash, sdpa, triton\n" in help_text and "_schema" not in help_text
+
+
+@pytest.fixture(scope="module")
+def chat_model(tmp_path_factory) -> str:
+    """A tiny random Qwen3 with a word-level tokenizer of its own (no hub)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    folder = tmp_path_factory.mktemp("chat_model")
+    save_tiny_model(folder)
+    vocab = {"[UNK]": 0} | {f"w{i}": i for i in range(1, 500)} | {"word": 500, "ä": 501}
+    tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="[UNK]").save_pretrained(str(folder))
+    return str(folder)
+
+
+def test_over_long_prompt_is_refused_with_the_prompt_shortened(tmp_path, capsys, chat_model):
+    prompt = tmp_path / "long.txt"
+    prompt.write_text("word ä " * 2000)
+    run_in_process(tmp_path, "mode=generate", f"model.path={chat_model}", f"prompt_file={prompt}", "max_tokens=4")
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line.startswith("allmos: prompt: 'word ä word ä") and "(14000 chars)" in line
+    assert "4000 tokens; max_model_len=1024" in line and len(line) < 300
+
+
+def test_generate_reads_the_prompt_from_stdin_and_prints_only_the_answer(tmp_path, chat_model):
+    proc = run(tmp_path, "mode=generate", f"model.path={chat_model}", "prompt_file=-", "max_tokens=3", stdin="w1 w2")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert len(proc.stdout.split()) == 3, proc.stdout  # three generated words; logs and banners on stderr
