@@ -26,7 +26,7 @@ from allmos.bench.record import (
 from allmos.bench.worker import PARENT_ENV, SPEC_NAME, describe_failure
 from allmos.cli.interrupt import Interrupted, die_by, ignore_stop_signals, interruptible, stop_worker
 from allmos.cli.job_folder import FolderInUse, device_turn, owned_folder
-from allmos.cli.job_spec import job_spec
+from allmos.cli.job_spec import job_spec, task_overrides
 from allmos.cli.schema import check_known_keys
 from allmos.cli.summary import summary_lines
 from allmos.errors import ConfigError, RequestError
@@ -78,7 +78,7 @@ def bench(cfg: DictConfig) -> dict:
     with interruptible():
         try:
             folder, job, multirun = current_job()
-            spec = job_spec(cfg, job)
+            spec = job_spec(cfg, job, task_overrides())
             with owned_folder(folder):
                 record = resumed(cfg, spec, folder) or run_recorded(cfg, spec, folder, multirun)
         except (FolderInUse, StorageError) as error:

@@ -7,7 +7,7 @@ import sys
 
 from omegaconf import DictConfig
 
-from allmos.cli.job_spec import engine_options
+from allmos.cli.job_spec import engine_options, task_overrides
 from allmos.errors import ConfigError, RequestError
 from allmos.llm import LLM
 from allmos.sampling_params import SamplingParams
@@ -33,7 +33,7 @@ def read_prompt(cfg: DictConfig) -> str:
 
 def generate(cfg: DictConfig) -> dict:
     prompt = read_prompt(cfg)
-    options = engine_options(cfg)
+    options = engine_options(cfg, task_overrides())
     if options["random_weights"] == "always" or options["model"] is None:
         raise ConfigError("model", f"model={cfg.model.name} has no tokenizer (random weights); mode=generate needs one")
     llm = LLM(options.pop("model"), **options)

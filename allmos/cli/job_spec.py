@@ -67,12 +67,15 @@ def has_checkpoint(path: str | None) -> bool:
 
 
 def path_set_by_user(overrides: list[str] | None) -> bool:
-    """Whether the command line set model.path (Hydra's task overrides when none are given)."""
-    if overrides is None:
-        from hydra.core.hydra_config import HydraConfig
+    """Whether the command line (`overrides`; None: there was none) set model.path."""
+    return any(o.lstrip("+~").split("=", 1)[0] == "model.path" for o in overrides or [])
 
-        overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
-    return any(o.lstrip("+~").split("=", 1)[0] == "model.path" for o in overrides)
+
+def task_overrides() -> list[str]:
+    """The running Hydra job's command-line overrides (what the user typed, for `path_set_by_user`)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return list(HydraConfig.get().overrides.task)
 
 
 def to_plain(value):
