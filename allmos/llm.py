@@ -20,7 +20,7 @@ Prompt = str | list[int]
 class LLM:
     def __init__(self, model: str | None = None, **options: Any):
         config = EngineConfig.create(model, **options)
-        with phase(engine_phases(config)):
+        with phase("engine: building"):
             self.engine = Engine(config, make_runner)
         self.tokenizer = load_tokenizer(self.engine.config.model)
 
@@ -126,11 +126,6 @@ class LLM:
 
 
 BAR_INTERVAL_S = 0.1
-
-
-def engine_phases(config: EngineConfig) -> str:
-    steps = ["loading weights", "sizing the KV cache" + (" (compiling)" if config.compile else "")]
-    return "engine: " + ", ".join(steps + ["capturing CUDA graphs"] * config.cuda_graphs)
 
 
 def generated(seqs: list) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+from contextlib import nullcontext
 from dataclasses import replace
 from typing import Any
 
@@ -21,6 +22,7 @@ from allmos.layers.parallel import ParallelInfo
 from allmos.models.context import ModelContext
 from allmos.models.decoder import head_dim_of
 from allmos.models.loader import build_model, load_checkpoint, randomize
+from allmos.progress import phase
 from allmos.registry import build
 from allmos.sampling_params import SamplingParams
 from allmos.sequence import Sequence
@@ -48,14 +50,18 @@ class ModelRunner:
         self.linear = build("linear", choices["linear"], ctx)
         self.attention_backend = build("attention", choices["attention"], replace(ctx, heads=self.head_shape()))
         self.model = build_model(hf_config, self.model_context(), self.device, self.dtype)
-        self.load_weights(weights)
+        with phase("weights: loading the checkpoint" if weights == "real" else "weights: drawing random values"):
+            self.load_weights(weights)
         self.sampler = build("sampler", choices["sampler"], ctx)
         graph_ctx = replace(ctx, model=self.model, attention=self.attention_backend)
         self.graph_runner = build("graph_runner", choices["graph_runner"], graph_ctx)
         self.cache_shape = self.make_cache_shape()
-        self.num_blocks = self.size_cache()
-        self.bind_cache(kv_cache.allocate(self.cache_shape, self.num_blocks, self.device))
-        self.graph_runner.capture()
+        compiling = " (compiling)" if config.compile else ""
+        with phase(f"KV cache: sizing from the largest steps{compiling}"):
+            self.num_blocks = self.size_cache()
+            self.bind_cache(kv_cache.allocate(self.cache_shape, self.num_blocks, self.device))
+        with phase("CUDA graphs: capturing") if config.cuda_graphs else nullcontext():
+            self.graph_runner.capture()
 
     def counters(self) -> dict[str, Any]:
         """What ran: the plugins, and how many forwards the graph runner replayed or ran eagerly."""

@@ -39,6 +39,8 @@ def test_smoke_run_writes_a_complete_record(tmp_path):
     assert "output tok/s" in proc.stdout
     log = (tmp_path / "run" / "run.log").read_text()  # the worker's phases reach the job's log
     assert "warm-up" in log and "correctness probe: done" in log and "workload smoke" in log
+    for step in ("engine: building: done", "weights: drawing random values: done", "KV cache: sizing"):
+        assert step in log, step  # each long phase of building the engine, timed on its own
     probe = record["correctness"]
     assert (probe["verdict"], probe["passed"]) in {("pass", True), ("reference", None)}  # reference: all off
     assert probe["first_divergence"] == [None] * 4
