@@ -40,6 +40,10 @@ class BlockManager(Plugin, ABC):
     def free(self, seq: Sequence) -> None:
         """Give back every block of `seq`; its block table becomes empty."""
 
+    def free_after_failure(self, seq: Sequence) -> None:
+        """`free`, for a sequence whose step failed: the KV of its blocks may never have been written."""
+        self.free(seq)
+
     @property
     @abstractmethod
     def num_free_blocks(self) -> int: ...

@@ -61,6 +61,13 @@ class PrefixCachingBlockManager(PagedBlockManager):
         self.forget(block)
         return block
 
+    def free_after_failure(self, seq: Sequence) -> None:
+        """Blocks only `seq` holds leave the cache first, so no later request hits KV never written."""
+        for block in seq.block_table:
+            if self.ref_counts[block] == 1:
+                self.forget(block)
+        self.free(seq)
+
     def forget(self, block: int) -> None:
         h = self.hash_of_block.pop(block, None)
         if h is not None and self.block_of_hash.get(h) == block:

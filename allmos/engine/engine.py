@@ -51,7 +51,7 @@ class Engine:
         self.in_flight: LaunchedStep | None = None  # the look-ahead step queued by the last step()
         self.ahead_steps = 0  # steps queued before the previous step's tokens were read back
         self.ahead_prefill_steps = 0  # of which prefill steps
-        self.step_seqs: list[Sequence] = []  # the sequences of the step(s) the current step() runs
+        self.step_batches: list[ScheduledBatch] = []  # the batches the current step() runs or queues
         self.closed = False
 
     def add_request(self, token_ids: list[int], params: SamplingParams) -> Sequence:
@@ -91,7 +91,7 @@ class Engine:
         engine serves the other requests in later steps. If the runner itself is gone (a tensor-parallel
         rank died), the error is raised as it is: no later step can run."""
         self.check_open()
-        self.step_seqs = list(self.in_flight.batch.seqs) if self.in_flight else []
+        self.step_batches = [self.in_flight.batch] if self.in_flight else []
         try:
             return self.run_step()
         except Exception as error:
@@ -102,7 +102,8 @@ class Engine:
 
     def fail_step_seqs(self, error: Exception) -> list[Sequence]:
         self.in_flight = None
-        failed = [seq for seq in dict.fromkeys(self.step_seqs) if not seq.is_finished]
+        seqs = dict.fromkeys(seq for batch in self.step_batches for seq in batch.seqs)
+        failed = [seq for seq in seqs if not seq.is_finished]
         for seq in failed:
             self.scheduler.abort(seq)
             seq.error = f"{type(error).__name__}: {error}"
@@ -112,7 +113,7 @@ class Engine:
         start = time.perf_counter()
         if self.in_flight is None:
             batch = self.scheduler.schedule()
-            self.step_seqs = list(batch.seqs)
+            self.step_batches = [batch]
             launched = self.launch(batch)
         else:
             launched = self.in_flight
@@ -120,7 +121,7 @@ class Engine:
         if self.config.async_scheduling:
             ahead = self.scheduler.schedule_ahead(launched.batch)
             if ahead is not None:
-                self.step_seqs += ahead.seqs
+                self.step_batches.append(ahead)
                 self.in_flight = self.launch(ahead, launched)
                 self.ahead_steps += 1
                 self.ahead_prefill_steps += ahead.is_prefill

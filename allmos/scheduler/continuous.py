@@ -168,15 +168,10 @@ class ContinuousScheduler(Scheduler):
         self.running.remove(seq)
 
     def abort(self, seq: Sequence) -> None:
-        """Finish `seq` wherever it is (after a failed step, or when its caller gives up on it). Blocks it
-        alone holds leave the prefix cache first: a failed step may not have written their KV."""
+        """Finish `seq` wherever it is (after a failed step, or when its caller gives up on it); a failed
+        step may not have written its blocks' KV (the block manager knows what that means for sharing)."""
         for queue in (self.waiting, self.running):
             if seq in queue:
                 queue.remove(seq)
-        forget = getattr(self.block_manager, "forget", None)
-        if forget is not None:
-            for block in seq.block_table:
-                if self.block_manager.ref_counts[block] == 1:
-                    forget(block)
-        self.block_manager.free(seq)
+        self.block_manager.free_after_failure(seq)
         seq.status = SequenceStatus.FINISHED

@@ -263,3 +263,18 @@ def test_a_hash_collision_is_never_a_hit(monkeypatch):
     assert other.num_cached_tokens == 0 and other.block_table[0] != a.block_table[0]
     same = admit(bm, make_seq(2, [1, 2, 3, 4, 9]))
     assert same.num_cached_tokens == BS and same.block_table[0] == a.block_table[0]
+
+
+def test_blocks_of_a_failed_step_leave_the_cache_unless_shared():
+    """After a failed step the KV of a sequence's own blocks may never have been written: a later
+    request must not hit them. Blocks another sequence shares were written by an earlier step: kept."""
+    bm = PrefixCachingBlockManager(None, BuildContext(num_blocks=16, block_size=BS))
+    shared = list(range(10, 18))  # two full blocks
+    a = admit(bm, make_seq(0, shared + [1, 2]))
+    compute(bm, a)
+    b = admit(bm, make_seq(1, shared + list(range(30, 34))))  # shares two blocks, owns one full block
+    compute(bm, b)
+    bm.free_after_failure(b)
+    assert_consistent(bm, [a])
+    c = admit(bm, make_seq(2, shared + list(range(30, 34)) + [40, 41]))
+    assert c.num_cached_tokens == 2 * BS  # the shared prefix still hits; b's own block does not
