@@ -27,10 +27,25 @@ class ScheduledBatch:
     # each sequence, its row in that step, whose sampled token (not yet on the host) is its input.
     ahead_rows: list[int] | None = None
     context_tokens: int = 0  # tokens whose KV the step's attention reads (set when launched)
+    # scheduler=mixed: rows [0, num_decode_rows) of a prefill-path batch are running sequences' decode
+    # tokens (one each, after their whole context); the rest are prompt chunks
+    num_decode_rows: int = 0
 
     @property
     def num_tokens(self) -> int:
         return sum(self.num_new_tokens)
+
+    @property
+    def kind(self) -> str:
+        """prefill | decode | mixed (decode rows and prompt chunks in one forward, on the prefill path)."""
+        if not self.is_prefill:
+            return "decode"
+        return "mixed" if self.num_decode_rows else "prefill"
+
+    @property
+    def num_prefill_tokens(self) -> int:
+        """The prompt tokens this step computes (recomputation included)."""
+        return self.num_tokens - self.num_decode_rows if self.is_prefill else 0
 
     def __len__(self) -> int:
         return len(self.seqs)

@@ -10,7 +10,7 @@ from typing import Sequence as Seq
 from allmos.config import EngineConfig
 from allmos.engine.engine import Engine, StepFailed
 from allmos.progress import phase
-from allmos.requests import RequestFailed, as_prompt_list, check_request, prompt_token_ids
+from allmos.requests import RequestFailed, as_prompt_list, check_priority, check_request, prompt_token_ids
 from allmos.runners import make_runner
 from allmos.sampling_params import SamplingParams
 
@@ -39,6 +39,7 @@ class LLM:
         prompts: Seq[Prompt],
         sampling_params: SamplingParams | Seq[SamplingParams] | None = None,
         use_tqdm: bool = True,
+        priority: Seq[int] | None = None,
     ) -> list[dict]:
         """Outputs in prompt order: {"text": str | None, "token_ids": list[int]} each, plus
         "logprobs" (top-k (token id, log-prob) pairs per output token) when the params ask for them.
@@ -47,12 +48,13 @@ class LLM:
         request is checked before any work starts (RequestError naming its index and field). If a
         request fails inside an engine step, generate() returns nothing for the call: the failed
         requests are finished with their error and removed, the call's other requests are aborted, and
-        RequestFailed names the failed indices; the engine serves later calls."""
+        RequestFailed names the failed indices; the engine serves later calls. `priority` (one int per
+        prompt, default 0) orders the requests under scheduler.policy=priority: lower is served sooner."""
         self.engine.check_open()
         prompts = as_prompt_list(prompts)
         params = self.params_per_prompt(prompts, sampling_params)
         token_lists = [self.encode(i, p) for i, p in enumerate(prompts)]
-        seqs = self.run_requests(token_lists, params, use_tqdm)
+        seqs = self.run_requests(token_lists, params, use_tqdm, priority)
         return [self.output_of(s) for s in seqs]
 
     def output_of(self, seq) -> dict:
@@ -61,12 +63,20 @@ class LLM:
             out["logprobs"] = seq.top_logprobs
         return out
 
-    def run_requests(self, token_lists: list[list[int]], params: list[SamplingParams], use_tqdm: bool = False):
-        """Check, submit and run token-id requests; returns the finished sequences in order. A step
-        failure raises RequestFailed (see generate) with this call's requests removed from the engine."""
+    def run_requests(
+        self,
+        token_lists: list[list[int]],
+        params: list[SamplingParams],
+        use_tqdm: bool = False,
+        priority: Seq[int] | None = None,
+    ):
+        """Check, submit and run token-id requests (with their priorities, default 0 each); returns the
+        finished sequences in order. A step failure raises RequestFailed (see generate) with this call's
+        requests removed from the engine."""
         self.engine.check_open()
+        priorities = priorities_per_prompt(len(token_lists), priority)
         self.check(token_lists, params)
-        seqs = [self.engine.add_request(t, p) for t, p in zip(token_lists, params)]
+        seqs = [self.engine.add_request(t, p, r) for t, p, r in zip(token_lists, params, priorities)]
         try:
             self.run_until_done(seqs, use_tqdm)
         except StepFailed as failure:
@@ -126,6 +136,18 @@ class LLM:
 
 
 BAR_INTERVAL_S = 0.1
+
+
+def priorities_per_prompt(num_prompts: int, priority: Seq[int] | None) -> list[int]:
+    if priority is None:
+        return [0] * num_prompts
+    if isinstance(priority, (str, bytes)) or not hasattr(priority, "__len__"):
+        raise TypeError(f"priority must be a list of ints, one per prompt, got {type(priority).__name__}")
+    if len(priority) != num_prompts:
+        raise ValueError(f"priority: {len(priority)} priorities for {num_prompts} prompts")
+    for index, value in enumerate(priority):
+        check_priority(value, index)
+    return list(priority)
 
 
 def generated(seqs: list) -> int:

@@ -86,6 +86,16 @@ def check_params(index: int, params: Any, vocab_size: int) -> None:
         raise RequestError(index, f"logprobs must be an integer in [0, {most}], got {params.logprobs!r}")
 
 
+def check_priority(priority: Any, index: int | None = None) -> None:
+    """A request's priority is an int (lower is served sooner under scheduler.policy=priority)."""
+    if is_int(priority):
+        return
+    reason = f"priority must be an int (lower is served sooner), got {priority!r}"
+    if index is not None:
+        raise RequestError(index, reason)
+    raise TypeError(reason)
+
+
 def check_request(
     index: int,
     token_ids: list[int],

@@ -14,7 +14,9 @@ class SequenceStatus(enum.Enum):
 
 
 class Sequence:
-    def __init__(self, seq_id: int, token_ids: list[int], params: SamplingParams, arrival: float = 0.0):
+    def __init__(
+        self, seq_id: int, token_ids: list[int], params: SamplingParams, arrival: float = 0.0, priority: int = 0
+    ):
         self.seq_id = seq_id
         self.token_ids = list(token_ids)
         self.num_prompt_tokens = len(token_ids)
@@ -26,6 +28,7 @@ class Sequence:
         self.num_hashed_blocks = 0  # leading full blocks whose hash is registered
         self.block_hashes: list[int] = []
         self.arrival = arrival
+        self.priority = priority  # scheduler.policy=priority: lower is served sooner (as vLLM)
         self.first_token_time: float | None = None
         self.finish_time: float | None = None
         self.num_preemptions = 0

@@ -90,7 +90,8 @@ def check_model_source(c: EngineConfig) -> None:
 def check_limits(c: EngineConfig) -> None:
     if c.max_model_len is None:  # known once the model's config is read: with_model_len checks it then
         return
-    if not c.chunked_prefill and c.max_num_batched_tokens < c.max_model_len:
+    chunks = c.chunked_prefill or lookup("scheduler", c.scheduler.name).cls.always_chunks_prompts
+    if not chunks and c.max_num_batched_tokens < c.max_model_len:
         raise ConfigError(
             "max_num_batched_tokens",
             f"{c.max_num_batched_tokens} < max_model_len={c.max_model_len}: a long prompt could never be "

@@ -34,6 +34,10 @@ class AttentionBackend(Plugin, ABC):
     """Computes attention of new queries against the paged KV cache (already holding the new KV)."""
 
     graph_mode = GraphMode.NONE
+    # Whether the prefill path also serves rows of one query token over a long cached context (what a
+    # prefix-cache hit asks already), so that scheduler=mixed can run decode rows and prompt chunks in one
+    # forward; a backend that cannot is refused for scheduler=mixed.
+    serves_mixed_steps = True
 
     def __init__(self, options, ctx: BuildContext):
         super().__init__(options, ctx)

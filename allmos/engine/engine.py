@@ -16,6 +16,7 @@ from allmos.engine.stats import EngineStats
 from allmos.models.config_checks import check_model_config, declared_fields
 from allmos.models.hf_config import eos_token_ids, load_hf_config
 from allmos.registry import build
+from allmos.requests import check_priority
 from allmos.sampling_params import SamplingParams
 from allmos.sequence import Sequence
 from allmos.validation import check_tensor_parallel, validate, with_model_len
@@ -54,9 +55,11 @@ class Engine:
         self.step_batches: list[ScheduledBatch] = []  # the batches the current step() runs or queues
         self.closed = False
 
-    def add_request(self, token_ids: list[int], params: SamplingParams) -> Sequence:
+    def add_request(self, token_ids: list[int], params: SamplingParams, priority: int = 0) -> Sequence:
+        """Queue a request; `priority` orders it under scheduler.policy=priority (lower is served sooner)."""
         self.check_open()
-        seq = Sequence(self.next_seq_id, token_ids, params, arrival=time.perf_counter())
+        check_priority(priority)
+        seq = Sequence(self.next_seq_id, token_ids, params, arrival=time.perf_counter(), priority=priority)
         self.next_seq_id += 1
         self.stats.prompt_tokens += len(token_ids)
         self.scheduler.add(seq)
@@ -129,9 +132,9 @@ class Engine:
         finished = self.scheduler.postprocess(batch, self.runner.collect(launched))
         now = time.perf_counter()
         self.stamp_times(batch.seqs, finished, now)
-        kind = "prefill" if batch.is_prefill else "decode"
         blocks = self.block_manager.num_used_blocks
-        self.stats.record(kind, len(batch), batch.num_tokens, now - start, blocks, batch.context_tokens)
+        self.stats.record(batch.kind, len(batch), batch.num_tokens, now - start, blocks, batch.context_tokens)
+        self.stats.prefill_tokens_computed += batch.num_prefill_tokens
         self.stats.cached_prompt_tokens = self.block_manager.cached_tokens
         return finished
 

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 @dataclass(frozen=True)
 class StepRecord:
     step: int
-    kind: str  # prefill | decode
+    kind: str  # prefill | decode | mixed (scheduler=mixed: decode rows and prompt chunks in one forward)
     batch_size: int
     num_tokens: int
     step_ms: float
@@ -30,8 +30,6 @@ class EngineStats:
         row = StepRecord(len(self.trace), kind, batch_size, num_tokens, seconds * 1e3, blocks_used, context_tokens)
         self.trace.append(row)
         self.peak_kv_blocks = max(self.peak_kv_blocks, blocks_used)
-        if kind == "prefill":
-            self.prefill_tokens_computed += num_tokens
 
     def seconds(self, kind: str) -> float:
         return sum(r.step_ms for r in self.trace if r.kind == kind) / 1e3

@@ -7,12 +7,17 @@ from abc import ABC, abstractmethod
 from allmos.batch import ScheduledBatch, StepOutput
 from allmos.block_manager.base import BlockManager
 from allmos.registry import BuildContext, Limits, Plugin
+from allmos.scheduler.policy import SchedulerOptions, check_policy, make_policy
 from allmos.sequence import Sequence
 
 
 class Scheduler(Plugin, ABC):
+    # Whether it splits any prompt into chunks under max_num_batched_tokens, whatever chunked_prefill says.
+    always_chunks_prompts = False
+
     def __init__(self, options, ctx: BuildContext):
         super().__init__(options, ctx)
+        self.policy = make_policy(options)
         self.limits: Limits = ctx.limits
         self.block_manager: BlockManager = ctx.block_manager
         self.eos_token_ids = set(ctx.eos_token_ids)
@@ -20,6 +25,10 @@ class Scheduler(Plugin, ABC):
 
     def reset_stats(self) -> None:
         self.num_preemptions = 0
+
+    @classmethod
+    def check(cls, options: SchedulerOptions, where) -> None:
+        check_policy(options)
 
     @abstractmethod
     def add(self, seq: Sequence) -> None: ...

@@ -1,8 +1,9 @@
-"""`continuous`: FCFS continuous batching. A step is either a prefill step (waiting sequences, up
-to `max_num_batched_tokens` tokens; with chunked prefill the last one may get a partial chunk)
-or a decode step (one token for every running sequence). When blocks run out, the most recently
-admitted running sequence is preempted and later recomputed. With async_scheduling the engine asks
-`schedule_ahead` for the step after a running one.
+"""`continuous`: continuous batching. A step is either a prefill step (waiting sequences, up to
+`max_num_batched_tokens` tokens; with chunked prefill the last one may get a partial chunk) or a
+decode step (one token for every running sequence). When blocks run out, the running sequence the
+policy ranks last (fcfs: the most recently admitted) is preempted and later recomputed. Waiting
+sequences start in the policy's order (`scheduler.policy`, policy.py). With async_scheduling the
+engine asks `schedule_ahead` for the step after a running one.
 """
 
 from __future__ import annotations
@@ -12,18 +13,19 @@ from collections import deque
 from allmos.batch import ScheduledBatch, StepOutput
 from allmos.registry import register
 from allmos.scheduler.base import Scheduler
+from allmos.scheduler.policy import SchedulerOptions
 from allmos.sequence import Sequence, SequenceStatus
 
 
-@register("scheduler", "continuous")
+@register("scheduler", "continuous", options=SchedulerOptions)
 class ContinuousScheduler(Scheduler):
     def __init__(self, options, ctx):
         super().__init__(options, ctx)
-        self.waiting: deque[Sequence] = deque()
+        self.waiting = self.policy.waiting_queue()
         self.running: deque[Sequence] = deque()
 
     def add(self, seq: Sequence) -> None:
-        self.waiting.append(seq)
+        self.waiting.push(seq)
 
     def has_unfinished(self) -> bool:
         return bool(self.waiting or self.running)
@@ -39,13 +41,14 @@ class ContinuousScheduler(Scheduler):
             raise RuntimeError("the scheduler found nothing to run while requests remain (KV cache too small?)")
         return batch
 
-    def schedule_prefill(self) -> ScheduledBatch | None:
-        budget = self.limits.max_num_batched_tokens
+    def schedule_prefill(self, budget: int | None = None) -> ScheduledBatch | None:
+        """Waiting prompts in the policy's order, up to `budget` tokens (default: max_num_batched_tokens)."""
+        budget = self.limits.max_num_batched_tokens if budget is None else budget
         seqs, counts = [], []
         # A fully scheduled prompt joins `running` at once, so `running` already counts it; only a
         # partial chunk is not in `running`, and it ends the loop.
         while self.waiting and budget > 0 and len(self.running) < self.limits.max_num_seqs:
-            seq = self.waiting[0]
+            seq = self.waiting.head()
             if not self.admissible(seq) or not self.reserve_prompt_blocks(seq):
                 break
             chunk = min(seq.num_uncomputed_tokens, budget)
@@ -55,8 +58,9 @@ class ContinuousScheduler(Scheduler):
             counts.append(chunk)
             budget -= chunk
             if chunk < seq.num_uncomputed_tokens:
-                break  # the rest of this prompt goes in a later step
-            self.waiting.popleft()
+                self.waiting.hold(seq)  # the rest of this prompt goes first in a later step
+                break
+            self.waiting.pop_head()
             seq.status = SequenceStatus.RUNNING
             self.running.append(seq)
         return ScheduledBatch(seqs, counts, is_prefill=True) if seqs else None
@@ -71,6 +75,7 @@ class ContinuousScheduler(Scheduler):
 
     def schedule_decode(self) -> ScheduledBatch | None:
         scheduled: list[Sequence] = []
+        self.running = self.policy.order_running(self.running)
         while self.running:
             seq = self.running.popleft()
             if self.make_room_for(seq):
@@ -116,11 +121,12 @@ class ContinuousScheduler(Scheduler):
     def prefill_would_start(self) -> bool:
         if not self.waiting or len(self.running) >= self.limits.max_num_seqs:
             return False
-        head = self.waiting[0]
+        head = self.waiting.head()
         return self.admissible(head) and (bool(head.block_table) or self.block_manager.can_allocate(head, len(head)))
 
     def make_room_for(self, seq: Sequence) -> bool:
-        """Preempt the latest running sequences until `seq` can grow; False if `seq` itself went."""
+        """Preempt the last running sequences (the policy's order) until `seq` can grow; False if `seq`
+        itself went."""
         while not self.block_manager.can_allocate(seq, len(seq)):
             victim = self.running.pop() if self.running else seq
             self.preempt(victim)
@@ -133,7 +139,7 @@ class ContinuousScheduler(Scheduler):
         seq.status = SequenceStatus.WAITING
         seq.num_preemptions += 1
         self.num_preemptions += 1
-        self.waiting.appendleft(seq)
+        self.waiting.requeue(seq)
 
     def postprocess(self, batch: ScheduledBatch, output: StepOutput) -> list[Sequence]:
         finished = []

@@ -3,14 +3,28 @@ and runs to completion before the next cohort starts."""
 
 from __future__ import annotations
 
+from allmos.errors import ConfigError
 from allmos.registry import register
 from allmos.scheduler.continuous import ContinuousScheduler
+from allmos.scheduler.policy import SchedulerOptions
 from allmos.sequence import Sequence
 
 
-@register("scheduler", "static")
+@register("scheduler", "static", options=SchedulerOptions)
 class StaticScheduler(ContinuousScheduler):
-    """Static batching: no request joins until the whole current cohort has finished."""
+    """Static batching: no request joins until the whole current cohort has finished. Cohorts form in
+    arrival order only: under another policy a better-ranked arrival would stand before the rest of a
+    cohort, which could then never start."""
+
+    @classmethod
+    def check(cls, options, where) -> None:
+        super().check(options, where)
+        if options.policy != "fcfs":
+            raise ConfigError(
+                "scheduler.policy",
+                f"scheduler=static forms its cohorts in arrival order (fcfs) only; for policy={options.policy} "
+                "use scheduler=continuous or scheduler=mixed",
+            )
 
     def __init__(self, options, ctx):
         super().__init__(options, ctx)

@@ -14,17 +14,25 @@ from __future__ import annotations
 
 from collections import Counter
 
+from scheduler_checks import check_step
+
 from allmos.batch import ScheduledBatch, StepOutput
 from allmos.block_manager.paged import PagedBlockManager
 from allmos.block_manager.prefix_caching import PrefixCachingBlockManager
 from allmos.registry import BuildContext, Limits
 from allmos.sampling_params import SamplingParams
 from allmos.scheduler.continuous import ContinuousScheduler
+from allmos.scheduler.mixed import MixedScheduler
+from allmos.scheduler.policy import POLICIES, SchedulerOptions
 from allmos.scheduler.static import StaticScheduler
 from allmos.sequence import Sequence, SequenceStatus
 
 EOS = 3
-SCHEDULERS = {"continuous": ContinuousScheduler, "static": StaticScheduler}
+SCHEDULERS = {"continuous": ContinuousScheduler, "static": StaticScheduler, "mixed": MixedScheduler}
+# every scheduler with every policy it accepts (static forms cohorts in arrival order only)
+SCHEDULER_POLICIES = [
+    (kind, policy) for kind in SCHEDULERS for policy in POLICIES if policy == "fcfs" or kind != "static"
+]
 
 
 def next_token(context: list[int]) -> int:
@@ -99,16 +107,19 @@ def make_scheduler(
     max_model_len=256,
     chunked=False,
     eos=(EOS,),
+    policy="fcfs",
 ):
     bm = (PrefixCachingBlockManager if prefix else PagedBlockManager)(
         None, BuildContext(num_blocks=num_blocks, block_size=block_size)
     )
     limits = Limits(max_num_seqs, budget, max_model_len, chunked)
-    return SCHEDULERS[kind](None, BuildContext(limits=limits, block_manager=bm, eos_token_ids=frozenset(eos)))
+    options = SchedulerOptions(name=kind, policy=policy)
+    return SCHEDULERS[kind](options, BuildContext(limits=limits, block_manager=bm, eos_token_ids=frozenset(eos)))
 
 
-def make_seq(seq_id, prompt, max_tokens=8, ignore_eos=True):
-    return Sequence(seq_id, prompt, SamplingParams(temperature=0, max_tokens=max_tokens, ignore_eos=ignore_eos))
+def make_seq(seq_id, prompt, max_tokens=8, ignore_eos=True, priority=0):
+    params = SamplingParams(temperature=0, max_tokens=max_tokens, ignore_eos=ignore_eos)
+    return Sequence(seq_id, prompt, params, priority=priority)
 
 
 def live_sequences(sched) -> list[Sequence]:
@@ -162,8 +173,10 @@ def drive(sched, model=None, max_steps=10_000, arrivals=None, on_step=None):
         if not sched.has_unfinished():
             step += 1
             continue
+        before = (list(sched.running), list(sched.waiting), sched.waiting.held)
         batch = sched.schedule()
         check_batch(sched, batch)
+        check_step(sched, batch, *before)
         tokens = model.run(batch)
         finished = sched.postprocess(batch, tokens)
         assert all(s.is_finished and s.block_table == [] for s in finished)

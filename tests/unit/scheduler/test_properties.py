@@ -13,7 +13,7 @@ from functools import cache
 
 from hypothesis import HealthCheck, event, example, given, settings, target
 from hypothesis import strategies as st
-from scheduler_harness import drive, make_scheduler, reference_output, run_alone
+from scheduler_harness import SCHEDULER_POLICIES, drive, make_scheduler, reference_output, run_alone
 
 from allmos import LLM, SamplingParams
 from allmos.sequence import Sequence
@@ -68,9 +68,10 @@ def scheduler_cases(draw, prefix=None, vocab_tops=(10, 11, 12, 200)):
     longest = max(min(len(p) + sp.max_tokens, max_model_len) for p, sp in zip(prompts, params))
     fewest = blocks_for(longest, block_size)  # one request alone just fits
     num_blocks = draw(st.integers(fewest, 3 * fewest))
+    kind, policy = draw(st.sampled_from(SCHEDULER_POLICIES))
     chunked = draw(st.booleans())
-    if chunked:
-        budget = draw(st.integers(1, 96))
+    if chunked or kind == "mixed":  # mixed always chunks prompts; a budget below max_num_seqs caps its decodes
+        budget = draw(st.one_of(st.integers(1, 8), st.integers(1, 96)))
     else:  # what validation demands without chunking
         budget = draw(st.integers(max_model_len, max_model_len + 64))
     return dict(
@@ -84,7 +85,9 @@ def scheduler_cases(draw, prefix=None, vocab_tops=(10, 11, 12, 200)):
         budget=budget,
         max_num_seqs=draw(st.integers(1, 8)),
         prefix=draw(st.booleans()) if prefix is None else prefix,
-        kind=draw(st.sampled_from(["continuous", "static"])),
+        kind=kind,
+        policy=policy,
+        priorities=[draw(st.integers(-2, 2)) for _ in range(n)],
     )
 
 
@@ -106,15 +109,28 @@ def check_workload(case) -> None:
         budget=case["budget"],
         max_model_len=case["max_model_len"],
         chunked=case["chunked"],
+        policy=case["policy"],
     )
-    seqs = [Sequence(i, p, sp) for i, (p, sp) in enumerate(zip(case["prompts"], case["params"]))]
+    requests = zip(case["prompts"], case["params"], case["priorities"])
+    seqs = [Sequence(i, p, sp, priority=r) for i, (p, sp, r) in enumerate(requests)]
     arrivals: dict[int, list[Sequence]] = {}
     for seq, step in zip(seqs, case["arrivals"]):
         arrivals.setdefault(step, []).append(seq)
+    first_step: dict[int, int] = {}  # seq_id -> the step its prompt started in
+
+    def note_starts(step, batch, finished):
+        for seq in batch.seqs:
+            first_step.setdefault(seq.seq_id, step)
 
     # drive() checks the limits, block ownership and every KV slot read after every step, bounds the
-    # steps and checks at the end that every block is free with reference count 0.
-    drive(sched, arrivals=arrivals, max_steps=MAX_STEPS)
+    # steps (so no request waits forever) and checks at the end that every block is free with reference
+    # count 0; under mixed, the budget over all rows and decode rows first; under priority and sjf, that
+    # prompts start and running sequences are preempted in rank order (scheduler_checks.py).
+    drive(sched, arrivals=arrivals, max_steps=MAX_STEPS, on_step=note_starts)
+    if case["policy"] == "fcfs":  # no request is overtaken by one that arrived after it
+        order = [seq.seq_id for step in sorted(arrivals) for seq in arrivals[step]]
+        starts = [first_step[i] for i in order]
+        assert starts == sorted(starts), "under fcfs a later request started first"
 
     for seq, prompt in zip(seqs, case["prompts"]):
         assert seq.is_finished
