@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from allmos.errors import ConfigError
-from allmos.registry import BuildContext, Limits
+from allmos.registry import BuildContext, Limits, lookup
 
 PLUGIN_SWITCHES = ("attention", "kv_store", "rope", "linear", "scheduler", "sampler")
 MAX_MODEL_LEN_CAP = 4096  # max_model_len=None takes the model's max_position_embeddings, at most this
@@ -126,17 +126,24 @@ class EngineConfig:
 
     def switches(self) -> dict[str, Any]:
         """Every switch and its value, flat: what a result record and a table show. A plugin's
-        options appear as `plugin.option` (e.g. `attention.longest_first`), so runs that differ only
-        there stay apart in the tables."""
+        options appear as `plugin.option` (e.g. `attention.longest_first`), defaults included, so runs
+        that differ only there stay apart in the tables, and a config from the Python API reads like
+        the same config from Hydra (which fills in every default)."""
         out = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if isinstance(value, PluginChoice):
                 out[f.name] = value.name
-                out.update({f"{f.name}.{key}": option for key, option in value.options.items()})
+                options = option_defaults(f.name, value.name) | value.options
+                out.update({f"{f.name}.{key}": option for key, option in options.items()})
             elif f.name not in ("model", "architecture", "model_name"):
                 out[f.name] = value
         return out
+
+
+def option_defaults(kind: str, name: str) -> dict[str, Any]:
+    fields = dataclasses.fields(lookup(kind, name).options)
+    return {f.name: f.default for f in fields if f.name != "name" and f.default is not dataclasses.MISSING}
 
 
 def resolve_device(device: str) -> str:

@@ -28,14 +28,16 @@ def generate(folder, **options):
     return [out["token_ids"] for out in llm.generate(PROMPTS, params, use_tqdm=False)]
 
 
-COMBOS = list(itertools.product(["continuous", "static"], [False, True], [False, True], [8, 256], [False, True]))
+COMBOS = list(
+    itertools.product(["continuous", "static", "mixed"], [False, True], [False, True], [8, 256], [False, True])
+)
 
 
 @pytest.mark.parametrize("scheduler,prefix_caching,chunked_prefill,block_size,async_scheduling", COMBOS)
 def test_greedy_parity_every_combination(
     tiny_qwen3, reference, scheduler, prefix_caching, chunked_prefill, block_size, async_scheduling
 ):
-    budget = 32 if chunked_prefill else 256  # 32 < the longest prompt: chunks really happen
+    budget = 32 if chunked_prefill else 256  # 32 < the longest prompt: chunks really happen (mixed: always)
     out = generate(
         tiny_qwen3,
         scheduler=scheduler,
@@ -48,8 +50,39 @@ def test_greedy_parity_every_combination(
     assert out == reference
 
 
+# every scheduler with every policy it takes; priorities that reorder the prompts
+SCHEDULER_POLICIES = [(s, p) for s in ("continuous", "mixed") for p in ("fcfs", "priority", "sjf")] + [
+    ("static", "fcfs")
+]
+PRIORITIES = [2, -1, 0, 1, -1]
+
+
+@pytest.mark.parametrize("scheduler,policy", SCHEDULER_POLICIES)
 @pytest.mark.parametrize("async_scheduling", [False, True])
-def test_parity_with_preemption(tiny_qwen3, reference, async_scheduling):
+def test_greedy_parity_every_scheduler_and_policy(tiny_qwen3, reference, scheduler, policy, async_scheduling):
+    """Three at a time out of five, so the policy decides who starts when; prompts chunked by 16."""
+    llm = LLM(
+        tiny_qwen3,
+        dtype="float64",
+        max_model_len=256,
+        num_kv_blocks=128,
+        block_size=8,
+        max_num_seqs=3,
+        chunked_prefill=True,
+        max_num_batched_tokens=16,
+        scheduler={"name": scheduler, "policy": policy},
+        async_scheduling=async_scheduling,
+    )
+    params = SamplingParams(temperature=0, max_tokens=MAX_TOKENS)
+    out = llm.generate(PROMPTS, params, use_tqdm=False, priority=PRIORITIES)
+    assert [o["token_ids"] for o in out] == reference
+    if scheduler == "mixed":
+        assert llm.engine.stats.steps("mixed") > 0
+
+
+@pytest.mark.parametrize("scheduler,policy", SCHEDULER_POLICIES)
+@pytest.mark.parametrize("async_scheduling", [False, True])
+def test_parity_with_preemption(tiny_qwen3, reference, scheduler, policy, async_scheduling):
     """A cache of 12 blocks of 8 tokens cannot hold all five sequences: some are recomputed."""
     llm = LLM(
         tiny_qwen3,
@@ -57,9 +90,11 @@ def test_parity_with_preemption(tiny_qwen3, reference, async_scheduling):
         max_model_len=256,
         num_kv_blocks=12,
         block_size=8,
+        scheduler={"name": scheduler, "policy": policy},
         async_scheduling=async_scheduling,
     )
-    out = llm.generate(PROMPTS, SamplingParams(temperature=0, max_tokens=MAX_TOKENS), use_tqdm=False)
+    params = SamplingParams(temperature=0, max_tokens=MAX_TOKENS)
+    out = llm.generate(PROMPTS, params, use_tqdm=False, priority=PRIORITIES)
     assert [o["token_ids"] for o in out] == reference
     assert llm.engine.scheduler.num_preemptions > 0
 

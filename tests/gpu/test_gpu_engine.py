@@ -11,6 +11,7 @@ from models import save_tiny_model
 
 from allmos import LLM
 from allmos.attention.flash import installed_flavor
+from allmos.config import ALL_OFF, EngineConfig
 
 pytestmark = pytest.mark.gpu
 
@@ -151,3 +152,37 @@ def test_decode_block_n_option_agrees_with_baseline(folder, baseline, decode_blo
     attention = {"name": "triton", "decode_block_n": decode_block_n}
     ours = outputs_of(folder, attention=attention, kv_store="triton", cuda_graphs=True)
     assert_close(ours, baseline)
+
+
+# scheduler=mixed (a budget of 32 tokens: prompts are chunked beside the decodes) with each attention
+# backend, CUDA graphs (decode-only steps) and async look-ahead off and on; then everything on, with the
+# fcfs and sjf policies.
+MIXED_COMBOS = [
+    (attention, graphs, ahead, "fcfs", False)
+    for attention, graphs, ahead in itertools.product(attention_choices(), [False, True], [False, True])
+] + [("triton", True, True, policy, True) for policy in ("fcfs", "sjf")]
+
+
+@pytest.mark.parametrize("attention,cuda_graphs,async_scheduling,policy,everything_on", MIXED_COMBOS)
+def test_mixed_scheduler_agrees_with_baseline(
+    folder, baseline, attention, cuda_graphs, async_scheduling, policy, everything_on
+):
+    on = {k: getattr(EngineConfig(), k) for k in ALL_OFF} if everything_on else {"kv_store": "triton"}
+    switches = on | dict(
+        attention=attention,
+        cuda_graphs=cuda_graphs,
+        async_scheduling=async_scheduling,
+        prefix_caching=True,
+        scheduler={"name": "mixed", "policy": policy},
+        max_num_batched_tokens=32,
+        block_size=256 if attention == "flash" else 16,
+    )
+    llm, ours = run_ours(folder, **switches)
+    assert_close(ours, baseline)
+    engine = llm.engine
+    counters = engine.counters()
+    assert counters["scheduler"] == "mixed" and counters["attention_backend"] == attention
+    assert engine.stats.steps("mixed") > 0  # decode rows and prompt chunks in one forward
+    assert (counters["graph_forwards"] > 0) == cuda_graphs  # decode-only steps replay graphs
+    assert counters["eager_forwards"] >= engine.stats.steps("mixed") + engine.stats.steps("prefill")
+    assert (counters["ahead_steps"] > 0) == async_scheduling and counters["ahead_prefill_steps"] == 0

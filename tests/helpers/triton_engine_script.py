@@ -35,18 +35,13 @@ for name, switches in {
     },
     "triton_sampler": {"attention": "triton", "kv_store": "triton", "rope": "triton", "sampler": "triton"},
     "triton_linear": {"attention": "triton", "kv_store": "triton", "rope": "triton", "linear": "triton"},
+    # decode rows beside prompt chunks of at most 16 tokens in the prefill kernel
+    "triton_mixed": {"attention": "triton", "kv_store": "triton", "scheduler": "mixed", "max_num_batched_tokens": 16},
 }.items():
-    llm = LLM(
-        folder,
-        dtype="float32",
-        block_size=16,
-        num_kv_blocks=32,
-        max_model_len=256,
-        max_num_batched_tokens=256,
-        **switches,
-    )
+    options = dict(dtype="float32", block_size=16, num_kv_blocks=32, max_model_len=256, max_num_batched_tokens=256)
+    llm = LLM(folder, **(options | switches))
     # alone (single-token decode steps: linear=triton's GEMVs); then caches the prefix the last prompt shares
     results[name + "_single"] = [o["token_ids"] for o in llm.generate(prompts[1:2], params, use_tqdm=False)]
     results[name] = [o["token_ids"] for o in llm.generate(prompts, params, use_tqdm=False)]
-    results[name + "_counters"] = llm.engine.counters()
+    results[name + "_counters"] = llm.engine.counters() | {"mixed_steps": llm.engine.stats.steps("mixed")}
 print(json.dumps(results))

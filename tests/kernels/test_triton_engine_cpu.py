@@ -33,7 +33,16 @@ def test_triton_engine_matches_sdpa_under_interpreter(tiny_qwen3):
     assert (
         out["triton_rope_counters"]["kv_store_in_rope"] and not out["triton_rope_unfused_counters"]["kv_store_in_rope"]
     )
-    for name in ("triton", "triton_prefix", "triton_rope", "triton_rope_unfused", "triton_sampler", "triton_linear"):
+    assert out["triton_mixed"] == out["reference"] and out["triton_mixed_counters"]["mixed_steps"] > 0
+    for name in (
+        "triton",
+        "triton_prefix",
+        "triton_rope",
+        "triton_rope_unfused",
+        "triton_sampler",
+        "triton_linear",
+        "triton_mixed",
+    ):
         assert out[name + "_single"] == out["reference_single"], name
     assert out["triton_counters"]["attention_backend"] == "triton"
     assert out["triton_prefix_counters"]["cached_prompt_tokens"] > 0

@@ -215,6 +215,7 @@ def engine_cases(draw):
     longest = max(len(POOL[i]) + m for i, m in zip(indices, max_tokens))
     fewest = blocks_for(longest, block_size)
     chunked = draw(st.booleans())
+    scheduler, policy = draw(st.sampled_from(SCHEDULER_POLICIES))
     return dict(
         indices=indices,
         max_tokens=max_tokens,
@@ -222,8 +223,10 @@ def engine_cases(draw):
         num_kv_blocks=draw(st.integers(fewest, 2 * fewest + 2)),
         prefix_caching=draw(st.sampled_from([True, True, False])),
         chunked_prefill=chunked,
-        max_num_batched_tokens=draw(st.integers(4, 40)) if chunked else MAX_MODEL_LEN,
-        scheduler=draw(st.sampled_from(["continuous", "static"])),
+        max_num_batched_tokens=draw(st.integers(4, 40)) if chunked or scheduler == "mixed" else MAX_MODEL_LEN,
+        scheduler=scheduler,
+        policy=policy,
+        priorities=[draw(st.integers(-1, 1)) for _ in indices],
         max_num_seqs=draw(st.integers(1, 3)),
     )
 
@@ -239,6 +242,8 @@ PINNED = [
         chunked_prefill=True,
         max_num_batched_tokens=8,
         scheduler="continuous",
+        policy="fcfs",
+        priorities=[0] * 5,
         max_num_seqs=4,
     ),
     dict(
@@ -250,7 +255,22 @@ PINNED = [
         chunked_prefill=False,
         max_num_batched_tokens=MAX_MODEL_LEN,
         scheduler="static",
+        policy="fcfs",
+        priorities=[0] * 5,
         max_num_seqs=3,
+    ),
+    dict(  # mixed steps beside preemption and prefix hits, under priorities
+        indices=[0, 1, 2, 6, 3],
+        max_tokens=[10] * 5,
+        block_size=4,
+        num_kv_blocks=10,
+        prefix_caching=True,
+        chunked_prefill=False,
+        max_num_batched_tokens=8,
+        scheduler="mixed",
+        policy="priority",
+        priorities=[1, 0, -1, 0, 1],
+        max_num_seqs=4,
     ),
 ]
 
@@ -264,12 +284,14 @@ PINNED = [
 @given(case=engine_cases())
 @example(case=PINNED[0])
 @example(case=PINNED[1])
+@example(case=PINNED[2])
 def test_engine_greedy_tokens_equal_generating_alone(tiny_qwen3, case):
-    options = {k: v for k, v in case.items() if k not in ("indices", "max_tokens")}
+    options = {k: v for k, v in case.items() if k not in ("indices", "max_tokens", "policy", "priorities")}
+    options["scheduler"] = {"name": case["scheduler"], "policy": case["policy"]}
     llm = LLM(tiny_qwen3, dtype="float64", max_model_len=MAX_MODEL_LEN, **options)
     prompts = [POOL[i] for i in case["indices"]]
     params = [SamplingParams(temperature=0, max_tokens=m) for m in case["max_tokens"]]
-    outputs = llm.generate(prompts, params, use_tqdm=False)
+    outputs = llm.generate(prompts, params, use_tqdm=False, priority=case["priorities"])
     for out, index, m in zip(outputs, case["indices"], case["max_tokens"]):
         assert out["token_ids"] == list(reference(tiny_qwen3, index)[:m])
     bm = llm.engine.block_manager
