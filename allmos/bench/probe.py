@@ -21,7 +21,7 @@ from allmos.bench.compare import close_enough
 from allmos.bench.fingerprint import weights_fingerprint
 from allmos.bench.record import write_atomic
 from allmos.config import ALL_OFF as PRESET_ALL_OFF
-from allmos.config import PLUGIN_SWITCHES, EngineConfig, PluginChoice
+from allmos.config import MAX_MODEL_LEN_CAP, PLUGIN_SWITCHES, EngineConfig, PluginChoice
 from allmos.sampling_params import SamplingParams
 
 NUM_PROMPTS, MIN_LEN, MAX_LEN, MAX_TOKENS, TOP = 4, 8, 48, 16, 5
@@ -84,9 +84,10 @@ def ensure_reference(config: EngineConfig, weights: str) -> str:
     from allmos.llm import LLM
 
     blocks = NUM_PROMPTS * ((MAX_LEN + MAX_TOKENS) // config.block_size + 1)
-    options = (
-        {k: v for k, v in config.__dict__.items() if k != "model"} | REFERENCE_SWITCHES | {"num_kv_blocks": blocks}
-    )
+    # whole prompts need a budget as long as the longest sequence (a job that chunks may have less)
+    budget = max(config.max_num_batched_tokens, config.max_model_len or MAX_MODEL_LEN_CAP)
+    options = {k: v for k, v in config.__dict__.items() if k != "model"} | REFERENCE_SWITCHES
+    options |= {"num_kv_blocks": blocks, "max_num_batched_tokens": budget}
     llm = LLM(config.model, **options)
     write_atomic(path, json.dumps({"outputs": generate_probe(llm), "switches": llm.engine.config.switches()}))
     del llm

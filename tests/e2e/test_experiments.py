@@ -88,6 +88,7 @@ JOBS = {
     "attention_backends": 18,
     "prefix_caching": 24,
     "latency": 6,
+    "schedulers": 18,
 }
 
 
@@ -193,6 +194,7 @@ def test_paper_script_runs_every_experiment(tmp_path):
         "attention_backends",
         "prefix_caching",
         "latency",
+        "schedulers",
     ]
     assert sorted(line.split("+experiment=")[1].split()[0] for line in runs) == NAMES
     for name, line in zip(NAMES, sorted(runs, key=lambda run: run.split("+experiment=")[1])):
@@ -380,3 +382,28 @@ def test_submitit_local_launcher(env, tmp_path):
     assert f"FAILED ({sweep}/1): ConfigError: cuda_graphs" in proc.stderr
     jobs = records(sweep)
     assert [jobs[i]["status"] for i in (0, 1)] == ["ok", "failed"]
+
+
+def test_schedulers_experiment_sweeps_each_policy_over_both_schedulers(env, tmp_path):
+    assert [job[:2] for job in grid("schedulers", "trial=0")] == [
+        [f"scheduler={s}", f"scheduler.policy={p}"]
+        for s in ("continuous", "mixed")
+        for p in ("fcfs", "priority", "sjf")
+    ]
+    cfg = composed("+experiment=schedulers", "scheduler=mixed", "scheduler.policy=sjf")
+    assert (cfg.scheduler.name, cfg.scheduler.policy, cfg.chunked_prefill, cfg.max_num_batched_tokens) == (
+        "mixed",
+        "sjf",
+        True,
+        2048,
+    )
+    # one point for real, its budget small enough that the smoke workload's prompts run beside decodes
+    point = ["+experiment=schedulers", "scheduler=mixed", "scheduler.policy=sjf", "max_num_batched_tokens=16"]
+    proc = run_py(env, *TINY, *PINNED, *point, f"hydra.run.dir={tmp_path}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    record = json.loads((tmp_path / "result.json").read_text())
+    assert record["status"] == "ok" and record["correctness"]["verdict"] == "pass"
+    assert (record["switches"]["scheduler"], record["switches"]["scheduler.policy"]) == ("mixed", "sjf")
+    assert record["counters"]["scheduler"] == "mixed"
+    kinds = (tmp_path / "trace.csv").read_text()
+    assert ",mixed," in kinds
