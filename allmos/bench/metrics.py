@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import statistics
 
-from allmos.engine.stats import EngineStats
 from allmos.sequence import Sequence
+from allmos.stats import EngineStats
 
 
 def median_or_none(values: list[float]) -> float | None:
