@@ -69,9 +69,10 @@ def slo_of(frame: pd.DataFrame) -> dict[str, float | None]:
     found: dict[str, float | None] = {}
     for key in SLO_KEYS:
         column = SLO_PREFIX + key
-        values = set(stats.finite_values(frame[column])) if column in frame else set()
+        values = {float(v) for v in stats.finite_values(frame[column])} if column in frame else set()
         if len(values) > 1:
-            raise ValueError(f"the records use different SLOs ({column}: {sorted(values)}); report them apart")
+            shown = ", ".join(f"{v:g}" for v in sorted(values))
+            raise ValueError(f"the records use different SLOs ({column}: {shown}); report them apart")
         found[key] = values.pop() if values else None
     return found
 
