@@ -9,7 +9,8 @@ One row per job. Column conventions:
 * ``job_num``, ``override_dirname``, ``result_dir`` (the job folder), ``trace_path`` (absolute, or NA)
 * ``<metric>``        one column per entry of ``metrics`` (``metric.<metric>`` if the name is taken above)
 * ``counter.<name>``  one column per entry of ``counters``
-* ``workload.<key>``  one column per scalar key of the record's ``config.workload`` (``workload.request_rate``)
+* ``workload.<key>``  one column per key of the record's ``config.workload`` (``workload.request_rate``; a
+                      list such as ``workload.length_mix`` as compact JSON text)
 * ``slo.<key>``       the service-level objectives the job judged its requests by (``config.slo``, else
                       ``metrics.slo``): ``slo.ttft_ms``, ``slo.tpot_ms``, ``slo.e2e_ms`` (null: not judged)
 * ``correct``         ``correctness.passed`` as pandas ``boolean`` (NA when the job ran no check or was the reference)
@@ -175,14 +176,19 @@ def experiment_cells(config: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def workload_cells(config: Mapping[str, Any]) -> dict[str, Any]:
-    """``workload.<key>`` for each scalar key of the resolved workload, and ``slo.<key>`` from ``config.slo``
+    """``workload.<key>`` for each key of the resolved workload (a list or mapping as compact JSON text, so
+    every cell is a scalar), and ``slo.<key>`` from ``config.slo``
     (set here only where the config has it, so a record whose metrics state the SLO keeps theirs)."""
     workload = config.get("workload") or {}
-    cells = {WORKLOAD_PREFIX + k: v for k, v in workload.items() if k != "name" and not isinstance(v, (Mapping, list))}
+    cells = {WORKLOAD_PREFIX + k: nested_as_text(v) for k, v in workload.items() if k != "name"}
     slo = config.get("slo")
     if isinstance(slo, Mapping):
         cells.update(prefixed(SLO_PREFIX, slo))
     return cells
+
+
+def nested_as_text(value: Any) -> Any:
+    return json.dumps(value, separators=(",", ":")) if isinstance(value, (Mapping, list, tuple)) else value
 
 
 def override_pairs(override_dirname: object) -> dict[str, str]:

@@ -8,6 +8,7 @@ then per configuration and rate, the medians over trials of throughput, goodput 
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 from collections.abc import Mapping
@@ -33,7 +34,8 @@ POINT_COLUMNS = {  # metric: column title, in the per-rate table
     "itl_ms_p99": "ITL p99 ms",
     "e2e_ms_p99": "E2E p99 ms",
 }
-SKIPPED_WORKLOAD_KEYS = ("request_rate", "seed", "token_id_max", "warmup_requests", "prefix_len", "prefix_share")
+SKIPPED_WORKLOAD_KEYS = ("kind", "request_rate", "seed", "token_id_max", "warmup_requests", "prefix_len",
+                         "prefix_share")  # fmt: skip
 
 
 def format_rate(rate: float) -> str:
@@ -61,13 +63,33 @@ def definitions(share: float) -> tuple[str, str]:
 
 
 def workload_text(frame: pd.DataFrame) -> str:
-    """The workload settings shared by every record (``arrival=poisson, num_requests=200, ...``)."""
+    """The workload settings shared by every record (``arrival=poisson, num_requests=200, ...``); a length
+    mix as its classes (``75%: prompts 64–512, outputs 128–512``)."""
     workload = str(frame["workload"].dropna().iloc[0]) if frame["workload"].notna().any() else "unknown"
     columns = [c for c in frame if c.startswith(WORKLOAD_PREFIX)]
     shown = [c for c in columns if c.removeprefix(WORKLOAD_PREFIX) not in SKIPPED_WORKLOAD_KEYS]
     constant = [c for c in shown if frame[c].notna().any() and frame[c].dropna().map(format_value).nunique() == 1]
-    values = ", ".join(f"{c.removeprefix(WORKLOAD_PREFIX)}={format_value(frame[c].dropna().iloc[0])}" for c in constant)
-    return f"`{workload}`" + (f" ({values})" if values else "")
+    values = [(c.removeprefix(WORKLOAD_PREFIX), frame[c].dropna().iloc[0]) for c in constant]
+    mix = dict(values).get("length_mix")
+    text = ", ".join(f"{k}={format_value(v)}" for k, v in values if k != "length_mix" and not is_length_key(k, mix))
+    if isinstance(mix, str):
+        text += f"; length mix: {mix_text(mix)}"
+    return f"`{workload}`" + (f" ({text})" if text else "")
+
+
+def is_length_key(key: str, mix: object) -> bool:
+    """The workload's own length ranges, unused when a length mix is set."""
+    return isinstance(mix, str) and key.startswith(("input_len_", "output_len_"))
+
+
+def mix_text(mix: str) -> str:
+    """``75%: prompts 64–512, outputs 128–512; 25%: prompts 2048–3072, outputs 128–512``."""
+    try:
+        classes = json.loads(mix)
+        return "; ".join(f"{100 * c['share']:g}%: prompts {c['input_len_min']}–{c['input_len_max']}, "
+                         f"outputs {c['output_len_min']}–{c['output_len_max']}" for c in classes)  # fmt: skip
+    except (ValueError, TypeError, KeyError):
+        return mix
 
 
 def header_lines(

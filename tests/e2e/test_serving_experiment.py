@@ -30,7 +30,7 @@ POINTS = {  # point: (scheduler, chunked_prefill, async_scheduling, max_num_batc
     "mixed": ("mixed", True, True, 2048),
     "mixed_sync": ("mixed", True, False, 2048),
 }
-RATES = [4, 8, 16, 24, 32, 40, 48, 64]
+RATES = [4, 8, 16, 24, 32, 48, 64, 96]
 # What the report reads from every successful serving record (analysis/serving.py).
 RECORD_METRICS = [m for m in serving.POINT_METRICS if m != serving.ATTAINMENT]
 
@@ -62,8 +62,9 @@ def test_each_point_sets_what_it_says(point):
     assert (cfg.experiment.name, cfg.experiment.kind, cfg.experiment.baseline) == (NAME, "serving", "continuous")
     w = cfg.workload
     assert (w.name, w.arrival, w.num_requests, w.request_rate) == ("serving", "poisson", 200, 16)
-    assert (w.input_len_min, w.input_len_max, w.output_len_min, w.output_len_max) == (1024, 3072, 64, 512)
-    assert w.input_len_max + w.output_len_max <= 4096  # within Qwen3-0.6B's default max_model_len
+    mix = OmegaConf.to_container(w.length_mix)
+    assert [c["share"] for c in mix] == [0.75, 0.25] and [c["input_len_min"] for c in mix] == [64, 2048]
+    assert max(c["input_len_max"] + c["output_len_max"] for c in mix) <= 4096  # Qwen3-0.6B's default max_model_len
     assert OmegaConf.to_container(cfg.slo) == {"ttft_ms": 2000, "tpot_ms": 50, "e2e_ms": None}
     assert composed(f"+serving_config={point}", "async_scheduling=false").async_scheduling is False  # command line wins
 
@@ -73,8 +74,9 @@ def test_real_tiny_sweep_writes_what_the_serving_report_reads(tmp_path):
     sweep = tmp_path / "sweep"
     env = dict(os.environ, ALLMOS_CACHE=str(tmp_path / "cache"), OMP_NUM_THREADS="1", ALLMOS_ROOT=str(ROOT))
     tiny = ["model=qwen3-tiny", "device=cpu", "num_kv_blocks=16", "attention=sdpa", "kv_store=torch", "compile=false",
-            "cuda_graphs=false", "probe=false", "isolate=false", "workload.num_requests=6", "workload.input_len_min=8",
-            "workload.input_len_max=32", "workload.output_len_min=4", "workload.output_len_max=8"]  # fmt: skip
+            "cuda_graphs=false", "probe=false", "isolate=false", "workload.num_requests=6", "workload.length_mix=null",
+            "workload.input_len_min=8", "workload.input_len_max=32", "workload.output_len_min=4",
+            "workload.output_len_max=8"]  # fmt: skip
     swept = ["+serving_config=continuous,mixed", "workload.request_rate=20,inf", "trial=0"]
     proc = subprocess.run([sys.executable, str(ROOT / "run.py"), "-m", f"+experiment={NAME}", "workload=serving",
                            *tiny, *swept, f"hydra.sweep.dir={sweep}"],

@@ -52,9 +52,13 @@ def write_points(
 # --------------------------------------------------------------------------- serving sweeps
 
 SERVING_SLO = {"ttft_ms": 2000.0, "tpot_ms": 50.0, "e2e_ms": None}
-SERVING_WORKLOAD = {"name": "serving", "kind": "serving", "num_requests": 200, "input_len_min": 1024,
-                    "input_len_max": 3072, "output_len_min": 64, "output_len_max": 512, "arrival": "poisson",
-                    "burstiness": 1.0, "max_concurrency": None, "seed": 0}  # fmt: skip
+SERVING_WORKLOAD = {"name": "serving", "kind": "serving", "num_requests": 200, "input_len_min": 64,
+                    "input_len_max": 3072, "output_len_min": 128, "output_len_max": 512, "arrival": "poisson",
+                    "burstiness": 1.0, "max_concurrency": None, "seed": 0, "priority": None,
+                    "length_mix": [{"share": 0.75, "input_len_min": 64, "input_len_max": 512, "output_len_min": 128,
+                                    "output_len_max": 512},
+                                   {"share": 0.25, "input_len_min": 2048, "input_len_max": 3072,
+                                    "output_len_min": 128, "output_len_max": 512}]}  # fmt: skip
 LATENCY_SCALE = {"mean": 1.1, "p50": 1.0, "p90": 1.8, "p99": 2.6}  # each percentile as a multiple of p50
 
 

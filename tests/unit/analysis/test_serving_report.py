@@ -74,6 +74,8 @@ def test_declared_serving_kind_gets_the_serving_report(tmp_path: Path):
     code, markdown, out = run(folder)
     assert code == 0 and markdown.startswith("# Serving report: serving_rate_sweep")
     assert "- experiment kind: serving\n" in markdown and "request rates swept (req/s): 2, 4, 8, 16, 32" in markdown
+    workload = "- workload: `serving` (num_requests=200, arrival=poisson, burstiness=1; length mix: 75%: prompts"
+    assert workload + " 64–512, outputs 128–512; 25%: prompts 2048–3072, outputs 128–512)" in markdown
     assert not list(out.glob("*_bars.png"))  # no per-configuration bars mixing rates
 
 
@@ -126,6 +128,19 @@ def test_sustained_rate_is_the_highest_rate_met_there_and_at_every_lower_one(tmp
     assert "at least 90% of requests met every SLO" in markdown
     _, stricter, _ = run(folder, "--slo-share", "0.95")
     assert sustained_rows(stricter)["a"]["sustained req/s"] == "4" and "at least 95% of requests" in stricter
+
+
+def test_the_recorded_slo_attainment_wins_over_goodput_by_throughput(tmp_path: Path):
+    def metrics_of(rate: float, trial: int) -> dict:
+        made = serving_metrics(rate, 100.0, trial, attainment=1.0)
+        return made | ({"slo_attainment": 0.5} if rate == 8.0 else {})
+
+    folder = write_serving_sweep(tmp_path / "s", {"a": (CONTINUOUS, metrics_of)}, RATES, baseline="a")
+    markdown = run(folder)[1]
+    assert sustained_rows(markdown)["a"]["sustained req/s"] == "4"
+    assert [row["within SLO"] for row in rows(markdown, "Per request rate")] == ["100.0%", "100.0%", "50.0%"] + [
+        "100.0%"
+    ] * 2
 
 
 def test_p99_definition_judges_every_set_slo_at_its_p99():
