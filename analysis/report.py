@@ -32,13 +32,14 @@ from analysis import figures, labels, plots, records, report_text, serving, serv
 from analysis.baseline import Baselines, choose_baselines
 
 KINDS = ("cumulative", "leave_one_out", "sweep", "serving")
+DEFAULT_METRIC = "output_tok_s"
 PREFIX_COLUMNS = ("prefix_hit_rate", "counter.prefill_tokens_computed")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("sweep_folder", type=Path, help="folder searched recursively for result.json")
-    parser.add_argument("--metric", default="output_tok_s", help="metric column to summarize")
+    parser.add_argument("--metric", help=f"metric column to summarize (default {DEFAULT_METRIC}; not for serving)")
     parser.add_argument("--baseline", help='a point name, or switch values: "attention=sdpa,cuda_graphs=false" '
                         "(default: the experiment's declared baseline)")  # fmt: skip
     parser.add_argument("--per", default="", help="compare within groups of these comma-separated columns")
@@ -133,8 +134,10 @@ def load(args: argparse.Namespace) -> tuple[pd.DataFrame, str | None, Baselines,
     try:
         frame = records.add_config_labels(records.load_records(args.sweep_folder))
         kind = args.kind or declared(frame, "experiment_kind") or ("serving" if serving.is_rate_sweep(frame) else None)
-        if kind == "serving" and args.columns:
-            raise ValueError("--columns does not apply to a serving report (it shows its latency percentiles)")
+        if kind == "serving" and (args.columns or args.metric):
+            raise ValueError("--metric and --columns do not apply to a serving report (it shows every latency "
+                             "percentile and goodput against the request rate)")  # fmt: skip
+        args.metric = args.metric or DEFAULT_METRIC
         if kind != "serving" and args.metric not in frame and (frame["status"] == "ok").any():
             available = ", ".join(records.metric_columns(frame)) or "none"
             raise ValueError(f"metric {args.metric!r} not found in the records; available: {available}")

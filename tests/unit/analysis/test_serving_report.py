@@ -223,8 +223,9 @@ def test_without_any_slo_there_is_no_sustained_rate_and_no_goodput_figure(tmp_pa
 
 def test_options_that_do_not_apply_are_refused(tmp_path: Path):
     folder = write_serving_sweep(tmp_path / "s", {"a": (CONTINUOUS, lambda r, t: serving_metrics(r, 20, t))}, RATES[:2])
-    with pytest.raises(SystemExit, match="--columns does not apply to a serving report"):
-        run(folder, "--columns", "wall_s")
+    for option, value in (("--columns", "wall_s"), ("--metric", "ttft_ms_p99")):
+        with pytest.raises(SystemExit, match="--metric and --columns do not apply to a serving report"):
+            run(folder, option, value)
     with pytest.raises(SystemExit):
         run(folder, "--slo-share", "0")
 
