@@ -54,11 +54,11 @@ def slo_text(slo: Mapping[str, float | None]) -> str:
 
 def definitions(share: float) -> tuple[str, str]:
     within = (
-        f"sustained: the highest rate swept at which, and at every lower rate, at least "
-        f"{100 * share:g}% of requests met every SLO (goodput_req_s / request_s, median over trials)"
+        f"sustained: the highest rate swept at which, and at every lower rate, at least {100 * share:g}% of "
+        "requests met every SLO (goodput_req_s / request_s, median over trials; a rate without a successful "
+        "trial counts as missed)"
     )
-    p99 = ("sustained, p99: the highest rate swept at which, and at every lower rate, the p99 of every judged "
-           "latency was within its SLO (median over trials)")  # fmt: skip
+    p99 = "sustained, p99: the same, with the median p99 of every judged latency within its SLO instead"
     return within, p99
 
 
