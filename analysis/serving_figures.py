@@ -151,8 +151,9 @@ def plot_goodput(
     draw_metric(left, points, "goodput_req_s", colors, axis)
     finite = [t for t, label in zip(axis.ticks, axis.labels) if label != INF_LABEL]
     if finite:
-        ends = [min(finite) if axis.log else 0.0, max(finite)]
-        left.plot(ends, ends, color="black", linewidth=0.8, linestyle=":", label="offered rate")
+        # many points: on a log rate axis the line y = x is a curve
+        xs = np.geomspace(min(finite), max(finite), 64) if axis.log else np.array([0.0, max(finite)])
+        left.plot(xs, xs, color="black", linewidth=0.8, linestyle=":", label="offered rate")
     left.set_ylim(bottom=0)
     left.set_ylabel("goodput (req/s within SLO)", fontsize=8)
     left.set_title("goodput", fontsize=9)
