@@ -93,7 +93,7 @@ def run_benchmark(spec: JobSpec, folder: str) -> dict[str, Any]:
         "date": datetime.datetime.now().isoformat(timespec="seconds"),  # when the timed run ended
         "env": environment(config.resolved_device),
         "workload_spec": workload_description(workload),
-        "slo": spec.slo or None,
+        "slo": asdict(slo),  # the objectives goodput_req_s was judged by (all null: not judged)
         "metrics": measured | meter.stop(measured["output_tokens"], wall),
         "energy_source": meter.source,
         "counters": engine.counters(),
