@@ -142,7 +142,7 @@ def warmup_requests(spec: WorkloadSpec) -> list[Request]:
     """
     if spec.warmup_requests < 1:
         return []
-    lengths = [spec.input_len_min, spec.input_len_max] + [16 + 8 * i for i in range(2, spec.warmup_requests)]
+    lengths = [*prompt_length_range(spec)] + [16 + 8 * i for i in range(2, spec.warmup_requests)]
     # The first request runs longer than the rest, so the last warm-up steps decode a batch of one,
     # the size torch.compile specialises, as a timed run's last steps do.
     max_tokens = [12] + [8] * (len(lengths) - 1)
@@ -153,3 +153,15 @@ def warmup_requests(spec: WorkloadSpec) -> list[Request]:
         )
         for n, m in zip(lengths, max_tokens)
     ]
+
+
+def prompt_length_range(spec: WorkloadSpec) -> tuple[int, int]:
+    """The shortest and longest prompt the workload can send (a length mix's or a trace's own)."""
+    if spec.kind == "trace":
+        from allmos.bench.request_trace import trace_lines
+
+        lengths = [line.prompt_len for line in trace_lines(spec)]
+        return min(lengths), max(lengths)
+    if spec.length_mix:
+        return min(c["input_len_min"] for c in spec.length_mix), max(c["input_len_max"] for c in spec.length_mix)
+    return spec.input_len_min, spec.input_len_max

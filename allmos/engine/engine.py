@@ -144,9 +144,9 @@ class Engine:
         for seq in seqs:
             if seq.first_token_time is None and seq.num_output_tokens > 0:
                 seq.first_token_time = now
-            new_tokens = seq.num_output_tokens - len(seq.token_times)  # 0 for a partial prefill chunk
-            if new_tokens > 0:
-                seq.token_times += [now] * new_tokens
+            times = seq.token_times  # a step adds at most one token to a sequence (none for a prefill chunk)
+            if len(times) < len(seq.token_ids) - seq.num_prompt_tokens:
+                times.append(now)
         for seq in finished:
             seq.finish_time = now
 
