@@ -70,6 +70,11 @@ def check_arrivals(spec: WorkloadSpec) -> None:
             "workload.max_concurrency",
             "caps requests in flight as they arrive; workload.concurrency runs waves to completion: set one of them",
         )
+    if spec.concurrency is not None and spec.arrives_over_time:
+        raise ConfigError(
+            "workload.concurrency",
+            "runs offline waves from time zero; requests arriving over time are capped by workload.max_concurrency",
+        )
     if spec.kind == "trace" and not math.isinf(rate):
         raise ConfigError("workload.request_rate", "a trace brings its own arrival times; leave it at inf")
 

@@ -30,6 +30,8 @@ def serving(**keys) -> dict:
         ({"burstiness": 0.5}, "workload.burstiness", "set workload.arrival=gamma"),
         ({"max_concurrency": 0}, "workload.max_concurrency", "at least 1"),
         ({"max_concurrency": 2, "concurrency": 1}, "workload.max_concurrency", "set one of them"),
+        ({"concurrency": 1}, "workload.concurrency", "workload.max_concurrency"),
+        ({"kind": "latency", "concurrency": 1, "priority": [0, 1]}, "workload.concurrency", "offline waves"),
         ({"priority": 1.5}, "workload.priority", "must be null, an integer or [low, high]"),
         ({"priority": [0, "x"]}, "workload.priority", "must be null, an integer"),
         ({"priority": [3, 1]}, "workload.priority", "low above high"),
