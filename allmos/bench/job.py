@@ -84,9 +84,9 @@ def run_benchmark(spec: JobSpec, folder: str) -> dict[str, Any]:
     served = run_workload(llm, requests, workload, start)
     sync(config)
     wall = time.perf_counter() - start
+    energy = meter.stop(sum(s.seq.num_output_tokens for s in served), wall)  # before anything else runs on the GPU
     LOG.info("workload %s: %d requests in %.2f s", workload.name, len(served), wall)
     slo = Slo(**spec.slo)
-    measured = run_metrics(engine, served, slo, wall)
     record = describe(spec, config) | {
         "status": "ok",
         "error": None,
@@ -94,7 +94,7 @@ def run_benchmark(spec: JobSpec, folder: str) -> dict[str, Any]:
         "env": environment(config.resolved_device),
         "workload_spec": workload_description(workload),
         "slo": asdict(slo),  # the objectives goodput_req_s was judged by (all null: not judged)
-        "metrics": measured | meter.stop(measured["output_tokens"], wall),
+        "metrics": run_metrics(engine, served, slo, wall) | energy,
         "energy_source": meter.source,
         "counters": engine.counters(),
         "correctness": None,
