@@ -14,7 +14,9 @@ class SequenceStatus(enum.Enum):
 
 
 class Sequence:
-    def __init__(self, seq_id: int, token_ids: list[int], params: SamplingParams, arrival: float = 0.0):
+    def __init__(
+        self, seq_id: int, token_ids: list[int], params: SamplingParams, arrival: float = 0.0, priority: int = 0
+    ):
         self.seq_id = seq_id
         self.token_ids = list(token_ids)
         self.num_prompt_tokens = len(token_ids)
@@ -28,6 +30,8 @@ class Sequence:
         self.arrival = arrival
         self.first_token_time: float | None = None
         self.finish_time: float | None = None
+        self.token_times: list[float] = []  # when each output token was read back (for inter-token latency)
+        self.priority = priority  # what scheduler.policy=priority reads (a workload assigns it)
         self.num_preemptions = 0
         self.top_logprobs: list[list[tuple[int, float]]] = []  # per output token, when asked for
         self.error: str | None = None  # why a step failed for it (it was then finished and removed)

@@ -15,10 +15,15 @@ from typing import Any
 SCHEMA = 1
 RECORD_NAME = "result.json"
 TRACE_NAME = "trace.csv"
+REQUESTS_NAME = "requests.csv"
 STATUSES = ("ok", "failed", "interrupted")
 # An earlier run's files in a job folder are renamed to these before a new run starts, so the
 # folder never offers them as the new run's (analysis reads only files named result.json).
-PREVIOUS_NAMES = {RECORD_NAME: "result.previous.json", TRACE_NAME: "trace.previous.csv"}
+PREVIOUS_NAMES = {
+    RECORD_NAME: "result.previous.json",
+    TRACE_NAME: "trace.previous.csv",
+    REQUESTS_NAME: "requests.previous.csv",
+}
 
 
 class StorageError(OSError):
@@ -105,15 +110,24 @@ def move_aside_previous(folder: str) -> None:
                 raise StorageError(path, error) from error
 
 
-def write_trace(folder: str, rows: list[dict]) -> str | None:
+def write_csv(folder: str, name: str, rows: list[dict]) -> str | None:
+    """`rows` as CSV (a header of the first row's keys; None cells empty), written atomically; its name."""
     if not rows:
         return None
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=list(rows[0]), lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    write_atomic(os.path.join(folder, TRACE_NAME), text.getvalue())
-    return TRACE_NAME
+    write_atomic(os.path.join(folder, name), text.getvalue())
+    return name
+
+
+def write_trace(folder: str, rows: list[dict]) -> str | None:
+    return write_csv(folder, TRACE_NAME, rows)
+
+
+def write_requests(folder: str, rows: list[dict]) -> str | None:
+    return write_csv(folder, REQUESTS_NAME, rows)
 
 
 def failure(error: BaseException) -> dict[str, Any]:

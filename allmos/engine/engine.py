@@ -53,9 +53,9 @@ class Engine:
         self.step_batches: list[ScheduledBatch] = []  # the batches the current step() runs or queues
         self.closed = False
 
-    def add_request(self, token_ids: list[int], params: SamplingParams) -> Sequence:
+    def add_request(self, token_ids: list[int], params: SamplingParams, priority: int = 0) -> Sequence:
         self.check_open()
-        seq = Sequence(self.next_seq_id, token_ids, params, arrival=time.perf_counter())
+        seq = Sequence(self.next_seq_id, token_ids, params, arrival=time.perf_counter(), priority=priority)
         self.next_seq_id += 1
         self.stats.count("prompt_tokens", len(token_ids))
         self.scheduler.add(seq)
@@ -140,6 +140,9 @@ class Engine:
         for seq in seqs:
             if seq.first_token_time is None and seq.num_output_tokens > 0:
                 seq.first_token_time = now
+            times = seq.token_times  # a step adds at most one token to a sequence (none for a prefill chunk)
+            if len(times) < len(seq.token_ids) - seq.num_prompt_tokens:
+                times.append(now)
         for seq in finished:
             seq.finish_time = now
 
