@@ -6,6 +6,7 @@ import contextlib
 import csv
 import io
 import json
+import math
 import os
 import signal
 import tempfile
@@ -73,8 +74,21 @@ def remove_quietly(path: str | None) -> None:
 
 def write_record(folder: str, record: dict[str, Any]) -> str:
     path = os.path.join(folder, RECORD_NAME)
-    write_atomic(path, json.dumps({"schema": SCHEMA, **record}, indent=2, default=str))
+    text = json.dumps(strict_json({"schema": SCHEMA, **record}), indent=2, default=str, allow_nan=False)
+    write_atomic(path, text)
     return path
+
+
+def strict_json(value: Any) -> Any:
+    """The record with non-finite floats as the strings "inf", "-inf", "nan": JSON has no such numbers
+    (Python's `Infinity` is refused by strict readers: jq, JavaScript, pandas' ujson)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(v) for v in value]
+    return value
 
 
 def read_record(folder: str) -> dict[str, Any] | None:

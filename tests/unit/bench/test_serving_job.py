@@ -106,3 +106,20 @@ def test_an_offline_workload_gets_the_same_metrics_and_requests_csv(tmp_path):
     assert set(METRIC_KEYS) <= set(m) and m["goodput_req_s"] is None and set(record["slo"].values()) == {None}
     rows = csv_column(tmp_path, "arrival_s")
     assert len(rows) == m["num_requests"] == 4 and all(float(a) < m["wall_s"] for a in rows)
+
+
+def test_records_hold_strict_json_and_a_job_with_an_infinite_rate_is_still_recognised(tmp_path):
+    import json
+    import math
+    from types import SimpleNamespace
+
+    from allmos.bench.record import read_record, write_record
+    from allmos.cli.app import same_job
+
+    config = {"workload": {"name": "serving", "request_rate": math.inf}, "trial": 0}
+    write_record(str(tmp_path), {"status": "ok", "job": {}, "config": config, "metrics": {"x": float("nan")}})
+    text = (tmp_path / "result.json").read_text()
+    json.loads(text, parse_constant=lambda name: pytest.fail(f"non-standard JSON constant {name}"))
+    record = read_record(str(tmp_path))
+    assert record["config"]["workload"]["request_rate"] == "inf" and record["metrics"]["x"] == "nan"
+    assert same_job(record, SimpleNamespace(config=config))  # resume and this-run checks still match
