@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 
+from allmos.stats import EngineStats
+
 if TYPE_CHECKING:
     from allmos.attention.backend import AttentionBackend, HeadShape
     from allmos.block_manager.base import BlockManager
@@ -82,6 +84,7 @@ class BuildContext:
     compile: bool = False
     block_size: int = 256
     limits: Limits = Limits()
+    stats: EngineStats = dataclasses.field(default_factory=EngineStats)  # what components report into
     heads: HeadShape | None = None  # attention: this rank's head shape
     num_blocks: int = 0  # block_manager: KV blocks in the cache
     block_manager: BlockManager | None = None  # scheduler

@@ -31,6 +31,8 @@ class Sequence:
         self.priority = priority  # scheduler.policy=priority: lower is served sooner (as vLLM)
         self.first_token_time: float | None = None
         self.finish_time: float | None = None
+        self.token_times: list[float] = []  # when each output token was read back (for inter-token latency)
+        self.priority = priority  # what scheduler.policy=priority reads (a workload assigns it)
         self.num_preemptions = 0
         self.top_logprobs: list[list[tuple[int, float]]] = []  # per output token, when asked for
         self.error: str | None = None  # why a step failed for it (it was then finished and removed)

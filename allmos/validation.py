@@ -30,6 +30,16 @@ def check_plugins(config: EngineConfig) -> None:
         if KINDS[kind].chosen_by == "group":  # a kind a switch picks says in `check` what to set instead
             check_plugin_device(kind, entry.cls, config)
         entry.cls.check(options, where)
+    check_look_ahead(config)
+
+
+def check_look_ahead(config: EngineConfig) -> None:
+    scheduler = lookup("scheduler", config.scheduler.name).cls
+    if config.async_scheduling and scheduler.look_ahead is None:
+        raise ConfigError(
+            "async_scheduling",
+            f"scheduler={config.scheduler.name} has no look-ahead policy; set async_scheduling=false",
+        )
 
 
 def plugin_options(kind: str, choice) -> object:

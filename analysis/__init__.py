@@ -11,5 +11,8 @@ Modules, one concept each:
 * ``plots``       - bar figures (metric bars, speedup bars), PNG + PDF.
 * ``figures``     - kind-specific figures: cumulative staircase, metric vs swept parameter, timelines.
 * ``report_text`` - the report's header and LaTeX caption.
+* ``serving``     - serving sweeps in numbers: per configuration and request rate, and the sustained rate.
+* ``serving_figures`` - latency percentiles and goodput against the request rate, PNG + PDF.
+* ``serving_report``  - a serving sweep's report (kind ``serving``): its header, tables and figures.
 * ``report``      - the command line: ``python analysis/report.py <sweep_folder>``.
 """

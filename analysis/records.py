@@ -9,6 +9,10 @@ One row per job. Column conventions:
 * ``job_num``, ``override_dirname``, ``result_dir`` (the job folder), ``trace_path`` (absolute, or NA)
 * ``<metric>``        one column per entry of ``metrics`` (``metric.<metric>`` if the name is taken above)
 * ``counter.<name>``  one column per entry of ``counters``
+* ``workload.<key>``  one column per key of the record's ``config.workload`` (``workload.request_rate``; a
+                      list such as ``workload.length_mix`` as compact JSON text)
+* ``slo.<key>``       the service-level objectives the job judged its requests by (``config.slo``, else
+                      ``metrics.slo``): ``slo.ttft_ms``, ``slo.tpot_ms``, ``slo.e2e_ms`` (null: not judged)
 * ``correct``         ``correctness.passed`` as pandas ``boolean`` (NA when the job ran no check or was the reference)
 * ``probe``           ``correctness.verdict``: ``pass``, ``fail``, ``reference`` (the job ran the reference's own
                       configuration, so nothing was compared), or NA
@@ -36,6 +40,8 @@ SCHEMA_VERSION = 1
 SWITCH_PREFIX = "switch."
 COUNTER_PREFIX = "counter."
 METRIC_PREFIX = "metric."
+WORKLOAD_PREFIX = "workload."
+SLO_PREFIX = "slo."
 CONTEXT_COLUMNS = ("model", "workload", "trial", "status", "error", "device_name", "dtype", "weights")
 EXPERIMENT_COLUMNS = ("point", "experiment", "experiment_kind", "experiment_baseline")
 JOB_COLUMNS = ("job_num", "override_dirname", "result_dir", "trace_path")
@@ -144,6 +150,7 @@ def record_to_row(record: Mapping[str, Any], job_dir: Path) -> dict[str, Any]:
     row["correct"] = (record.get("correctness") or {}).get("passed")
     row["probe"] = probe_verdict(record.get("correctness"))
     row.update(experiment_cells(record.get("config") or {}))
+    row.update(workload_cells(record.get("config") or {}))
     return row
 
 
@@ -166,6 +173,22 @@ def experiment_cells(config: Mapping[str, Any]) -> dict[str, Any]:
         "experiment_kind": experiment.get("kind"),
         "experiment_baseline": experiment.get("baseline"),
     }
+
+
+def workload_cells(config: Mapping[str, Any]) -> dict[str, Any]:
+    """``workload.<key>`` for each key of the resolved workload (a list or mapping as compact JSON text, so
+    every cell is a scalar), and ``slo.<key>`` from ``config.slo``
+    (set here only where the config has it, so a record whose metrics state the SLO keeps theirs)."""
+    workload = config.get("workload") or {}
+    cells = {WORKLOAD_PREFIX + k: nested_as_text(v) for k, v in workload.items() if k != "name"}
+    slo = config.get("slo")
+    if isinstance(slo, Mapping):
+        cells.update(prefixed(SLO_PREFIX, slo))
+    return cells
+
+
+def nested_as_text(value: Any) -> Any:
+    return json.dumps(value, separators=(",", ":")) if isinstance(value, (Mapping, list, tuple)) else value
 
 
 def override_pairs(override_dirname: object) -> dict[str, str]:
@@ -207,8 +230,15 @@ def prefixed(prefix: str, values: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def metric_cells(metrics: Mapping[str, Any]) -> dict[str, Any]:
-    """Metrics keep their bare name, unless it clashes with a reserved column."""
-    return {(METRIC_PREFIX + name if name in RESERVED_COLUMNS else name): v for name, v in metrics.items()}
+    """Metrics keep their bare name, unless it clashes with a reserved column; a nested mapping
+    (``metrics.slo``) becomes one column per key (``slo.ttft_ms``)."""
+    cells: dict[str, Any] = {}
+    for name, value in metrics.items():
+        if isinstance(value, Mapping):
+            cells.update(prefixed(f"{name}.", value))
+        else:
+            cells[METRIC_PREFIX + name if name in RESERVED_COLUMNS else name] = value
+    return cells
 
 
 def trace_path(record: Mapping[str, Any], job_dir: Path) -> str | None:
@@ -244,7 +274,7 @@ def metric_columns(frame: pd.DataFrame) -> list[str]:
         c
         for c in frame.columns
         if c not in skipped
-        and not c.startswith((SWITCH_PREFIX, COUNTER_PREFIX))
+        and not c.startswith((SWITCH_PREFIX, COUNTER_PREFIX, WORKLOAD_PREFIX, SLO_PREFIX))
         and pd.to_numeric(frame[c], errors="coerce").notna().any()
     ]
 

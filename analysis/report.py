@@ -3,8 +3,12 @@
 Usage (from the repo root)::
 
     python analysis/report.py <sweep_folder> [--metric output_tok_s] [--baseline POINT|"k=v,k=v"]
-        [--per KEY] [--kind cumulative|leave_one_out|sweep|serving] [--columns M,M] [--out DIR]
+        [--per KEY] [--kind cumulative|leave_one_out|sweep|serving] [--columns M,M] [--slo-share S] [--out DIR]
     python -m analysis.report <sweep_folder> ...
+
+A serving sweep (kind ``serving``, declared by the experiment or found in records offered several
+request rates) gets its own report: latency percentiles and goodput against the request rate, and the
+highest rate each configuration sustains within its SLOs (:mod:`analysis.serving_report`).
 
 The report is always written, failed jobs included (also when every job failed); the exit status is
 1 when there was nothing to compare (no successful measurement, or no configuration with a speedup).
@@ -24,24 +28,31 @@ if __package__ in (None, ""):  # run as a script: make the repo root importable
 import numpy as np
 import pandas as pd
 
-from analysis import figures, labels, plots, records, report_text, summary, tables
+from analysis import figures, labels, plots, records, report_text, serving, serving_report, summary, tables
 from analysis.baseline import Baselines, choose_baselines
 
 KINDS = ("cumulative", "leave_one_out", "sweep", "serving")
+DEFAULT_METRIC = "output_tok_s"
 PREFIX_COLUMNS = ("prefix_hit_rate", "counter.prefill_tokens_computed")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("sweep_folder", type=Path, help="folder searched recursively for result.json")
-    parser.add_argument("--metric", default="output_tok_s", help="metric column to summarize")
+    parser.add_argument("--metric", help=f"metric column to summarize (default {DEFAULT_METRIC}; not for serving)")
     parser.add_argument("--baseline", help='a point name, or switch values: "attention=sdpa,cuda_graphs=false" '
                         "(default: the experiment's declared baseline)")  # fmt: skip
     parser.add_argument("--per", default="", help="compare within groups of these comma-separated columns")
     parser.add_argument("--kind", choices=KINDS, help="experiment kind (default: the one the records declare)")
     parser.add_argument("--columns", default="", help="more metrics or counters shown as medians, comma-separated")
+    parser.add_argument("--slo-share", type=float, default=serving.DEFAULT_SLO_SHARE,
+                        help="serving: share of requests within every SLO that a sustained rate needs "
+                        f"(default {serving.DEFAULT_SLO_SHARE})")  # fmt: skip
     parser.add_argument("--out", type=Path, help="output folder (default: <sweep_folder>/report)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if not 0.0 < args.slo_share <= 1.0:
+        parser.error(f"--slo-share must be in (0, 1], got {args.slo_share}")
+    return args
 
 
 def slug(text: str) -> str:
@@ -102,8 +113,6 @@ def kind_figures(
         paths += figures.plot_sweep(frame, table, metric, out, f"{metric}_vs_parameter", colors)
     elif kind == "sweep":
         notes.append("no swept parameter has numeric values: no line figure, the bars say it all")
-    elif kind == "serving":
-        notes.append("serving curves (latency against request rate) are not drawn yet: bars only")
     return paths, notes
 
 
@@ -124,10 +133,14 @@ def load(args: argparse.Namespace) -> tuple[pd.DataFrame, str | None, Baselines,
     """Labelled records, kind, baselines and extra columns; user errors become one-line exits."""
     try:
         frame = records.add_config_labels(records.load_records(args.sweep_folder))
-        if args.metric not in frame and (frame["status"] == "ok").any():
+        kind = args.kind or declared(frame, "experiment_kind") or ("serving" if serving.is_rate_sweep(frame) else None)
+        if kind == "serving" and (args.columns or args.metric):
+            raise ValueError("--metric and --columns do not apply to a serving report (it shows every latency "
+                             "percentile and goodput against the request rate)")  # fmt: skip
+        args.metric = args.metric or DEFAULT_METRIC
+        if kind != "serving" and args.metric not in frame and (frame["status"] == "ok").any():
             available = ", ".join(records.metric_columns(frame)) or "none"
             raise ValueError(f"metric {args.metric!r} not found in the records; available: {available}")
-        kind = args.kind or declared(frame, "experiment_kind")
         per = [records.SWITCH_PREFIX + p if "switch." + p in frame else p for p in split_list(args.per)]
         baselines = choose_baselines(frame, args.baseline, per, kind)
         return frame, kind, baselines, extra_columns(frame, split_list(args.columns))
@@ -138,6 +151,8 @@ def load(args: argparse.Namespace) -> tuple[pd.DataFrame, str | None, Baselines,
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     frame, kind, baselines, extras = load(args)
+    if kind == "serving":
+        return report_serving(args, frame, baselines)
     table = summary.build_summary_table(frame, args.metric, baselines.of, extras)
     aa = summary.aa_floor(frame, args.metric)
     display = tables.format_summary_table(table, args.metric, frame, extras)
@@ -160,6 +175,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("error: nothing to compare (no successful measurement with a baseline)", file=sys.stderr)
         return 1
     return 0
+
+
+def report_serving(args: argparse.Namespace, frame: pd.DataFrame, baselines: Baselines) -> int:
+    title = declared(frame, "experiment") or f"`{args.sweep_folder}`"
+    was_declared = args.kind == "serving" or declared(frame, "experiment_kind") == "serving"
+    out_dir = args.out or args.sweep_folder / "report"
+    try:
+        return serving_report.write_report(frame, baselines, title, out_dir, args.slo_share, was_declared)
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc}") from exc
 
 
 if __name__ == "__main__":

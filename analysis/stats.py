@@ -41,13 +41,17 @@ def bootstrap_median_ci(
     return float(low), float(high)
 
 
-TIME_PATTERN = re.compile(r"_(s|ms|us)(_(median|mean|max|min|p\d+))?$")  # wall_s, tpot_ms_median, ttft_ms_p99
-RATE_PATTERN = re.compile(r"(tok|gb|tb|_per)_s$")  # output_tok_s, decode_bandwidth_gb_s: per second
+TIME_PATTERN = re.compile(r"_(s|ms|us)(_(median|mean|std|max|min|p\d+))?$")  # wall_s, tpot_ms_median, ttft_ms_p99
+RATE_PATTERN = re.compile(r"(tok|req|gb|tb|_per)_s$|^request_s$")  # output_tok_s, goodput_req_s, request_s
+COST_PATTERN = re.compile(r"^energy_j|_per_output_token$|_power_w")  # energy_j, gpu_power_w_mean: spent
 
 
 def lower_is_better(metric: str) -> bool:
-    """Times (``wall_s``, ``decode_s``, ``tpot_ms_median``, ``ttft_ms_max``) improve downwards; rates
-    (``output_tok_s``, ``..._gb_s``) and everything else upwards."""
+    """Times (``wall_s``, ``decode_s``, ``tpot_ms_median``, ``ttft_ms_max``) and what a run spends
+    (``energy_j``, ``energy_j_per_output_token``, ``gpu_power_w_mean``) improve downwards; rates
+    (``output_tok_s``, ``request_s``, ``goodput_req_s``, ``..._gb_s``) and everything else upwards."""
+    if COST_PATTERN.search(metric):
+        return True
     return bool(TIME_PATTERN.search(metric)) and not RATE_PATTERN.search(metric)
 
 

@@ -1,30 +1,9 @@
-"""Throughput, latency and roofline figures of one timed generate()."""
+"""Throughput and roofline figures of one timed run (latencies: allmos.bench.latency)."""
 
 from __future__ import annotations
 
-import statistics
-
-from allmos.engine.stats import EngineStats
 from allmos.sequence import Sequence
-
-
-def median_or_none(values: list[float]) -> float | None:
-    return statistics.median(values) if values else None
-
-
-def latency_metrics(seqs: list[Sequence]) -> dict:
-    """Time to first token from each request's own arrival; time per output token after it."""
-    ttft = [(s.first_token_time - s.arrival) * 1e3 for s in seqs if s.first_token_time is not None]
-    tpot = [
-        (s.finish_time - s.first_token_time) * 1e3 / (s.num_output_tokens - 1)
-        for s in seqs
-        if s.finish_time is not None and s.first_token_time is not None and s.num_output_tokens > 1
-    ]
-    return {
-        "ttft_ms_median": median_or_none(ttft),
-        "ttft_ms_max": max(ttft, default=None),
-        "tpot_ms_median": median_or_none(tpot),
-    }
+from allmos.stats import EngineStats
 
 
 def decode_bytes(stats: EngineStats, weight_bytes: int, kv_bytes_per_token: int) -> int:

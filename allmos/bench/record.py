@@ -6,6 +6,7 @@ import contextlib
 import csv
 import io
 import json
+import math
 import os
 import signal
 import tempfile
@@ -15,10 +16,15 @@ from typing import Any
 SCHEMA = 1
 RECORD_NAME = "result.json"
 TRACE_NAME = "trace.csv"
+REQUESTS_NAME = "requests.csv"
 STATUSES = ("ok", "failed", "interrupted")
 # An earlier run's files in a job folder are renamed to these before a new run starts, so the
 # folder never offers them as the new run's (analysis reads only files named result.json).
-PREVIOUS_NAMES = {RECORD_NAME: "result.previous.json", TRACE_NAME: "trace.previous.csv"}
+PREVIOUS_NAMES = {
+    RECORD_NAME: "result.previous.json",
+    TRACE_NAME: "trace.previous.csv",
+    REQUESTS_NAME: "requests.previous.csv",
+}
 
 
 class StorageError(OSError):
@@ -68,8 +74,21 @@ def remove_quietly(path: str | None) -> None:
 
 def write_record(folder: str, record: dict[str, Any]) -> str:
     path = os.path.join(folder, RECORD_NAME)
-    write_atomic(path, json.dumps({"schema": SCHEMA, **record}, indent=2, default=str))
+    text = json.dumps(strict_json({"schema": SCHEMA, **record}), indent=2, default=str, allow_nan=False)
+    write_atomic(path, text)
     return path
+
+
+def strict_json(value: Any) -> Any:
+    """The record with non-finite floats as the strings "inf", "-inf", "nan": JSON has no such numbers
+    (Python's `Infinity` is refused by strict readers: jq, JavaScript, pandas' ujson)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(v) for v in value]
+    return value
 
 
 def read_record(folder: str) -> dict[str, Any] | None:
@@ -105,15 +124,24 @@ def move_aside_previous(folder: str) -> None:
                 raise StorageError(path, error) from error
 
 
-def write_trace(folder: str, rows: list[dict]) -> str | None:
+def write_csv(folder: str, name: str, rows: list[dict]) -> str | None:
+    """`rows` as CSV (a header of the first row's keys; None cells empty), written atomically; its name."""
     if not rows:
         return None
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=list(rows[0]), lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    write_atomic(os.path.join(folder, TRACE_NAME), text.getvalue())
-    return TRACE_NAME
+    write_atomic(os.path.join(folder, name), text.getvalue())
+    return name
+
+
+def write_trace(folder: str, rows: list[dict]) -> str | None:
+    return write_csv(folder, TRACE_NAME, rows)
+
+
+def write_requests(folder: str, rows: list[dict]) -> str | None:
+    return write_csv(folder, REQUESTS_NAME, rows)
 
 
 def failure(error: BaseException) -> dict[str, Any]:

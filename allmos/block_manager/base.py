@@ -18,10 +18,7 @@ class BlockManager(Plugin, ABC):
             raise ValueError(f"the KV cache needs at least one block, got {ctx.num_blocks}")
         self.num_blocks = ctx.num_blocks
         self.block_size = ctx.block_size
-        self.cached_tokens = 0  # tokens whose KV was found in the prefix cache, over the run
-
-    def reset_stats(self) -> None:
-        self.cached_tokens = 0
+        self.stats = ctx.stats  # reports the prompt tokens the prefix cache supplied
 
     @abstractmethod
     def can_allocate(self, seq: Sequence, num_tokens: int) -> bool:

@@ -49,7 +49,7 @@ class PrefixCachingBlockManager(PagedBlockManager):
             prev = h
         seq.num_hashed_blocks = len(seq.block_table)
         seq.num_cached_tokens = seq.num_computed_tokens = len(seq.block_table) * self.block_size
-        self.cached_tokens += seq.num_cached_tokens
+        self.stats.count("cached_prompt_tokens", seq.num_cached_tokens)
 
     def acquire(self, block: int) -> None:
         if self.ref_counts[block] == 0:

@@ -20,6 +20,7 @@ from allmos.bench.record import (
     interrupted,
     move_aside_previous,
     read_record,
+    strict_json,
     write_atomic,
     write_record,
 )
@@ -139,7 +140,7 @@ def same_job(record: dict, spec) -> bool:
     position in the grid, so a changed sweep puts other configurations into existing folders)."""
 
     def plain(config) -> dict:
-        config = json.loads(json.dumps(config or {}, default=str))
+        config = json.loads(json.dumps(strict_json(config or {}), default=str))  # as the record holds it
         return {k: v for k, v in config.items() if k not in RESUME_IGNORED_KEYS}
 
     return plain(record.get("config")) == plain(spec.config)

@@ -8,7 +8,8 @@ import os
 from omegaconf import DictConfig, OmegaConf
 
 from allmos.bench.job import JobSpec
-from allmos.bench.workloads import checked_workload
+from allmos.bench.slo import checked_slo
+from allmos.bench.workload_checks import checked_workload
 from allmos.cli.schema import engine_fields
 from allmos.errors import ConfigError
 from allmos.models.prepare import prepare_model
@@ -84,6 +85,7 @@ def to_plain(value):
 
 def job_spec(cfg: DictConfig, job: dict, overrides: list[str] | None = None) -> JobSpec:
     workload = checked_workload(to_plain(cfg.workload))  # before any process starts or weights load
+    slo = checked_slo(to_plain(cfg.get("slo")))
     engine, weights_from = options_and_weights(cfg, overrides)
     config = OmegaConf.to_container(cfg, resolve=True)
     config["model"]["weights_from"] = weights_from  # the record says where the weights came from
@@ -95,4 +97,5 @@ def job_spec(cfg: DictConfig, job: dict, overrides: list[str] | None = None) -> 
         job=job,
         config=config,
         probe=cfg.probe,
+        slo=slo,
     )

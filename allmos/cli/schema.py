@@ -14,6 +14,7 @@ from typing import Any, Dict, Optional
 
 from omegaconf import MISSING
 
+from allmos.bench.slo import Slo
 from allmos.bench.workloads import WorkloadSpec
 from allmos.config import PLUGIN_SWITCHES, EngineConfig, PluginChoice
 from allmos.errors import ConfigError
@@ -53,6 +54,7 @@ HARNESS_FIELDS = [
     ("max_tokens", int, 128),  # mode=generate
     ("point", Optional[str], None),  # this job's point name within its experiment (e.g. no_attention)
     ("experiment", ExperimentSchema, field(default_factory=ExperimentSchema)),
+    ("slo", Slo, field(default_factory=Slo)),  # service-level objectives for goodput (null: not judged)
     ("model", Any, MISSING),
     ("workload", Any, MISSING),
 ]
@@ -110,7 +112,7 @@ def check_known_keys(cfg) -> None:
     """Refuse keys no schema declares (`+key=...` adds them past Hydra's checks), naming the key:
     top-level keys, a plugin's options unknown to the chosen plugin, model and workload keys."""
     known = {f.name for f in dataclasses.fields(run_schema())}
-    sections = {"model": ModelSchema, "workload": WorkloadSpec, "experiment": ExperimentSchema}
+    sections = {"model": ModelSchema, "workload": WorkloadSpec, "experiment": ExperimentSchema, "slo": Slo}
     for key in cfg:
         if key not in known:
             raise ConfigError(key, UNSUPPORTED.get(key, f"unknown key; known keys: {', '.join(sorted(known))}"))

@@ -22,6 +22,9 @@ def summary_lines(record: dict) -> list[str]:
         f"{fmt(m['total_tok_s'])} total tok/s",
         f"  TTFT median {fmt(m['ttft_ms_median'], ' ms')}, TPOT median {fmt(m['tpot_ms_median'], ' ms', 2)}, "
         f"prefill {m['prefill_s']:.2f} s, decode {m['decode_s']:.2f} s, {m['num_steps']} steps",
+        f"  p99: TTFT {fmt(m.get('ttft_ms_p99'), ' ms')}, TPOT {fmt(m.get('tpot_ms_p99'), ' ms', 2)}, "
+        f"ITL {fmt(m.get('itl_ms_p99'), ' ms', 2)}, E2E {fmt(m.get('e2e_ms_p99'), ' ms')}; "
+        f"{fmt(m.get('request_s'), ' req/s', 2)}, goodput {goodput_text(m, record.get('slo'))}",
         f"  KV peak {m['peak_kv_blocks']} of {c.get('num_kv_blocks')} blocks, prefix hit rate "
         f"{m['prefix_hit_rate']:.1%}, preemptions {c.get('preemptions')}, roofline {fmt(m.get('roofline'), '', 3)}",
         f"  ran: attention={c.get('attention_backend')} kv_store={c.get('kv_store')} rope={c.get('rope')} "
@@ -29,6 +32,11 @@ def summary_lines(record: dict) -> list[str]:
         f"graph forwards={c.get('graph_forwards')} eager forwards={c.get('eager_forwards')} "
         f"max_model_len={c.get('max_model_len')}",
     ]
+    if m.get("energy_j") is not None:
+        lines.append(
+            f"  GPU energy {m['energy_j']:,.1f} J ({fmt(m['energy_j_per_output_token'], ' J', 4)} per output token), "
+            f"SM clock {fmt(m['gpu_sm_clock_mhz'], ' MHz', 0)}, memory clock {fmt(m['gpu_mem_clock_mhz'], ' MHz', 0)}"
+        )
     if verdict:
         lines.append(f"  correctness probe: {probe_line(verdict)}")
     lines.append(f"  record: {where}/result.json")
@@ -40,3 +48,11 @@ def probe_line(correctness: dict) -> str:
     if verdict == "reference":
         return "reference (this job runs the reference's configuration on the same weights: nothing compared)"
     return "pass" if verdict == "pass" else "FAIL"
+
+
+def goodput_text(metrics: dict, slo: dict | None) -> str:
+    limits = {k: v for k, v in (slo or {}).items() if v is not None}
+    if not limits:
+        return "not judged (no slo.* set)"
+    within = ", ".join(f"{k} <= {v:g}" for k, v in limits.items())
+    return f"{fmt(metrics.get('goodput_req_s'), ' req/s', 2)} within {within}"

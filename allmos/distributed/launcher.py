@@ -328,7 +328,7 @@ class Shutdown:
 class DistributedRunner:
     """N tensor-parallel ranks behind the Runner interface the engine uses."""
 
-    def __init__(self, config, hf_config: Any, weights: str):
+    def __init__(self, config, hf_config: Any, weights: str, stats=None):
         n = config.tensor_parallel_size
         self.group = WorkerGroup(n, config.resolved_device)
         self._graph_runners: list = []  # rank 0's, whose graphs must go before the communicator
@@ -336,7 +336,7 @@ class DistributedRunner:
         self._finalizer.atexit = False  # Shutdown registered itself
         try:
             self.group.start(config, hf_config, weights)
-            self.rank0 = RankRunner(config, hf_config, weights, ParallelInfo(0, n), self.group)
+            self.rank0 = RankRunner(config, hf_config, weights, ParallelInfo(0, n), self.group, stats)
             self._graph_runners.append(self.rank0.graph_runner)
             for i in range(n - 1):
                 self.group.recv(i, "up")
@@ -349,11 +349,8 @@ class DistributedRunner:
             raise RuntimeError("the tensor-parallel runner is closed (after close() or a failure)")
         return self._guarded(self.rank0.launch, batch, prev)
 
-    def counters(self) -> dict[str, Any]:
-        return self.rank0.counters()
-
-    def reset_stats(self) -> None:
-        self.rank0.reset_stats()
+    def describe(self) -> dict[str, Any]:
+        return self.rank0.describe()
 
     def collect(self, step: LaunchedStep) -> StepOutput:
         return self._guarded(self.rank0.collect, step)

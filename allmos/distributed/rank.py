@@ -64,9 +64,9 @@ class RankRunner(ModelRunner):
     while another failed to load), then takes the smallest block count of all ranks.
     """
 
-    def __init__(self, config, hf_config, weights: str, tp: ParallelInfo, peers: Peers):
+    def __init__(self, config, hf_config, weights: str, tp: ParallelInfo, peers: Peers, stats=None):
         self.peers = peers
-        super().__init__(config, hf_config, weights, tp)
+        super().__init__(config, hf_config, weights, tp, stats)
 
     def size_cache(self) -> int:
         self.peers.barrier()

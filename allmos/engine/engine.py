@@ -12,13 +12,13 @@ import torch
 from allmos.batch import LaunchedStep, ScheduledBatch
 from allmos.config import EngineConfig
 from allmos.engine.runner import RunnerFactory
-from allmos.engine.stats import EngineStats
 from allmos.models.config_checks import check_model_config, declared_fields
 from allmos.models.hf_config import eos_token_ids, load_hf_config
 from allmos.registry import build
 from allmos.requests import check_priority
 from allmos.sampling_params import SamplingParams
 from allmos.sequence import Sequence
+from allmos.stats import EngineStats
 from allmos.validation import check_tensor_parallel, validate, with_model_len
 
 
@@ -39,19 +39,18 @@ class Engine:
         check_model_config(self.hf_config, *declared_fields(config.model, config.architecture))
         self.config = config = with_model_len(config, self.hf_config)
         check_tensor_parallel(config, self.hf_config)
-        self.runner = make_runner(config, self.hf_config, self.weights)
+        self.stats = EngineStats()  # every component reports into it; only the engine resets it
+        self.runner = make_runner(config, self.hf_config, self.weights, self.stats)
         host = torch.device("cpu")  # the block manager and the scheduler work on the host
         ctx, choices = config.build_context(host), config.plugin_choices()
-        ctx = replace(ctx, num_blocks=self.runner.num_blocks)
+        ctx = replace(ctx, num_blocks=self.runner.num_blocks, stats=self.stats)
         self.block_manager = build("block_manager", choices["block_manager"], ctx)
         eos = frozenset(eos_token_ids(config, self.hf_config))
         ctx = replace(ctx, block_manager=self.block_manager, eos_token_ids=eos)
         self.scheduler = build("scheduler", choices["scheduler"], ctx)
-        self.stats = EngineStats()
+        self.look_ahead = self.scheduler.look_ahead(self.scheduler) if config.async_scheduling else None
         self.next_seq_id = 0
         self.in_flight: LaunchedStep | None = None  # the look-ahead step queued by the last step()
-        self.ahead_steps = 0  # steps queued before the previous step's tokens were read back
-        self.ahead_prefill_steps = 0  # of which prefill steps
         self.step_batches: list[ScheduledBatch] = []  # the batches the current step() runs or queues
         self.closed = False
 
@@ -61,7 +60,7 @@ class Engine:
         check_priority(priority)
         seq = Sequence(self.next_seq_id, token_ids, params, arrival=time.perf_counter(), priority=priority)
         self.next_seq_id += 1
-        self.stats.prompt_tokens += len(token_ids)
+        self.stats.count("prompt_tokens", len(token_ids))
         self.scheduler.add(seq)
         return seq
 
@@ -121,21 +120,25 @@ class Engine:
         else:
             launched = self.in_flight
         self.in_flight = None
-        if self.config.async_scheduling:
-            ahead = self.scheduler.schedule_ahead(launched.batch)
+        if self.look_ahead is not None:
+            ahead = self.look_ahead.schedule(launched.batch)
             if ahead is not None:
                 self.step_batches.append(ahead)
                 self.in_flight = self.launch(ahead, launched)
-                self.ahead_steps += 1
-                self.ahead_prefill_steps += ahead.is_prefill
         batch = launched.batch
         finished = self.scheduler.postprocess(batch, self.runner.collect(launched))
         now = time.perf_counter()
         self.stamp_times(batch.seqs, finished, now)
         blocks = self.block_manager.num_used_blocks
-        self.stats.record(batch.kind, len(batch), batch.num_tokens, now - start, blocks, batch.context_tokens)
-        self.stats.prefill_tokens_computed += batch.num_prefill_tokens
-        self.stats.cached_prompt_tokens = self.block_manager.cached_tokens
+        self.stats.record(
+            batch.kind,
+            len(batch),
+            batch.num_tokens,
+            now - start,
+            blocks,
+            batch.context_tokens,
+            batch.num_prefill_tokens,
+        )
         return finished
 
     def launch(self, batch: ScheduledBatch, prev: LaunchedStep | None = None) -> LaunchedStep:
@@ -147,29 +150,20 @@ class Engine:
         for seq in seqs:
             if seq.first_token_time is None and seq.num_output_tokens > 0:
                 seq.first_token_time = now
+            times = seq.token_times  # a step adds at most one token to a sequence (none for a prefill chunk)
+            if len(times) < len(seq.token_ids) - seq.num_prompt_tokens:
+                times.append(now)
         for seq in finished:
             seq.finish_time = now
 
     def reset_stats(self) -> None:
         """Start counting afresh (after warm-up): the step trace and every component's counters."""
-        self.stats = EngineStats()
-        self.ahead_steps = self.ahead_prefill_steps = 0
-        self.block_manager.reset_stats()
-        self.scheduler.reset_stats()
-        self.runner.reset_stats()
+        self.stats.reset()
 
     def counters(self) -> dict[str, Any]:
         """What each switch really did (the record's `counters`), in the record's key order."""
-        runner = self.runner.counters()
-        return {
-            "prompt_tokens": self.stats.prompt_tokens,
-            "prefill_tokens_computed": self.stats.prefill_tokens_computed,
-            "cached_prompt_tokens": self.stats.cached_prompt_tokens,
-            "graph_forwards": runner["graph_forwards"],
-            "eager_forwards": runner["eager_forwards"],
-            "preemptions": self.scheduler.num_preemptions,
-            "ahead_steps": self.ahead_steps,
-            "ahead_prefill_steps": self.ahead_prefill_steps,
+        runner = self.runner.describe()
+        return self.stats.counters() | {
             "attention_backend": runner["attention_backend"],
             "kv_store": runner["kv_store"],
             "kv_store_in_rope": runner["kv_store_in_rope"],

@@ -26,6 +26,7 @@ from allmos.progress import phase
 from allmos.registry import build
 from allmos.sampling_params import SamplingParams
 from allmos.sequence import Sequence
+from allmos.stats import EngineStats
 
 
 def rank_device(device: str, tp: ParallelInfo) -> torch.device:
@@ -36,7 +37,15 @@ def rank_device(device: str, tp: ParallelInfo) -> torch.device:
 class ModelRunner:
     closed = False  # one rank in this process: it runs steps as long as the engine lives
 
-    def __init__(self, config: EngineConfig, hf_config: Any, weights: str, tp: ParallelInfo | None = None):
+    def __init__(
+        self,
+        config: EngineConfig,
+        hf_config: Any,
+        weights: str,
+        tp: ParallelInfo | None = None,
+        stats: EngineStats | None = None,
+    ):
+        """`stats`: the owner this rank's graph runner reports its forwards into (the engine's)."""
         self.config = config
         self.hf_config = hf_config
         self.tp = tp or ParallelInfo()
@@ -45,6 +54,7 @@ class ModelRunner:
         self.staging = HostStaging(self.device)
         self.token_readback = TokenReadback(self.device, config.max_num_seqs)
         ctx, choices = config.build_context(self.device), config.plugin_choices()
+        ctx = replace(ctx, stats=stats or EngineStats())
         self.kv_store = build("kv_store", choices["kv_store"], ctx)
         self.qk_rope = build("rope", choices["rope"], ctx)
         self.linear = build("linear", choices["linear"], ctx)
@@ -63,11 +73,9 @@ class ModelRunner:
         with phase("CUDA graphs: capturing") if config.cuda_graphs else nullcontext():
             self.graph_runner.capture()
 
-    def counters(self) -> dict[str, Any]:
-        """What ran: the plugins, and how many forwards the graph runner replayed or ran eagerly."""
+    def describe(self) -> dict[str, Any]:
+        """What runs: the plugins, and the KV cache's size."""
         return {
-            "graph_forwards": self.graph_runner.graph_steps,
-            "eager_forwards": self.graph_runner.eager_steps,
             "attention_backend": self.attention_backend.plugin_name,
             "kv_store": self.kv_store.plugin_name,
             "kv_store_in_rope": self.rope_writes_kv(),
@@ -76,9 +84,6 @@ class ModelRunner:
             "sampler": self.sampler.plugin_name,
             "num_kv_blocks": self.num_blocks,
         }
-
-    def reset_stats(self) -> None:
-        self.graph_runner.reset_stats()
 
     def model_context(self) -> ModelContext:
         max_positions = max(self.config.max_model_len, getattr(self.hf_config, "max_position_embeddings", 0))

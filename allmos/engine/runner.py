@@ -23,11 +23,9 @@ class Runner(Protocol):
     def collect(self, step: LaunchedStep) -> StepOutput:
         """Wait for a launched step; its sampled tokens on the host."""
 
-    def counters(self) -> dict[str, Any]:
-        """The plugins that ran and what they counted since the last `reset_stats`."""
-
-    def reset_stats(self) -> None: ...
+    def describe(self) -> dict[str, Any]:
+        """What runs: the plugins, and the KV cache's size."""
 
 
-# (config, hf_config, weights) -> a Runner
-RunnerFactory = Callable[[Any, Any, str], Runner]
+# (config, hf_config, weights, stats) -> a Runner whose components report into `stats`
+RunnerFactory = Callable[[Any, Any, str, Any], Runner]

@@ -20,11 +20,7 @@ class GraphRunner(Plugin, ABC):
         self.ctx = ctx
         self.model = ctx.model
         self.backend = ctx.attention
-        self.graph_steps = 0  # forwards replayed from a captured graph
-        self.eager_steps = 0
-
-    def reset_stats(self) -> None:
-        self.graph_steps = self.eager_steps = 0
+        self.stats = ctx.stats  # reports graph and eager forwards
 
     def capture(self) -> None:
         """Called once the KV cache exists; a graph runner captures its graphs here."""
@@ -35,5 +31,5 @@ class GraphRunner(Plugin, ABC):
         runner lets the attention backend add its own (inside the graph, when captured)."""
 
     def run_eager(self, input_ids, positions, meta) -> torch.Tensor:
-        self.eager_steps += 1
+        self.stats.count("eager_forwards")
         return self.model(input_ids, positions, self.backend.build_metadata(meta))

@@ -127,5 +127,5 @@ class CudaGraphRunner(GraphRunner):
         key = (bucket_for(n, self.buckets), bucket_for(meta.block_tables.shape[1], self.widths))
         self.static.load(input_ids, positions, meta, key[0])
         self.graphs[key].replay()
-        self.graph_steps += 1
+        self.stats.count("graph_forwards")
         return self.outputs[key][:n]

@@ -17,7 +17,6 @@ import json
 import torch
 
 from allmos.bench.workloads import WorkloadSpec, make_requests, warmup_requests
-from allmos.engine.stats import EngineStats
 from allmos.llm import LLM
 from allmos.microbench.profile_steps import kernel_rows
 from allmos.microbench.switches import parse_switches
@@ -32,7 +31,7 @@ def submit(llm: LLM, spec: WorkloadSpec) -> None:
 
 def timed_run(llm: LLM, spec: WorkloadSpec) -> list[dict]:
     """Step records of the prefill steps and the first decode steps of one whole run."""
-    llm.engine.stats = EngineStats()
+    llm.engine.reset_stats()
     submit(llm, spec)
     while llm.engine.has_unfinished():
         llm.engine.step()
@@ -44,7 +43,7 @@ def timed_run(llm: LLM, spec: WorkloadSpec) -> list[dict]:
 def prefill_kernels(llm: LLM, spec: WorkloadSpec, top: int = 25) -> dict:
     """GPU time per kernel over one run's prefill steps (the profiler stops at the first decode step)."""
     engine = llm.engine
-    engine.stats = EngineStats()
+    engine.reset_stats()
     submit(llm, spec)
     activities = [torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA]
     with torch.profiler.profile(activities=activities) as prof:

@@ -14,6 +14,9 @@ from allmos.sequence import Sequence
 class Scheduler(Plugin, ABC):
     # Whether it splits any prompt into chunks under max_num_batched_tokens, whatever chunked_prefill says.
     always_chunks_prompts = False
+    # The async_scheduling policy for this scheduler (LookAhead or a subclass, built with the
+    # scheduler); None: it has none, and async_scheduling=true is refused with it.
+    look_ahead: type | None = None
 
     def __init__(self, options, ctx: BuildContext):
         super().__init__(options, ctx)
@@ -21,10 +24,7 @@ class Scheduler(Plugin, ABC):
         self.limits: Limits = ctx.limits
         self.block_manager: BlockManager = ctx.block_manager
         self.eos_token_ids = set(ctx.eos_token_ids)
-        self.num_preemptions = 0
-
-    def reset_stats(self) -> None:
-        self.num_preemptions = 0
+        self.stats = ctx.stats  # reports preemptions
 
     @classmethod
     def check(cls, options: SchedulerOptions, where) -> None:
@@ -47,8 +47,3 @@ class Scheduler(Plugin, ABC):
     @abstractmethod
     def abort(self, seq: Sequence) -> None:
         """Finish `seq` now, wherever it is, and give back its blocks."""
-
-    def schedule_ahead(self, running: ScheduledBatch) -> ScheduledBatch | None:
-        """The decode batch after `running`, scheduled before `running`'s tokens are known; None when
-        the next step should be scheduled normally (after postprocessing `running`)."""
-        return None

@@ -2,8 +2,8 @@
 `max_num_batched_tokens` tokens; with chunked prefill the last one may get a partial chunk) or a
 decode step (one token for every running sequence). When blocks run out, the running sequence the
 policy ranks last (fcfs: the most recently admitted) is preempted and later recomputed. Waiting
-sequences start in the policy's order (`scheduler.policy`, policy.py). With async_scheduling the
-engine asks `schedule_ahead` for the step after a running one.
+sequences start in the policy's order (`scheduler.policy`, policy.py). With async_scheduling, its
+look-ahead policy (look_ahead.py) schedules the step after a running one.
 """
 
 from __future__ import annotations
@@ -13,12 +13,15 @@ from collections import deque
 from allmos.batch import ScheduledBatch, StepOutput
 from allmos.registry import register
 from allmos.scheduler.base import Scheduler
+from allmos.scheduler.look_ahead import LookAhead
 from allmos.scheduler.policy import SchedulerOptions
 from allmos.sequence import Sequence, SequenceStatus
 
 
 @register("scheduler", "continuous", options=SchedulerOptions)
 class ContinuousScheduler(Scheduler):
+    look_ahead = LookAhead
+
     def __init__(self, options, ctx):
         super().__init__(options, ctx)
         self.waiting = self.policy.waiting_queue()
@@ -84,41 +87,8 @@ class ContinuousScheduler(Scheduler):
         self.running.extend(scheduled)
         return ScheduledBatch(scheduled, [1] * len(scheduled), is_prefill=False) if scheduled else None
 
-    def schedule_ahead(self, running: ScheduledBatch) -> ScheduledBatch | None:
-        """After a prefill step, the next prefill step (schedule_prefill_ahead). After a decode step,
-        every sequence of it that will not finish by length, one position further, if each can grow by
-        a block without preemption and no waiting prompt could start now. A sequence that then samples
-        an end-of-sequence token wastes its look-ahead token (dropped)."""
-        if running.is_prefill:
-            return self.schedule_prefill_ahead(running)
-        if self.prefill_would_start():
-            return None
-        rows = [
-            i
-            for i, seq in enumerate(running.seqs)
-            if not seq.is_finished and not self.done_by_length(seq, len(seq) + 1)
-        ]
-        seqs = [running.seqs[i] for i in rows]
-        needed = sum(self.block_manager.blocks_for(len(s) + 1) - len(s.block_table) for s in seqs)
-        if not seqs or needed > self.block_manager.num_free_blocks:
-            return None
-        for seq in seqs:
-            self.block_manager.allocate(seq, len(seq) + 1)
-        return ScheduledBatch(seqs, [1] * len(seqs), is_prefill=False, ahead_rows=rows)
-
-    def schedule_prefill_ahead(self, running: ScheduledBatch) -> ScheduledBatch | None:
-        """The prefill step after the prefill step `running`, whose prompts need none of its sampled
-        tokens; None when `running` computes only part of a prompt (the next chunk starts where that one
-        ends) or no prompt could start. The blocks `running` fills are registered first, as they would be
-        after it: a later step runs after it on the device, so a prefix hit on them reads written KV."""
-        partial = any(n < s.num_uncomputed_tokens for s, n in zip(running.seqs, running.num_new_tokens))
-        if partial or not self.prefill_would_start():
-            return None
-        for seq, count in zip(running.seqs, running.num_new_tokens):
-            self.block_manager.mark_computed(seq, seq.num_computed_tokens + count)
-        return self.schedule_prefill()
-
     def prefill_would_start(self) -> bool:
+        """Whether the head of the waiting queue could be admitted now."""
         if not self.waiting or len(self.running) >= self.limits.max_num_seqs:
             return False
         head = self.waiting.head()
@@ -138,7 +108,7 @@ class ContinuousScheduler(Scheduler):
         self.block_manager.free(seq)
         seq.status = SequenceStatus.WAITING
         seq.num_preemptions += 1
-        self.num_preemptions += 1
+        self.stats.count("preemptions")
         self.waiting.requeue(seq)
 
     def postprocess(self, batch: ScheduledBatch, output: StepOutput) -> list[Sequence]:

@@ -24,13 +24,23 @@ from allmos.batch import ScheduledBatch
 from allmos.errors import ConfigError
 from allmos.registry import register
 from allmos.scheduler.continuous import ContinuousScheduler
+from allmos.scheduler.look_ahead import LookAhead
 from allmos.scheduler.policy import SchedulerOptions
 from allmos.sequence import Sequence
+
+
+class MixedLookAhead(LookAhead):
+    """After a decode-only step, the next decode step (as continuous's); after a step with prompt rows,
+    none: the next step decodes those rows too, whose tokens are not known yet."""
+
+    def after_prefill(self, running: ScheduledBatch) -> ScheduledBatch | None:
+        return None
 
 
 @register("scheduler", "mixed", options=SchedulerOptions)
 class MixedScheduler(ContinuousScheduler):
     always_chunks_prompts = True
+    look_ahead = MixedLookAhead
 
     def __init__(self, options, ctx):
         super().__init__(options, ctx)
@@ -57,9 +67,6 @@ class MixedScheduler(ContinuousScheduler):
         if batch is None:
             raise RuntimeError("the scheduler found nothing to run while requests remain (KV cache too small?)")
         return batch
-
-    def schedule_ahead(self, running: ScheduledBatch) -> ScheduledBatch | None:
-        return None if running.is_prefill else super().schedule_ahead(running)
 
 
 def mixed_batch(decodes: list[Sequence], prefill: ScheduledBatch | None) -> ScheduledBatch | None:

@@ -88,6 +88,7 @@ JOBS = {
     "attention_backends": 18,
     "prefix_caching": 24,
     "latency": 6,
+    "serving_rate_sweep": 96,  # 4 scheduling configurations x 8 request rates x 3 trials
     "schedulers": 18,
 }
 
@@ -194,6 +195,7 @@ def test_paper_script_runs_every_experiment(tmp_path):
         "attention_backends",
         "prefix_caching",
         "latency",
+        "serving_rate_sweep",
         "schedulers",
     ]
     assert sorted(line.split("+experiment=")[1].split()[0] for line in runs) == NAMES

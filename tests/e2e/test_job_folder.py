@@ -50,8 +50,9 @@ def test_a_new_run_moves_the_previous_record_and_trace_aside(tmp_path):
     folder = str(tmp_path)
     old_ok_record(folder, spec_of(folder=folder, run_id="earlier-run"))
     write_trace(folder, [{"step": 0}])
+    record_module.write_requests(folder, [{"request": 0}])
     record_module.move_aside_previous(folder)
-    assert sorted(os.listdir(folder)) == ["result.previous.json", "trace.previous.csv"]
+    assert sorted(os.listdir(folder)) == ["requests.previous.csv", "result.previous.json", "trace.previous.csv"]
 
 
 def test_a_folder_held_by_a_live_process_is_refused_naming_it(tmp_path):

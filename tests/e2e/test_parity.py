@@ -96,7 +96,7 @@ def test_parity_with_preemption(tiny_qwen3, reference, scheduler, policy, async_
     params = SamplingParams(temperature=0, max_tokens=MAX_TOKENS)
     out = llm.generate(PROMPTS, params, use_tqdm=False, priority=PRIORITIES)
     assert [o["token_ids"] for o in out] == reference
-    assert llm.engine.scheduler.num_preemptions > 0
+    assert llm.engine.stats.counts["preemptions"] > 0
 
 
 @pytest.mark.parametrize("family", ["qwen3", "qwen2", "llama"])

@@ -47,6 +47,36 @@ def test_smoke_run_writes_a_complete_record(tmp_path):
     assert os.path.exists(probe["reference"])
 
 
+def test_serving_run_writes_latency_percentiles_and_requests_csv(tmp_path):
+    proc = run(
+        tmp_path,
+        "+machine=cpu",
+        "model=qwen3-tiny",
+        "workload=serving",
+        "workload.num_requests=6",
+        "workload.request_rate=30",
+        "workload.length_mix=null",
+        "workload.input_len_min=16",
+        "workload.input_len_max=48",
+        "workload.output_len_min=4",
+        "workload.output_len_max=8",
+        "workload.max_concurrency=3",
+        "slo.ttft_ms=30000",
+        "probe=false",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    record = json.loads((tmp_path / "run" / "result.json").read_text())
+    m = record["metrics"]
+    assert m["num_requests"] == 6 and m["itl_ms_p99"] > 0 and m["ttft_ms_p90"] > 0 and m["e2e_ms_p50"] > 0
+    assert m["goodput_req_s"] == m["request_s"] and m["peak_concurrent_requests"] <= 3
+    assert record["slo"]["ttft_ms"] == 30000 and record["workload_spec"]["kind"] == "serving"
+    lines = (tmp_path / "run" / "requests.csv").read_text().splitlines()
+    assert (
+        lines[0].startswith("request,seq_id,priority,arrival_s,admitted_s,first_token_s,finish_s,") and len(lines) == 7
+    )
+    assert "p99: TTFT" in proc.stdout and "goodput" in proc.stdout
+
+
 def test_refused_switch_exits_non_zero_naming_it(tmp_path):
     proc = run(tmp_path, "model=qwen3-tiny", "workload=smoke", "device=cpu", "cuda_graphs=true")
     assert proc.returncode != 0

@@ -56,6 +56,14 @@ def run_in_process(tmp_path, *overrides: str) -> str:
         (["+no_such_key=1"], "allmos: no_such_key: unknown key"),
         (["model.path=/tmp/does-not-exist"], "allmos: model.path: '/tmp/does-not-exist' does not exist"),
         (["model=smollm2-135m", "model.path=/tmp/does-not-exist"], "allmos: model.path: '/tmp/does-not-exist'"),
+        (["workload=serving", "workload.request_rate=0"], "allmos: workload.request_rate: must be a number"),
+        (["workload=serving", "workload.request_rate=-2"], "allmos: workload.request_rate: must be a number"),
+        (["workload=serving", "workload.arrival=gamma", "workload.burstiness=0"], "allmos: workload.burstiness: must"),
+        (["workload=serving", "workload.priority=1.5"], "allmos: workload.priority: must be null, an integer"),
+        (["workload=trace", "workload.trace=/tmp/no-trace.jsonl"], "allmos: workload.trace: '/tmp/no-trace.jsonl'"),
+        (["slo.ttft_ms=0"], "allmos: slo.ttft_ms: must be null (not judged) or a number of milliseconds above 0"),
+        (["slo.e2e_ms=-5"], "allmos: slo.e2e_ms: must be null"),
+        (["+slo.itl_ms=5"], "allmos: slo.itl_ms: slo has no option"),
     ],
 )
 def test_user_error_is_one_line_naming_the_key(tmp_path, capsys, args, starts):
@@ -109,3 +117,16 @@ def test_generate_reads_the_prompt_from_stdin_and_prints_only_the_answer(tmp_pat
     proc = run(tmp_path, "mode=generate", f"model.path={chat_model}", "prompt_file=-", "max_tokens=3", stdin="w1 w2")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert len(proc.stdout.split()) == 3, proc.stdout  # three generated words; logs and banners on stderr
+
+
+def test_a_trace_going_backwards_is_refused_naming_its_line(tmp_path, capsys):
+    trace = tmp_path / "trace.jsonl"
+    trace.write_text(
+        '{"arrival_s": 2.0, "prompt_len": 8, "output_len": 4}\n{"arrival_s": 1.0, "prompt_len": 8, "output_len": 4}\n'
+    )
+    run_in_process(tmp_path, "workload=trace", f"workload.trace={trace}")
+    err = capsys.readouterr().err.strip()
+    assert (
+        err == f"allmos: workload.trace: {trace} line 2: arrival_s 1.0 goes backwards (the line before arrives at 2.0)"
+    )
+    assert not (tmp_path / "run" / "result.json").exists()

@@ -87,6 +87,10 @@ def test_stats_are_medians_spreads_and_ratio_of_medians():
 def test_speedup_of_a_time_is_the_inverse_ratio():
     assert stats.lower_is_better("decode_s") and stats.lower_is_better("tpot_ms_median")
     assert not stats.lower_is_better("output_tok_s")
+    for rate in ("request_s", "goodput_req_s", "decode_bandwidth_gb_s", "peak_output_tok_s"):
+        assert not stats.lower_is_better(rate), rate
+    for spent in ("energy_j", "energy_j_per_output_token", "gpu_power_w_mean", "itl_ms_p99", "e2e_ms_std"):
+        assert stats.lower_is_better(spent), spent
     assert stats.speedup([2.0, 2.5, 3.0], [5.0, 5.0, 5.0], lower_better=True) == 2.0  # half the time: 2x
     assert pd.isna(stats.median([]))
 

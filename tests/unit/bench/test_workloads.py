@@ -18,3 +18,14 @@ def test_no_warmup_when_none_is_asked_for():
 def test_more_warmup_requests_when_asked_for():
     warm = warmup_requests(WorkloadSpec(input_len_min=16, input_len_max=64, warmup_requests=4))
     assert [len(r.token_ids) for r in warm] == [16, 64, 32, 40]
+
+
+def test_warmup_spans_a_length_mix_and_a_trace():
+    mix = [
+        {"share": 0.5, "input_len_min": 20, "input_len_max": 30, "output_len_min": 1, "output_len_max": 2},
+        {"share": 0.5, "input_len_min": 300, "input_len_max": 400, "output_len_min": 1, "output_len_max": 2},
+    ]
+    assert [len(r.token_ids) for r in warmup_requests(WorkloadSpec(kind="serving", length_mix=mix))] == [20, 400]
+    trace = WorkloadSpec(kind="trace", trace="data/traces/mixed_burst.jsonl", num_requests=None)
+    lengths = [len(r.token_ids) for r in warmup_requests(trace)]
+    assert lengths[0] < 32 and 1024 <= lengths[1] <= 2048

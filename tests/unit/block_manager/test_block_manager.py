@@ -130,7 +130,7 @@ def test_paged_manager_never_shares():
     b = admit(bm, make_seq(1, tokens + [98]))
     assert not set(a.block_table) & set(b.block_table)
     assert b.num_cached_tokens == 0 and b.num_computed_tokens == 0
-    assert bm.cached_tokens == 0
+    assert bm.stats.counts["cached_prompt_tokens"] == 0
 
 
 # ------------------------------------------------------------------------------------ prefix caching

@@ -23,7 +23,7 @@ def test_prefix_hit_shares_full_blocks():
     assert b.block_table[2] not in a.block_table and bm.ref_counts[b.block_table[2]] == 1
     assert b.block_hashes == a.block_hashes and b.num_hashed_blocks == 2
     assert bm.num_used_blocks == 3 + 1
-    assert bm.cached_tokens == 2 * BS
+    assert bm.stats.counts["cached_prompt_tokens"] == 2 * BS
     assert_consistent(bm, [a, b])
     # Freeing one sharer keeps the blocks held by the other.
     bm.free(a)
@@ -58,7 +58,7 @@ def test_no_hit_before_mark_computed():
     b = admit(bm, make_seq(1, shared + [2]))  # a's KV is not written yet
     assert b.num_cached_tokens == 0 and b.num_computed_tokens == 0
     assert not set(a.block_table) & set(b.block_table)
-    assert bm.cached_tokens == 0
+    assert bm.stats.counts["cached_prompt_tokens"] == 0
     assert bm.block_of_hash == {}  # nothing registered at allocation time
     # A partial chunk registers only the blocks it completed.
     compute(bm, a, upto=BS + 1)
@@ -69,7 +69,7 @@ def test_no_hit_before_mark_computed():
     assert a.num_hashed_blocks == 2
     d = admit(bm, make_seq(3, shared + [4]))
     assert d.num_cached_tokens == 2 * BS and d.block_table[:2] == a.block_table[:2]
-    assert bm.cached_tokens == 3 * BS
+    assert bm.stats.counts["cached_prompt_tokens"] == 3 * BS
     assert_consistent(bm, [a, b, c, d])
 
 
@@ -114,7 +114,7 @@ def test_the_last_block_is_never_a_hit():
     assert one_block.num_cached_tokens == 0 and one_block.num_uncomputed_tokens == BS
     longer = admit(bm, make_seq(3, tokens + [1]))
     assert longer.num_cached_tokens == 2 * BS and longer.num_uncomputed_tokens == 1
-    assert bm.cached_tokens == BS + 0 + 2 * BS
+    assert bm.stats.counts["cached_prompt_tokens"] == BS + 0 + 2 * BS
 
 
 def test_freed_blocks_stay_cached_and_hits_take_them_out_of_the_pool():
@@ -219,17 +219,17 @@ def test_cached_tokens_counts_every_hit_over_the_run():
     bm = PrefixCachingBlockManager(None, BuildContext(num_blocks=16, block_size=BS))
     tokens = list(range(90, 102))  # three full blocks
     a = admit(bm, make_seq(0, tokens + [1]))
-    assert bm.cached_tokens == 0
+    assert bm.stats.counts["cached_prompt_tokens"] == 0
     compute(bm, a)
     b = admit(bm, make_seq(1, tokens[:8] + [2]))
     c = admit(bm, make_seq(2, tokens + [3]))
     assert (b.num_cached_tokens, c.num_cached_tokens) == (8, 12)
-    assert bm.cached_tokens == 20
+    assert bm.stats.counts["cached_prompt_tokens"] == 20
     # A preempted sequence that comes back is looked up again and counted again.
     bm.free(c)
     c2 = admit(bm, c)
     assert c2.num_cached_tokens == 12
-    assert bm.cached_tokens == 32
+    assert bm.stats.counts["cached_prompt_tokens"] == 32
 
 
 def test_prefix_can_allocate_never_overpromises():

@@ -1,6 +1,9 @@
-"""How the engine is put together: it runs whatever runner the factory handed to it builds, and one
-`reset_stats()` starts every counter afresh (the step trace, the scheduler's, the block manager's and
-the graph runner's), as a benchmark does after its warm-up."""
+"""How the engine is put together: it runs whatever runner the factory handed to it builds, every
+component reports into the one stats owner the engine made, and one `reset_stats()` starts every
+counter afresh (the step trace, the scheduler's, the block manager's and the graph runner's), as a
+benchmark does after its warm-up."""
+
+import pytest
 
 from allmos import LLM, SamplingParams
 from allmos.config import EngineConfig
@@ -14,8 +17,8 @@ PARAMS = SamplingParams(temperature=0, max_tokens=4)
 def test_the_engine_runs_the_runner_its_factory_builds(tiny_qwen3):
     built = []
 
-    def make_runner(config, hf_config, weights):
-        built.append(ModelRunner(config, hf_config, weights))
+    def make_runner(config, hf_config, weights, stats):
+        built.append(ModelRunner(config, hf_config, weights, stats=stats))
         return built[-1]
 
     engine = Engine(EngineConfig.create(tiny_qwen3, **SETTINGS), make_runner)
@@ -24,6 +27,15 @@ def test_the_engine_runs_the_runner_its_factory_builds(tiny_qwen3):
     while engine.has_unfinished():
         engine.step()
     assert engine.counters()["eager_forwards"] > 0
+    owners = (engine.scheduler.stats, engine.block_manager.stats, engine.runner.graph_runner.stats)
+    assert all(owner is engine.stats for owner in owners)
+
+
+def test_a_counter_outside_the_records_list_is_refused():
+    from allmos.stats import EngineStats
+
+    with pytest.raises(KeyError, match="not a counter"):
+        EngineStats().count("preemption")
 
 
 def test_reset_stats_zeroes_every_counter(tiny_qwen3):
@@ -38,6 +50,6 @@ def test_reset_stats_zeroes_every_counter(tiny_qwen3):
     sizes = ("num_kv_blocks", "max_model_len")  # what the engine is, not what it counted
     counts = {k: v for k, v in after.items() if type(v) is int and k not in sizes}
     assert counts and set(counts.values()) == {0}, counts
-    assert llm.engine.block_manager.cached_tokens == 0 and llm.engine.stats.trace == []
+    assert llm.engine.block_manager.stats.counts["cached_prompt_tokens"] == 0 and llm.engine.stats.trace == []
     llm.generate([prompt], PARAMS, use_tqdm=False)
     assert llm.engine.counters()["cached_prompt_tokens"] > 0  # counting goes on after the reset

@@ -129,3 +129,16 @@ def test_generate_after_close_is_refused(tiny_qwen3):
     llm.close()
     with pytest.raises(RuntimeError, match=r"closed \(close\(\) was called\)"):
         llm.generate([[1, 2, 3]], GREEDY, use_tqdm=False)
+
+
+def test_token_ids_are_checked_with_the_fast_path_and_the_slow_path_alike():
+    from allmos.requests import bad_token_id
+
+    assert bad_token_id([0, 5, 9], 10) is None  # plain ints: map/min/max
+    assert bad_token_id([0, 10, 3], 10) == 10
+    assert bad_token_id([0, -1], 10) == -1
+    assert bad_token_id([1, True, 3], 10) is True  # a bool is not a token id
+    assert bad_token_id([1, 2.0], 10) == 2.0
+    np = pytest.importorskip("numpy")
+    assert bad_token_id([np.int64(3), 4], 10) is None  # numpy ints are ints (the slow path)
+    assert bad_token_id([np.int64(30)], 10) == 30

@@ -9,9 +9,14 @@ from allmos.block_manager.paged import PagedBlockManager
 from allmos.block_manager.prefix_caching import PrefixCachingBlockManager
 from allmos.registry import BuildContext, Limits
 from allmos.scheduler.continuous import ContinuousScheduler
+from allmos.scheduler.look_ahead import LookAhead
 from allmos.sequence import Sequence
 
 PROMPTS = [[5, 6, 7, 8, 9, 10, 11], list(range(20, 60)), [3, 4], list(range(100, 133))]
+
+
+def look_ahead(sched, running):
+    return LookAhead(sched).schedule(running)
 
 
 def make_llm(folder, async_scheduling, **options):
@@ -82,7 +87,7 @@ def decode_batch(sched: ContinuousScheduler, *lengths: int) -> ScheduledBatch:
 def test_look_ahead_grows_blocks_and_points_at_the_running_rows():
     sched = scheduler_with(num_blocks=16)
     running = decode_batch(sched, 3, 4)  # lengths 4 and 5 after the first token
-    ahead = sched.schedule_ahead(running)
+    ahead = look_ahead(sched, running)
     assert ahead.ahead_rows == [0, 1] and not ahead.is_prefill
     assert [len(s.block_table) for s in ahead.seqs] == [2, 2]  # room for 6 tokens each
 
@@ -91,18 +96,18 @@ def test_no_look_ahead_when_a_prompt_could_start_or_blocks_run_out():
     sched = scheduler_with(num_blocks=16)
     running = decode_batch(sched, 3, 4)
     sched.add(Sequence(9, [1, 2, 3], SamplingParams()))
-    assert sched.schedule_ahead(running) is None  # the waiting prompt goes first
+    assert look_ahead(sched, running) is None  # the waiting prompt goes first
     tight = scheduler_with(num_blocks=3)
-    assert tight.schedule_ahead(decode_batch(tight, 3, 4)) is None  # 2 more blocks needed, 1 free
+    assert look_ahead(tight, decode_batch(tight, 3, 4)) is None  # 2 more blocks needed, 1 free
     prefill = ScheduledBatch([Sequence(0, [1], SamplingParams())], [1], is_prefill=True)
-    assert tight.schedule_ahead(prefill) is None
+    assert look_ahead(tight, prefill) is None
 
 
 def test_look_ahead_leaves_out_sequences_that_end_by_length():
     sched = scheduler_with(num_blocks=16)
     running = decode_batch(sched, 3, 4)
     running.seqs[0].params = SamplingParams(max_tokens=2)  # its next token is its last
-    ahead = sched.schedule_ahead(running)
+    ahead = look_ahead(sched, running)
     assert ahead.ahead_rows == [1]
 
 
@@ -120,7 +125,7 @@ def test_async_with_preemption_and_prefix_caching(tiny_qwen3, prefix_caching):
         prefix_caching=prefix_caching,
     )
     assert token_ids(llm, params) == sync
-    assert llm.engine.scheduler.num_preemptions > 0
+    assert llm.engine.stats.counts["preemptions"] > 0
 
 
 def prefill_scheduler(block_manager, chunked_prefill=False) -> ContinuousScheduler:
@@ -134,10 +139,10 @@ def test_a_prefill_step_is_scheduled_ahead_of_a_running_prefill_step():
         sched.add(Sequence(i, list(range(10 * i, 10 * i + 5)), SamplingParams()))
     running = sched.schedule()
     assert running.is_prefill and [s.seq_id for s in running.seqs] == [0]
-    ahead = sched.schedule_ahead(running)
+    ahead = look_ahead(sched, running)
     assert ahead.is_prefill and ahead.ahead_rows is None and [s.seq_id for s in ahead.seqs] == [1]
-    assert sched.schedule_ahead(ahead) is not None  # the third prompt after the second
-    assert sched.schedule_ahead(sched.schedule_ahead(ahead) or ahead) is None  # nothing left to start
+    assert look_ahead(sched, ahead) is not None  # the third prompt after the second
+    assert look_ahead(sched, look_ahead(sched, ahead) or ahead) is None  # nothing left to start
 
 
 def test_no_prefill_ahead_of_a_partial_chunk():
@@ -145,7 +150,7 @@ def test_no_prefill_ahead_of_a_partial_chunk():
     sched.add(Sequence(0, list(range(12)), SamplingParams()))
     running = sched.schedule()
     assert running.num_new_tokens == [8]
-    assert sched.schedule_ahead(running) is None  # the next chunk starts where this one ends
+    assert look_ahead(sched, running) is None  # the next chunk starts where this one ends
 
 
 def test_a_prefill_ahead_hits_the_blocks_the_running_step_fills():
@@ -157,7 +162,7 @@ def test_a_prefill_ahead_hits_the_blocks_the_running_step_fills():
     sched.add(Sequence(1, shared + [9], SamplingParams()))
     running = sched.schedule()
     assert [s.seq_id for s in running.seqs] == [0]
-    ahead = sched.schedule_ahead(running)
+    ahead = look_ahead(sched, running)
     assert ahead.seqs[0].num_cached_tokens == 4
     assert ahead.seqs[0].block_table[0] == running.seqs[0].block_table[0]
     assert ahead.num_new_tokens == [1]
@@ -174,9 +179,20 @@ def test_prefill_steps_ahead_match_sync(tiny_qwen3, prefix_caching):
         runs[mode] = [o["token_ids"] for o in llm.generate(prompts, params, use_tqdm=False)], llm.engine
     (sync_tokens, sync_engine), (async_tokens, async_engine) = runs[False], runs[True]
     assert async_tokens == sync_tokens
-    assert async_engine.block_manager.cached_tokens == sync_engine.block_manager.cached_tokens
-    assert (sync_engine.block_manager.cached_tokens > 0) == prefix_caching
+    cached = [engine.counters()["cached_prompt_tokens"] for engine in (sync_engine, async_engine)]
+    assert cached[0] == cached[1] and (cached[0] > 0) == prefix_caching
     prefill_steps = async_engine.stats.steps("prefill")
     assert prefill_steps >= 2
     assert async_engine.counters()["ahead_prefill_steps"] == prefill_steps - 1  # every one after the first
     assert sync_engine.counters()["ahead_prefill_steps"] == 0
+
+
+def test_async_scheduling_is_refused_for_a_scheduler_without_a_look_ahead_policy(tiny_qwen3, monkeypatch):
+    from allmos.config import EngineConfig
+    from allmos.errors import ConfigError
+    from allmos.validation import validate
+
+    monkeypatch.setattr(ContinuousScheduler, "look_ahead", None)
+    with pytest.raises(ConfigError, match="async_scheduling"):
+        validate(EngineConfig.create(tiny_qwen3, async_scheduling=True))
+    validate(EngineConfig.create(tiny_qwen3, async_scheduling=False))

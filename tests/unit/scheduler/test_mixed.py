@@ -11,6 +11,7 @@ from allmos.attention.sdpa import SdpaBackend
 from allmos.config import EngineConfig
 from allmos.errors import ConfigError
 from allmos.registry import CheckContext, lookup
+from allmos.scheduler.mixed import MixedLookAhead
 from allmos.validation import validate
 
 
@@ -80,7 +81,7 @@ def test_a_step_that_preempts_starts_no_prompt():
     late = make_seq(2, [3], max_tokens=2)  # one token: it would fit the budget and a block
     sched.add(late)
     batch = sched.schedule()
-    assert sched.num_preemptions == 1 and batch.kind == "decode" and batch.seqs == [a]
+    assert sched.stats.counts["preemptions"] == 1 and batch.kind == "decode" and batch.seqs == [a]
     assert list(sched.waiting) == [b, late]
     sched.postprocess(batch, model.run(batch))
     drive(sched, model)
@@ -94,15 +95,15 @@ def test_look_ahead_only_after_decode_only_steps():
     running_pair(sched, model)
     decode = sched.schedule()
     assert decode.kind == "decode"
-    ahead = sched.schedule_ahead(decode)
+    ahead = MixedLookAhead(sched).schedule(decode)
     assert ahead is not None and ahead.ahead_rows == [0, 1] and ahead.kind == "decode"
     sched.postprocess(decode, model.run(decode))
     sched.add(make_seq(2, list(range(40, 50)), max_tokens=2))
-    assert sched.schedule_ahead(ahead) is None  # a prompt could start: the next step mixes it in
+    assert MixedLookAhead(sched).schedule(ahead) is None  # a prompt could start: the next step mixes it in
     sched.postprocess(ahead, model.run(ahead))
     mixed = sched.schedule()
     assert mixed.kind == "mixed"
-    assert sched.schedule_ahead(mixed) is None  # its next step decodes rows whose tokens are unknown
+    assert MixedLookAhead(sched).schedule(mixed) is None  # its next step decodes rows whose tokens are unknown
 
 
 def config(**options) -> EngineConfig:
@@ -167,5 +168,5 @@ def test_a_mixed_step_runs_decode_rows_and_prompt_chunks_in_one_forward(tiny_qwe
         assert all(c > 1 for c in context_lens[:rows])  # one query over the whole cached context
         assert all(seq.num_prompt_tokens > 2 for seq in batch.seqs[rows:])  # prompt chunks after them
     prompt_tokens = sum(map(len, PROMPTS))
-    assert llm.engine.stats.prefill_tokens_computed == prompt_tokens  # decode rows are no prompt tokens
+    assert llm.engine.stats.counts["prefill_tokens_computed"] == prompt_tokens  # decode rows are no prompt tokens
     assert llm.engine.counters()["eager_forwards"] == len(steps)

@@ -60,7 +60,7 @@ def preempted_ids(kind, policy, seqs) -> list[int]:
         victims.extend(s.seq_id for s in seqs if s.status is SequenceStatus.WAITING and s.num_output_tokens)
 
     drive(sched, on_step=watch)
-    assert sched.num_preemptions > 0
+    assert sched.stats.counts["preemptions"] > 0
     for seq in seqs:
         assert seq.output_token_ids == run_alone(seq, 64)
     return list(dict.fromkeys(victims))

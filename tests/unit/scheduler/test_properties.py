@@ -142,11 +142,11 @@ def check_workload(case) -> None:
     assert all(count == 0 for count in bm.ref_counts)
     assert sorted(bm.free_pool) == list(range(bm.num_blocks))
     if not case["prefix"]:
-        assert bm.cached_tokens == 0
-    event(f"prefix hits: {bm.cached_tokens > 0}")
-    event(f"preemptions: {sched.num_preemptions > 0}")
-    target(float(bm.cached_tokens), label="prefix-cached tokens")
-    target(float(sched.num_preemptions), label="preemptions")
+        assert bm.stats.counts["cached_prompt_tokens"] == 0
+    event(f"prefix hits: {bm.stats.counts['cached_prompt_tokens'] > 0}")
+    event(f"preemptions: {sched.stats.counts['preemptions'] > 0}")
+    target(float(bm.stats.counts["cached_prompt_tokens"]), label="prefix-cached tokens")
+    target(float(sched.stats.counts["preemptions"]), label="preemptions")
 
 
 @SETTINGS
@@ -231,7 +231,7 @@ def engine_cases(draw):
     )
 
 
-# Two fixed cases that surely preempt, hit the prefix cache and (the first) chunk prompts.
+# Fixed cases that surely preempt and hit the prefix cache; the first chunks prompts, the third mixes steps.
 PINNED = [
     dict(
         indices=[0, 1, 2, 6, 3],
@@ -297,7 +297,7 @@ def test_engine_greedy_tokens_equal_generating_alone(tiny_qwen3, case):
     bm = llm.engine.block_manager
     assert bm.num_free_blocks == bm.num_blocks == case["num_kv_blocks"]
     assert all(count == 0 for count in bm.ref_counts)
-    event(f"prefix hits: {bm.cached_tokens > 0}")
-    event(f"preemptions: {llm.engine.scheduler.num_preemptions > 0}")
+    event(f"prefix hits: {bm.stats.counts['cached_prompt_tokens'] > 0}")
+    event(f"preemptions: {llm.engine.stats.counts['preemptions'] > 0}")
     if case in PINNED:
-        assert bm.cached_tokens > 0 and llm.engine.scheduler.num_preemptions > 0
+        assert bm.stats.counts["cached_prompt_tokens"] > 0 and llm.engine.stats.counts["preemptions"] > 0

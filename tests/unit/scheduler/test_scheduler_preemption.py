@@ -36,8 +36,8 @@ def test_preemption_with_a_tiny_cache(prefix):
 
     watch.down = set()
     drive(sched, on_step=watch)
-    assert sched.num_preemptions > 0
-    assert sum(s.num_preemptions for s in seqs) == sched.num_preemptions
+    assert sched.stats.counts["preemptions"] > 0
+    assert sum(s.num_preemptions for s in seqs) == sched.stats.counts["preemptions"]
     assert preempted_order[0] == 2  # the most recently admitted goes first
     for s in seqs:
         assert s.is_finished and s.num_output_tokens == 10
@@ -58,7 +58,7 @@ def test_preempted_sequence_goes_back_to_the_front_and_recomputes_everything():
     batch = sched.schedule()  # 9 tokens each: both need a third block, none is free -> b is preempted
     assert batch.seqs == [a] and not batch.is_prefill
     assert b.status is SequenceStatus.WAITING and b.block_table == [] and b.num_computed_tokens == 0
-    assert b.num_preemptions == 1 and sched.num_preemptions == 1
+    assert b.num_preemptions == 1 and sched.stats.counts["preemptions"] == 1
     assert list(sched.waiting) == [b, later]
     sched.postprocess(batch, model.run(batch))
     drive(sched, model)
@@ -74,7 +74,7 @@ def test_a_sequence_that_cannot_grow_preempts_itself_when_alone():
     sched.add(a)
     sched.add(b)
     drive(sched)
-    assert sched.num_preemptions >= 1
+    assert sched.stats.counts["preemptions"] >= 1
     assert a.output_token_ids == run_alone(a, 64) and b.output_token_ids == run_alone(b, 64)
 
 
@@ -147,7 +147,7 @@ def test_prefix_hit_skips_the_cached_prompt_tokens():
     sched.add(b)
     batch = sched.schedule()
     assert batch.seqs == [b] and batch.num_new_tokens == [3]
-    assert b.num_cached_tokens == 16 and sched.block_manager.cached_tokens == 16
+    assert b.num_cached_tokens == 16 and sched.block_manager.stats.counts["cached_prompt_tokens"] == 16
     bm = sched.block_manager
     assert [bm.block_of_hash[h] for h in b.block_hashes[:4]] == b.block_table[:4]
     assert all(bm.ref_counts[blk] == 1 for blk in b.block_table)  # a is gone; b alone holds them
@@ -170,6 +170,6 @@ def test_prefix_hit_end_to_end():
     drive(sched, model, arrivals={0: [a], 5: [b, same]}, on_step=watch)
     # b computes only its 3 new tokens; `same` is all hits, so its last block is recomputed
     assert cached == {0: (0, 18), 1: (16, 3), 2: (12, 4)}
-    assert sched.block_manager.cached_tokens == 28
+    assert sched.block_manager.stats.counts["cached_prompt_tokens"] == 28
     for s in (a, b, same):
         assert s.output_token_ids == run_alone(s)
