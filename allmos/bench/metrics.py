@@ -23,9 +23,11 @@ def throughput_metrics(seqs: list[Sequence], stats: EngineStats, wall: float) ->
         "total_tok_s": (output + prompt) / wall,
         "prefill_s": stats.seconds("prefill"),
         "decode_s": stats.seconds("decode"),
+        "mixed_s": stats.seconds("mixed"),  # scheduler=mixed: decode rows and prompt chunks in one step
         "num_steps": len(stats.trace),
         "num_prefill_steps": stats.steps("prefill"),
         "num_decode_steps": stats.steps("decode"),
+        "num_mixed_steps": stats.steps("mixed"),
         "peak_kv_blocks": stats.peak_kv_blocks,
         "prefix_hit_rate": stats.prefix_hit_rate,
     }

@@ -21,7 +21,7 @@ def summary_lines(record: dict) -> list[str]:
         f"  {m['output_tokens']:,} output tokens in {m['wall_s']:.2f} s: {fmt(m['output_tok_s'])} output tok/s, "
         f"{fmt(m['total_tok_s'])} total tok/s",
         f"  TTFT median {fmt(m['ttft_ms_median'], ' ms')}, TPOT median {fmt(m['tpot_ms_median'], ' ms', 2)}, "
-        f"prefill {m['prefill_s']:.2f} s, decode {m['decode_s']:.2f} s, {m['num_steps']} steps",
+        f"prefill {m['prefill_s']:.2f} s, decode {m['decode_s']:.2f} s{mixed_text(m)}, {m['num_steps']} steps",
         f"  p99: TTFT {fmt(m.get('ttft_ms_p99'), ' ms')}, TPOT {fmt(m.get('tpot_ms_p99'), ' ms', 2)}, "
         f"ITL {fmt(m.get('itl_ms_p99'), ' ms', 2)}, E2E {fmt(m.get('e2e_ms_p99'), ' ms')}; "
         f"{fmt(m.get('request_s'), ' req/s', 2)}, goodput {goodput_text(m, record.get('slo'))}",
@@ -41,6 +41,11 @@ def summary_lines(record: dict) -> list[str]:
         lines.append(f"  correctness probe: {probe_line(verdict)}")
     lines.append(f"  record: {where}/result.json")
     return lines
+
+
+def mixed_text(m: dict) -> str:
+    """The mixed steps' share (scheduler=mixed), so the parts add up to the steps' time."""
+    return f", mixed {m['mixed_s']:.2f} s" if m.get("num_mixed_steps") else ""
 
 
 def probe_line(correctness: dict) -> str:

@@ -7,6 +7,7 @@ one OpenMP thread (tiny matmuls only lose from more, and lose a lot when the cor
 
 from __future__ import annotations
 
+import csv
 import importlib.util
 import itertools
 import json
@@ -407,5 +408,10 @@ def test_schedulers_experiment_sweeps_each_policy_over_both_schedulers(env, tmp_
     assert record["status"] == "ok" and record["correctness"]["verdict"] == "pass"
     assert (record["switches"]["scheduler"], record["switches"]["scheduler.policy"]) == ("mixed", "sjf")
     assert record["counters"]["scheduler"] == "mixed"
-    kinds = (tmp_path / "trace.csv").read_text()
-    assert ",mixed," in kinds
+    with open(tmp_path / "trace.csv") as f:
+        steps = list(csv.DictReader(f))
+    m = record["metrics"]
+    assert m["num_mixed_steps"] == sum(row["kind"] == "mixed" for row in steps) > 0
+    parts = m["prefill_s"] + m["decode_s"] + m["mixed_s"]  # the kinds' times add up to the steps' time
+    assert parts == pytest.approx(sum(float(row["step_ms"]) for row in steps) / 1e3)
+    assert f"mixed {m['mixed_s']:.2f} s" in proc.stdout + proc.stderr  # the summary names them
