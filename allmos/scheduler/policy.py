@@ -75,6 +75,8 @@ POLICIES: dict[str, Callable[[], Policy]] = {
 
 
 def check_policy(options: SchedulerOptions) -> None:
+    if not isinstance(options, SchedulerOptions):
+        raise TypeError(f"a scheduler's options must derive from SchedulerOptions (scheduler.policy), got {options!r}")
     if options.policy not in POLICIES:
         raise ConfigError("scheduler.policy", f"{options.policy!r} is unknown; choose one of: {', '.join(POLICIES)}")
 
