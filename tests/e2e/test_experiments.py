@@ -7,7 +7,6 @@ one OpenMP thread (tiny matmuls only lose from more, and lose a lot when the cor
 
 from __future__ import annotations
 
-import csv
 import importlib.util
 import itertools
 import json
@@ -385,33 +384,3 @@ def test_submitit_local_launcher(env, tmp_path):
     assert f"FAILED ({sweep}/1): ConfigError: cuda_graphs" in proc.stderr
     jobs = records(sweep)
     assert [jobs[i]["status"] for i in (0, 1)] == ["ok", "failed"]
-
-
-def test_schedulers_experiment_sweeps_each_policy_over_both_schedulers(env, tmp_path):
-    assert [job[:2] for job in grid("schedulers", "trial=0")] == [
-        [f"scheduler={s}", f"scheduler.policy={p}"]
-        for s in ("continuous", "mixed")
-        for p in ("fcfs", "priority", "sjf")
-    ]
-    cfg = composed("+experiment=schedulers", "scheduler=mixed", "scheduler.policy=sjf")
-    assert (cfg.scheduler.name, cfg.scheduler.policy, cfg.chunked_prefill, cfg.max_num_batched_tokens) == (
-        "mixed",
-        "sjf",
-        True,
-        2048,
-    )
-    # one point for real, its budget small enough that the smoke workload's prompts run beside decodes
-    point = ["+experiment=schedulers", "scheduler=mixed", "scheduler.policy=sjf", "max_num_batched_tokens=16"]
-    proc = run_py(env, *TINY, *PINNED, *point, f"hydra.run.dir={tmp_path}")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    record = json.loads((tmp_path / "result.json").read_text())
-    assert record["status"] == "ok" and record["correctness"]["verdict"] == "pass"
-    assert (record["switches"]["scheduler"], record["switches"]["scheduler.policy"]) == ("mixed", "sjf")
-    assert record["counters"]["scheduler"] == "mixed"
-    with open(tmp_path / "trace.csv") as f:
-        steps = list(csv.DictReader(f))
-    m = record["metrics"]
-    assert m["num_mixed_steps"] == sum(row["kind"] == "mixed" for row in steps) > 0
-    parts = m["prefill_s"] + m["decode_s"] + m["mixed_s"]  # the kinds' times add up to the steps' time
-    assert parts == pytest.approx(sum(float(row["step_ms"]) for row in steps) / 1e3)
-    assert f"mixed {m['mixed_s']:.2f} s" in proc.stdout + proc.stderr  # the summary names them
