@@ -6,7 +6,7 @@ import torch
 import triton
 import triton.language as tl
 
-from allmos.kv_store.kernels.fp8 import check_scale_pages, fp8_args, store_rows
+from allmos.triton_shared.fp8 import check_scale_pages, fp8_args, store_rows
 
 
 @triton.jit

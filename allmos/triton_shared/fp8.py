@@ -1,5 +1,6 @@
-"""FP8 (e4m3) quantization of K/V rows in registers, shared by the KV store and the rope kernel that
-stores K/V; the same arithmetic as allmos.kv_store.fp8 (the torch path), so both write the same bytes."""
+"""FP8 (e4m3) K/V in Triton kernels: quantizing rows in registers (the KV store, the rope kernel that
+stores K/V), with the same arithmetic as allmos.kv_store.fp8 (the torch path), so both write the same bytes;
+and the host-side check of the scales beside fp8 pages (also for the attention kernels that read them)."""
 
 from __future__ import annotations
 
@@ -72,4 +73,3 @@ def check_scale_pages(cache, scales) -> None:
                 f"{name} scales must be contiguous float32 [{blocks}, {heads}, {block_size}]; "
                 f"got {s.dtype} {tuple(s.shape)}"
             )
-
