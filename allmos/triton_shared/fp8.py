@@ -21,10 +21,13 @@ def round_to_e4m3(y):
     """float32 y (|y| <= 448) rounded to the nearest e4m3 value, ties to even, still in float32, so that
     the cast to fp8 is exact everywhere: the GPU's cast rounds the same way, but the Triton 3.6
     interpreter's rounds ties up and drops the carry into the exponent (31.0 -> 16.0, 124.0 -> 64.0)."""
-    exponent = ((y.to(tl.int32, bitcast=True) >> 23) & 0xFF) - 127
+    bits = y.to(tl.int32, bitcast=True)
+    exponent = ((bits >> 23) & 0xFF) - 127
     quantum = ((tl.maximum(exponent, -6) - 3 + 127) << 23).to(tl.float32, bitcast=True)  # e4m3's ulp at y
     magic = quantum * 12582912.0  # 1.5 * 2**23 ulps: the float32 sum rounds y to a multiple of quantum
-    return (y + magic) - magic
+    rounded = (y + magic) - magic
+    # y's sign back on what rounds to zero (-0.0001 -> -0, as the casts do)
+    return (rounded.to(tl.int32, bitcast=True) | (bits & -2147483648)).to(tl.float32, bitcast=True)
 
 
 @triton.jit
