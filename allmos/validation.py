@@ -30,6 +30,20 @@ def check_plugins(config: EngineConfig) -> None:
         if KINDS[kind].chosen_by == "group":  # a kind a switch picks says in `check` what to set instead
             check_plugin_device(kind, entry.cls, config)
         entry.cls.check(options, where)
+        check_fp8_pages(kind, entry.cls, config.kv_cache_dtype)
+
+
+def check_fp8_pages(kind: str, cls: type, kv_cache_dtype: str) -> None:
+    """With kv_cache_dtype=fp8, the attention backend must read FP8 pages and the KV store write them."""
+    if kv_cache_dtype != "fp8" or kind not in ("attention", "kv_store") or cls.fp8_kv_cache:
+        return
+    able = [n for n in names(kind) if lookup(kind, n).cls.fp8_kv_cache]
+    verb = "read" if kind == "attention" else "write"
+    raise ConfigError(
+        kind,
+        f"{cls.plugin_name} cannot {verb} the FP8 pages of kv_cache_dtype=fp8; use {kind}={' or '.join(able)}, "
+        "or kv_cache_dtype=auto",
+    )
 
 
 def plugin_options(kind: str, choice) -> object:

@@ -42,6 +42,8 @@ class KVStore(Plugin, ABC):
     """Writes the new tokens' K and V into the paged cache at their slots (slot -1: skip); with
     kv_cache_dtype=fp8, quantized, with their scales (`scales`)."""
 
+    fp8_kv_cache = False  # whether `write` quantizes into FP8 pages with their scales (kv_cache_dtype=fp8)
+
     @classmethod
     def check(cls, options, where) -> None:
         super().check(options, where)

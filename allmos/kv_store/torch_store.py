@@ -11,6 +11,8 @@ class TorchKVStore(KVStore):
     (padding) is redirected there, which avoids a host sync to filter it out. With FP8 caches the
     rows are quantized first (allmos.kv_store.fp8) and their scales written beside the pages."""
 
+    fp8_kv_cache = True
+
     def write(self, k, v, k_cache, v_cache, slot_mapping, scales=None) -> None:
         block_size = k_cache.shape[1]
         scratch = (k_cache.shape[0] - 1) * block_size

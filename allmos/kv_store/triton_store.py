@@ -17,6 +17,8 @@ class TritonKVStore(TritonPlugin, KVStore):
     store's layout, and `write` is not called; with rope=torch the store runs as its own kernel. With
     FP8 caches either kernel quantizes each (token, kv head) row in registers and writes its scale."""
 
+    fp8_kv_cache = True
+
     def __init__(self, options, ctx):
         super().__init__(options, ctx)
         from allmos.kv_store.kernels.store import store_kv_triton
