@@ -22,8 +22,9 @@ def summary_lines(record: dict) -> list[str]:
         f"{fmt(m['total_tok_s'])} total tok/s",
         f"  TTFT median {fmt(m['ttft_ms_median'], ' ms')}, TPOT median {fmt(m['tpot_ms_median'], ' ms', 2)}, "
         f"prefill {m['prefill_s']:.2f} s, decode {m['decode_s']:.2f} s, {m['num_steps']} steps",
-        f"  KV peak {m['peak_kv_blocks']} of {c.get('num_kv_blocks')} blocks ({c.get('kv_cache_dtype')}), prefix hit rate "
-        f"{m['prefix_hit_rate']:.1%}, preemptions {c.get('preemptions')}, roofline {fmt(m.get('roofline'), '', 3)}",
+        f"  KV peak {m['peak_kv_blocks']} of {c.get('num_kv_blocks')} blocks ({c.get('kv_cache_dtype')}), "
+        f"prefix hit rate {m['prefix_hit_rate']:.1%}, preemptions {c.get('preemptions')}, "
+        f"roofline {fmt(m.get('roofline'), '', 3)}",
         f"  ran: attention={c.get('attention_backend')} kv_store={c.get('kv_store')} rope={c.get('rope')} "
         f"linear={c.get('linear')} sampler={c.get('sampler')} K/V stored in rope kernel={c.get('kv_store_in_rope')} "
         f"graph forwards={c.get('graph_forwards')} eager forwards={c.get('eager_forwards')} "
