@@ -137,16 +137,29 @@ class EngineConfig:
     def switches(self) -> dict[str, Any]:
         """Every switch and its value, flat: what a result record and a table show. A plugin's
         options appear as `plugin.option` (e.g. `attention.longest_first`), so runs that differ only
-        there stay apart in the tables."""
+        there stay apart in the tables; every option of the plugin, defaults included, so a config built
+        in Python shows what the same config composed by Hydra shows."""
         out = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if isinstance(value, PluginChoice):
                 out[f.name] = value.name
-                out.update({f"{f.name}.{key}": option for key, option in value.options.items()})
+                out.update({f"{f.name}.{key}": option for key, option in resolved_options(f.name, value).items()})
             elif f.name not in ("model", "architecture", "model_name"):
                 out[f.name] = value
         return out
+
+
+def resolved_options(kind: str, choice: PluginChoice) -> dict[str, Any]:
+    """The plugin's options with their defaults filled in; as given where the plugin or an option is
+    unknown (validation refuses those, and a failure record still shows what was asked for)."""
+    from allmos.registry import make_options
+
+    try:
+        options = make_options(kind, choice.name, choice.options)
+    except (ValueError, TypeError):
+        return dict(choice.options)
+    return {k: v for k, v in dataclasses.asdict(options).items() if k != "name"}
 
 
 def approximate_switches(config: EngineConfig | Mapping[str, Any]) -> list[str]:
