@@ -25,8 +25,9 @@ def summary_lines(record: dict) -> list[str]:
         f"  p99: TTFT {fmt(m.get('ttft_ms_p99'), ' ms')}, TPOT {fmt(m.get('tpot_ms_p99'), ' ms', 2)}, "
         f"ITL {fmt(m.get('itl_ms_p99'), ' ms', 2)}, E2E {fmt(m.get('e2e_ms_p99'), ' ms')}; "
         f"{fmt(m.get('request_s'), ' req/s', 2)}, goodput {goodput_text(m, record.get('slo'))}",
-        f"  KV peak {m['peak_kv_blocks']} of {c.get('num_kv_blocks')} blocks, prefix hit rate "
-        f"{m['prefix_hit_rate']:.1%}, preemptions {c.get('preemptions')}, roofline {fmt(m.get('roofline'), '', 3)}",
+        f"  KV peak {m['peak_kv_blocks']} of {c.get('num_kv_blocks')} blocks ({c.get('kv_cache_dtype')}), "
+        f"prefix hit rate {m['prefix_hit_rate']:.1%}, preemptions {c.get('preemptions')}, "
+        f"roofline {fmt(m.get('roofline'), '', 3)}",
         f"  ran: attention={c.get('attention_backend')} kv_store={c.get('kv_store')} rope={c.get('rope')} "
         f"linear={c.get('linear')} sampler={c.get('sampler')} K/V stored in rope kernel={c.get('kv_store_in_rope')} "
         f"graph forwards={c.get('graph_forwards')} eager forwards={c.get('eager_forwards')} "
