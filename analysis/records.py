@@ -12,6 +12,8 @@ One row per job. Column conventions:
 * ``correct``         ``correctness.passed`` as pandas ``boolean`` (NA when the job ran no check or was the reference)
 * ``probe``           ``correctness.verdict``: ``pass``, ``fail``, ``reference`` (the job ran the reference's own
                       configuration, so nothing was compared), or NA
+* ``probe.<figure>``  an approximate configuration's probe figures (``correctness.top1_agreement``,
+                      ``top5_containment``, ``mean_abs_logprob_diff``); NA for exact ones
 * ``config``          added by :func:`add_config_labels`: the point name, else e.g.
   ``"attention=sdpa cuda_graphs=false"``
 
@@ -35,6 +37,8 @@ RESULT_FILE = "result.json"
 SCHEMA_VERSION = 1
 SWITCH_PREFIX = "switch."
 COUNTER_PREFIX = "counter."
+PROBE_PREFIX = "probe."
+PROBE_FIGURES = ("top1_agreement", "top5_containment", "mean_abs_logprob_diff")
 METRIC_PREFIX = "metric."
 CONTEXT_COLUMNS = ("model", "workload", "trial", "status", "error", "device_name", "dtype", "weights")
 EXPERIMENT_COLUMNS = ("point", "experiment", "experiment_kind", "experiment_baseline")
@@ -143,6 +147,7 @@ def record_to_row(record: Mapping[str, Any], job_dir: Path) -> dict[str, Any]:
     row.update(prefixed(COUNTER_PREFIX, record.get("counters") or {}))
     row["correct"] = (record.get("correctness") or {}).get("passed")
     row["probe"] = probe_verdict(record.get("correctness"))
+    row.update(probe_figures(record.get("correctness")))
     row.update(experiment_cells(record.get("config") or {}))
     return row
 
@@ -155,6 +160,12 @@ def probe_verdict(correctness: Mapping[str, Any] | None) -> str | None:
         return str(correctness["verdict"])
     passed = correctness.get("passed")
     return None if passed is None else ("pass" if passed else "fail")
+
+
+def probe_figures(correctness: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``probe.<figure>`` of an approximate configuration's probe; none for an exact one."""
+    correctness = correctness or {}
+    return {PROBE_PREFIX + name: correctness[name] for name in PROBE_FIGURES if name in correctness}
 
 
 def experiment_cells(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -244,7 +255,7 @@ def metric_columns(frame: pd.DataFrame) -> list[str]:
         c
         for c in frame.columns
         if c not in skipped
-        and not c.startswith((SWITCH_PREFIX, COUNTER_PREFIX))
+        and not c.startswith((SWITCH_PREFIX, COUNTER_PREFIX, PROBE_PREFIX))
         and pd.to_numeric(frame[c], errors="coerce").notna().any()
     ]
 

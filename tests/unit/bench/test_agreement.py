@@ -107,3 +107,15 @@ def test_the_stated_tolerances_are_a_record():
     record = APPROXIMATE_TOLERANCES.as_record()
     assert set(record) == {"top1_agreement_min", "top5_containment_min", "mean_abs_logprob_diff_max"}
     assert 0 < record["top1_agreement_min"] <= record["top5_containment_min"] < 1
+
+
+def test_the_run_summary_shows_an_approximate_probes_figures():
+    from report_records import approximate_correctness
+
+    from allmos.cli.summary import probe_line
+
+    line = probe_line(approximate_correctness(0.96875, 1.0, 0.0493))
+    assert line == (
+        "pass (approximate: kv_cache_dtype=fp8; teacher-forced top-1 96.9%, top-5 100.0%, mean |Δlogprob| 0.049)"
+    )
+    assert probe_line({"verdict": "pass", "passed": True, "approximate": []}) == "pass"
