@@ -48,7 +48,15 @@ def probe_line(correctness: dict) -> str:
     verdict = correctness.get("verdict") or ("pass" if correctness.get("passed") else "fail")
     if verdict == "reference":
         return "reference (this job runs the reference's configuration on the same weights: nothing compared)"
-    return "pass" if verdict == "pass" else "FAIL"
+    shown = "pass" if verdict == "pass" else "FAIL"
+    if not correctness.get("approximate") or "top1_agreement" not in correctness:
+        return shown
+    diff = correctness["mean_abs_logprob_diff"]
+    figures = (
+        f"top-1 {correctness['top1_agreement']:.1%}, top-5 {correctness['top5_containment']:.1%}, "
+        f"mean |Δlogprob| {'n/a' if diff is None else f'{diff:.3f}'}"
+    )
+    return f"{shown} (approximate: {' '.join(correctness['approximate'])}; teacher-forced {figures})"
 
 
 def goodput_text(metrics: dict, slo: dict | None) -> str:
