@@ -39,4 +39,3 @@ class Scheduler(Plugin, ABC):
     @abstractmethod
     def abort(self, seq: Sequence) -> None:
         """Finish `seq` now, wherever it is, and give back its blocks."""
-
