@@ -9,13 +9,14 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from allmos.errors import ConfigError
-from allmos.registry import BuildContext, Limits, lookup
+from allmos.registry import BuildContext, Limits
 
 PLUGIN_SWITCHES = ("attention", "kv_store", "rope", "linear", "scheduler", "sampler")
 MAX_MODEL_LEN_CAP = 4096  # max_model_len=None takes the model's max_position_embeddings, at most this
@@ -30,11 +31,14 @@ ALL_OFF = {
     "compile": False,
     "prefix_caching": False,
     "async_scheduling": False,
+    "kv_cache_dtype": "auto",
 }
 # What runs on a machine without CUDA (`+machine=cpu`, conf/machine/cpu.yaml, which adds workload=smoke):
 # the Triton kernels and CUDA graphs need CUDA; compile runs on CPU but costs minutes of compiling.
 CPU_DEFAULTS = ALL_OFF | {"prefix_caching": True, "async_scheduling": True}
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32, "float64": torch.float64}
+# kv_cache_dtype: auto stores K/V in the model's dtype; fp8 in float8 e4m3, scaled (kv_store.fp8_scale).
+KV_CACHE_DTYPES = {"auto": None, "fp8": torch.float8_e4m3fn}
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,7 @@ class EngineConfig:
     compile: bool = True
     chunked_prefill: bool = False
     async_scheduling: bool = True  # queue the next decode step before reading back this one's tokens
+    kv_cache_dtype: str = "auto"  # auto: the model's dtype; fp8: float8 e4m3 with scales (approximate)
     tensor_parallel_size: int = 1
     block_size: int = 256
     gpu_memory_utilization: float = 0.9
@@ -111,6 +116,11 @@ class EngineConfig:
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return torch.float32
 
+    @property
+    def kv_cache_torch_dtype(self) -> torch.dtype:
+        """The dtype of the paged KV cache's values."""
+        return KV_CACHE_DTYPES.get(self.kv_cache_dtype) or self.torch_dtype
+
     def build_context(self, device: torch.device) -> BuildContext:
         """What every plugin is built from, on `device` (the engine adds the rest as it comes to exist)."""
         limits = Limits(self.max_num_seqs, self.max_num_batched_tokens, self.max_model_len, self.chunked_prefill)
@@ -126,24 +136,38 @@ class EngineConfig:
 
     def switches(self) -> dict[str, Any]:
         """Every switch and its value, flat: what a result record and a table show. A plugin's
-        options appear as `plugin.option` (e.g. `attention.longest_first`), defaults included, so runs
-        that differ only there stay apart in the tables, and a config from the Python API reads like
-        the same config from Hydra (which fills in every default)."""
+        options appear as `plugin.option` (e.g. `attention.longest_first`), so runs that differ only
+        there stay apart in the tables; every option of the plugin, defaults included, so a config built
+        in Python shows what the same config composed by Hydra shows."""
         out = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if isinstance(value, PluginChoice):
                 out[f.name] = value.name
-                options = option_defaults(f.name, value.name) | value.options
-                out.update({f"{f.name}.{key}": option for key, option in options.items()})
+                out.update({f"{f.name}.{key}": option for key, option in resolved_options(f.name, value).items()})
             elif f.name not in ("model", "architecture", "model_name"):
                 out[f.name] = value
         return out
 
 
-def option_defaults(kind: str, name: str) -> dict[str, Any]:
-    fields = dataclasses.fields(lookup(kind, name).options)
-    return {f.name: f.default for f in fields if f.name != "name" and f.default is not dataclasses.MISSING}
+def resolved_options(kind: str, choice: PluginChoice) -> dict[str, Any]:
+    """The plugin's options with their defaults filled in; as given where the plugin or an option is
+    unknown (validation refuses those, and a failure record still shows what was asked for)."""
+    from allmos.registry import make_options
+
+    try:
+        options = make_options(kind, choice.name, choice.options)
+    except (ValueError, TypeError):
+        return dict(choice.options)
+    return {k: v for k, v in dataclasses.asdict(options).items() if k != "name"}
+
+
+def approximate_switches(config: EngineConfig | Mapping[str, Any]) -> list[str]:
+    """The switches of `config` (an EngineConfig, or its flat `switches()` as a record keeps them) that
+    change the numbers the model computes, not only how fast: e.g. ["kv_cache_dtype=fp8"]. Empty when
+    the configuration is exact, i.e. should reproduce the all-off reference token for token."""
+    get = config.get if isinstance(config, Mapping) else lambda key, default=None: getattr(config, key, default)
+    return ["kv_cache_dtype=fp8"] if get("kv_cache_dtype", "auto") == "fp8" else []
 
 
 def resolve_device(device: str) -> str:

@@ -100,6 +100,7 @@ class CheckContext:
     device: str  # the resolved device: cuda or cpu
     block_size: int
     attention: type  # the chosen attention backend's class
+    kv_cache_dtype: str = "auto"  # what the KV cache stores: auto (the model's dtype) or fp8
 
 
 class Plugin:

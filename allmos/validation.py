@@ -7,7 +7,7 @@ import os
 
 import torch
 
-from allmos.config import DTYPES, MAX_MODEL_LEN_CAP, EngineConfig
+from allmos.config import DTYPES, KV_CACHE_DTYPES, MAX_MODEL_LEN_CAP, EngineConfig
 from allmos.errors import ConfigError
 from allmos.registry import KINDS, CheckContext, lookup, make_options, names
 
@@ -23,13 +23,14 @@ def validate(config: EngineConfig) -> None:
 def check_plugins(config: EngineConfig) -> None:
     """Every chosen plugin: a registered name, options it knows, a device it runs on, its own `check`."""
     attention = lookup("attention", config.attention.name).cls  # unknown names fail with the known list
-    where = CheckContext(config.resolved_device, config.block_size, attention)
+    where = CheckContext(config.resolved_device, config.block_size, attention, config.kv_cache_dtype)
     for kind, choice in config.plugin_choices().items():
         entry = lookup(kind, choice.name)
         options = plugin_options(kind, choice)
         if KINDS[kind].chosen_by == "group":  # a kind a switch picks says in `check` what to set instead
             check_plugin_device(kind, entry.cls, config)
         entry.cls.check(options, where)
+        check_fp8_pages(kind, entry.cls, config.kv_cache_dtype)
     check_look_ahead(config)
 
 
@@ -40,6 +41,19 @@ def check_look_ahead(config: EngineConfig) -> None:
             "async_scheduling",
             f"scheduler={config.scheduler.name} has no look-ahead policy; set async_scheduling=false",
         )
+
+
+def check_fp8_pages(kind: str, cls: type, kv_cache_dtype: str) -> None:
+    """With kv_cache_dtype=fp8, the attention backend must read FP8 pages and the KV store write them."""
+    if kv_cache_dtype != "fp8" or kind not in ("attention", "kv_store") or cls.fp8_kv_cache:
+        return
+    able = [n for n in names(kind) if lookup(kind, n).cls.fp8_kv_cache]
+    verb = "read" if kind == "attention" else "write"
+    raise ConfigError(
+        kind,
+        f"{cls.plugin_name} cannot {verb} the FP8 pages of kv_cache_dtype=fp8; use {kind}={' or '.join(able)}, "
+        "or kv_cache_dtype=auto",
+    )
 
 
 def plugin_options(kind: str, choice) -> object:
@@ -54,6 +68,8 @@ def check_values(c: EngineConfig) -> None:
         raise ConfigError("device", f"must be auto, cuda or cpu, got {c.device!r}")
     if c.dtype != "auto" and c.dtype not in DTYPES:
         raise ConfigError("dtype", f"must be auto or one of {', '.join(DTYPES)}, got {c.dtype!r}")
+    if c.kv_cache_dtype not in KV_CACHE_DTYPES:
+        raise ConfigError("kv_cache_dtype", f"must be one of {', '.join(KV_CACHE_DTYPES)}, got {c.kv_cache_dtype!r}")
     if not 0.0 < c.gpu_memory_utilization <= 1.0:
         raise ConfigError("gpu_memory_utilization", f"must be in (0, 1], got {c.gpu_memory_utilization}")
     if c.block_size < 1 or c.block_size & (c.block_size - 1):
@@ -77,8 +93,23 @@ def check_device(c: EngineConfig) -> None:
             "tensor_parallel_size",
             f"{c.tensor_parallel_size} ranks need as many GPUs, {torch.cuda.device_count()} visible",
         )
+    check_fp8_device(c)
     if c.resolved_device == "cpu" and c.dtype in ("float16",):
         raise ConfigError("dtype", "float16 matmuls are not supported well on CPU; use float32 or bfloat16")
+
+
+def check_fp8_device(c: EngineConfig) -> None:
+    """FP8 conversion instructions exist from compute capability 8.9 (Ada, Hopper) on; the CPU path
+    converts in torch."""
+    if c.kv_cache_dtype != "fp8" or c.resolved_device != "cuda":
+        return
+    capability = torch.cuda.get_device_capability()
+    if capability < (8, 9):
+        raise ConfigError(
+            "kv_cache_dtype",
+            f"fp8 needs a CUDA GPU of compute capability 8.9+ (FP8 conversion); this one is "
+            f"{capability[0]}.{capability[1]}: use kv_cache_dtype=auto",
+        )
 
 
 def check_model_source(c: EngineConfig) -> None:

@@ -16,6 +16,8 @@ One row per job. Column conventions:
 * ``correct``         ``correctness.passed`` as pandas ``boolean`` (NA when the job ran no check or was the reference)
 * ``probe``           ``correctness.verdict``: ``pass``, ``fail``, ``reference`` (the job ran the reference's own
                       configuration, so nothing was compared), or NA
+* ``probe.<figure>``  an approximate configuration's probe figures (``correctness.top1_agreement``,
+                      ``top5_containment``, ``mean_abs_logprob_diff``); NA for exact ones
 * ``config``          added by :func:`add_config_labels`: the point name, else e.g.
   ``"attention=sdpa cuda_graphs=false"``
 
@@ -39,6 +41,8 @@ RESULT_FILE = "result.json"
 SCHEMA_VERSION = 1
 SWITCH_PREFIX = "switch."
 COUNTER_PREFIX = "counter."
+PROBE_PREFIX = "probe."
+PROBE_FIGURES = ("top1_agreement", "top5_containment", "mean_abs_logprob_diff")
 METRIC_PREFIX = "metric."
 WORKLOAD_PREFIX = "workload."
 SLO_PREFIX = "slo."
@@ -149,6 +153,7 @@ def record_to_row(record: Mapping[str, Any], job_dir: Path) -> dict[str, Any]:
     row.update(prefixed(COUNTER_PREFIX, record.get("counters") or {}))
     row["correct"] = (record.get("correctness") or {}).get("passed")
     row["probe"] = probe_verdict(record.get("correctness"))
+    row.update(probe_figures(record.get("correctness")))
     row.update(experiment_cells(record.get("config") or {}))
     row.update(workload_cells(record.get("config") or {}))
     return row
@@ -162,6 +167,12 @@ def probe_verdict(correctness: Mapping[str, Any] | None) -> str | None:
         return str(correctness["verdict"])
     passed = correctness.get("passed")
     return None if passed is None else ("pass" if passed else "fail")
+
+
+def probe_figures(correctness: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``probe.<figure>`` of an approximate configuration's probe; none for an exact one."""
+    correctness = correctness or {}
+    return {PROBE_PREFIX + name: correctness[name] for name in PROBE_FIGURES if name in correctness}
 
 
 def experiment_cells(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -274,7 +285,7 @@ def metric_columns(frame: pd.DataFrame) -> list[str]:
         c
         for c in frame.columns
         if c not in skipped
-        and not c.startswith((SWITCH_PREFIX, COUNTER_PREFIX, WORKLOAD_PREFIX, SLO_PREFIX))
+        and not c.startswith((SWITCH_PREFIX, COUNTER_PREFIX, PROBE_PREFIX, WORKLOAD_PREFIX, SLO_PREFIX))
         and pd.to_numeric(frame[c], errors="coerce").notna().any()
     ]
 

@@ -11,15 +11,16 @@ import pandas as pd
 
 from analysis import stats
 from analysis.labels import settings
-from analysis.records import config_order
+from analysis.records import PROBE_FIGURES, PROBE_PREFIX, config_order
 
 ROOFLINE_METRIC = "roofline"
 ERROR_CHARS = 160
 SUMMARY_COLUMNS = (
     "config", "baseline", "trials", "ok_trials", "values", "median", "min", "max", "cv", "noisy",
-    "speedup", "ci_low", "ci_high", "verdict", "significant", "roofline_pct", "correct", "status",
-    "is_baseline",
+    "speedup", "ci_low", "ci_high", "verdict", "significant", "roofline_pct", "correct",
+    *(PROBE_PREFIX + f for f in PROBE_FIGURES), "status", "is_baseline",
 )  # fmt: skip
+LOWER_IS_CLOSER = ("mean_abs_logprob_diff",)  # probe figures where a larger value is further from the reference
 
 
 def correctness_verdict(verdicts: pd.Series) -> str:
@@ -31,6 +32,16 @@ def correctness_verdict(verdicts: pd.Series) -> str:
     if "pass" in checked:
         return "pass"
     return "reference" if "reference" in checked else "n/a"
+
+
+def probe_figures(trials: pd.DataFrame) -> dict[str, float]:
+    """An approximate configuration's probe figures, the worst over its trials (NaN for exact ones)."""
+    out = {}
+    for figure in PROBE_FIGURES:
+        values = stats.finite_values(trials[PROBE_PREFIX + figure]) if PROBE_PREFIX + figure in trials else []
+        worst = max if figure in LOWER_IS_CLOSER else min
+        out[PROBE_PREFIX + figure] = float(worst(values)) if len(values) else float("nan")
+    return out
 
 
 def status_summary(trials: pd.DataFrame) -> str:
@@ -83,6 +94,7 @@ def summary_row(trials: pd.DataFrame, metric: str, base_values: pd.Series | None
     if ROOFLINE_METRIC in trials and stats.finite_values(trials[ROOFLINE_METRIC]).size:
         row["roofline_pct"] = 100.0 * stats.median(ok_values(trials, ROOFLINE_METRIC))
     row["correct"] = correctness_verdict(trials["probe"])
+    row |= probe_figures(trials)
     row["status"] = status_summary(trials)
     return row
 

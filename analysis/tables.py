@@ -16,7 +16,7 @@ import pandas as pd
 
 from analysis import stats
 from analysis.labels import changes, has_points
-from analysis.records import config_columns, format_value, short_name
+from analysis.records import PROBE_PREFIX, config_columns, format_value, short_name
 
 NA = "n/a"
 
@@ -87,6 +87,22 @@ def extra_title(column: str) -> str:
     return short_name(column.removeprefix("counter.")).replace("_", " ")
 
 
+# An approximate configuration's probe figures beside its verdict: (record figure, title, format)
+ACCURACY_COLUMNS = (
+    ("top1_agreement", "top-1 agree", lambda v: f"{100 * v:.1f}%"),
+    ("top5_containment", "top-5 contained", lambda v: f"{100 * v:.1f}%"),
+    ("mean_abs_logprob_diff", "mean abs Δlogprob", lambda v: f"{v:.3f}"),  # no "|": it would split a Markdown header
+)
+
+
+def accuracy_columns(table: pd.DataFrame) -> dict[str, list[str]]:
+    """The probe figures as text, n/a for exact configurations."""
+    return {
+        title: [NA if pd.isna(v) else show(v) for v in table.get(PROBE_PREFIX + figure, [float("nan")] * len(table))]
+        for figure, title, show in ACCURACY_COLUMNS
+    }
+
+
 def droppable(column: pd.Series) -> bool:
     """All n/a, or the same in every row of a table of several rows."""
     cells = column.astype(str)
@@ -127,16 +143,20 @@ def format_summary_table(
     if "roofline_pct" in table:
         shown["% roofline"] = table["roofline_pct"].map(lambda v: NA if pd.isna(v) else f"{v:.1f}%")
     shown["correct"] = table["correct"]
+    accuracy = accuracy_columns(table)
+    for title, cells in accuracy.items():
+        shown[title] = cells
     shown["status"] = table["status"]
     optional = kept[1:] + ["CV", "95% CI", "% roofline", "correct"]  # measurements asked for stay
     dropped = [c for c in optional if c in shown and droppable(shown[c])]
+    dropped += [title for title, cells in accuracy.items() if all(cell == NA for cell in cells)]  # exact only
     dropped += ["status"] if (table["status"] == "ok").all() else []
     shown = shown.drop(columns=dropped)
     numeric = [c for c in shown if c in NUMERIC_TITLES or c.endswith("(median)") or c in map(extra_title, extras)]
     return Display(shown.reset_index(drop=True), list(table["significant"] & ~table["is_baseline"]), numeric)
 
 
-NUMERIC_TITLES = ("trials", "min–max", "CV", "speedup", "95% CI", "% roofline")
+NUMERIC_TITLES = ("trials", "min–max", "CV", "speedup", "95% CI", "% roofline", *(t for _, t, _ in ACCURACY_COLUMNS))
 
 
 def escape_markdown(text: object) -> str:
@@ -173,7 +193,7 @@ def to_markdown(display: Display | pd.DataFrame) -> str:
 LATEX_SPECIALS = {
     "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
     "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "|": r"\textbar{}",
-    "–": "--", "…": "...", "×": r"$\times$",
+    "–": "--", "…": "...", "×": r"$\times$", "Δ": r"$\Delta$",
 }  # fmt: skip
 
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# nano_bench on one GPU with everything on, each switch off alone, and everything off, in one call.
+# nano_bench on one GPU with everything on, each switch off alone, and everything off, in one call
+# (kv_cache_fp8, everything on plus kv_cache_dtype=fp8, runs when named: NAMES="all_on kv_cache_fp8" ...).
 # Usage: bash scripts/gpu_nano_bench.sh RUNS_DIR [extra overrides...]
 set -u
 runs=$1; shift
@@ -17,6 +18,7 @@ declare -A CONFIGS=(
   [no_linear]="linear=torch"
   [no_pdl]="attention.pdl=false rope.pdl=false linear.pdl=false"
   [no_gemm]="linear.gemm=false"
+  [kv_cache_fp8]="kv_cache_dtype=fp8"
   [all_off]="+preset=all_off"
 )
 # The sdpa configurations go last: their decode gathers whole block tables and takes minutes.

@@ -9,6 +9,7 @@ from enum import Enum
 import torch
 
 from allmos.attention.metadata import AttentionMetadata
+from allmos.kv_store.base import KVScales
 from allmos.registry import BuildContext, Plugin
 
 
@@ -34,6 +35,7 @@ class AttentionBackend(Plugin, ABC):
     """Computes attention of new queries against the paged KV cache (already holding the new KV)."""
 
     graph_mode = GraphMode.NONE
+    fp8_kv_cache = False  # whether `forward` reads FP8 pages with their scales (kv_cache_dtype=fp8)
     # Whether the prefill path also serves rows of one query token over a long cached context (what a
     # prefix-cache hit asks already), so that scheduler=mixed can run decode rows and prompt chunks in one
     # forward; a backend that cannot is refused for scheduler=mixed.
@@ -58,8 +60,11 @@ class AttentionBackend(Plugin, ABC):
         k_cache: torch.Tensor,
         v_cache: torch.Tensor,
         meta: AttentionMetadata,
+        scales: KVScales | None = None,
     ) -> torch.Tensor:
-        """q [tokens, heads, dim]; k, v [tokens, kv_heads, dim]; caches [blocks, block_size, kv_heads, dim].
+        """q [tokens, heads, dim]; k, v [tokens, kv_heads, dim]; caches [blocks, block_size, kv_heads, dim],
+        in the model's dtype or, with kv_cache_dtype=fp8 (only where `fp8_kv_cache`), float8 e4m3 with
+        their `scales`.
 
         Returns [tokens, heads, dim].
         """

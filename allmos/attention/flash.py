@@ -49,6 +49,13 @@ class FlashBackend(AttentionBackend):
             raise ConfigError(
                 "block_size", f"attention=flash needs pages of a multiple of 256 tokens, got {where.block_size}"
             )
+        if where.kv_cache_dtype == "fp8":
+            raise ConfigError(
+                "attention",
+                "flash cannot read the pages of kv_cache_dtype=fp8: FA2 has no FP8 path, and FA3 takes FP8 K/V "
+                "only with FP8 queries and one descale factor per (sequence, kv head), where these pages carry "
+                "one scale per (token, kv head); use attention=triton or attention=sdpa, or kv_cache_dtype=auto",
+            )
         if installed_flavor() is None:
             raise ConfigError("attention", f"flash needs the flash-attn package, which is not installed: {INSTALL}")
 
@@ -57,7 +64,7 @@ class FlashBackend(AttentionBackend):
             FlashMetadata, cu_seqlens_k=F.pad(torch.cumsum(common.context_lens, 0, dtype=torch.int32), (1, 0))
         )
 
-    def forward(self, q, k, v, k_cache, v_cache, meta):
+    def forward(self, q, k, v, k_cache, v_cache, meta, scales=None):  # never FP8 pages: `check` refuses them
         if self.flavor == "flash_attn_interface":
             return self.forward_fa3(q, k_cache, v_cache, meta)
         if not meta.is_prefill:

@@ -10,7 +10,7 @@ from torch import nn
 
 from allmos.attention.backend import AttentionBackend
 from allmos.attention.metadata import AttentionMetadata
-from allmos.kv_store.base import KVStore, KVTarget
+from allmos.kv_store.base import KVScales, KVStore, KVTarget
 from allmos.layers.norm import RMSNorm
 from allmos.layers.rotary import RotaryEmbedding
 from allmos.rope.base import QKRope
@@ -25,9 +25,10 @@ class PagedAttention(nn.Module):
         self.prologue = self.rope_storing_kv if rope_stores_kv else self.rope_then_store
         self.k_cache: torch.Tensor | None = None  # bound by the model runner once allocated
         self.v_cache: torch.Tensor | None = None
+        self.scales: KVScales | None = None  # the scales beside FP8 pages (kv_cache_dtype=fp8)
 
-    def bind_cache(self, k_cache: torch.Tensor, v_cache: torch.Tensor) -> None:
-        self.k_cache, self.v_cache = k_cache, v_cache
+    def bind_cache(self, k_cache: torch.Tensor, v_cache: torch.Tensor, scales: KVScales | None = None) -> None:
+        self.k_cache, self.v_cache, self.scales = k_cache, v_cache, scales
 
     def forward(
         self,
@@ -44,13 +45,13 @@ class PagedAttention(nn.Module):
         if self.k_cache is None:
             raise RuntimeError("the KV cache is not bound: the model runner allocates it before any step")
         q, k = self.prologue(positions, q, k, v, norms, rotary, meta)
-        return self.backend.forward(q, k, v, self.k_cache, self.v_cache, meta)
+        return self.backend.forward(q, k, v, self.k_cache, self.v_cache, meta, self.scales)
 
     def rope_then_store(self, positions, q, k, v, norms, rotary, meta):
         q, k = self.qk_rope.apply(positions, q, k, *norms, rotary)
-        self.kv_store.write(k, v, self.k_cache, self.v_cache, meta.slot_mapping)
+        self.kv_store.write(k, v, self.k_cache, self.v_cache, meta.slot_mapping, self.scales)
         return q, k
 
     def rope_storing_kv(self, positions, q, k, v, norms, rotary, meta):
-        target = KVTarget(v, self.k_cache, self.v_cache, meta.slot_mapping)
+        target = KVTarget(v, self.k_cache, self.v_cache, meta.slot_mapping, self.scales)
         return self.qk_rope.apply(positions, q, k, *norms, rotary, target)

@@ -36,6 +36,7 @@ class TritonMetadata(AttentionMetadata):
 @register("attention", "triton", options=TritonOptions)
 class TritonBackend(TritonPlugin, AttentionBackend):
     graph_mode = GraphMode.PER_BATCH
+    fp8_kv_cache = True  # the kernels read FP8 pages and their scales, dequantizing in registers
 
     def __init__(self, options, ctx):
         super().__init__(options, ctx)
@@ -75,7 +76,7 @@ class TritonBackend(TritonPlugin, AttentionBackend):
             self.counters = self.decode_merge.decode_counters(batch, self.heads.num_kv_heads, device)
         return self.counters
 
-    def forward(self, q, k, v, k_cache, v_cache, meta):
+    def forward(self, q, k, v, k_cache, v_cache, meta, scales=None):
         if meta.is_prefill:
             return self.prefill.paged_prefill_attention(
                 q,
@@ -86,6 +87,7 @@ class TritonBackend(TritonPlugin, AttentionBackend):
                 meta.block_tables,
                 meta.max_seqlen_q,
                 self.heads.scale,
+                scales=scales,
             )
         return self.decode.paged_decode_attention(
             q,
@@ -100,4 +102,5 @@ class TritonBackend(TritonPlugin, AttentionBackend):
             counters=meta.counters,
             pdl=self.options.pdl,
             block_n=self.options.decode_block_n,
+            scales=scales,
         )

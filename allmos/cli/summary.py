@@ -25,8 +25,9 @@ def summary_lines(record: dict) -> list[str]:
         f"  p99: TTFT {fmt(m.get('ttft_ms_p99'), ' ms')}, TPOT {fmt(m.get('tpot_ms_p99'), ' ms', 2)}, "
         f"ITL {fmt(m.get('itl_ms_p99'), ' ms', 2)}, E2E {fmt(m.get('e2e_ms_p99'), ' ms')}; "
         f"{fmt(m.get('request_s'), ' req/s', 2)}, goodput {goodput_text(m, record.get('slo'))}",
-        f"  KV peak {m['peak_kv_blocks']} of {c.get('num_kv_blocks')} blocks, prefix hit rate "
-        f"{m['prefix_hit_rate']:.1%}, preemptions {c.get('preemptions')}, roofline {fmt(m.get('roofline'), '', 3)}",
+        f"  KV peak {m['peak_kv_blocks']} of {c.get('num_kv_blocks')} blocks ({c.get('kv_cache_dtype')}), "
+        f"prefix hit rate {m['prefix_hit_rate']:.1%}, preemptions {c.get('preemptions')}, "
+        f"roofline {fmt(m.get('roofline'), '', 3)}",
         f"  ran: attention={c.get('attention_backend')} kv_store={c.get('kv_store')} rope={c.get('rope')} "
         f"linear={c.get('linear')} sampler={c.get('sampler')} K/V stored in rope kernel={c.get('kv_store_in_rope')} "
         f"graph forwards={c.get('graph_forwards')} eager forwards={c.get('eager_forwards')} "
@@ -52,7 +53,15 @@ def probe_line(correctness: dict) -> str:
     verdict = correctness.get("verdict") or ("pass" if correctness.get("passed") else "fail")
     if verdict == "reference":
         return "reference (this job runs the reference's configuration on the same weights: nothing compared)"
-    return "pass" if verdict == "pass" else "FAIL"
+    shown = "pass" if verdict == "pass" else "FAIL"
+    if not correctness.get("approximate") or "top1_agreement" not in correctness:
+        return shown
+    diff = correctness["mean_abs_logprob_diff"]
+    figures = (
+        f"top-1 {correctness['top1_agreement']:.1%}, top-5 {correctness['top5_containment']:.1%}, "
+        f"mean |Δlogprob| {'n/a' if diff is None else f'{diff:.3f}'}"
+    )
+    return f"{shown} (approximate: {' '.join(correctness['approximate'])}; teacher-forced {figures})"
 
 
 def goodput_text(metrics: dict, slo: dict | None) -> str:

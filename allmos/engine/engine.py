@@ -173,6 +173,7 @@ class Engine:
             "block_manager": self.block_manager.plugin_name,
             "scheduler": self.scheduler.plugin_name,
             "num_kv_blocks": runner["num_kv_blocks"],
+            "kv_cache_dtype": runner["kv_cache_dtype"],
             "max_model_len": self.config.max_model_len,
         }
 

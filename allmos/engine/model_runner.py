@@ -83,6 +83,7 @@ class ModelRunner:
             "linear": self.linear.plugin_name,
             "sampler": self.sampler.plugin_name,
             "num_kv_blocks": self.num_blocks,
+            "kv_cache_dtype": str(self.cache_shape.dtype).removeprefix("torch."),
         }
 
     def model_context(self) -> ModelContext:
@@ -117,7 +118,8 @@ class ModelRunner:
             num_kv_heads,
             head_dim_of(self.hf_config),
             self.config.block_size,
-            self.dtype,
+            self.config.kv_cache_torch_dtype,
+            getattr(self.kv_store.options, "fp8_scale", None),
         )
 
     def size_cache(self) -> int:
@@ -143,16 +145,16 @@ class ModelRunner:
                 inputs = build_step_inputs(batch, c.block_size, self.device, self.staging)
                 self.sampler.forward(self.step_logits(inputs, len(batch)), inputs.temperatures)
         torch.cuda.synchronize(self.device)
-        peak = torch.cuda.max_memory_allocated(self.device) - scratch.numel() * scratch.element_size()
+        peak = torch.cuda.max_memory_allocated(self.device) - scratch.nbytes
         self.bind_cache(None)
         del scratch
         torch.cuda.empty_cache()
         return peak
 
-    def bind_cache(self, cache: torch.Tensor | None) -> None:
+    def bind_cache(self, cache: kv_cache.PagedCache | None) -> None:
         self.kv_cache = cache
         for i, layer in enumerate(self.model.attention_layers()):
-            layer.bind_cache(*(cache[0, i], cache[1, i]) if cache is not None else (None, None))
+            layer.bind_cache(*cache.layer(i) if cache is not None else (None, None))
 
     @torch.inference_mode()
     def launch(self, batch: ScheduledBatch, prev: LaunchedStep | None = None) -> LaunchedStep:

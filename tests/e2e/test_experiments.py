@@ -42,9 +42,11 @@ SWITCHES = (
     "rope",
     "sampler",
     "linear",
+    "kv_cache_dtype",
 )
-ALL_OFF = ("sdpa", "torch", False, False, False, False, "torch", "gumbel", "torch")
-ALL_ON = ("triton", "triton", True, True, True, True, "triton", "triton", "triton")
+ALL_OFF = ("sdpa", "torch", False, False, False, False, "torch", "gumbel", "torch", "auto")
+ALL_ON = ("triton", "triton", True, True, True, True, "triton", "triton", "triton", "auto")
+FP8 = ALL_ON[:-1] + ("fp8",)
 
 
 def with_options(stages: dict, pdl_off: frozenset = frozenset(), gemm_off: frozenset = frozenset()) -> dict:
@@ -55,36 +57,38 @@ def with_options(stages: dict, pdl_off: frozenset = frozenset(), gemm_off: froze
 
 CUMULATIVE = {  # the stated order: each stage adds one optimization to the one before
     "c0_all_off": ALL_OFF,
-    "c1_attention_triton": ("triton", "torch", False, False, False, False, "torch", "gumbel", "torch"),
-    "c2_kv_store_triton": ("triton", "triton", False, False, False, False, "torch", "gumbel", "torch"),
-    "c3_cuda_graphs": ("triton", "triton", True, False, False, False, "torch", "gumbel", "torch"),
-    "c4_compile": ("triton", "triton", True, True, False, False, "torch", "gumbel", "torch"),
-    "c5_prefix_caching": ("triton", "triton", True, True, True, False, "torch", "gumbel", "torch"),
-    "c6_async_scheduling": ("triton", "triton", True, True, True, True, "torch", "gumbel", "torch"),
-    "c7_rope_triton": ("triton", "triton", True, True, True, True, "triton", "gumbel", "torch"),
-    "c8_sampler_triton": ("triton", "triton", True, True, True, True, "triton", "triton", "torch"),
+    "c1_attention_triton": ("triton", "torch", False, False, False, False, "torch", "gumbel", "torch", "auto"),
+    "c2_kv_store_triton": ("triton", "triton", False, False, False, False, "torch", "gumbel", "torch", "auto"),
+    "c3_cuda_graphs": ("triton", "triton", True, False, False, False, "torch", "gumbel", "torch", "auto"),
+    "c4_compile": ("triton", "triton", True, True, False, False, "torch", "gumbel", "torch", "auto"),
+    "c5_prefix_caching": ("triton", "triton", True, True, True, False, "torch", "gumbel", "torch", "auto"),
+    "c6_async_scheduling": ("triton", "triton", True, True, True, True, "torch", "gumbel", "torch", "auto"),
+    "c7_rope_triton": ("triton", "triton", True, True, True, True, "triton", "gumbel", "torch", "auto"),
+    "c8_sampler_triton": ("triton", "triton", True, True, True, True, "triton", "triton", "torch", "auto"),
     "c9_linear_triton": ALL_ON,
+    "c10_kv_cache_fp8": FP8,
 }
 CUMULATIVE = with_options(CUMULATIVE)
 LEAVE_ONE_OUT = {
     "all_on": ALL_ON,
-    "no_attention": ("sdpa", "triton", True, True, True, True, "triton", "triton", "triton"),
-    "no_kv_store": ("triton", "torch", True, True, True, True, "triton", "triton", "triton"),
-    "no_cuda_graphs": ("triton", "triton", False, True, True, True, "triton", "triton", "triton"),
-    "no_compile": ("triton", "triton", True, False, True, True, "triton", "triton", "triton"),
-    "no_prefix_caching": ("triton", "triton", True, True, False, True, "triton", "triton", "triton"),
-    "no_async_scheduling": ("triton", "triton", True, True, True, False, "triton", "triton", "triton"),
-    "no_rope": ("triton", "triton", True, True, True, True, "torch", "triton", "triton"),
-    "no_sampler": ("triton", "triton", True, True, True, True, "triton", "gumbel", "triton"),
-    "no_linear": ("triton", "triton", True, True, True, True, "triton", "triton", "torch"),
+    "no_attention": ("sdpa", "triton", True, True, True, True, "triton", "triton", "triton", "auto"),
+    "no_kv_store": ("triton", "torch", True, True, True, True, "triton", "triton", "triton", "auto"),
+    "no_cuda_graphs": ("triton", "triton", False, True, True, True, "triton", "triton", "triton", "auto"),
+    "no_compile": ("triton", "triton", True, False, True, True, "triton", "triton", "triton", "auto"),
+    "no_prefix_caching": ("triton", "triton", True, True, False, True, "triton", "triton", "triton", "auto"),
+    "no_async_scheduling": ("triton", "triton", True, True, True, False, "triton", "triton", "triton", "auto"),
+    "no_rope": ("triton", "triton", True, True, True, True, "torch", "triton", "triton", "auto"),
+    "no_sampler": ("triton", "triton", True, True, True, True, "triton", "gumbel", "triton", "auto"),
+    "no_linear": ("triton", "triton", True, True, True, True, "triton", "triton", "torch", "auto"),
     "no_pdl": ALL_ON,
     "no_gemm": ALL_ON,
+    "kv_cache_fp8": FP8,
     "all_on_again": ALL_ON,  # the A/A pair of all_on, run last
 }
 LEAVE_ONE_OUT = with_options(LEAVE_ONE_OUT, frozenset({"no_pdl"}), frozenset({"no_gemm"}))
 JOBS = {
-    "ablation_cumulative": 30,
-    "ablation_leave_one_out": 39,
+    "ablation_cumulative": 33,
+    "ablation_leave_one_out": 42,
     "attention_backends": 18,
     "prefix_caching": 24,
     "latency": 6,

@@ -1,5 +1,6 @@
 """Every user error of `python run.py` is one line naming the key, exit status 1, no traceback."""
 
+import json
 import os
 import subprocess
 import sys
@@ -71,6 +72,21 @@ def test_user_error_is_one_line_naming_the_key(tmp_path, capsys, args, starts):
     err = capsys.readouterr().err.strip()
     assert err.startswith(starts) and "\n" not in err, err
     assert not (tmp_path / "run" / "result.json").exists()  # refused before any job started
+
+
+@pytest.mark.parametrize(
+    "args,reason",
+    [
+        (["kv_cache_dtype=int4"], "ConfigError: kv_cache_dtype: must be one of auto, fp8, got 'int4'"),
+        (["kv_store.fp8_scale=1.0"], "ConfigError: kv_store.fp8_scale: applies only with kv_cache_dtype=fp8"),
+    ],
+)
+def test_an_engine_switch_that_cannot_run_fails_the_job_naming_it_before_weights_load(tmp_path, capsys, args, reason):
+    """Refused by the engine's validation: the job's failure record names the switch, status 1."""
+    run_in_process(tmp_path, *args)
+    assert f"FAILED ({tmp_path}/run): {reason}" in capsys.readouterr().out
+    record = json.loads((tmp_path / "run" / "result.json").read_text())
+    assert record["status"] == "failed" and reason.removeprefix("ConfigError: ") in record["error"]
 
 
 def run(tmp_path, *args, stdin=None):

@@ -66,21 +66,54 @@ def attention_choices():
 # Every combination with rope=torch, sampler=gumbel, linear=torch; rope=triton and linear=triton
 # (which replace the ops that compile does) with every attention backend x cuda_graphs x compile, the
 # other switches on, and sampler=triton where compile is on (greedy tokens must not change).
-COMBOS = [
-    combo + ("torch", "gumbel", "torch")
-    for combo in itertools.product(
-        attention_choices(), [False, True], ["torch", "triton"], [False, True], [False, True], [False, True]
-    )
-] + [
-    (attention, graphs, "triton", True, compiled, True, "triton", "triton" if compiled else "gumbel", "triton")
-    for attention, graphs, compiled in itertools.product(attention_choices(), [False, True], [False, True])
-]
-SWITCH_NAMES = "attention,cuda_graphs,kv_store,prefix_caching,compile,async_scheduling,rope,sampler,linear"
+# kv_cache_dtype=fp8 (approximate, held to the same top-k comparison) with each backend that reads FP8
+# pages and each store, eager and in CUDA graphs, the rest on (rope=triton: the store fused in it).
+COMBOS = (
+    [
+        combo + ("torch", "gumbel", "torch", "auto")
+        for combo in itertools.product(
+            attention_choices(), [False, True], ["torch", "triton"], [False, True], [False, True], [False, True]
+        )
+    ]
+    + [
+        (
+            attention,
+            graphs,
+            "triton",
+            True,
+            compiled,
+            True,
+            "triton",
+            "triton" if compiled else "gumbel",
+            "triton",
+            "auto",
+        )
+        for attention, graphs, compiled in itertools.product(attention_choices(), [False, True], [False, True])
+    ]
+    + [
+        (attention, graphs, kv_store, True, True, True, "triton", "triton", "triton", "fp8")
+        for attention, graphs, kv_store in itertools.product(["sdpa", "triton"], [False, True], ["torch", "triton"])
+    ]
+)
+SWITCH_NAMES = (
+    "attention,cuda_graphs,kv_store,prefix_caching,compile,async_scheduling,rope,sampler,linear,kv_cache_dtype"
+)
 
 
 @pytest.mark.parametrize(SWITCH_NAMES, COMBOS)
 def test_switch_combination_agrees_with_baseline(
-    folder, baseline, attention, cuda_graphs, kv_store, prefix_caching, compile, async_scheduling, rope, sampler, linear
+    folder,
+    baseline,
+    attention,
+    cuda_graphs,
+    kv_store,
+    prefix_caching,
+    compile,
+    async_scheduling,
+    rope,
+    sampler,
+    linear,
+    kv_cache_dtype,
 ):
     block_size = 256 if attention == "flash" else 16
     llm, ours = run_ours(
@@ -95,9 +128,11 @@ def test_switch_combination_agrees_with_baseline(
         sampler=sampler,
         linear=linear,
         block_size=block_size,
+        kv_cache_dtype=kv_cache_dtype,
     )
     assert_close(ours, baseline)
     counters = llm.engine.counters()
+    assert counters["kv_cache_dtype"] == {"auto": "bfloat16", "fp8": "float8_e4m3fn"}[kv_cache_dtype]
     assert counters["attention_backend"] == attention and counters["kv_store"] == kv_store
     assert counters["rope"] == rope and counters["sampler"] == sampler and counters["linear"] == linear
     assert (counters["graph_forwards"] > 0) == cuda_graphs
@@ -186,3 +221,24 @@ def test_mixed_scheduler_agrees_with_baseline(
     assert (counters["graph_forwards"] > 0) == cuda_graphs  # decode-only steps replay graphs
     assert counters["eager_forwards"] >= engine.stats.steps("mixed") + engine.stats.steps("prefill")
     assert (counters["ahead_steps"] > 0) == async_scheduling and counters["ahead_prefill_steps"] == 0
+
+
+def test_fp8_triton_in_cuda_graphs_agrees_with_eager_and_holds_about_twice_the_blocks(folder, baseline):
+    """attention=triton, kv_cache_dtype=fp8: decode steps replayed from CUDA graphs (the scales are
+    static buffers beside the pages, bound at capture) agree with the eager steps; the cache holds
+    about twice the blocks of bf16 in the same memory (head_dim 64: 128 bytes a row vs 64 + a 4-byte
+    scale)."""
+    switches = dict(attention="triton", kv_store="triton", rope="triton", kv_cache_dtype="fp8")
+    blocks, outputs = {}, {}
+    for graphs in (False, True):
+        llm, outputs[graphs] = run_ours(folder, cuda_graphs=graphs, **switches)
+        counters = llm.engine.counters()
+        assert (counters["graph_forwards"] > 0) == graphs and counters["kv_cache_dtype"] == "float8_e4m3fn"
+        blocks[graphs] = counters["num_kv_blocks"]
+        del llm
+        gc.collect()
+        torch.cuda.empty_cache()
+    assert_close(outputs[True], outputs[False])  # graphs split the decode by the padded table width
+    assert_close(outputs[False], baseline)
+    llm, _ = run_ours(folder, attention="triton", kv_store="triton", rope="triton")
+    assert 1.7 <= blocks[True] / llm.engine.counters()["num_kv_blocks"] <= 1.95

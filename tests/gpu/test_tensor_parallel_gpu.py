@@ -87,6 +87,25 @@ def test_two_ranks_agree_with_one(folder, baseline, attention, cuda_graphs, pref
     assert_all_stopped()
 
 
+@pytest.mark.parametrize("attention", ["sdpa", "triton"])
+def test_fp8_kv_cache_on_two_ranks_agrees_with_one(folder, attention):
+    """kv_cache_dtype=fp8 on two ranks (each quantizes its own kv heads) against one rank, both fp8."""
+    switches = dict(attention=attention, kv_store=KV_STORE[attention], rope=ROPE[attention], kv_cache_dtype="fp8")
+    llm = make(folder, **switches)
+    one = generate(llm)
+    del llm
+    torch.cuda.empty_cache()
+    llm = make(folder, tensor_parallel_size=2, cuda_graphs=True, **switches)
+    try:
+        assert_close(generate(llm), one)
+        assert llm.engine.counters()["kv_cache_dtype"] == "float8_e4m3fn"
+    finally:
+        llm.engine.runner.close()
+    del llm
+    torch.cuda.empty_cache()
+    assert_all_stopped()
+
+
 @pytest.mark.parametrize("point", ["load", "step3"])
 def test_worker_failure_surfaces_once(folder, monkeypatch, point):
     monkeypatch.setenv(FAIL_ENV, f"1:{point}")

@@ -103,3 +103,14 @@ def write_serving_sweep(
                           overrides=f"{swept}workload.request_rate={rate_text},trial={trial}", **status)  # fmt: skip
                 num += 1
     return folder
+
+
+def approximate_correctness(top1: float, top5: float, diff: float, passed: bool = True) -> dict:
+    """The probe's record of an approximate configuration (allmos.bench.probe.check_approximate)."""
+    return {
+        "verdict": "pass" if passed else "fail", "passed": passed, "first_divergence": [3, None, None, None],
+        "reasons": [] if passed else ["top-1 agreement below"], "reference": "ref.json",
+        "approximate": ["kv_cache_dtype=fp8"], "top1_agreement": top1, "top1_agreement_after": top1,
+        "agreed_prefix": 0.8, "top5_containment": top5, "mean_abs_logprob_diff": diff,
+        "tolerances": {"top1_agreement_min": 0.85, "top5_containment_min": 0.95, "mean_abs_logprob_diff_max": 0.2},
+    }  # fmt: skip

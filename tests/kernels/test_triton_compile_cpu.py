@@ -33,9 +33,12 @@ def test_sampler_kernels_compile_for_h100():
     assert "cubin" in compile_for_h100(k._row_best_kernel, row_types, {"CHUNKS_PAD": 256}).asm
 
 
+FP8_SCALES = {"k_scale_ptr": "*fp32", "v_scale_ptr": "*fp32"}
+
+
 @pytest.mark.parametrize("pdl", [False, True], ids=["plain", "pdl"])
-@pytest.mark.parametrize("store_kv", [False, True], ids=["rope", "rope_and_kv_store"])
-def test_qk_rope_kernel_compiles_for_h100(store_kv, pdl):
+@pytest.mark.parametrize("store_kv,fp8", [(False, False), (True, False), (True, True)], ids=["rope", "kv", "kv_fp8"])
+def test_qk_rope_kernel_compiles_for_h100(store_kv, fp8, pdl):
     from allmos.rope.kernels import qk_rope as k
 
     pointers = (
@@ -51,28 +54,62 @@ def test_qk_rope_kernel_compiles_for_h100(store_kv, pdl):
     types = dict.fromkeys(pointers, "*bf16") | {"positions_ptr": "*i64", "slot_mapping_ptr": "*i64"}
     types |= {"cos_ptr": "*fp32", "sin_ptr": "*fp32", "eps": "fp32"}
     types |= dict.fromkeys(("stride_q_tok", "stride_q_head", "stride_k_tok", "stride_k_head"), "i32")
-    types |= dict.fromkeys(("stride_v_tok", "stride_v_head"), "i32")
+    types |= dict.fromkeys(("stride_v_tok", "stride_v_head", "block_size"), "i32")
+    types |= FP8_SCALES | {"fixed_scale": "fp32"}
+    if fp8:
+        types |= {"k_cache_ptr": "*fp8e4nv", "v_cache_ptr": "*fp8e4nv"}
     constexprs = {"NUM_HEADS": 16, "NUM_KV_HEADS": 8, "HALF": 64, "BLOCK_H": 16, "BLOCK_KV": 8}
-    constexprs |= {"HAS_NORM": True, "STORE_KV": store_kv, "USE_PDL": pdl}
+    constexprs |= {"HAS_NORM": True, "STORE_KV": store_kv, "USE_PDL": pdl, "QUANT": fp8, "DYNAMIC": fp8}
     compiled = compile_for_h100(k._qk_norm_rope_kernel, types, constexprs)
     assert "cubin" in compiled.asm and ("griddepcontrol.wait" in compiled.asm["ptx"]) == pdl
+    assert ("e4m3" in compiled.asm["ptx"]) == fp8  # the float32 -> e4m3 conversion
+
+
+@pytest.mark.parametrize("fp8", [False, True], ids=["bf16", "fp8"])
+def test_kv_store_kernel_compiles_for_h100(fp8):
+    from allmos.kv_store.kernels import store as k
+
+    cache = "*fp8e4nv" if fp8 else "*bf16"
+    types = {"k_ptr": "*bf16", "v_ptr": "*bf16", "k_cache_ptr": cache, "v_cache_ptr": cache, "slot_mapping_ptr": "*i64"}
+    types |= FP8_SCALES | {"fixed_scale": "fp32", "block_size": "i32"}
+    types |= dict.fromkeys(("stride_k_tok", "stride_k_head", "stride_v_tok", "stride_v_head"), "i32")
+    constexprs = {"NUM_KV_HEADS": 8, "HEAD_DIM": 128, "BLOCK_H": 8, "BLOCK_D": 128, "QUANT": fp8, "DYNAMIC": fp8}
+    compiled = compile_for_h100(k._store_kv_kernel, types, constexprs)
+    assert "cubin" in compiled.asm and ("e4m3" in compiled.asm["ptx"]) == fp8
+
+
+@pytest.mark.parametrize("fp8", [False, True], ids=["bf16", "fp8"])
+def test_prefill_kernel_compiles_for_h100(fp8):
+    from allmos.attention.kernels import prefill as k
+
+    cache = "*fp8e4nv" if fp8 else "*bf16"
+    types = {"q_ptr": "*bf16", "out_ptr": "*bf16", "k_cache_ptr": cache, "v_cache_ptr": cache, "qk_scale": "fp32"}
+    types |= {"cu_seqlens_q_ptr": "*i32", "context_lens_ptr": "*i32", "block_tables_ptr": "*i32"} | FP8_SCALES
+    types |= {name: "i32" for name in k._prefill_kernel.arg_names if name.startswith("stride_")}
+    constexprs = {"GROUP": 2, "HEAD_DIM": 128, "BLOCK_SIZE": 256, "BLOCK_M": 64, "BLOCK_N": 64, "FP8": fp8}
+    compiled = compile_for_h100(k._prefill_kernel, types, constexprs)
+    assert "cubin" in compiled.asm and ("e4m3" in compiled.asm["ptx"]) == fp8
 
 
 @pytest.mark.parametrize("pdl", [False, True], ids=["plain", "pdl"])
+@pytest.mark.parametrize("fp8", [False, True], ids=["bf16", "fp8"])
 @pytest.mark.parametrize("direct_out,fused_combine", [(True, False), (False, True), (False, False)])
-def test_decode_split_kernel_compiles_for_h100(direct_out, fused_combine, pdl):
+def test_decode_split_kernel_compiles_for_h100(direct_out, fused_combine, fp8, pdl):
     from allmos.attention.kernels import decode as k
 
-    types = dict.fromkeys(("q_ptr", "k_cache_ptr", "v_cache_ptr", "out_ptr"), "*bf16")
+    types = dict.fromkeys(("q_ptr", "k_cache_ptr", "v_cache_ptr", "out_ptr"), "*bf16") | FP8_SCALES
+    if fp8:
+        types |= {"k_cache_ptr": "*fp8e4nv", "v_cache_ptr": "*fp8e4nv"}
     types |= {"block_tables_ptr": "*i32", "context_lens_ptr": "*i32", "seq_order_ptr": "*i64"}
     types |= {"partial_out_ptr": "*fp32", "partial_lse_ptr": "*fp32", "counters_ptr": "*i32", "qk_scale": "fp32"}
     types |= {name: "i32" for name in k._decode_split_kernel.arg_names if name.startswith("stride_")}
     types["num_splits"] = "i32"
     constexprs = {"GROUP": 2, "GROUP_PAD": 16, "HEAD_DIM": 128, "BLOCK_SIZE": 256, "BLOCK_N": 64}
     constexprs |= {"DIRECT_OUT": direct_out, "ORDERED": True, "FUSED_COMBINE": fused_combine}
-    constexprs |= {"HEADS_PER_MERGE": 2, "SPLITS_PAD": 32, "USE_PDL": pdl}
+    constexprs |= {"HEADS_PER_MERGE": 2, "SPLITS_PAD": 32, "USE_PDL": pdl, "FP8": fp8}
     compiled = compile_for_h100(k._decode_split_kernel, types, constexprs)
     assert "cubin" in compiled.asm and ("griddepcontrol.wait" in compiled.asm["ptx"]) == pdl
+    assert ("e4m3" in compiled.asm["ptx"]) == fp8  # the e4m3 -> bf16 widening
 
 
 GEMV_TYPES = {name: "*bf16" for name in ("x_ptr", "r_ptr", "norm_w_ptr", "w_ptr", "y_ptr", "new_r_ptr", "gate_up_ptr")}

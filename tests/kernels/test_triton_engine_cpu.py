@@ -46,3 +46,24 @@ def test_triton_engine_matches_sdpa_under_interpreter(tiny_qwen3):
         assert out[name + "_single"] == out["reference_single"], name
     assert out["triton_counters"]["attention_backend"] == "triton"
     assert out["triton_prefix_counters"]["cached_prompt_tokens"] > 0
+
+
+def test_fp8_kv_cache_through_the_triton_kernels_under_interpreter(tiny_qwen3):
+    """kv_cache_dtype=fp8: the Triton store and the rope kernel's fused store write the pages the torch
+    store writes, the Triton kernels read them (and their scales) after prefix caching and preemption."""
+    from fp8_checks import assert_close_to
+
+    env = dict(os.environ, TRITON_INTERPRET="1", PYTHONPATH=ROOT)
+    script = os.path.join(TESTS, "helpers", "fp8_engine_script.py")
+    proc = subprocess.run([sys.executable, script, tiny_qwen3], capture_output=True, text=True, timeout=900, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    # the same pages (bytes and scales) whichever store wrote them, and whether a prefix was cached
+    assert out["triton"] == out["triton_attention"] == out["triton_prefix"]
+    assert out["triton_prefix_counters"]["cached_prompt_tokens"] > 0
+    assert out["triton_preempt_counters"]["preemptions"] > 0
+    assert out["triton_rope_counters"]["kv_store_in_rope"]
+    assert out["triton_counters"]["kv_cache_dtype"] == "float8_e4m3fn"
+    for name in ("sdpa", "triton", "triton_rope", "triton_preempt"):
+        for auto_run, fp8_run in zip(out["auto"], out[name]):
+            assert_close_to(auto_run, fp8_run)

@@ -7,6 +7,8 @@ import torch
 import triton
 import triton.language as tl
 
+from allmos.triton_shared.fp8 import check_scale_pages
+
 LOG2E = 1.4426950408889634
 
 # ---------------------------------------------------------------------------------------------------------
@@ -45,16 +47,26 @@ def _attend_kv_tiles(
     stride_vp,
     stride_vt,
     qk_scale,
+    k_scale_head_ptr,
+    v_scale_head_ptr,
+    stride_sp,
     HEAD_DIM: tl.constexpr,
     BLOCK_SIZE: tl.constexpr,
     BLOCK_N: tl.constexpr,
     MASK_BOUNDS: tl.constexpr,
     CAUSAL: tl.constexpr,
+    FP8: tl.constexpr,
 ):
     """Online-softmax update of (acc, l_i, m_i) with KV tokens [tok_start, tok_end).
 
     q is [M, HEAD_DIM]; q_pos [M] holds each query row's KV position (used only when CAUSAL).
     tok_start must be a multiple of BLOCK_N. Without MASK_BOUNDS, tok_end must be one too.
+
+    With FP8 the pages hold float8 e4m3 and each token's scale lies at page * stride_sp + slot from the
+    head's scale pointers. The tiles are widened to q's dtype (exact) and dequantized in registers by
+    folding the scales into what multiplies them: K's into its column of scores, V's into its column
+    of probabilities (BLOCK_N multiplies per row instead of BLOCK_N * HEAD_DIM). The softmax sums use
+    the unscaled probabilities.
     """
     offs_n = tl.arange(0, BLOCK_N)
     offs_d = tl.arange(0, HEAD_DIM)
@@ -71,6 +83,15 @@ def _attend_kv_tiles(
 
         # "ieee" only matters for float32 inputs (exact instead of tf32); 16-bit dots ignore it.
         s = tl.dot(q, tl.trans(k.to(q.dtype)), input_precision="ieee") * qk_scale
+        if FP8:
+            scale_offs = page * stride_sp + slot
+            if MASK_BOUNDS:
+                k_scales = tl.load(k_scale_head_ptr + scale_offs, mask=in_range, other=0.0)
+                v_scales = tl.load(v_scale_head_ptr + scale_offs, mask=in_range, other=0.0)
+            else:
+                k_scales = tl.load(k_scale_head_ptr + scale_offs)
+                v_scales = tl.load(v_scale_head_ptr + scale_offs)
+            s = s * k_scales[None, :]
         if CAUSAL:
             s = tl.where((tok[None, :] <= q_pos[:, None]) & in_range[None, :], s, float("-inf"))
         elif MASK_BOUNDS:
@@ -87,7 +108,11 @@ def _attend_kv_tiles(
             v = tl.load(v_ptrs, mask=in_range[:, None], other=0.0)
         else:
             v = tl.load(v_ptrs)
-        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision="ieee")
+        if FP8:
+            pv = tl.dot((p * v_scales[None, :]).to(q.dtype), v.to(q.dtype), input_precision="ieee")
+        else:
+            pv = tl.dot(p.to(v.dtype), v, input_precision="ieee")
+        acc = acc * alpha[:, None] + pv
         m_i = m_new
     return acc, l_i, m_i
 
@@ -97,7 +122,7 @@ def _attend_kv_tiles(
 # ---------------------------------------------------------------------------------------------------------
 
 
-def _check_cache(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor) -> tuple[int, int, int]:
+def _check_cache(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, scales=None) -> tuple[int, int, int]:
     """Validate shapes shared by both kernels; return (block_size, num_kv_heads, group)."""
     if k_cache.dim() != 4 or k_cache.shape != v_cache.shape:
         raise ValueError(
@@ -115,7 +140,18 @@ def _check_cache(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor) 
         raise ValueError(f"num_heads={num_heads} is not a multiple of num_kv_heads={num_kv_heads}")
     if q.stride(-1) != 1 or k_cache.stride(-1) != 1 or v_cache.stride(-1) != 1:
         raise ValueError("q, k_cache and v_cache need a unit stride in head_dim")
+    if k_cache.dtype != v_cache.dtype:
+        raise ValueError(f"k_cache and v_cache must share a dtype; got {k_cache.dtype}, {v_cache.dtype}")
+    check_scale_pages(k_cache, scales)
     return block_size, num_kv_heads, num_heads // num_kv_heads
+
+
+def _fp8_args(scales, placeholder: torch.Tensor) -> tuple:
+    """(k scales, v scales, page stride, head stride) of the scales beside fp8 pages (KVScales), or
+    placeholders never read (FP8=False)."""
+    if scales is None:
+        return placeholder, placeholder, 0, 0
+    return scales.k, scales.v, scales.k.stride(0), scales.k.stride(1)
 
 
 def _check_index_tensors(**tensors: torch.Tensor) -> None:

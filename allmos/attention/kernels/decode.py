@@ -7,7 +7,13 @@ import triton
 import triton.language as tl
 
 from allmos.attention.kernels.common import LOG2E as _LOG2E
-from allmos.attention.kernels.common import _attend_kv_tiles, _check_cache, _check_index_tensors, _output_like
+from allmos.attention.kernels.common import (
+    _attend_kv_tiles,
+    _check_cache,
+    _check_index_tensors,
+    _fp8_args,
+    _output_like,
+)
 from allmos.attention.kernels.decode_merge import (
     _check_counters,
     _decode_combine_kernel,
@@ -47,6 +53,8 @@ def _decode_split_kernel(
     partial_out_ptr,
     partial_lse_ptr,
     counters_ptr,
+    k_scale_ptr,
+    v_scale_ptr,
     qk_scale,
     num_splits,
     stride_qb,
@@ -60,6 +68,8 @@ def _decode_split_kernel(
     stride_btb,
     stride_ob,
     stride_oh,
+    stride_sp,
+    stride_sh,
     GROUP: tl.constexpr,
     GROUP_PAD: tl.constexpr,
     HEAD_DIM: tl.constexpr,
@@ -71,6 +81,7 @@ def _decode_split_kernel(
     HEADS_PER_MERGE: tl.constexpr,
     SPLITS_PAD: tl.constexpr,
     USE_PDL: tl.constexpr,
+    FP8: tl.constexpr,
 ):
     """One program = one (kv head, sequence, split). Its GROUP query heads share every K/V tile it loads.
 
@@ -130,11 +141,15 @@ def _decode_split_kernel(
         stride_vp,
         stride_vt,
         qk_scale,
+        k_scale_ptr + kv_head * stride_sh,
+        v_scale_ptr + kv_head * stride_sh,
+        stride_sp,
         HEAD_DIM,
         BLOCK_SIZE,
         BLOCK_N,
         MASK_BOUNDS=True,
         CAUSAL=False,
+        FP8=FP8,
     )
 
     # An empty split (or context_len == 0) leaves l_i == 0: it yields o = 0 and lse = -inf.
@@ -222,6 +237,7 @@ def paged_decode_attention(
     block_n: int | None = None,
     num_warps: int = 4,
     num_stages: int = 2,
+    scales=None,
 ) -> torch.Tensor:
     """Single-token attention for each sequence: q [batch, num_heads, head_dim] -> out (same shape).
 
@@ -235,9 +251,9 @@ def paged_decode_attention(
     one, a fresh buffer is zeroed per call (an extra memset). With pdl (sm_90+) the split kernel is
     launched with programmatic dependent launch: it starts while the previous kernel runs and waits for
     it after reading the step's context lengths. block_n / num_warps / num_stages are
-    tuning knobs for benchmarks.
+    tuning knobs for benchmarks. FP8 caches (float8 e4m3) come with their scales (`scales`, a KVScales).
     """
-    block_size, num_kv_heads, group = _check_cache(q, k_cache, v_cache)
+    block_size, num_kv_heads, group = _check_cache(q, k_cache, v_cache, scales)
     _check_index_tensors(block_tables=block_tables, context_lens=context_lens)
     batch, num_heads, head_dim = q.shape
     out = _output_like(q, out)
@@ -279,6 +295,7 @@ def paged_decode_attention(
         partial_out,
         partial_lse,
         counters,
+        *_fp8_args(scales, q)[:2],
         scale * _LOG2E,
         num_splits,
         q.stride(0),
@@ -292,6 +309,7 @@ def paged_decode_attention(
         block_tables.stride(0),
         out.stride(0),
         out.stride(1),
+        *_fp8_args(scales, q)[2:],
         GROUP=group,
         GROUP_PAD=max(16, triton.next_power_of_2(group)),
         HEAD_DIM=head_dim,
@@ -302,6 +320,7 @@ def paged_decode_attention(
         FUSED_COMBINE=fused,
         HEADS_PER_MERGE=_heads_per_merge(group, splits_pad, head_dim) if fused else 1,
         SPLITS_PAD=splits_pad if fused else 1,
+        FP8=scales is not None,
         num_warps=num_warps,
         num_stages=num_stages,
         **pdl_launch("paged_decode_attention", pdl, q.device),

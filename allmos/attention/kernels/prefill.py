@@ -7,7 +7,13 @@ import triton
 import triton.language as tl
 
 from allmos.attention.kernels.common import LOG2E as _LOG2E
-from allmos.attention.kernels.common import _attend_kv_tiles, _check_cache, _check_index_tensors, _output_like
+from allmos.attention.kernels.common import (
+    _attend_kv_tiles,
+    _check_cache,
+    _check_index_tensors,
+    _fp8_args,
+    _output_like,
+)
 
 # ---------------------------------------------------------------------------------------------------------
 # Prefill: varlen causal attention over the paged cache
@@ -25,6 +31,8 @@ def _prefill_kernel(
     cu_seqlens_q_ptr,
     context_lens_ptr,
     block_tables_ptr,
+    k_scale_ptr,
+    v_scale_ptr,
     qk_scale,
     stride_qt,
     stride_qh,
@@ -37,11 +45,14 @@ def _prefill_kernel(
     stride_btb,
     stride_ot,
     stride_oh,
+    stride_sp,
+    stride_sh,
     GROUP: tl.constexpr,
     HEAD_DIM: tl.constexpr,
     BLOCK_SIZE: tl.constexpr,
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
+    FP8: tl.constexpr,
 ):
     """One program = BLOCK_M query rows of one (sequence, query head)."""
     m_block = tl.program_id(0)
@@ -73,6 +84,8 @@ def _prefill_kernel(
     bt_row_ptr = block_tables_ptr + batch_idx.to(tl.int64) * stride_btb
     k_head_ptr = k_cache_ptr + kv_head * stride_kh
     v_head_ptr = v_cache_ptr + kv_head * stride_vh
+    k_scale_head_ptr = k_scale_ptr + kv_head * stride_sh
+    v_scale_head_ptr = v_scale_ptr + kv_head * stride_sh
     acc = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
     l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
     m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
@@ -92,11 +105,15 @@ def _prefill_kernel(
         stride_vp,
         stride_vt,
         qk_scale,
+        k_scale_head_ptr,
+        v_scale_head_ptr,
+        stride_sp,
         HEAD_DIM,
         BLOCK_SIZE,
         BLOCK_N,
         MASK_BOUNDS=False,
         CAUSAL=False,
+        FP8=FP8,
     )
     acc, l_i, m_i = _attend_kv_tiles(
         acc,
@@ -114,11 +131,15 @@ def _prefill_kernel(
         stride_vp,
         stride_vt,
         qk_scale,
+        k_scale_head_ptr,
+        v_scale_head_ptr,
+        stride_sp,
         HEAD_DIM,
         BLOCK_SIZE,
         BLOCK_N,
         MASK_BOUNDS=True,
         CAUSAL=True,
+        FP8=FP8,
     )
 
     o = acc / tl.where(l_i > 0, l_i, 1.0)[:, None]
@@ -150,13 +171,15 @@ def paged_prefill_attention(
     block_n: int | None = None,
     num_warps: int | None = None,
     num_stages: int = 2,
+    scales=None,
 ) -> torch.Tensor:
     """Varlen causal prefill: q [total_q, num_heads, head_dim] -> out (same shape).
 
     Sequence i owns q rows [cu_seqlens_q[i], cu_seqlens_q[i+1]) which are the last positions of its
     context_lens[i] KV tokens (all already in the cache). max_seqlen_q (host int) only sizes the grid.
+    FP8 caches (float8 e4m3) come with their scales (`scales`, a KVScales).
     """
-    block_size, _, group = _check_cache(q, k_cache, v_cache)
+    block_size, _, group = _check_cache(q, k_cache, v_cache, scales)
     _check_index_tensors(block_tables=block_tables, context_lens=context_lens, cu_seqlens_q=cu_seqlens_q)
     total_q, num_heads, head_dim = q.shape
     out = _output_like(q, out)
@@ -177,6 +200,7 @@ def paged_prefill_attention(
         cu_seqlens_q,
         context_lens,
         block_tables,
+        *_fp8_args(scales, q)[:2],
         scale * _LOG2E,
         q.stride(0),
         q.stride(1),
@@ -189,11 +213,13 @@ def paged_prefill_attention(
         block_tables.stride(0),
         out.stride(0),
         out.stride(1),
+        *_fp8_args(scales, q)[2:],
         GROUP=group,
         HEAD_DIM=head_dim,
         BLOCK_SIZE=block_size,
         BLOCK_M=block_m,
         BLOCK_N=block_n,
+        FP8=scales is not None,
         num_warps=num_warps,
         num_stages=num_stages,
     )

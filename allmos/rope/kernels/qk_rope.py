@@ -18,6 +18,7 @@ import triton.language as tl
 
 from allmos.kv_store.base import KVTarget
 from allmos.kv_store.kernels.store import check_store_args
+from allmos.triton_shared.fp8 import fp8_args, fp8_row_scales, fp8_scaled, store_rows
 from allmos.triton_shared.pdl import wait_for_previous_kernel
 from allmos.triton_shared.support import pdl_launch
 
@@ -37,9 +38,15 @@ def _norm_rope_heads(
     cache_row_ptr,
     cache_ok,
     STORE: tl.constexpr,
+    scale_row_ptr=None,
+    scale_head_stride=0,
+    fixed_scale=0.0,
+    QUANT: tl.constexpr = False,
+    DYNAMIC: tl.constexpr = False,
 ):
     """Normalize (if HAS_NORM) and rotate the NUM_HEADS heads of one token at x_ptr, in place; with STORE,
-    also write them to the KV-cache row at cache_row_ptr (contiguous [NUM_HEADS, 2 * HALF]) if cache_ok."""
+    also write them to the KV-cache row at cache_row_ptr (contiguous [NUM_HEADS, 2 * HALF]) if cache_ok;
+    with QUANT as fp8, each head's scale at scale_row_ptr + head * scale_head_stride."""
     heads = tl.arange(0, BLOCK_H)[:, None]
     dims = tl.arange(0, HALF)[None, :]
     mask = heads < NUM_HEADS
@@ -61,19 +68,52 @@ def _norm_rope_heads(
     tl.store(ptrs2, out2, mask=mask)
     if STORE:
         cache_ptrs1 = cache_row_ptr + heads * (2 * HALF) + dims
-        tl.store(cache_ptrs1, out1.to(cache_row_ptr.dtype.element_ty), mask=mask & cache_ok)
-        tl.store(cache_ptrs1 + HALF, out2.to(cache_row_ptr.dtype.element_ty), mask=mask & cache_ok)
+        if QUANT:  # both halves of a head share its scale
+            a1, a2 = out1.to(tl.float32), out2.to(tl.float32)
+            amax = tl.maximum(tl.max(tl.where(mask, tl.abs(a1), 0.0), 1), tl.max(tl.where(mask, tl.abs(a2), 0.0), 1))
+            scales = fp8_row_scales(amax, fixed_scale, DYNAMIC)
+            rows = tl.arange(0, BLOCK_H)
+            tl.store(scale_row_ptr + rows * scale_head_stride, scales, mask=(rows < NUM_HEADS) & cache_ok)
+            tl.store(cache_ptrs1, fp8_scaled(a1, scales).to(cache_row_ptr.dtype.element_ty), mask=mask & cache_ok)
+            tl.store(
+                cache_ptrs1 + HALF, fp8_scaled(a2, scales).to(cache_row_ptr.dtype.element_ty), mask=mask & cache_ok
+            )
+        else:
+            tl.store(cache_ptrs1, out1.to(cache_row_ptr.dtype.element_ty), mask=mask & cache_ok)
+            tl.store(cache_ptrs1 + HALF, out2.to(cache_row_ptr.dtype.element_ty), mask=mask & cache_ok)
 
 
 @triton.jit
 def _copy_heads_to_cache(
-    x_ptr, stride_head, cache_row_ptr, cache_ok, NUM_HEADS: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_H: tl.constexpr
+    x_ptr,
+    stride_head,
+    cache_row_ptr,
+    cache_ok,
+    scale_row_ptr,
+    scale_head_stride,
+    fixed_scale,
+    NUM_HEADS: tl.constexpr,
+    HEAD_DIM: tl.constexpr,
+    BLOCK_H: tl.constexpr,
+    QUANT: tl.constexpr,
+    DYNAMIC: tl.constexpr,
 ):
-    heads = tl.arange(0, BLOCK_H)[:, None]
+    rows = tl.arange(0, BLOCK_H)
+    heads = rows[:, None]
     dims = tl.arange(0, HEAD_DIM)[None, :]
     mask = (heads < NUM_HEADS) & cache_ok
     x = tl.load(x_ptr + heads * stride_head + dims, mask=mask)
-    tl.store(cache_row_ptr + heads * HEAD_DIM + dims, x.to(cache_row_ptr.dtype.element_ty), mask=mask)
+    scale_ptrs = scale_row_ptr + rows * scale_head_stride
+    store_rows(
+        x,
+        cache_row_ptr + heads * HEAD_DIM + dims,
+        scale_ptrs,
+        mask,
+        (rows < NUM_HEADS) & cache_ok,
+        fixed_scale,
+        QUANT,
+        DYNAMIC,
+    )
 
 
 @triton.jit
@@ -96,6 +136,10 @@ def _qk_norm_rope_kernel(
     slot_mapping_ptr,
     stride_v_tok,
     stride_v_head,
+    k_scale_ptr,
+    v_scale_ptr,
+    fixed_scale,
+    block_size,
     NUM_HEADS: tl.constexpr,
     NUM_KV_HEADS: tl.constexpr,
     HALF: tl.constexpr,
@@ -104,6 +148,8 @@ def _qk_norm_rope_kernel(
     HAS_NORM: tl.constexpr,
     STORE_KV: tl.constexpr,
     USE_PDL: tl.constexpr,
+    QUANT: tl.constexpr,
+    DYNAMIC: tl.constexpr,
 ):
     token = tl.program_id(0).to(tl.int64)
     pos = tl.load(positions_ptr + token).to(tl.int64)
@@ -135,6 +181,8 @@ def _qk_norm_rope_kernel(
         slot = token
     row = slot * (NUM_KV_HEADS * 2 * HALF)  # the caches are contiguous [blocks, block_size, H, D]
     cache_ok = slot >= 0  # slot -1: CUDA-graph padding, nothing to store
+    # FP8 scales are head-major within a page: [blocks, H, block_size].
+    scale_row = (slot // block_size) * (NUM_KV_HEADS * block_size) + slot % block_size
     _norm_rope_heads(
         k_ptr + token * stride_k_tok,
         k_weight_ptr,
@@ -149,15 +197,39 @@ def _qk_norm_rope_kernel(
         k_cache_ptr + row,
         cache_ok,
         STORE_KV,
+        k_scale_ptr + scale_row,
+        block_size,
+        fixed_scale,
+        QUANT,
+        DYNAMIC,
     )
     if STORE_KV:
         _copy_heads_to_cache(
-            v_ptr + token * stride_v_tok, stride_v_head, v_cache_ptr + row, cache_ok, NUM_KV_HEADS, 2 * HALF, BLOCK_KV
+            v_ptr + token * stride_v_tok,
+            stride_v_head,
+            v_cache_ptr + row,
+            cache_ok,
+            v_scale_ptr + scale_row,
+            block_size,
+            fixed_scale,
+            NUM_KV_HEADS,
+            2 * HALF,
+            BLOCK_KV,
+            QUANT,
+            DYNAMIC,
         )
 
 
-def kv_args(kv: KVTarget) -> tuple:
-    return kv.v, kv.k_cache, kv.v_cache, kv.slot_mapping, kv.v.stride(0), kv.v.stride(1)
+def kv_args(kv: KVTarget) -> tuple[tuple, dict]:
+    """The kernel's store arguments (and its QUANT / DYNAMIC flags) for the target `kv`."""
+    scale_args, flags = fp8_args(kv.scales, kv.v)
+    store = (kv.v, kv.k_cache, kv.v_cache, kv.slot_mapping, kv.v.stride(0), kv.v.stride(1))
+    return (*store, *scale_args, kv.k_cache.shape[1]), flags
+
+
+def no_kv_args(k: torch.Tensor, positions: torch.Tensor) -> tuple[tuple, dict]:
+    """Placeholders for the store arguments, never read without STORE_KV."""
+    return (k, k, k, positions, 0, 0, k, k, 0.0, 1), {"QUANT": False, "DYNAMIC": False}
 
 
 def _check_args(positions, q, k, q_weight, k_weight, cos_cache, sin_cache) -> None:
@@ -207,13 +279,14 @@ def qk_norm_rope_triton(
     """In place on q [tokens, heads, D] and k [tokens, kv_heads, D] (views with any row/head strides):
     `rms_norm` with q_weight / k_weight (skipped when both are None), then neox RoPE at `positions`.
     With `kv`, also writes the rotated k and kv.v into the paged caches at kv.slot_mapping (slot -1
-    skipped), as allmos.kv_store's Triton store would. Returns (q, k). Positions must lie in
-    [0, max_positions): they are not read on the host (no sync, so the launch can be captured in a CUDA
-    graph), hence not checked. With pdl (sm_90+) the kernel is launched with programmatic dependent
-    launch: it starts while the previous kernel runs and waits for it after reading the positions' cos/sin."""
+    skipped), as allmos.kv_store's Triton store would (into fp8 caches quantized, with kv.scales).
+    Returns (q, k). Positions must lie in [0, max_positions): they are not read on the host (no sync,
+    so the launch can be captured in a CUDA graph), hence not checked. With pdl (sm_90+) the kernel is
+    launched with programmatic dependent launch: it starts while the previous kernel runs and waits
+    for it after reading the positions' cos/sin."""
     _check_args(positions, q, k, q_weight, k_weight, cos_cache, sin_cache)
     if kv is not None:
-        check_store_args(k, kv.v, kv.k_cache, kv.v_cache, kv.slot_mapping)
+        check_store_args(k, kv.v, kv.k_cache, kv.v_cache, kv.slot_mapping, kv.scales)
     num_tokens, num_heads, head_dim = q.shape
     num_kv_heads = k.shape[1]
     if num_tokens == 0:
@@ -222,6 +295,7 @@ def qk_norm_rope_triton(
     block_h = triton.next_power_of_2(num_heads)
     # About 8 elements per thread over the larger (q) tile: 16-byte accesses for 16-bit dtypes.
     num_warps = max(1, min(8, block_h * head_dim // 256))
+    store_args, flags = kv_args(kv) if kv is not None else no_kv_args(k, positions)
     _qk_norm_rope_kernel[(num_tokens,)](
         positions,
         q,
@@ -235,7 +309,7 @@ def qk_norm_rope_triton(
         k.stride(0),
         k.stride(1),
         eps,
-        *(kv_args(kv) if kv is not None else (k, k, k, positions, 0, 0)),  # never read without STORE_KV
+        *store_args,
         NUM_HEADS=num_heads,
         NUM_KV_HEADS=num_kv_heads,
         HALF=head_dim // 2,
@@ -244,6 +318,7 @@ def qk_norm_rope_triton(
         HAS_NORM=has_norm,
         STORE_KV=kv is not None,
         num_warps=num_warps,
+        **flags,
         **pdl_launch("qk_norm_rope_triton", pdl, q.device),
     )
     return q, k

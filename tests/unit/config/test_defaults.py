@@ -25,6 +25,7 @@ ALL_ON = {
     "compile": True,
     "prefix_caching": True,
     "async_scheduling": True,
+    "kv_cache_dtype": "auto",  # fp8 is approximate: a switch to measure, not part of everything on
 }
 
 

@@ -95,6 +95,18 @@ def test_two_ranks_match_one(tiny_qwen3, reference, prefix_caching, async_schedu
     assert_all_stopped()
 
 
+def test_fp8_kv_cache_on_two_ranks_matches_one(tiny_qwen3):
+    """kv_cache_dtype=fp8: each rank quantizes and scales its own kv heads, as one rank does all of them."""
+    one = greedy(make(tiny_qwen3, kv_cache_dtype="fp8"))
+    llm = make(tiny_qwen3, kv_cache_dtype="fp8", tensor_parallel_size=2)
+    try:
+        assert greedy(llm) == one
+        assert llm.engine.counters()["kv_cache_dtype"] == "float8_e4m3fn"
+    finally:
+        llm.close()
+    assert_all_stopped()
+
+
 def test_random_weights_are_one_model_across_ranks(tiny_qwen3):
     """Random weights are drawn per checkpoint tensor and sliced, so tp=2 runs the model tp=1 runs."""
     from omegaconf import OmegaConf

@@ -111,3 +111,24 @@ def test_models_know_nothing_of_which_kernel_fused_what():
         text = Path(path).read_text()
         for word in ("writes_kv", "KVTarget", "kv_target", "qk_rope", "kv_store"):
             assert word not in text, f"{os.path.relpath(path, ROOT)} mentions {word}"
+
+
+def test_kv_cache_dtype_row_and_every_plugin_that_touches_the_pages_handles_fp8_or_is_refused():
+    """kv_cache_dtype's README row lists its values; with fp8, an attention backend or KV store either
+    reads / writes FP8 pages (`fp8_kv_cache`) or validation refuses it, naming kv_cache_dtype=fp8."""
+    from allmos.config import KV_CACHE_DTYPES
+    from allmos.errors import ConfigError
+    from allmos.registry import CheckContext, make_options
+    from allmos.validation import check_fp8_pages
+
+    assert row_values("kv_cache_dtype") == set(KV_CACHE_DTYPES)
+    where = CheckContext("cuda", 256, lookup("attention", "triton").cls, "fp8")
+    for kind in ("attention", "kv_store"):
+        for name in names(kind):
+            cls = lookup(kind, name).cls
+            if cls.fp8_kv_cache:
+                check_fp8_pages(kind, cls, "fp8")
+                continue
+            with pytest.raises(ConfigError, match="kv_cache_dtype=fp8"):
+                cls.check(make_options(kind, name), where)
+                check_fp8_pages(kind, cls, "fp8")

@@ -1,0 +1,102 @@
+"""The Triton paged decode kernel on FP8 pages (kv_cache_dtype=fp8) against bf16 pages (needs a CUDA GPU).
+
+    python -m allmos.microbench.kernel_bench_fp8 [--batches 16,64,256] [--context 2048] [--out FILE]
+
+Qwen3-0.6B head shapes (16 q heads, 8 kv heads, head_dim 128), pages of 256 tokens, the default
+heuristics, CUDA-graph replays rotating over input sets past the L2 (as kernel_bench). Bandwidth counts
+the bytes the kernel really reads and writes: the context's K/V pages once (bf16: 2 bytes an element;
+fp8: 1 byte an element plus the float32 scale of each (token, kv head), 4 bytes per 128-element row),
+q read and out written. The share is of the device-to-device copy bandwidth measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+
+import torch
+import triton
+
+from allmos.attention.kernels.decode import paged_decode_attention
+from allmos.kv_store import fp8
+from allmos.kv_store.base import KVScales
+from allmos.microbench.gpu_timing import environment, gbps, graph_ms, num_sets
+from allmos.microbench.kernel_bench import DTYPE, HEAD_DIM, NUM_HEADS, NUM_KV_HEADS, bench_copy
+
+BLOCK_SIZE = 256
+
+
+def quantized(cache: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """bf16 pages -> fp8 pages and their head-major scales [blocks, H, block_size], as the store writes them."""
+    scales = fp8.row_scales(cache, None)
+    return fp8.quantize(cache, scales), scales.transpose(1, 2).contiguous()
+
+
+def decode_calls(batch: int, context: int, kv_cache_dtype: str) -> tuple[list, int]:
+    """The decode calls over disjoint page sets, and the bytes one call reads and writes."""
+    per_token = NUM_KV_HEADS * (HEAD_DIM * 2 if kv_cache_dtype == "auto" else HEAD_DIM + 4)
+    kv_bytes = 2 * batch * context * per_token
+    count = num_sets(kv_bytes)
+    blocks_per_seq = triton.cdiv(context, BLOCK_SIZE)
+    num_blocks = count * batch * blocks_per_seq
+    shape = (num_blocks, BLOCK_SIZE, NUM_KV_HEADS, HEAD_DIM)
+    k_cache, v_cache = (torch.randn(shape, dtype=DTYPE, device="cuda") for _ in "kv")
+    scales = None
+    if kv_cache_dtype == "fp8":
+        (k_cache, k_scales), (v_cache, v_scales) = quantized(k_cache), quantized(v_cache)
+        scales = KVScales(k_scales, v_scales)
+    tables = torch.randperm(num_blocks, device="cuda").view(count, batch, blocks_per_seq).to(torch.int32)
+    lens = torch.full((batch,), context, dtype=torch.int32, device="cuda")
+    calls = []
+    for block_tables in tables:
+        q = torch.randn(batch, NUM_HEADS, HEAD_DIM, dtype=DTYPE, device="cuda")
+        run = functools.partial(paged_decode_attention, q, k_cache, v_cache, block_tables, lens, HEAD_DIM**-0.5)
+        calls.append(functools.partial(run, out=torch.empty_like(q), scales=scales))
+    q_bytes = batch * NUM_HEADS * HEAD_DIM * torch.finfo(DTYPE).bits // 8
+    return calls, kv_bytes + 2 * q_bytes
+
+
+def bench(batch: int, context: int, copy_gbps: float) -> dict:
+    row = {"batch": batch, "context": context}
+    for kv_cache_dtype in ("auto", "fp8"):
+        calls, num_bytes = decode_calls(batch, context, kv_cache_dtype)
+        ms = graph_ms(calls, num_bytes)
+        row[kv_cache_dtype] = {"bytes": num_bytes, "ms": ms, "gbps": gbps(num_bytes, ms)}
+        row[kv_cache_dtype]["share_of_copy"] = row[kv_cache_dtype]["gbps"] / copy_gbps
+        del calls
+        torch.cuda.empty_cache()
+    row["fp8_speedup"] = row["auto"]["ms"] / row["fp8"]["ms"]
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batches", default="16,64,256")
+    parser.add_argument("--context", type=int, default=2048)
+    parser.add_argument("--out", help="write the figures as JSON")
+    args = parser.parse_args()
+    if not torch.cuda.is_available():
+        raise SystemExit("kernel_bench_fp8 needs a CUDA device")
+    torch.manual_seed(0)
+    copy = bench_copy()
+    print(f"{environment()}\ndevice-to-device copy: {copy['gbps']:.0f} GB/s (read + write)")
+    columns = (("batch", 6), ("bf16 GB/s", 10), ("share", 6), ("fp8 GB/s", 9), ("share", 6), ("bf16 us", 8))
+    print(" ".join(f"{name:>{width}}" for name, width in columns + (("fp8 us", 7), ("speedup", 8))))
+    rows = []
+    for batch in map(int, args.batches.split(",")):
+        r = bench(batch, args.context, copy["gbps"])
+        rows.append(r)
+        a, f = r["auto"], r["fp8"]
+        print(
+            f"{batch:>6} {a['gbps']:>10.0f} {a['share_of_copy']:>6.1%} {f['gbps']:>9.0f} {f['share_of_copy']:>6.1%} "
+            f"{a['ms'] * 1e3:>8.1f} {f['ms'] * 1e3:>7.1f} {r['fp8_speedup']:>7.2f}x",
+            flush=True,
+        )
+    if args.out:
+        with open(args.out, "w") as out:
+            json.dump({"env": environment(), "copy": copy, "context": args.context, "decode": rows}, out, indent=1)
+
+
+if __name__ == "__main__":
+    main()
