@@ -39,8 +39,8 @@ def corrupt_kv_store(monkeypatch, damage) -> None:
     """Every K/V the torch store writes from now on passes through `damage` first."""
     write = TorchKVStore.write
 
-    def damaged(store, k, v, k_cache, v_cache, slots):
-        return write(store, damage(k), damage(v), k_cache, v_cache, slots)
+    def damaged(store, k, v, k_cache, v_cache, slots, scales=None):
+        return write(store, damage(k), damage(v), k_cache, v_cache, slots, scales)
 
     monkeypatch.setattr(TorchKVStore, "write", damaged)
 
@@ -116,8 +116,7 @@ def test_exact_configurations_keep_the_exact_check(folder, reference):
 
 
 def test_the_fp8_cache_is_judged_as_approximate(folder, reference):
-    """Needs the kv_cache_dtype switch of the fp8 branch (before that merge, kv_cache_dtype does nothing)."""
-    record = check_probe(LLM(folder, **SMALL, **ALL_OFF, kv_cache_dtype="fp8"), reference)
+    record = check_probe(LLM(folder, **SMALL, **(ALL_OFF | {"kv_cache_dtype": "fp8"})), reference)
     assert record["approximate"] == ["kv_cache_dtype=fp8"]
     assert (record["verdict"], record["passed"], record["reasons"]) == ("pass", True, [])
     assert all(record[f] is not None for f in FIGURES if f != "top1_agreement_after")
