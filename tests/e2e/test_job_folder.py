@@ -37,7 +37,8 @@ def test_a_record_of_another_run_is_not_taken_as_this_jobs(tmp_path, monkeypatch
     folder = str(tmp_path)
     spec = spec_of(folder=folder)
     intruder = spec_of(folder=folder, run_id="another-run")
-    script = f"from allmos.bench.record import write_record; write_record({folder!r}, {intruder.__dict__!r} | "
+    script = "from math import inf, nan; "  # the spec's repr holds the workload's infinite request_rate
+    script += f"from allmos.bench.record import write_record; write_record({folder!r}, {intruder.__dict__!r} | "
     script += "{'status': 'ok', 'metrics': {}})"
     real_popen = subprocess.Popen
     monkeypatch.setattr(app.subprocess, "Popen", lambda args, **kw: real_popen([sys.executable, "-c", script], **kw))
