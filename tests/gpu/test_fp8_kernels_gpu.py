@@ -64,9 +64,8 @@ def test_store_and_fused_rope_store_write_the_torch_paths_pages(fixed):
     cos, sin = torch.randn(2, tokens, HEAD_DIM // 2, generator=gen, device=DEVICE)
     weight = torch.ones(HEAD_DIM, device=DEVICE, dtype=torch.bfloat16)
     fused = pages(), pages(), KVScales(scale_pages(), scale_pages(), fixed)
-    qk_norm_rope_triton(
-        positions, q.clone(), kk := k.clone(), weight, weight, 1e-6, cos, sin, KVTarget(v, *fused, slots)
-    )
+    target = KVTarget(v, fused[0], fused[1], slots, fused[2])
+    qk_norm_rope_triton(positions, q.clone(), kk := k.clone(), weight, weight, 1e-6, cos, sin, target)
     apart = pages(), pages(), KVScales(scale_pages(), scale_pages(), fixed)
     store_kv_triton(kk, v, apart[0], apart[1], slots, apart[2])
     assert torch.equal(fused[0].view(torch.uint8), apart[0].view(torch.uint8))
