@@ -253,10 +253,13 @@ def metric_cells(metrics: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def trace_path(record: Mapping[str, Any], job_dir: Path) -> str | None:
-    """Absolute path of the record's trace file if it exists, else None."""
+    """Absolute path of the record's trace file if it exists (or its gzip copy, as archived results keep
+    it: pandas reads either), else None."""
     name = record.get("trace_file")
-    path = job_dir / name if name else None
-    return str(path.resolve()) if path is not None and path.is_file() else None
+    if not name:
+        return None
+    found = [p for p in (job_dir / name, job_dir / f"{name}.gz") if p.is_file()]
+    return str(found[0].resolve()) if found else None
 
 
 def tidy_frame(frame: pd.DataFrame) -> pd.DataFrame:

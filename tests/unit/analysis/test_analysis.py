@@ -301,6 +301,16 @@ def test_report_draws_timeline_when_trace_present(tmp_path: Path):
     assert_figures(sorted((tmp_path / "out").glob("timeline_*")))
 
 
+def test_report_reads_a_gzipped_trace_as_archived_results_keep_it(tmp_path: Path):
+    import gzip
+
+    path = write_record(tmp_path / "s", 0, BASE_SWITCHES, metrics={"output_tok_s": 3.0}, trace_file="trace.csv")
+    text = "step,kind,batch_size,num_tokens,step_ms,kv_blocks_used\n0,decode,1,1,2,1\n1,decode,1,1,3,1\n"
+    (path.parent / "trace.csv.gz").write_bytes(gzip.compress(text.encode()))
+    assert report.main([str(tmp_path / "s"), "--out", str(tmp_path / "out")]) == 0
+    assert_figures(sorted((tmp_path / "out").glob("timeline_*")))
+
+
 @pytest.mark.parametrize("entry", [["analysis/report.py"], ["-m", "analysis.report"]])
 def test_cli_runs_as_script_and_module(sweep: Path, tmp_path: Path, entry: list[str]):
     command = [
