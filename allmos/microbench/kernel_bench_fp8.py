@@ -1,6 +1,7 @@
 """The Triton paged decode kernel on FP8 pages (kv_cache_dtype=fp8) against bf16 pages (needs a CUDA GPU).
 
     python -m allmos.microbench.kernel_bench_fp8 [--batches 16,64,256] [--context 2048] [--out FILE]
+    python -m allmos.microbench.kernel_bench_fp8 --tiles 64,128,256 --stages 2,3   # fp8 launch configs
 
 Qwen3-0.6B head shapes (16 q heads, 8 kv heads, head_dim 128), pages of 256 tokens, the default
 heuristics, CUDA-graph replays rotating over input sets past the L2 (as kernel_bench). Bandwidth counts
@@ -33,7 +34,7 @@ def quantized(cache: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return fp8.quantize(cache, scales), scales.transpose(1, 2).contiguous()
 
 
-def decode_calls(batch: int, context: int, kv_cache_dtype: str) -> tuple[list, int]:
+def decode_calls(batch: int, context: int, kv_cache_dtype: str, **launch) -> tuple[list, int]:
     """The decode calls over disjoint page sets, and the bytes one call reads and writes."""
     per_token = NUM_KV_HEADS * (HEAD_DIM * 2 if kv_cache_dtype == "auto" else HEAD_DIM + 4)
     kv_bytes = 2 * batch * context * per_token
@@ -52,7 +53,7 @@ def decode_calls(batch: int, context: int, kv_cache_dtype: str) -> tuple[list, i
     for block_tables in tables:
         q = torch.randn(batch, NUM_HEADS, HEAD_DIM, dtype=DTYPE, device="cuda")
         run = functools.partial(paged_decode_attention, q, k_cache, v_cache, block_tables, lens, HEAD_DIM**-0.5)
-        calls.append(functools.partial(run, out=torch.empty_like(q), scales=scales))
+        calls.append(functools.partial(run, out=torch.empty_like(q), scales=scales, **launch))
     q_bytes = batch * NUM_HEADS * HEAD_DIM * torch.finfo(DTYPE).bits // 8
     return calls, kv_bytes + 2 * q_bytes
 
@@ -70,17 +71,48 @@ def bench(batch: int, context: int, copy_gbps: float) -> dict:
     return row
 
 
+def sweep_fp8(batch: int, context: int, copy_gbps: float, tiles: list[int], stages: list[int]) -> list[dict]:
+    """The fp8 decode at each (tokens per tile, pipeline stages), beside the default heuristics'."""
+    rows = []
+    for block_n in [None, *tiles]:
+        for num_stages in stages if block_n else [2]:
+            calls, num_bytes = decode_calls(batch, context, "fp8", block_n=block_n, num_stages=num_stages)
+            ms = graph_ms(calls, num_bytes)
+            row = {"batch": batch, "block_n": block_n or "default", "num_stages": num_stages, "ms": ms}
+            rows.append(row | {"gbps": gbps(num_bytes, ms), "share_of_copy": gbps(num_bytes, ms) / copy_gbps})
+            print(f"{batch:>6} {row['block_n']:>8} {num_stages:>7} {ms * 1e3:>8.1f} {rows[-1]['share_of_copy']:>7.1%}")
+            del calls
+            torch.cuda.empty_cache()
+    return rows
+
+
+def run_sweep(args, copy: dict) -> None:
+    print(f"{'batch':>6} {'block_n':>8} {'stages':>7} {'fp8 us':>8} {'share':>7}")
+    tiles, stages = [int(t) for t in args.tiles.split(",")], [int(n) for n in args.stages.split(",")]
+    rows = []
+    for batch in map(int, args.batches.split(",")):
+        rows += sweep_fp8(batch, args.context, copy["gbps"], tiles, stages)
+    if args.out:
+        with open(args.out, "w") as out:
+            json.dump({"env": environment(), "copy": copy, "context": args.context, "fp8_sweep": rows}, out, indent=1)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batches", default="16,64,256")
     parser.add_argument("--context", type=int, default=2048)
     parser.add_argument("--out", help="write the figures as JSON")
+    parser.add_argument("--tiles", help="fp8 only: sweep these tokens-per-tile values (e.g. 64,128,256)")
+    parser.add_argument("--stages", default="2", help="with --tiles: pipeline stages to sweep (e.g. 2,3)")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         raise SystemExit("kernel_bench_fp8 needs a CUDA device")
     torch.manual_seed(0)
     copy = bench_copy()
     print(f"{environment()}\ndevice-to-device copy: {copy['gbps']:.0f} GB/s (read + write)")
+    if args.tiles:
+        run_sweep(args, copy)
+        return
     columns = (("batch", 6), ("bf16 GB/s", 10), ("share", 6), ("fp8 GB/s", 9), ("share", 6), ("bf16 us", 8))
     print(" ".join(f"{name:>{width}}" for name, width in columns + (("fp8 us", 7), ("speedup", 8))))
     rows = []

@@ -217,6 +217,21 @@ def test_decode_over_fp8_pages(fixed, num_splits, block_n):
     assert torch.all(out[1] == 0)
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_decode_over_fp8_pages_with_16_bit_queries(dtype):
+    """16-bit queries take the float16 path (e4m3 widened to float16, V's scales lifted by 2**8): within
+    float16 rounding of the dequantized pages, and as close to the dense float K/V as the float32 path."""
+    context_lens, heads, kv_heads, head_dim = [1, 37, 64, 150], 8, 2, 32
+    pages, tables, gen = fp8_case(context_lens, 16, kv_heads, head_dim, None, seed=5)
+    q = torch.randn(len(context_lens), heads, head_dim, generator=gen).to(dtype)
+    lens, scale = torch.tensor(context_lens, dtype=torch.int32), head_dim**-0.5
+    k_cache, v_cache, scales = pages["fp8"]
+    out = paged_decode_attention(q, k_cache, v_cache, tables, lens, scale, 3, block_n=16, scales=scales)
+    assert out.dtype == dtype
+    assert_close(out, decode_reference(q.float(), *pages["dequantized"], tables, lens, scale), atol=2e-2, rtol=2e-2)
+    assert_near_dense(out, decode_reference(q.float(), *pages["float"], tables, lens, scale), None)
+
+
 def prefill_reference(q, k_cache, v_cache, cu_seqlens, context_lens, block_tables, scale):
     out = torch.zeros(q.shape, dtype=torch.float64)
     for b in range(len(context_lens)):
