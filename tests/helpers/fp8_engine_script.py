@@ -5,19 +5,11 @@ log-probabilities of a single prompt, then of a batch whose prompts share its pr
 import json
 import sys
 
-from triton.runtime import interpreter
+import interpreter_loop_bounds
 
 from allmos import LLM, SamplingParams
 
-original = interpreter._patch_lang_tensor
-
-
-def patch_lang_tensor(tensor, scope):  # triton-lang/triton#9171: loop bounds from tensors under numpy >= 2.4
-    original(tensor, scope)
-    scope.set_attr(tensor, "__index__", lambda self: int(self.handle.data.squeeze()))
-
-
-interpreter._patch_lang_tensor = patch_lang_tensor
+interpreter_loop_bounds.install()
 
 folder = sys.argv[1]
 prompts = [[5, 6, 7, 8, 9, 10, 11], list(range(20, 60)), [3, 4], list(range(20, 52)) + [9]]

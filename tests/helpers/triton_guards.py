@@ -51,12 +51,10 @@ def interpreter_loop_bounds():
         yield
         return
 
-    def patch_lang_tensor(tensor, scope):
-        original(tensor, scope)
-        scope.set_attr(tensor, "__index__", lambda self: int(self.handle.data.squeeze()))
+    from interpreter_loop_bounds import with_index
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(interpreter, "_patch_lang_tensor", patch_lang_tensor)
+        mp.setattr(interpreter, "_patch_lang_tensor", with_index(original))
         yield
 
 
