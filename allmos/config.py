@@ -47,14 +47,18 @@ class PluginChoice:
     options: dict = field(default_factory=dict)
 
     @classmethod
-    def of(cls, value: Any) -> PluginChoice:
-        """A plugin given as a name or as a dict with a `name` key and its options."""
+    def of(cls, value: Any, default: str | None = None) -> PluginChoice:
+        """A plugin given as a name or as a dict of its options with a `name` key; without one, the
+        options are the `default` plugin's (`attention={"pdl": False}` keeps the default backend)."""
         if isinstance(value, PluginChoice):
             return value
         if isinstance(value, str):
             return cls(value)
         options = dict(value)
-        return cls(options.pop("name"), options)
+        name = options.pop("name", default)
+        if name is None:
+            raise ValueError(f"plugin options {options} name no plugin (add a 'name' key)")
+        return cls(name, options)
 
 
 @dataclass(frozen=True)
@@ -96,13 +100,21 @@ class EngineConfig:
         unknown = sorted(set(options) - known)
         if unknown:
             raise ConfigError(unknown[0], f"unknown option; known options: {', '.join(sorted(known))}")
+        on_cpu = resolve_device(str(options.get("device", "auto"))) == "cpu"
         options = machine_defaults(options) | options
         for key in PLUGIN_SWITCHES:
             if key in options:
-                options[key] = PluginChoice.of(options[key])
+                options[key] = PluginChoice.of(options[key], cls.default_plugin(key, CPU_DEFAULTS if on_cpu else {}))
         if model is not None:
             model = os.path.expanduser(str(model))
         return cls(model=model, **options)
+
+    @classmethod
+    def default_plugin(cls, key: str, machine: dict[str, Any]) -> str:
+        """The plugin a config group takes when none is named: this machine's default."""
+        if key in machine:
+            return PluginChoice.of(machine[key]).name
+        return next(f.default.name for f in dataclasses.fields(cls) if f.name == key)
 
     @property
     def resolved_device(self) -> str:

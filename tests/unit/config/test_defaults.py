@@ -114,3 +114,11 @@ def test_max_model_len_follows_the_model_capped():
     assert engine(architecture=TINY, max_model_len=512).config.max_model_len == 512
     with pytest.raises(ConfigError, match="max_model_len: 2048 exceeds the model's max_position_embeddings"):
         engine(architecture=TINY | {"max_position_embeddings": 1024}, max_model_len=2048)
+
+
+def test_plugin_options_without_a_name_keep_the_machines_default_plugin():
+    from allmos.config import CPU_DEFAULTS, EngineConfig, PluginChoice
+
+    config = EngineConfig.create(device="cpu", attention={"num_splits": 4})
+    assert config.attention == PluginChoice(PluginChoice.of(CPU_DEFAULTS["attention"]).name, {"num_splits": 4})
+    assert EngineConfig.create(device="cpu", attention={"name": "sdpa"}).attention == PluginChoice("sdpa")
