@@ -78,7 +78,7 @@ class EngineConfig:
     linear: PluginChoice = PluginChoice("triton")  # projections: cuBLAS, or fused Triton GEMVs for 1-token steps
     scheduler: PluginChoice = PluginChoice("continuous")
     sampler: PluginChoice = PluginChoice("triton")
-    cuda_graphs: bool = True
+    cuda_graphs: bool | str = True  # true: whole decode steps (forward, LM head, sampler); forward: the forward only
     prefix_caching: bool = True
     compile: bool = True
     chunked_prefill: bool = False
@@ -143,7 +143,7 @@ class EngineConfig:
         and the block manager and graph runner that the switches prefix_caching and cuda_graphs pick."""
         choices = {kind: getattr(self, kind) for kind in PLUGIN_SWITCHES}
         choices["block_manager"] = PluginChoice("prefix_caching" if self.prefix_caching else "paged")
-        choices["graph_runner"] = PluginChoice("cuda_graph" if self.cuda_graphs else "eager")
+        choices["graph_runner"] = graph_runner_choice(self.cuda_graphs)
         return choices
 
     def switches(self) -> dict[str, Any]:
@@ -160,6 +160,16 @@ class EngineConfig:
             elif f.name not in ("model", "architecture", "model_name"):
                 out[f.name] = value
         return out
+
+
+CUDA_GRAPHS_VALUES = (True, False, "forward")
+
+
+def graph_runner_choice(cuda_graphs: bool | str) -> PluginChoice:
+    """cuda_graphs=true: graphs of whole decode steps; forward: of the model's forward only; false: none."""
+    if cuda_graphs is False:
+        return PluginChoice("eager")
+    return PluginChoice("cuda_graph", {"scope": "forward" if cuda_graphs == "forward" else "step"})
 
 
 def resolved_options(kind: str, choice: PluginChoice) -> dict[str, Any]:

@@ -33,6 +33,7 @@ from allmos.stats import EngineStats
 if TYPE_CHECKING:
     from allmos.attention.backend import AttentionBackend, HeadShape
     from allmos.block_manager.base import BlockManager
+    from allmos.sampling.base import Sampler
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,7 @@ class BuildContext:
     eos_token_ids: frozenset[int] = frozenset()  # scheduler
     model: torch.nn.Module | None = None  # graph_runner: what it runs
     attention: AttentionBackend | None = None  # graph_runner: the backend that builds the step's metadata
+    sampler: Sampler | None = None  # graph_runner: captured with the forward when the graph covers the step
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ COUNTERS = (
     "prefill_tokens_computed",  # tokens run through prefill (recomputation after preemption included)
     "cached_prompt_tokens",  # prompt tokens whose KV the prefix cache supplied instead
     "graph_forwards",  # forwards replayed from a captured CUDA graph
+    "graph_sampled_steps",  # of which the graph also sampled the tokens (cuda_graphs=true, a capturable sampler)
     "eager_forwards",  # forwards run eagerly
     "preemptions",  # running sequences preempted for blocks (recomputed later)
     "ahead_steps",  # steps queued before the previous step's tokens were read back (async scheduling)

@@ -68,6 +68,8 @@ def check_values(c: EngineConfig) -> None:
         raise ConfigError("device", f"must be auto, cuda or cpu, got {c.device!r}")
     if c.dtype != "auto" and c.dtype not in DTYPES:
         raise ConfigError("dtype", f"must be auto or one of {', '.join(DTYPES)}, got {c.dtype!r}")
+    if not (c.cuda_graphs is True or c.cuda_graphs is False or c.cuda_graphs == "forward"):
+        raise ConfigError("cuda_graphs", f"must be true, false or forward, got {c.cuda_graphs!r}")
     if c.kv_cache_dtype not in KV_CACHE_DTYPES:
         raise ConfigError("kv_cache_dtype", f"must be one of {', '.join(KV_CACHE_DTYPES)}, got {c.kv_cache_dtype!r}")
     if not 0.0 < c.gpu_memory_utilization <= 1.0:

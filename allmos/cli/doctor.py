@@ -33,6 +33,7 @@ def switch_rows() -> list[tuple[str, str | None]]:
             rows.append((f"{kind}={name}", probe(device=device, **{kind: PluginChoice(name)})))
     for switch in ("cuda_graphs", "prefix_caching", "compile", "chunked_prefill", "async_scheduling"):
         rows.append((f"{switch}=true", probe(device=device, **{switch: True})))
+    rows.append(("cuda_graphs=forward", probe(device=device, cuda_graphs="forward")))
     return rows
 
 

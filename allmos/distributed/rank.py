@@ -78,7 +78,8 @@ class RankRunner(ModelRunner):
         are broadcast to the other ranks on the device, with no host round trip."""
         ahead = batch.ahead_rows is not None
         placeholder = torch.zeros(len(prev.batch), dtype=torch.int64) if ahead else None
-        wire = to_wire(build_step_inputs(batch, self.config.block_size, HOST, prev_tokens=placeholder))
+        seed = self.sampler.next_seed()
+        wire = to_wire(build_step_inputs(batch, self.config.block_size, HOST, prev_tokens=placeholder, seed=seed))
         self.peers.send_step((wire, ahead))
         inputs = from_wire(wire, self.device)
         if ahead:
@@ -98,4 +99,4 @@ class RankRunner(ModelRunner):
         inputs = from_wire(wire, self.device)
         if ahead:
             dist.broadcast(inputs.input_ids, src=0)
-        self.step_logits(inputs, inputs.temperatures.shape[0])  # the LM head's all-gather needs every rank
+        self.step_outputs(inputs, inputs.temperatures.shape[0])  # the LM head's all-gather needs every rank

@@ -63,7 +63,7 @@ class ModelRunner:
         with phase("weights: loading the checkpoint" if weights == "real" else "weights: drawing random values"):
             self.load_weights(weights)
         self.sampler = build("sampler", choices["sampler"], ctx)
-        graph_ctx = replace(ctx, model=self.model, attention=self.attention_backend)
+        graph_ctx = replace(ctx, model=self.model, attention=self.attention_backend, sampler=self.sampler)
         self.graph_runner = build("graph_runner", choices["graph_runner"], graph_ctx)
         self.cache_shape = self.make_cache_shape()
         compiling = " (compiling)" if config.compile else ""
@@ -143,7 +143,7 @@ class ModelRunner:
         with torch.inference_mode():
             for batch in dummy_batches(c, blocks_per_seq):  # locally on each rank: no step is led here
                 inputs = build_step_inputs(batch, c.block_size, self.device, self.staging)
-                self.sampler.forward(self.step_logits(inputs, len(batch)), inputs.temperatures)
+                self.step_outputs(inputs, len(batch))
         torch.cuda.synchronize(self.device)
         peak = torch.cuda.max_memory_allocated(self.device) - scratch.nbytes
         self.bind_cache(None)
@@ -161,15 +161,15 @@ class ModelRunner:
         """Queue the step's work on the device and return without waiting for it; `prev` is the
         step still running before a look-ahead batch."""
         inputs = self.prepare(batch, prev)
-        logits = self.step_logits(inputs, len(batch))
-        tokens = self.sampler.forward(logits, inputs.temperatures)
+        logits, tokens = self.step_outputs(inputs, len(batch))
         k = max(s.params.logprobs for s in batch.seqs)
         tops = torch.log_softmax(logits.float(), dim=-1).topk(k, dim=-1) if k else None
         return LaunchedStep(batch, tokens, self.token_readback.start(tokens), tops)
 
     def prepare(self, batch: ScheduledBatch, prev: LaunchedStep | None) -> StepInputs:
         prev_tokens = prev.tokens if prev is not None else None
-        return build_step_inputs(batch, self.config.block_size, self.device, self.staging, prev_tokens)
+        seed = self.sampler.next_seed()
+        return build_step_inputs(batch, self.config.block_size, self.device, self.staging, prev_tokens, seed)
 
     def collect(self, step: LaunchedStep) -> StepOutput:
         """Wait for a launched step; its sampled tokens (and top log-probabilities) on the host."""
@@ -179,12 +179,14 @@ class ModelRunner:
         values, ids = step.tops
         return StepOutput(tokens, [list(zip(i, v)) for i, v in zip(ids.tolist(), values.tolist())])
 
-    def step_logits(self, inputs: StepInputs, num_seqs: int) -> torch.Tensor:
-        """The forward of one step: [num_seqs, vocab] logits (every tensor-parallel rank runs this)."""
-        hidden = self.graph_runner.forward(inputs.input_ids, inputs.positions, inputs.meta)
-        if inputs.logits_indices is not None:
-            hidden = hidden[inputs.logits_indices]
-        return self.model.compute_logits(hidden[:num_seqs])
+    def step_outputs(self, inputs: StepInputs, num_seqs: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """One step on the device: ([num_seqs, vocab] logits, [num_seqs] sampled tokens). The graph runner
+        runs the forward and the LM head, and the sampler too when its graph captured it (every
+        tensor-parallel rank runs this)."""
+        logits, tokens = self.graph_runner.step(inputs, num_seqs)
+        if tokens is None:
+            tokens = self.sampler.forward(logits, inputs.temperatures, inputs.seed)
+        return logits, tokens
 
 
 def dummy_batches(c: EngineConfig, blocks_per_seq: int) -> list[ScheduledBatch]:

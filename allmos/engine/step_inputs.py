@@ -20,6 +20,7 @@ class StepInputs:
     meta: AttentionMetadata
     logits_indices: torch.Tensor | None  # rows of the hidden states to sample from (prefill)
     temperatures: torch.Tensor
+    seed: torch.Tensor  # [1] int64: the sampler's draws of this step
 
 
 def block_table_array(batch: ScheduledBatch) -> np.ndarray:
@@ -51,10 +52,12 @@ def build_step_inputs(
     device: torch.device,
     staging: HostStaging | None = None,
     prev_tokens: torch.Tensor | None = None,
+    seed: int = 0,
 ) -> StepInputs:
     """The step's tensors on `device`. A look-ahead batch (`batch.ahead_rows` set) is built while the
     step before it still runs: each sequence's input is the token that step is sampling, taken on the
-    device from `prev_tokens` (that step's sampled ids), at the position one past what the host knows."""
+    device from `prev_tokens` (that step's sampled ids), at the position one past what the host knows.
+    `seed` is the sampler's seed for the step (Sampler.next_seed)."""
     ahead = batch.ahead_rows is not None
     if ahead and prev_tokens is None:
         raise ValueError("a look-ahead batch needs the sampled tokens of the step before it")
@@ -77,6 +80,7 @@ def build_step_inputs(
         "cu_q": cu_q,
         "table": table,
         "temps": temps,
+        "seed": np.array([seed], dtype=np.int64),
     }
     if batch.is_prefill:
         arrays["logits_indices"] = cu_q[1:].astype(np.int64) - 1
@@ -94,4 +98,4 @@ def build_step_inputs(
         block_size,
     )
     input_ids = prev_tokens[dev["ids"]] if ahead else dev["ids"]
-    return StepInputs(input_ids, dev["positions"], meta, dev.get("logits_indices"), dev["temps"])
+    return StepInputs(input_ids, dev["positions"], meta, dev.get("logits_indices"), dev["temps"], dev["seed"])

@@ -4,11 +4,15 @@ captured CUDA graphs (cuda_graph.py). `cuda_graphs=` picks one."""
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING
 
 import torch
 
 from allmos.attention.metadata import AttentionMetadata
 from allmos.registry import BuildContext, Plugin
+
+if TYPE_CHECKING:
+    from allmos.engine.step_inputs import StepInputs
 
 
 class GraphRunner(Plugin, ABC):
@@ -29,6 +33,14 @@ class GraphRunner(Plugin, ABC):
     def forward(self, input_ids: torch.Tensor, positions: torch.Tensor, meta: AttentionMetadata) -> torch.Tensor:
         """Hidden states of the step: [num_tokens, hidden]. `meta` is the common metadata; the
         runner lets the attention backend add its own (inside the graph, when captured)."""
+
+    def step(self, inputs: StepInputs, num_seqs: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The step's [num_seqs, vocab] logits (the LM head over the rows to sample), and its sampled
+        tokens when this runner's graph sampled them (None: the caller samples)."""
+        hidden = self.forward(inputs.input_ids, inputs.positions, inputs.meta)
+        if inputs.logits_indices is not None:
+            hidden = hidden[inputs.logits_indices]
+        return self.model.compute_logits(hidden[:num_seqs]), None
 
     def run_eager(self, input_ids, positions, meta) -> torch.Tensor:
         self.stats.count("eager_forwards")

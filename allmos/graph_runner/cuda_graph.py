@@ -1,5 +1,10 @@
 """Decode steps replayed from CUDA graphs captured for bucketed batch sizes.
 
+`scope` (the switch `cuda_graphs`): `step` (cuda_graphs=true) captures the whole decode step after its
+inputs: the model's forward, the LM head and, for a sampler that can be captured (its draws come from the
+step's seed tensor: sampler=triton), the sampling; `forward` (cuda_graphs=forward) the model's forward
+only, the LM head and the sampler then launched one by one from the host after each replay.
+
 Buckets are 1, 2, 4, 8, then every 16 up to max_num_seqs; a batch pads up to the next bucket
 (padding rows have slot -1 and context length 0). A backend whose decode work follows the
 block-table width (`GraphMode.PER_BATCH_AND_TABLE_WIDTH`) also gets one graph per power-of-two width, and the
@@ -9,13 +14,17 @@ the largest bucket run eagerly.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from allmos.attention.backend import GraphMode
 from allmos.attention.metadata import AttentionMetadata, common_metadata
 from allmos.errors import ConfigError
 from allmos.graph_runner.base import GraphRunner
-from allmos.registry import register
+from allmos.registry import PluginOptions, register
+
+SCOPES = ("step", "forward")
 
 
 def graph_buckets(max_num_seqs: int) -> list[int]:
@@ -47,6 +56,8 @@ class StaticInputs:
         self.context_lens = torch.zeros(max_batch, dtype=torch.int32, device=device)
         self.cu_seqlens_q = torch.arange(max_batch + 1, dtype=torch.int32, device=device)
         self.block_tables = torch.zeros(max_batch, width, dtype=torch.int32, device=device)
+        self.temperatures = torch.zeros(max_batch, dtype=torch.float32, device=device)
+        self.seed = torch.zeros(1, dtype=torch.int64, device=device)
         self.block_size = block_size
         self.max_model_len = max_model_len
 
@@ -75,8 +86,18 @@ class StaticInputs:
         self.context_lens[n:bucket].fill_(0)
         self.block_tables[:n, :width].copy_(meta.block_tables)
 
+    def load_sampling(self, temperatures: torch.Tensor, seed: torch.Tensor) -> None:
+        """Padding rows keep temperature 0 (greedy: no draw); their tokens are never read."""
+        self.temperatures[: temperatures.shape[0]].copy_(temperatures)
+        self.seed.copy_(seed)
 
-@register("graph_runner", "cuda_graph")
+
+@dataclass
+class CudaGraphOptions(PluginOptions):
+    scope: str = "step"  # step: forward + LM head (+ sampler when capturable); forward: the model's forward
+
+
+@register("graph_runner", "cuda_graph", options=CudaGraphOptions)
 class CudaGraphRunner(GraphRunner):
     devices = ("cuda",)
 
@@ -87,13 +108,17 @@ class CudaGraphRunner(GraphRunner):
         if where.attention.graph_mode is GraphMode.NONE:
             name = where.attention.plugin_name
             raise ConfigError("cuda_graphs", f"attention={name} cannot be captured in a CUDA graph")
+        if options.scope not in SCOPES:
+            raise ConfigError("cuda_graphs", f"unknown graph scope {options.scope!r} (expected one of {SCOPES})")
 
     def __init__(self, options, ctx):
         super().__init__(options, ctx)
         self.buckets: list[int] = []
         self.widths: list[int] = []
         self.graphs: dict[tuple[int, int], torch.cuda.CUDAGraph] = {}  # by (batch, table width)
-        self.outputs: dict[tuple[int, int], torch.Tensor] = {}
+        self.outputs: dict[tuple[int, int], torch.Tensor | tuple] = {}  # hidden, or (logits, tokens or None)
+        self.whole_step = options.scope == "step"
+        self.sampler = ctx.sampler if self.whole_step and ctx.sampler is not None and ctx.sampler.capturable else None
 
     def capture(self) -> None:
         limits, block_size, device = self.ctx.limits, self.ctx.block_size, self.ctx.device
@@ -115,17 +140,39 @@ class CudaGraphRunner(GraphRunner):
                 self.graphs[key] = graph
         torch.cuda.synchronize(device)
 
-    def forward_static(self, batch: int, width: int) -> torch.Tensor:
+    def forward_static(self, batch: int, width: int) -> torch.Tensor | tuple:
         s = self.static
         meta = self.backend.build_metadata(s.meta(batch, width))
-        return self.model(s.input_ids[:batch], s.positions[:batch], meta)
+        hidden = self.model(s.input_ids[:batch], s.positions[:batch], meta)
+        if not self.whole_step:
+            return hidden
+        logits = self.model.compute_logits(hidden)
+        tokens = None if self.sampler is None else self.sampler.forward(logits, s.temperatures[:batch], s.seed)
+        return logits, tokens
 
-    def forward(self, input_ids, positions, meta):
+    def replayable(self, num_tokens: int, meta) -> bool:
+        """Decode steps up to the largest bucket, once captured (before: the memory profiling runs)."""
+        return not meta.is_prefill and bool(self.graphs) and num_tokens <= self.buckets[-1]
+
+    def replay(self, input_ids, positions, meta) -> tuple[int, int]:
         n = input_ids.shape[0]
-        if meta.is_prefill or not self.graphs or n > self.buckets[-1]:  # no graphs yet: memory profiling
-            return self.run_eager(input_ids, positions, meta)
         key = (bucket_for(n, self.buckets), bucket_for(meta.block_tables.shape[1], self.widths))
         self.static.load(input_ids, positions, meta, key[0])
         self.graphs[key].replay()
         self.stats.count("graph_forwards")
-        return self.outputs[key][:n]
+        return key
+
+    def forward(self, input_ids, positions, meta):
+        if self.whole_step or not self.replayable(input_ids.shape[0], meta):  # whole-step graphs end in logits
+            return self.run_eager(input_ids, positions, meta)
+        return self.outputs[self.replay(input_ids, positions, meta)][: input_ids.shape[0]]
+
+    def step(self, inputs, num_seqs):
+        if not (self.whole_step and self.replayable(inputs.input_ids.shape[0], inputs.meta)):
+            return super().step(inputs, num_seqs)
+        if self.sampler is not None:
+            self.static.load_sampling(inputs.temperatures, inputs.seed)
+        logits, tokens = self.outputs[self.replay(inputs.input_ids, inputs.positions, inputs.meta)]
+        if tokens is not None:
+            self.stats.count("graph_sampled_steps")
+        return logits[:num_seqs], None if tokens is None else tokens[:num_seqs]

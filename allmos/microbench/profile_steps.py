@@ -2,7 +2,8 @@
 
 Runs a workload once normally (the real wall time) and once with a device sync between phases,
 attributing each decode and prefill step's time to: scheduling, input preparation (host arrays and
-copies), the model forward (GPU), logits + sampling + reading the tokens back, and postprocessing.
+copies), the step on the device (forward, LM head and sampling: one graph replay with cuda_graphs=true),
+reading the tokens back, and postprocessing.
 The synced run is slower than the real one; the difference is the overlap the real run gets.
 Prints a table and, with --out, writes it as JSON.
 """
@@ -22,7 +23,7 @@ from allmos.engine.step_inputs import build_step_inputs
 from allmos.llm import LLM
 from allmos.microbench.switches import parse_switches
 
-PHASES = ("schedule", "prepare", "forward", "sample", "postprocess")
+PHASES = ("schedule", "prepare", "step", "readback", "postprocess")
 
 
 class PhaseTimer:
@@ -45,15 +46,13 @@ def profiled_step(engine, timer: PhaseTimer) -> None:
     t0 = timer.mark()
     batch = engine.scheduler.schedule()
     t1 = timer.mark()
-    inputs = build_step_inputs(batch, runner.config.block_size, runner.device, runner.staging)
+    seed = runner.sampler.next_seed()
+    inputs = build_step_inputs(batch, runner.config.block_size, runner.device, runner.staging, seed=seed)
     t2 = timer.mark()
     with torch.inference_mode():
-        hidden = runner.graph_runner.forward(inputs.input_ids, inputs.positions, inputs.meta)
+        _, tokens = runner.step_outputs(inputs, len(batch))
         t3 = timer.mark()
-        if inputs.logits_indices is not None:
-            hidden = hidden[inputs.logits_indices]
-        logits = runner.model.compute_logits(hidden[: len(batch)])
-        tokens = runner.sampler.forward(logits, inputs.temperatures).tolist()
+        tokens = tokens.tolist()
     t4 = timer.mark()
     engine.scheduler.postprocess(batch, StepOutput(tokens))
     t5 = timer.mark()

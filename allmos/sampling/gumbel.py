@@ -18,13 +18,14 @@ def pick_tokens(logits: torch.Tensor, temperatures: torch.Tensor, noise: torch.T
 
 @register("sampler", "gumbel")
 class GumbelSampler(Sampler):
-    """Gumbel-max sampling on the device; compiled (noise drawn outside) with compile=true."""
+    """Gumbel-max sampling on the device; compiled (noise drawn outside) with compile=true. The noise
+    comes from the sampler's own torch generator (not the step's seed), so it is not captured in graphs."""
 
     def __init__(self, options, ctx):
         super().__init__(options, ctx)
         self.pick = torch.compile(pick_tokens, dynamic=True) if self.compiled else pick_tokens
 
-    def forward(self, logits: torch.Tensor, temperatures: torch.Tensor) -> torch.Tensor:
+    def forward(self, logits: torch.Tensor, temperatures: torch.Tensor, seed: torch.Tensor) -> torch.Tensor:
         noise = torch.empty(logits.shape, dtype=torch.float32, device=logits.device)
         noise.exponential_(1.0, generator=self.generator)
         return self.pick(logits, temperatures, noise)

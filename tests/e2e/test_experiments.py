@@ -74,6 +74,7 @@ LEAVE_ONE_OUT = {
     "no_attention": ("sdpa", "triton", True, True, True, True, "triton", "triton", "triton", "auto"),
     "no_kv_store": ("triton", "torch", True, True, True, True, "triton", "triton", "triton", "auto"),
     "no_cuda_graphs": ("triton", "triton", False, True, True, True, "triton", "triton", "triton", "auto"),
+    "no_graph_sampling": ("triton", "triton", "forward", True, True, True, "triton", "triton", "triton", "auto"),
     "no_compile": ("triton", "triton", True, False, True, True, "triton", "triton", "triton", "auto"),
     "no_prefix_caching": ("triton", "triton", True, True, False, True, "triton", "triton", "triton", "auto"),
     "no_async_scheduling": ("triton", "triton", True, True, True, False, "triton", "triton", "triton", "auto"),
@@ -88,7 +89,7 @@ LEAVE_ONE_OUT = {
 LEAVE_ONE_OUT = with_options(LEAVE_ONE_OUT, frozenset({"no_pdl"}), frozenset({"no_gemm"}))
 JOBS = {
     "ablation_cumulative": 33,
-    "ablation_leave_one_out": 42,
+    "ablation_leave_one_out": 45,
     "attention_backends": 18,
     "prefix_caching": 24,
     "latency": 6,

@@ -18,7 +18,12 @@ QWEN3_VOCAB = 151936
 @pytest.fixture
 def sample():
     sampler = TritonSampler(None, BuildContext(device=torch.device("cuda")))
-    return lambda logits, temps: sampler.forward(logits.cuda(), temps.cuda()).cpu()
+
+    def sample(logits, temps):
+        seed = torch.tensor([sampler.next_seed()], device="cuda")
+        return sampler.forward(logits.cuda(), temps.cuda(), seed).cpu()
+
+    return sample
 
 
 def test_distribution_greedy_and_temperature(sample):

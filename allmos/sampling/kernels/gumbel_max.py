@@ -48,13 +48,13 @@ def _best_of_quarter(best, best_token, row_ptr, tokens, end, uniform, sampled, s
 
 # Every integer and the temperatures pointer vary from step to step (batch size, staging offsets):
 # specialising on them would compile new variants inside timed runs.
-@triton.jit(do_not_specialize=["temperatures_ptr", "seed", "vocab", "stride_row", "chunk_len", "num_chunks"])
+@triton.jit(do_not_specialize=["temperatures_ptr", "seed_ptr", "vocab", "stride_row", "chunk_len", "num_chunks"])
 def _chunk_best_kernel(
     logits_ptr,
     temperatures_ptr,
     best_score_ptr,
     best_token_ptr,
-    seed,
+    seed_ptr,
     vocab,
     stride_row,
     chunk_len,
@@ -75,6 +75,7 @@ def _chunk_best_kernel(
     rand_row = tl.cdiv(vocab, BLOCK) * QUARTER  # Philox counters per row: one per lane and block
     best = tl.full((QUARTER,), -float("inf"), tl.float32)
     best_token = start + lanes
+    seed = tl.load(seed_ptr)  # from the device, so a CUDA graph replays each step with that step's seed
     for block_start in range(start, end, BLOCK):
         if sampled:
             u0, u1, u2, u3 = tl.rand4x(seed, row * rand_row + block_start // 4 + lanes)
@@ -119,13 +120,15 @@ def chunks_per_row(batch: int, vocab: int, num_sms: int = _H100_NUM_SMS, program
 def gumbel_max_sample(
     logits: torch.Tensor,
     temperatures: torch.Tensor,
-    seed: int,
+    seed: int | torch.Tensor,
     programs_per_sm: int = PROGRAMS_PER_SM,
     fast_log: bool | None = None,
 ) -> torch.Tensor:
     """logits [batch, vocab] (rows contiguous), temperatures [batch] (0 = greedy) -> tokens [batch] int64.
 
     The same (logits, temperatures, seed) always give the same tokens; callers change `seed` per step.
+    `seed` is an int or a one-element int64 tensor on the logits' device (the engine's: the kernel reads
+    it there, so a captured graph samples each replay with the seed of its step).
     `fast_log` (default: on CUDA) takes the hardware's approximate log2; off, Triton's accurate one.
     """
     if fast_log is None:
@@ -136,6 +139,10 @@ def gumbel_max_sample(
         raise ValueError(f"logits must be [batch, vocab] with contiguous rows, got {tuple(logits.shape)}")
     if temperatures.shape != logits.shape[:1]:
         raise ValueError(f"temperatures {tuple(temperatures.shape)} do not match logits {tuple(logits.shape)}")
+    if not isinstance(seed, torch.Tensor):
+        seed = torch.full((1,), int(seed), dtype=torch.int64, device=logits.device)
+    elif seed.shape != (1,) or seed.dtype != torch.int64 or seed.device != logits.device:
+        raise ValueError(f"seed must be a one-element int64 tensor on {logits.device}, got {seed!r}")
     batch, vocab = logits.shape
     tokens = torch.empty(batch, dtype=torch.int64, device=logits.device)
     if batch == 0:

@@ -10,7 +10,7 @@ from repo_paths import ROOT
 
 from allmos.cli.job_spec import engine_options, job_spec
 from allmos.cli.schema import engine_fields, register_schemas
-from allmos.config import EngineConfig
+from allmos.config import EngineConfig, PluginChoice
 
 CONF = os.path.join(ROOT, "conf")
 GROUPS = {
@@ -111,9 +111,24 @@ def test_wrong_switch_name_or_value_fails_in_hydra():
     with pytest.raises(ConfigCompositionException):
         composed("no_such_switch=1")
     with pytest.raises(ConfigCompositionException):
-        composed("cuda_graphs=maybe")
+        composed("compile=maybe")
     with pytest.raises(ConfigCompositionException):
         composed("attention=no_such_backend")
+
+
+def test_cuda_graphs_takes_true_false_or_forward():
+    from allmos.config import graph_runner_choice
+    from allmos.errors import ConfigError
+    from allmos.validation import check_values
+
+    assert graph_runner_choice(True) == PluginChoice("cuda_graph", {"scope": "step"})
+    assert graph_runner_choice("forward") == PluginChoice("cuda_graph", {"scope": "forward"})
+    assert graph_runner_choice(False) == PluginChoice("eager")
+    assert composed("cuda_graphs=forward").cuda_graphs == "forward"
+    for value in (True, False, "forward"):
+        check_values(EngineConfig.create(device="cpu", cuda_graphs=value))
+    with pytest.raises(ConfigError, match="cuda_graphs"):
+        check_values(EngineConfig.create(device="cpu", cuda_graphs="maybe"))
 
 
 def test_job_spec_carries_the_resolved_config():

@@ -155,7 +155,7 @@ def test_worker_failure_surfaces_once_and_stops_every_rank(tiny_qwen3, monkeypat
 def test_interrupt_on_rank_zero_stops_workers_stuck_in_a_collective(tiny_qwen3):
     llm = make(tiny_qwen3, tensor_parallel_size=2)
     rank0 = llm.engine.runner.rank0
-    forward, calls = rank0.step_logits, []
+    forward, calls = rank0.step_outputs, []
 
     def interrupted(*args):
         calls.append(1)
@@ -163,7 +163,7 @@ def test_interrupt_on_rank_zero_stops_workers_stuck_in_a_collective(tiny_qwen3):
             raise KeyboardInterrupt
         return forward(*args)
 
-    rank0.step_logits = interrupted
+    rank0.step_outputs = interrupted
     with pytest.raises(KeyboardInterrupt):
         greedy(llm)
     assert_all_stopped()

@@ -35,7 +35,7 @@ def test_step_profiler_attributes_every_step(tmp_path):
     result = json.loads(out.read_text())
     assert result["steps"]["prefill"] >= 1 and result["steps"]["decode"] >= 1
     for kind in ("prefill", "decode"):
-        assert set(result["seconds"][kind]) == {"schedule", "prepare", "forward", "sample", "postprocess"}
+        assert set(result["seconds"][kind]) == {"schedule", "prepare", "step", "readback", "postprocess"}
     assert "decode" in proc.stdout and "real wall" in proc.stdout
     assert result["kernel_breakdown"]["steps"] == 2 and len(result["kernel_breakdown"]["batch_sizes"]) == 2
 

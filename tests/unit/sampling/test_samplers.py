@@ -15,7 +15,7 @@ from allmos.validation import validate
 @pytest.fixture(params=[False, True], ids=["eager", "compiled"])
 def sample(request):
     sampler = GumbelSampler(None, BuildContext(compile=request.param))
-    return sampler.forward
+    return lambda logits, temps: sampler.forward(logits, temps, torch.tensor([sampler.next_seed()]))
 
 
 def test_gumbel_draws_the_softmax_distribution(sample):
@@ -34,7 +34,8 @@ def test_gumbel_same_seed_same_draws():
     logits, temps = torch.zeros(4, 1000), torch.ones(4)
     a = GumbelSampler(None, BuildContext(seed=3))
     b = GumbelSampler(None, BuildContext(seed=3))
-    assert torch.equal(a.forward(logits, temps), b.forward(logits, temps))
+    seed = torch.tensor([a.next_seed()])
+    assert torch.equal(a.forward(logits, temps, seed), b.forward(logits, temps, seed))
 
 
 def test_triton_sampler_is_refused_on_cpu_naming_the_switch(monkeypatch):
