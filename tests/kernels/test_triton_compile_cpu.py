@@ -23,7 +23,8 @@ def test_sampler_kernels_compile_for_h100():
     from allmos.sampling.kernels import gumbel_max as k
 
     chunk_types = {"logits_ptr": "*bf16", "temperatures_ptr": "*fp32", "best_score_ptr": "*fp32"}
-    chunk_types |= {"best_token_ptr": "*i32", **dict.fromkeys(("seed", "vocab", "stride_row", "chunk_len"), "i32")}
+    chunk_types |= {"best_token_ptr": "*i32", "seed_ptr": "*i64"}
+    chunk_types |= dict.fromkeys(("vocab", "stride_row", "chunk_len"), "i32")
     chunk_types["num_chunks"] = "i32"
     fast = compile_for_h100(k._chunk_best_kernel, chunk_types, {"BLOCK": 1024, "FAST_LOG": True}).asm
     assert "cubin" in fast and "lg2.approx.f32" in fast["ptx"]
