@@ -18,7 +18,9 @@ BuildContext = importlib.import_module("allmos.registry").BuildContext
 
 @pytest.fixture
 def sample():
-    return TritonSampler(None, BuildContext()).forward
+    """A fresh seed each call, as the engine hands the sampler each step's seed."""
+    sampler = TritonSampler(None, BuildContext())
+    return lambda logits, temps: sampler.forward(logits, temps, torch.tensor([sampler.next_seed()]))
 
 
 def test_draws_the_softmax_distribution(sample):
