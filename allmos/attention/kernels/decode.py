@@ -117,7 +117,7 @@ def _decode_split_kernel(
     tiles_per_split = tl.cdiv(num_tiles, num_splits)
     tok_start = split * tiles_per_split * BLOCK_N
     tok_end = tl.minimum(tok_start + tiles_per_split * BLOCK_N, ctx_len)
-    if PREFETCH:  # (the head pointers are computed here and again after the wait, as without PREFETCH)
+    if PREFETCH:  # the head pointers again after the wait: without PREFETCH the code stays as it was
         first = _prefetch_first_tile(
             block_tables_ptr + batch_idx.to(tl.int64) * stride_btb, tok_start, tok_end, ctx_len,
             k_cache_ptr + kv_head * stride_kh, v_cache_ptr + kv_head * stride_vh, k_scale_ptr + kv_head * stride_sh,
@@ -274,12 +274,12 @@ def paged_decode_attention(
     buffer of >= batch * num_kv_heads zeros (decode_counters) that each call leaves zeroed; without
     one, a fresh buffer is zeroed per call (an extra memset). With pdl (sm_90+) the split kernel is
     launched with programmatic dependent launch: it starts while the previous kernel runs and waits for
-    it after reading the step's context lengths. With prefetch_kv each program also loads its first
-    K/V tile before that wait, all but the newest token (context_lens[b] - 1), which the kernel right
-    before may still be writing, where the tile fits (decode_prefetch.prefetches_first_tile: tiles of up
-    to 64 tokens, launches resident at once); the cache's other positions must not change during the call
-    chain. block_n / num_warps / num_stages are tuning knobs for benchmarks. FP8 caches (float8 e4m3) come
-    with their scales (`scales`, a KVScales).
+    it after reading the step's context lengths. With prefetch_kv each program also loads its split's
+    first K/V tile before that wait, all but the newest token (context_lens[b] - 1), which the kernel
+    right before may still be writing, so no kernel still running may write the cache's older positions;
+    it applies where the tile fits (decode_prefetch.prefetches_first_tile: tiles of up to 64 tokens,
+    launches resident at once) and changes no result. block_n / num_warps / num_stages are tuning knobs for
+    benchmarks. FP8 caches (float8 e4m3) come with their scales (`scales`, a KVScales).
     """
     block_size, num_kv_heads, group = _check_cache(q, k_cache, v_cache, scales)
     _check_index_tensors(block_tables=block_tables, context_lens=context_lens)
