@@ -10,6 +10,7 @@ declare -A CONFIGS=(
   [no_attention]="attention=sdpa"
   [no_kv_store]="kv_store=torch"
   [no_cuda_graphs]="cuda_graphs=false"
+  [no_graph_sampling]="cuda_graphs=forward"
   [no_compile]="compile=false"
   [no_prefix_caching]="prefix_caching=false"
   [no_async_scheduling]="async_scheduling=false"
@@ -18,6 +19,7 @@ declare -A CONFIGS=(
   [no_linear]="linear=torch"
   [no_pdl]="attention.pdl=false rope.pdl=false linear.pdl=false"
   [no_gemm]="linear.gemm=false"
+  [no_prefetch_kv]="attention.prefetch_kv=false"
   [kv_cache_fp8]="kv_cache_dtype=fp8"
   [all_off]="+preset=all_off"
 )

@@ -23,6 +23,7 @@ class TritonOptions(PluginOptions):
         True  # the decode kernel launches while the previous kernel runs (programmatic dependent launch, sm_90+)
     )
     decode_block_n: Optional[int] = None  # KV tokens per decode tile (16..256, a power of two); None = heuristic
+    prefetch_kv: bool = True  # decode loads its first K/V tile before the PDL wait (tiles <= 64, launch resident)
 
 
 @dataclass
@@ -103,4 +104,5 @@ class TritonBackend(TritonPlugin, AttentionBackend):
             pdl=self.options.pdl,
             block_n=self.options.decode_block_n,
             scales=scales,
+            prefetch_kv=self.options.prefetch_kv,
         )

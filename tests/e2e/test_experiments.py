@@ -49,10 +49,14 @@ ALL_ON = ("triton", "triton", True, True, True, True, "triton", "triton", "trito
 FP8 = ALL_ON[:-1] + ("fp8",)
 
 
-def with_options(stages: dict, pdl_off: frozenset = frozenset(), gemm_off: frozenset = frozenset()) -> dict:
+def with_options(stages: dict, pdl_off=frozenset(), gemm_off=frozenset(), prefetch_off=frozenset()) -> dict:
     """Each stage's switches plus whether programmatic dependent launch is left on (every `pdl` option
-    of the Triton plugins at its default) and whether linear=triton's multi-row GEMMs are."""
-    return {name: values + (name not in pdl_off, name not in gemm_off) for name, values in stages.items()}
+    of the Triton plugins at its default), whether linear=triton's multi-row GEMMs are, and whether the
+    Triton decode's first-tile prefetch is."""
+    return {
+        name: values + (name not in pdl_off, name not in gemm_off, name not in prefetch_off)
+        for name, values in stages.items()
+    }
 
 
 CUMULATIVE = {  # the stated order: each stage adds one optimization to the one before
@@ -83,13 +87,14 @@ LEAVE_ONE_OUT = {
     "no_linear": ("triton", "triton", True, True, True, True, "triton", "triton", "torch", "auto"),
     "no_pdl": ALL_ON,
     "no_gemm": ALL_ON,
+    "no_prefetch_kv": ALL_ON,
     "kv_cache_fp8": FP8,
     "all_on_again": ALL_ON,  # the A/A pair of all_on, run last
 }
-LEAVE_ONE_OUT = with_options(LEAVE_ONE_OUT, frozenset({"no_pdl"}), frozenset({"no_gemm"}))
+LEAVE_ONE_OUT = with_options(LEAVE_ONE_OUT, {"no_pdl"}, {"no_gemm"}, {"no_prefetch_kv"})
 JOBS = {
     "ablation_cumulative": 33,
-    "ablation_leave_one_out": 45,
+    "ablation_leave_one_out": 48,
     "attention_backends": 18,
     "prefix_caching": 24,
     "latency": 6,
@@ -116,7 +121,7 @@ def switches(cfg) -> tuple:
         cfg[s].name if s in ("attention", "kv_store", "rope", "sampler", "linear") else cfg[s] for s in SWITCHES
     )
     pdl = all(cfg[plugin].get("pdl", True) for plugin in ("attention", "rope", "linear"))
-    return named + (pdl, cfg.linear.get("gemm", True))
+    return named + (pdl, cfg.linear.get("gemm", True), cfg.attention.get("prefetch_kv", True))
 
 
 def sweep_params(name: str) -> dict[str, str]:

@@ -172,6 +172,18 @@ def test_programmatic_dependent_launch_changes_no_token(folder, baseline, cuda_g
 
 
 @pytest.mark.parametrize("cuda_graphs", [False, True])
+def test_decode_prefetch_changes_no_token(folder, baseline, cuda_graphs):
+    """attention.prefetch_kv (on by default) changes when the Triton decode reads its first K/V tile, not
+    what it computes: the same tokens and top-k ids as with it off, every pdl option on, eager and in
+    CUDA graphs."""
+    switches = {"kv_store": "triton", "rope": "triton", "linear": "triton", "sampler": "triton"}
+    with_prefetch = outputs_of(folder, attention="triton", cuda_graphs=cuda_graphs, **switches)
+    attention = {"name": "triton", "prefetch_kv": False}
+    assert with_prefetch == outputs_of(folder, attention=attention, cuda_graphs=cuda_graphs, **switches)
+    assert_close(with_prefetch, baseline)
+
+
+@pytest.mark.parametrize("cuda_graphs", [False, True])
 def test_linear_gemm_option_agrees_with_baseline(folder, baseline, cuda_graphs):
     """linear=triton with and without its multi-row GEMMs (linear.gemm): the batched steps of these
     prompts take the GEMMs or cuBLAS, and both stay within the comparison's tolerance of the baseline."""

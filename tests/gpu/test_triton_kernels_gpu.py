@@ -16,6 +16,8 @@ require_compiled_triton()
 
 _decode = importlib.import_module("allmos.attention.kernels.decode")
 decode_counters = importlib.import_module("allmos.attention.kernels.decode_merge").decode_counters
+prefetches_first_tile = importlib.import_module("allmos.attention.kernels.decode_prefetch").prefetches_first_tile
+qk_norm_rope_triton = importlib.import_module("allmos.rope.kernels.qk_rope").qk_norm_rope_triton
 default_num_splits = _decode.default_num_splits
 paged_decode_attention = _decode.paged_decode_attention
 paged_prefill_attention = importlib.import_module("allmos.attention.kernels.prefill").paged_prefill_attention
@@ -276,3 +278,104 @@ def test_decode_with_pdl_computes_what_the_plain_launch_does(batch):
         torch.cuda.synchronize()
         assert torch.equal(graph_out[-1], expected), f"replay {seed} differs"
     assert torch.all(counters == 0)
+
+
+class RopeDecodeChain:
+    """Layers of a PDL-launched rope kernel writing each sequence's newest K/V (its fused store) right
+    before a PDL-launched decode reading it; every run starts from the same cache (bf16 or FP8 pages)."""
+
+    def __init__(self, lens_list, fp8, layers=3, seed=12):
+        from allmos.kv_store import fp8 as quant
+        from allmos.kv_store.base import KVScales
+
+        gen = torch.Generator(device=DEVICE).manual_seed(seed)
+        k_cache, v_cache, self.tables = make_cache(lens_list, 256, torch.bfloat16, gen)
+        self.base = [k_cache, v_cache]  # and with FP8 the pages' scales, head-major
+        if fp8:
+            row_scales = [quant.row_scales(cache, None) for cache in self.base]
+            self.base = [quant.quantize(cache, s) for cache, s in zip(self.base, row_scales)]
+            self.base += [s.transpose(1, 2).contiguous() for s in row_scales]
+        self.pages = [t.clone() for t in self.base]
+        self.scales = KVScales(self.pages[2], self.pages[3], None) if fp8 else None
+        self.lens_list, batch = lens_list, len(lens_list)
+        self.lens = torch.tensor(lens_list, dtype=torch.int32, device=DEVICE)
+        self.positions = (self.lens.long() - 1).clamp(min=0)
+        pages = self.tables[torch.arange(batch, device=DEVICE), self.positions // 256].long()
+        self.slots = torch.where(self.lens > 0, pages * 256 + self.positions % 256, -1)
+        self.cos, self.sin = (torch.randn(2048, HEAD_DIM // 2, generator=gen, device=DEVICE) for _ in range(2))
+        shapes = ((NUM_HEADS,), (NUM_KV_HEADS,), (NUM_KV_HEADS,))
+        self.q, self.k, self.v = (
+            torch.randn(layers, batch, *heads, HEAD_DIM, generator=gen, device=DEVICE).to(torch.bfloat16)
+            for heads in shapes
+        )
+        self.counters = decode_counters(batch, NUM_KV_HEADS, DEVICE)
+
+    def run(self, prefetch_kv, num_splits):
+        """(the last layer's rotated q, every layer's attention [layers, batch, heads, D])."""
+        from allmos.kv_store.base import KVTarget
+
+        for page, base in zip(self.pages, self.base):
+            page.copy_(base)
+        k_cache, v_cache = self.pages[:2]
+        outs = []
+        for layer in range(len(self.q)):
+            q, k = self.q[layer].clone(), self.k[layer].clone()
+            target = KVTarget(self.v[layer], k_cache, v_cache, self.slots, self.scales)
+            qk_norm_rope_triton(self.positions, q, k, None, None, 1e-6, self.cos, self.sin, target, pdl=True)
+            args = (q, k_cache, v_cache, self.tables, self.lens, HEAD_DIM**-0.5, num_splits)
+            kwargs = {"counters": self.counters, "pdl": True, "scales": self.scales, "prefetch_kv": prefetch_kv}
+            outs.append(paged_decode_attention(*args, **kwargs))
+        return q, torch.stack(outs)
+
+    def reference(self, q):
+        """float32 attention of q over the cache as the last store left it (FP8 pages dequantized)."""
+        k_cache, v_cache = (page.float() for page in self.pages[:2])
+        if self.scales is not None:
+            k_cache = k_cache * self.scales.k.transpose(1, 2)[..., None]
+            v_cache = v_cache * self.scales.v.transpose(1, 2)[..., None]
+        return decode_reference(q, k_cache, v_cache, self.tables, self.lens_list, HEAD_DIM**-0.5)
+
+
+# (batch, num_splits, whether the launch prefetches): batch 16 with its default 4 splits is 512 programs,
+# too many to prefetch (the two runs are then the same kernel); with 3 splits it prefetches.
+PREFETCH_LAUNCHES = [(1, None, True), (16, 3, True), (16, None, False), (64, None, False)]
+SPECIAL_CONTEXTS = [1, 2, 63, 64, 65, 777, 2048]  # batch 1 runs each; the larger batches hold them all
+
+
+@pytest.mark.parametrize("fp8", [False, True], ids=["bf16", "fp8"])
+@pytest.mark.parametrize("batch,num_splits,prefetches", PREFETCH_LAUNCHES)
+def test_decode_prefetch_under_pdl_computes_what_the_plain_kernel_does(batch, num_splits, prefetches, fp8):
+    """The first-tile prefetch (prefetch_kv) changes when the tile is read, not what: the rope-and-decode
+    chain gives bit for bit its result without the prefetch (contexts 1..2048, a padding row of context 0),
+    eagerly and replayed from a CUDA graph, and matches a float32 reference over the cache the last store
+    left (within the decode tests' 1e-2, FP8's 2e-2)."""
+    if torch.cuda.get_device_capability()[0] < 9:
+        pytest.skip("programmatic dependent launch needs sm_90+")
+    if batch == 1:
+        cases = [[n] for n in SPECIAL_CONTEXTS]
+    else:
+        lens_list = torch.randint(1, 2049, (batch,), generator=torch.Generator().manual_seed(batch)).tolist()
+        cases = [SPECIAL_CONTEXTS + [0] + lens_list[len(SPECIAL_CONTEXTS) + 1 :]]
+    for lens_list in cases:
+        check_prefetch_chain(RopeDecodeChain(lens_list, fp8), num_splits, prefetches)
+
+
+def check_prefetch_chain(chain, num_splits, prefetches):
+    batch = len(chain.lens_list)
+    splits = num_splits or default_num_splits(batch, NUM_KV_HEADS, chain.tables.shape[1] * 256)
+    block_n = _decode.default_block_n(batch, NUM_KV_HEADS)
+    num_sms = _decode._num_sms(torch.device(DEVICE))
+    assert prefetches_first_tile(True, batch * NUM_KV_HEADS * splits, block_n, num_sms) == prefetches
+
+    _, expected = chain.run(prefetch_kv=False, num_splits=num_splits)
+    q, ours = chain.run(prefetch_kv=True, num_splits=num_splits)
+    assert torch.equal(ours, expected), (chain.lens_list, (ours.float() - expected.float()).abs().max().item())
+    tolerance = 2e-2 if chain.scales is not None else 1e-2
+    torch.testing.assert_close(ours[-1].float(), chain.reference(q), atol=tolerance, rtol=tolerance)
+    assert torch.all(ours[:, chain.lens == 0] == 0) and torch.all(chain.counters == 0)
+
+    graph_out = []
+    graph = capture(lambda: graph_out.append(chain.run(prefetch_kv=True, num_splits=num_splits)[1]))
+    graph.replay()
+    torch.cuda.synchronize()
+    assert torch.equal(graph_out[-1], expected), chain.lens_list

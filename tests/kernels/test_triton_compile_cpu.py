@@ -92,10 +92,7 @@ def test_prefill_kernel_compiles_for_h100(fp8):
     assert "cubin" in compiled.asm and ("e4m3" in compiled.asm["ptx"]) == fp8
 
 
-@pytest.mark.parametrize("pdl", [False, True], ids=["plain", "pdl"])
-@pytest.mark.parametrize("fp8", [False, True], ids=["bf16", "fp8"])
-@pytest.mark.parametrize("direct_out,fused_combine", [(True, False), (False, True), (False, False)])
-def test_decode_split_kernel_compiles_for_h100(direct_out, fused_combine, fp8, pdl):
+def compile_decode_split_kernel(direct_out, fused_combine, fp8, pdl, prefetch):
     from allmos.attention.kernels import decode as k
 
     types = dict.fromkeys(("q_ptr", "k_cache_ptr", "v_cache_ptr", "out_ptr"), "*bf16") | FP8_SCALES
@@ -107,10 +104,33 @@ def test_decode_split_kernel_compiles_for_h100(direct_out, fused_combine, fp8, p
     types["num_splits"] = "i32"
     constexprs = {"GROUP": 2, "GROUP_PAD": 16, "HEAD_DIM": 128, "BLOCK_SIZE": 256, "BLOCK_N": 64}
     constexprs |= {"DIRECT_OUT": direct_out, "ORDERED": True, "FUSED_COMBINE": fused_combine}
-    constexprs |= {"HEADS_PER_MERGE": 2, "SPLITS_PAD": 32, "USE_PDL": pdl, "FP8": fp8}
-    compiled = compile_for_h100(k._decode_split_kernel, types, constexprs)
+    constexprs |= {"HEADS_PER_MERGE": 2, "SPLITS_PAD": 32, "USE_PDL": pdl, "FP8": fp8, "PREFETCH": prefetch}
+    return compile_for_h100(k._decode_split_kernel, types, constexprs)
+
+
+@pytest.mark.parametrize("pdl", [False, True], ids=["plain", "pdl"])
+@pytest.mark.parametrize("fp8", [False, True], ids=["bf16", "fp8"])
+@pytest.mark.parametrize("direct_out,fused_combine", [(True, False), (False, True), (False, False)])
+def test_decode_split_kernel_compiles_for_h100(direct_out, fused_combine, fp8, pdl):
+    compiled = compile_decode_split_kernel(direct_out, fused_combine, fp8, pdl, prefetch=False)
     assert "cubin" in compiled.asm and ("griddepcontrol.wait" in compiled.asm["ptx"]) == pdl
     assert ("e4m3" in compiled.asm["ptx"]) == fp8  # the e4m3 -> bf16 widening
+
+
+@pytest.mark.parametrize("prefetch", [False, True], ids=["plain", "prefetch"])
+@pytest.mark.parametrize("fp8", [False, True], ids=["bf16", "fp8"])
+def test_decode_split_kernel_loads_its_first_tile_before_the_pdl_wait(fp8, prefetch):
+    """With PREFETCH each program issues the loads of its first K/V tile (and with FP8 its scales) before
+    it waits for the previous kernel; without, only the context length and the sequence order."""
+    ptx = compile_decode_split_kernel(False, True, fp8, pdl=True, prefetch=prefetch).asm["ptx"]
+    ops = re.findall(r"\b(ld\.global\S*|griddepcontrol\.\w+)", ptx)
+    before_wait = ops[: ops.index("griddepcontrol.wait")]
+    # 4 warps; without alignment hints (none here) one load per element: 64 tokens x 128 of K and of V
+    element_loads = before_wait.count("ld.global.b8" if fp8 else "ld.global.b16")
+    words = before_wait.count("ld.global.b32")  # context length, block table, FP8 scales
+    assert element_loads == (2 * 64 * 128 // 128 if prefetch else 0)
+    assert words == (2 + (8 if fp8 else 0) if prefetch else 1)
+    assert before_wait.count("ld.global.b64") == 1  # the sequence order
 
 
 GEMV_TYPES = {name: "*bf16" for name in ("x_ptr", "r_ptr", "norm_w_ptr", "w_ptr", "y_ptr", "new_r_ptr", "gate_up_ptr")}

@@ -31,6 +31,153 @@ def _tile_pages(bt_row_ptr, tile_start, offs_n, in_range, BLOCK_SIZE: tl.constex
 
 
 @triton.jit
+def _tile_pointers(
+    bt_row_ptr,
+    tile_start,
+    tok_end,
+    k_head_ptr,
+    v_head_ptr,
+    stride_kp,
+    stride_kt,
+    stride_vp,
+    stride_vt,
+    HEAD_DIM: tl.constexpr,
+    BLOCK_SIZE: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+):
+    """Tokens tile_start + [0, BLOCK_N): their positions, whether they lie before tok_end, their (page, slot)
+    and the pointers [BLOCK_N, HEAD_DIM] to their K and V rows. Reads only the block table."""
+    offs_n = tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, HEAD_DIM)
+    tok = tile_start + offs_n
+    in_range = tok < tok_end
+    page, slot = _tile_pages(bt_row_ptr, tile_start, offs_n, in_range, BLOCK_SIZE, BLOCK_N)
+    k_ptrs = k_head_ptr + (page * stride_kp + slot * stride_kt)[:, None] + offs_d[None, :]
+    v_ptrs = v_head_ptr + (page * stride_vp + slot * stride_vt)[:, None] + offs_d[None, :]
+    return tok, in_range, page, slot, k_ptrs, v_ptrs
+
+
+@triton.jit
+def _load_tile(ptrs, load_mask, MASKED: tl.constexpr):
+    """A [BLOCK_N, HEAD_DIM] tile; with MASKED, the rows outside load_mask are not read (zeros)."""
+    if MASKED:
+        return tl.load(ptrs, mask=load_mask[:, None], other=0.0)
+    return tl.load(ptrs)
+
+
+@triton.jit
+def _load_scales(scale_head_ptr, page, slot, stride_sp, load_mask, MASKED: tl.constexpr):
+    """(FP8) The tile's per-token scales [BLOCK_N] (at page * stride_sp + slot from the head's pointer)."""
+    if MASKED:
+        return tl.load(scale_head_ptr + (page * stride_sp + slot), mask=load_mask, other=0.0)
+    return tl.load(scale_head_ptr + (page * stride_sp + slot))
+
+
+@triton.jit
+def _tile_kv(
+    k_ptrs,
+    v_ptrs,
+    k_scale_head_ptr,
+    v_scale_head_ptr,
+    page,
+    slot,
+    stride_sp,
+    load_mask,
+    MASKED: tl.constexpr,
+    FP8: tl.constexpr,
+):
+    """One tile's K, V [BLOCK_N, HEAD_DIM] in the cache's dtype and, with FP8, their per-token scales
+    [BLOCK_N] (1.0 placeholders, never used, without): into registers for _update_with_tile."""
+    k = _load_tile(k_ptrs, load_mask, MASKED)
+    v = _load_tile(v_ptrs, load_mask, MASKED)
+    k_scales = 1.0
+    v_scales = 1.0
+    if FP8:
+        k_scales = _load_scales(k_scale_head_ptr, page, slot, stride_sp, load_mask, MASKED)
+        v_scales = _load_scales(v_scale_head_ptr, page, slot, stride_sp, load_mask, MASKED)
+    return k, v, k_scales, v_scales
+
+
+@triton.jit
+def _tile_scores(q, k, qk_scale, FP8: tl.constexpr):
+    """q K^T * qk_scale [M, BLOCK_N] in float32, before K's FP8 scales."""
+    # "ieee" only matters for float32 inputs (exact instead of tf32); 16-bit dots ignore it.
+    if FP8 and q.dtype != tl.float32:  # e4m3 widens to float16 in one instruction a pair, bf16 not
+        return tl.dot(q.to(tl.float16), tl.trans(k.to(tl.float16))) * qk_scale
+    else:  # float32 q keeps an exact product (the CPU interpreter's tests compare at 1e-4)
+        return tl.dot(q, tl.trans(k.to(q.dtype)), input_precision="ieee") * qk_scale
+
+
+@triton.jit
+def _softmax_step(
+    s,
+    k_scales,
+    l_i,
+    m_i,
+    q_pos,
+    tok,
+    in_range,
+    MASK_BOUNDS: tl.constexpr,
+    CAUSAL: tl.constexpr,
+    FP8: tl.constexpr,
+):
+    """The tile's probabilities p (against the new running max m_new), the factor alpha that rescales what
+    came before, and the new (l_i, m_new)."""
+    if FP8:
+        s = s * k_scales[None, :]
+    if CAUSAL:
+        s = tl.where((tok[None, :] <= q_pos[:, None]) & in_range[None, :], s, float("-inf"))
+    elif MASK_BOUNDS:
+        s = tl.where(in_range[None, :], s, float("-inf"))
+
+    # Every tile holds a token visible to every row that reaches it, or every row saw token 0 in an
+    # earlier tile, so m_new is finite and exp2 never sees (-inf) - (-inf).
+    m_new = tl.maximum(m_i, tl.max(s, 1))
+    alpha = tl.exp2(m_i - m_new)
+    p = tl.exp2(s - m_new[:, None])
+    l_i = l_i * alpha + tl.sum(p, 1)
+    return p, alpha, l_i, m_new
+
+
+@triton.jit
+def _add_pv(acc, alpha, p, v, v_scales, q_dtype: tl.constexpr, FP8: tl.constexpr):
+    """acc * alpha + p V."""
+    if FP8 and q_dtype != tl.float32:
+        # p * scale lifted by 2**8 so that small products stay out of float16's subnormals
+        pv = tl.dot((p * (v_scales * 256.0)[None, :]).to(tl.float16), v.to(tl.float16)) * (1.0 / 256.0)
+    elif FP8:
+        pv = tl.dot((p * v_scales[None, :]).to(q_dtype), v.to(q_dtype), input_precision="ieee")
+    else:
+        pv = tl.dot(p.to(v.dtype), v, input_precision="ieee")
+    return acc * alpha[:, None] + pv
+
+
+@triton.jit
+def _update_with_tile(
+    acc,
+    l_i,
+    m_i,
+    q,
+    q_pos,
+    tok,
+    in_range,
+    k,
+    v,
+    k_scales,
+    v_scales,
+    qk_scale,
+    MASK_BOUNDS: tl.constexpr,
+    CAUSAL: tl.constexpr,
+    FP8: tl.constexpr,
+):
+    """Online-softmax update of (acc, l_i, m_i) with one tile already in registers (_tile_kv): what one
+    iteration of _attend_kv_tiles computes, and under the same condition on the tile."""
+    s = _tile_scores(q, k, qk_scale, FP8)
+    p, alpha, l_i, m_i = _softmax_step(s, k_scales, l_i, m_i, q_pos, tok, in_range, MASK_BOUNDS, CAUSAL, FP8)
+    return _add_pv(acc, alpha, p, v, v_scales, q.dtype, FP8), l_i, m_i
+
+
+@triton.jit
 def _attend_kv_tiles(
     acc,
     l_i,
@@ -69,59 +216,26 @@ def _attend_kv_tiles(
     unscaled probabilities. With 16-bit q the dots run in float16, since e4m3 widens to float16 in one
     instruction a pair and to bfloat16 only through float32 (on an H100 the decode read 68 -> 85% of
     the copy bandwidth at batch 64, allmos.microbench.kernel_bench_fp8); float32 q keeps float32 dots.
+
+    The loop runs _update_with_tile's steps with the loads in between (K, its dot, the scales, the
+    softmax, then V): loading the whole tile first (_tile_kv) compiled to other code, e.g. 147 -> 204
+    registers for the FP8 decode kernel on sm_90.
     """
-    offs_n = tl.arange(0, BLOCK_N)
-    offs_d = tl.arange(0, HEAD_DIM)
     for tile_start in range(tok_start, tok_end, BLOCK_N):
-        tok = tile_start + offs_n
-        in_range = tok < tok_end
-        page, slot = _tile_pages(bt_row_ptr, tile_start, offs_n, in_range, BLOCK_SIZE, BLOCK_N)
-        k_ptrs = k_head_ptr + (page * stride_kp + slot * stride_kt)[:, None] + offs_d[None, :]
-        v_ptrs = v_head_ptr + (page * stride_vp + slot * stride_vt)[:, None] + offs_d[None, :]
-        if MASK_BOUNDS:
-            k = tl.load(k_ptrs, mask=in_range[:, None], other=0.0)
-        else:
-            k = tl.load(k_ptrs)
-
-        # "ieee" only matters for float32 inputs (exact instead of tf32); 16-bit dots ignore it.
-        if FP8 and q.dtype != tl.float32:  # e4m3 widens to float16 in one instruction a pair, bf16 not
-            s = tl.dot(q.to(tl.float16), tl.trans(k.to(tl.float16))) * qk_scale
-        else:  # float32 q keeps an exact product (the CPU interpreter's tests compare at 1e-4)
-            s = tl.dot(q, tl.trans(k.to(q.dtype)), input_precision="ieee") * qk_scale
+        tok, in_range, page, slot, k_ptrs, v_ptrs = _tile_pointers(
+            bt_row_ptr, tile_start, tok_end, k_head_ptr, v_head_ptr, stride_kp, stride_kt, stride_vp, stride_vt,
+            HEAD_DIM, BLOCK_SIZE, BLOCK_N,
+        )  # fmt: skip
+        k = _load_tile(k_ptrs, in_range, MASK_BOUNDS)
+        s = _tile_scores(q, k, qk_scale, FP8)
+        k_scales = 1.0
+        v_scales = 1.0
         if FP8:
-            scale_offs = page * stride_sp + slot
-            if MASK_BOUNDS:
-                k_scales = tl.load(k_scale_head_ptr + scale_offs, mask=in_range, other=0.0)
-                v_scales = tl.load(v_scale_head_ptr + scale_offs, mask=in_range, other=0.0)
-            else:
-                k_scales = tl.load(k_scale_head_ptr + scale_offs)
-                v_scales = tl.load(v_scale_head_ptr + scale_offs)
-            s = s * k_scales[None, :]
-        if CAUSAL:
-            s = tl.where((tok[None, :] <= q_pos[:, None]) & in_range[None, :], s, float("-inf"))
-        elif MASK_BOUNDS:
-            s = tl.where(in_range[None, :], s, float("-inf"))
-
-        # Every tile holds a token visible to every row that reaches it, or every row saw token 0 in an
-        # earlier tile, so m_new is finite and exp2 never sees (-inf) - (-inf).
-        m_new = tl.maximum(m_i, tl.max(s, 1))
-        alpha = tl.exp2(m_i - m_new)
-        p = tl.exp2(s - m_new[:, None])
-        l_i = l_i * alpha + tl.sum(p, 1)
-
-        if MASK_BOUNDS:
-            v = tl.load(v_ptrs, mask=in_range[:, None], other=0.0)
-        else:
-            v = tl.load(v_ptrs)
-        if FP8 and q.dtype != tl.float32:
-            # p * scale lifted by 2**8 so that small products stay out of float16's subnormals
-            pv = tl.dot((p * (v_scales * 256.0)[None, :]).to(tl.float16), v.to(tl.float16)) * (1.0 / 256.0)
-        elif FP8:
-            pv = tl.dot((p * v_scales[None, :]).to(q.dtype), v.to(q.dtype), input_precision="ieee")
-        else:
-            pv = tl.dot(p.to(v.dtype), v, input_precision="ieee")
-        acc = acc * alpha[:, None] + pv
-        m_i = m_new
+            k_scales = _load_scales(k_scale_head_ptr, page, slot, stride_sp, in_range, MASK_BOUNDS)
+            v_scales = _load_scales(v_scale_head_ptr, page, slot, stride_sp, in_range, MASK_BOUNDS)
+        p, alpha, l_i, m_i = _softmax_step(s, k_scales, l_i, m_i, q_pos, tok, in_range, MASK_BOUNDS, CAUSAL, FP8)
+        v = _load_tile(v_ptrs, in_range, MASK_BOUNDS)
+        acc = _add_pv(acc, alpha, p, v, v_scales, q.dtype, FP8)
     return acc, l_i, m_i
 
 

@@ -22,6 +22,11 @@ from allmos.attention.kernels.decode_merge import (
     _store_or_merge_fused,
     decode_counters,
 )
+from allmos.attention.kernels.decode_prefetch import (
+    _attend_prefetched_tile,
+    _prefetch_first_tile,
+    prefetches_first_tile,
+)
 from allmos.triton_shared.pdl import wait_for_previous_kernel
 from allmos.triton_shared.support import pdl_launch
 
@@ -82,6 +87,7 @@ def _decode_split_kernel(
     SPLITS_PAD: tl.constexpr,
     USE_PDL: tl.constexpr,
     FP8: tl.constexpr,
+    PREFETCH: tl.constexpr,
 ):
     """One program = one (kv head, sequence, split). Its GROUP query heads share every K/V tile it loads.
 
@@ -96,6 +102,9 @@ def _decode_split_kernel(
     bound by HBM bandwidth, and the tensor cores make the padded rows free; the broadcast form materializes
     GROUP x BLOCK_N x HEAD_DIM fp32 products in registers (64 KB per program for group 8, BLOCK_N 64,
     head_dim 128), which spills or forces tiny tiles, and tiny tiles leave too few bytes in flight.
+
+    With PREFETCH the split's first K/V tile is loaded before the wait for the previous kernel, all but
+    the newest token, whose row is read after it (decode_prefetch.py says why that is safe).
     """
     kv_head = tl.program_id(0)
     batch_idx = tl.program_id(1)
@@ -108,8 +117,15 @@ def _decode_split_kernel(
     tiles_per_split = tl.cdiv(num_tiles, num_splits)
     tok_start = split * tiles_per_split * BLOCK_N
     tok_end = tl.minimum(tok_start + tiles_per_split * BLOCK_N, ctx_len)
+    if PREFETCH:  # the head pointers again after the wait: without PREFETCH the code stays as it was
+        first = _prefetch_first_tile(
+            block_tables_ptr + batch_idx.to(tl.int64) * stride_btb, tok_start, tok_end, ctx_len,
+            k_cache_ptr + kv_head * stride_kh, v_cache_ptr + kv_head * stride_vh, k_scale_ptr + kv_head * stride_sh,
+            v_scale_ptr + kv_head * stride_sh, stride_kp, stride_kt, stride_vp, stride_vt, stride_sp,
+            HEAD_DIM, BLOCK_SIZE, BLOCK_N, FP8,
+        )  # fmt: skip
     # The step's index tensors are written before the forward's first kernel, a plain launch, so they may
-    # be read before the wait; q, the cache and the workspaces only after it.
+    # be read before the wait; q, the cache and the workspaces only after it (but see PREFETCH).
     wait_for_previous_kernel(USE_PDL)
 
     offs_g = tl.arange(0, GROUP_PAD)
@@ -125,13 +141,20 @@ def _decode_split_kernel(
     acc = tl.zeros([GROUP_PAD, HEAD_DIM], dtype=tl.float32)
     l_i = tl.zeros([GROUP_PAD], dtype=tl.float32)
     m_i = tl.full([GROUP_PAD], float("-inf"), dtype=tl.float32)
+    loop_start = tok_start
+    if PREFETCH:
+        acc, l_i, m_i = _attend_prefetched_tile(
+            acc, l_i, m_i, q, offs_g, qk_scale, tok_start, tok_end, ctx_len, *first,
+            k_scale_ptr + kv_head * stride_sh, v_scale_ptr + kv_head * stride_sh, stride_sp, FP8,
+        )  # fmt: skip
+        loop_start = tok_start + BLOCK_N
     acc, l_i, m_i = _attend_kv_tiles(
         acc,
         l_i,
         m_i,
         q,
         offs_g,
-        tok_start,
+        loop_start,
         tok_end,
         block_tables_ptr + batch_idx.to(tl.int64) * stride_btb,
         k_cache_ptr + kv_head * stride_kh,
@@ -238,6 +261,7 @@ def paged_decode_attention(
     num_warps: int = 4,
     num_stages: int = 2,
     scales=None,
+    prefetch_kv: bool = True,
 ) -> torch.Tensor:
     """Single-token attention for each sequence: q [batch, num_heads, head_dim] -> out (same shape).
 
@@ -250,8 +274,12 @@ def paged_decode_attention(
     buffer of >= batch * num_kv_heads zeros (decode_counters) that each call leaves zeroed; without
     one, a fresh buffer is zeroed per call (an extra memset). With pdl (sm_90+) the split kernel is
     launched with programmatic dependent launch: it starts while the previous kernel runs and waits for
-    it after reading the step's context lengths. block_n / num_warps / num_stages are
-    tuning knobs for benchmarks. FP8 caches (float8 e4m3) come with their scales (`scales`, a KVScales).
+    it after reading the step's context lengths. With prefetch_kv each program also loads its split's
+    first K/V tile before that wait, all but the newest token (context_lens[b] - 1), which the kernel
+    right before may still be writing, so no kernel still running may write the cache's older positions;
+    it applies where the tile fits (decode_prefetch.prefetches_first_tile: tiles of up to 64 tokens,
+    launches resident at once) and changes no result. block_n / num_warps / num_stages are tuning knobs for
+    benchmarks. FP8 caches (float8 e4m3) come with their scales (`scales`, a KVScales).
     """
     block_size, num_kv_heads, group = _check_cache(q, k_cache, v_cache, scales)
     _check_index_tensors(block_tables=block_tables, context_lens=context_lens)
@@ -283,6 +311,7 @@ def paged_decode_attention(
     else:
         _check_counters(counters, batch, num_kv_heads, q.device)
     splits_pad = triton.next_power_of_2(num_splits)
+    prefetch = prefetches_first_tile(prefetch_kv, num_kv_heads * batch * num_splits, block_n, _num_sms(q.device))
 
     _decode_split_kernel[(num_kv_heads, batch, num_splits)](
         q,
@@ -321,6 +350,7 @@ def paged_decode_attention(
         HEADS_PER_MERGE=_heads_per_merge(group, splits_pad, head_dim) if fused else 1,
         SPLITS_PAD=splits_pad if fused else 1,
         FP8=scales is not None,
+        PREFETCH=prefetch,
         num_warps=num_warps,
         num_stages=num_stages,
         **pdl_launch("paged_decode_attention", pdl, q.device),

@@ -1,6 +1,7 @@
 """Options of attention=triton checked before any weight loads: a decode tile that is not a power of two
 in 16..256 is refused, naming the switch. That the tile changes no token is checked on the GPU
-(test_gpu_engine.py) and under the interpreter (triton_interpreter_kernels.py)."""
+(test_gpu_engine.py) and under the interpreter (triton_interpreter_kernels.py); prefetch_kv reaches the
+decode kernel (what it changes: decode_prefetch_interpreter_kernels.py, test_triton_kernels_gpu.py)."""
 
 import pytest
 
@@ -56,3 +57,24 @@ def test_the_triton_backend_builds_its_own_metadata_from_the_common_one_also_for
     assert isinstance(meta, TritonMetadata) and meta.block_tables is common.block_tables
     assert meta.seq_order.shape == (3,) and meta.counters is not None
     assert not hasattr(common, "seq_order")  # the common metadata is not mutated
+
+
+@pytest.mark.parametrize("prefetch_kv", [True, False])
+def test_the_prefetch_option_reaches_the_decode_kernel(prefetch_kv):
+    import types
+
+    import torch
+
+    from allmos.attention.backend import HeadShape
+    from allmos.attention.triton_backend import TritonBackend, TritonOptions
+    from allmos.graph_runner.cuda_graph import StaticInputs
+    from allmos.registry import BuildContext
+
+    options = TritonOptions(name="triton", prefetch_kv=prefetch_kv)
+    backend = TritonBackend(options, BuildContext(heads=HeadShape(4, 2, 16, 0.25)))
+    calls = []
+    backend.decode = types.SimpleNamespace(paged_decode_attention=lambda *args, **kwargs: calls.append(kwargs))
+    meta = backend.build_metadata(StaticInputs(4, 2, 16, 24, torch.device("cpu")).meta(3, 2))
+    cache = torch.zeros(4, 16, 2, 16)
+    backend.forward(torch.zeros(3, 4, 16), None, None, cache, cache, meta)
+    assert len(calls) == 1 and calls[0]["prefetch_kv"] is prefetch_kv

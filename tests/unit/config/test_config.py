@@ -87,6 +87,7 @@ def test_plugin_options_are_validated_by_hydra():
         "fused_combine": True,
         "pdl": True,
         "decode_block_n": None,
+        "prefetch_kv": True,
     }
     switches = config.switches()  # what a record holds: the options keep runs apart in the tables
     assert switches["attention"] == "triton" and switches["attention.longest_first"] is False
@@ -101,6 +102,9 @@ def test_plugin_options_are_validated_by_hydra():
     cfg = composed("attention=triton", "attention.decode_block_n=128")
     options = engine_options(cfg)
     assert EngineConfig.create(options.pop("model"), **options).switches()["attention.decode_block_n"] == 128
+    cfg = composed("attention=triton", "attention.prefetch_kv=false")
+    options = engine_options(cfg)
+    assert EngineConfig.create(options.pop("model"), **options).switches()["attention.prefetch_kv"] is False
     with pytest.raises(ConfigCompositionException):
         composed("attention.no_such_option=1")
     with pytest.raises(ConfigCompositionException):
