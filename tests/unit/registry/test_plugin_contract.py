@@ -62,9 +62,13 @@ def test_each_plugin_of_a_config_group_is_in_its_readme_row_and_only_those(kind)
 @pytest.mark.parametrize("kind", SWITCH_KINDS)
 def test_the_switch_of_a_kind_picks_every_plugin_of_it_and_has_its_readme_row(kind):
     switch = KINDS[kind].chosen_by
-    picked = {EngineConfig(**{switch: value}).plugin_choices()[kind].name for value in (False, True)}
+    values = SWITCH_VALUES.get(switch, (False, True))
+    picked = {EngineConfig(**{switch: value}).plugin_choices()[kind].name for value in values}
     assert picked == set(names(kind))
-    assert row_values(switch) == {"false", "true"}
+    assert row_values(switch) == {str(value).lower() for value in values}
+
+
+SWITCH_VALUES = {"cuda_graphs": (False, True, "forward")}  # a switch beyond on/off: every value it takes
 
 
 def test_each_model_architecture_is_named_in_the_readme():
