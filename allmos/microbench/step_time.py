@@ -1,13 +1,15 @@
 """Decode step time at a fixed batch and context, with CUDA graphs on and off, in one process.
 
 `python -m allmos.microbench.step_time --batch 1 --context 512 [--graphs both] [switch=value ...]`
+(`--graphs`: both = cuda_graphs false and true; all = false, forward and true; or one of true, forward, false).
 
 Starts `--batch` sequences of `--context` prompt tokens, lets them reach steady decoding, then times
 `--steps` consecutive decode steps (engine.step(), host work included, device synchronised at the
 ends of each of five blocks) and reports milliseconds per step of the median block for each CUDA-graph
-setting. With graphs it also times the captured forward alone (back-to-back replays between CUDA
-events: the GPU time of the model's forward without the LM head, sampler or host), so the two figures
-separate device from host time.
+setting. With graphs it also times the captured graph alone (back-to-back replays between CUDA events:
+the GPU time of what the graph holds, without the host: with cuda_graphs=true the whole step's forward, LM
+head and a capturable sampler; with forward the model's forward alone), so the two figures separate device
+from host time.
 Engines are built one after the other, the first freed before the second starts.
 """
 
@@ -27,6 +29,8 @@ from allmos.microbench.switches import parse_switches
 from allmos.sampling_params import SamplingParams
 
 WARM_STEPS = 8
+GRAPH_SETTINGS = {"both": [False, True], "all": [False, "forward", True], "true": [True], "forward": ["forward"]}
+GRAPH_SETTINGS["false"] = [False]
 BLOCKS = 5  # the steps are timed in blocks; the median block is reported (a host hiccup moves one block)
 
 
@@ -74,7 +78,7 @@ def decode_step_ms(llm: LLM, batch: int, context: int, steps: int) -> tuple[floa
     return statistics.median(block_ms), replay
 
 
-def measure(model: str | None, arch: dict | None, options: dict, graphs: bool, args) -> dict:
+def measure(model: str | None, arch: dict | None, options: dict, graphs: bool | str, args) -> dict:
     llm = LLM(model, architecture=arch, random_weights="if_missing", **options, cuda_graphs=graphs)
     try:
         ms, replay = decode_step_ms(llm, args.batch, args.context, args.steps)
@@ -95,7 +99,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--context", type=int, default=512)
     parser.add_argument("--steps", type=int, default=100)
-    parser.add_argument("--graphs", choices=("both", "true", "false"), default="both")
+    parser.add_argument("--graphs", choices=tuple(GRAPH_SETTINGS), default="both")
     parser.add_argument("--out", default=None)
     parser.add_argument("switches", nargs="*", help="engine options as key=value (e.g. attention=triton)")
     args = parser.parse_args()
@@ -105,13 +109,13 @@ def main() -> None:
     if "cuda_graphs" in options:
         parser.error("choose CUDA graphs with --graphs, not a cuda_graphs= switch")
     arch = OmegaConf.to_container(OmegaConf.load(args.arch).architecture)
-    settings = {"both": [False, True], "true": [True], "false": [False]}[args.graphs]
+    settings = GRAPH_SETTINGS[args.graphs]
     rows = [measure(args.model, arch, options, graphs, args) for graphs in settings]
     for row in rows:
         print(
-            f"cuda_graphs={str(row['cuda_graphs']).lower():5s} batch {row['batch']} context {row['context']}: "
+            f"cuda_graphs={str(row['cuda_graphs']).lower():7s} batch {row['batch']} context {row['context']}: "
             f"{row['ms_per_step']:.3f} ms per decode step"
-            + (f" (forward graph alone: {row['graph_replay_ms']:.3f} ms)" if row["graph_replay_ms"] else "")
+            + (f" (captured graph alone: {row['graph_replay_ms']:.3f} ms)" if row["graph_replay_ms"] else "")
         )
     if args.out:
         with open(args.out, "w") as f:

@@ -1,4 +1,5 @@
-"""The step timeline's arithmetic over kernel intervals (the profiling itself needs a GPU)."""
+"""The step timeline's arithmetic over kernel intervals (the profiling itself needs a GPU), and the host-only
+step timer."""
 
 from allmos.microbench.step_timeline import busy_time, gaps, summarise
 
@@ -22,3 +23,9 @@ def test_summary_per_step_and_per_kernel_name():
     assert summary["busy_us_per_step"] == 9.0
     assert summary["idle_us_per_step"] == 6.5
     assert summary["kernels"][0] == {"name": "a", "calls_per_step": 1.0, "us_per_step": 5.5, "us_per_call": 5.5}
+
+
+def test_host_step_times_the_engine_around_a_runner_that_returns_at_once():
+    from allmos.microbench.host_step import host_us_per_step
+
+    assert 0 < host_us_per_step(batch=4, context=40, steps=5, switches={"async_scheduling": True}) < 1e6
