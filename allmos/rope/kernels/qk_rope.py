@@ -5,9 +5,8 @@ One program per token covers all of its q heads and then all of its kv heads. Ea
 two, masked), so the neox rotation pairs element d with d + HEAD_DIM // 2 without any shuffle, the RMS of a
 head is the sum over both tiles, and the token's cos/sin row is loaded once for q and k.
 
-Numerics follow allmos.layers.ops (`rms_norm`, then `rope_qk`): the norm is computed in float32 and rounded
-to the input dtype, multiplied by the weight and rounded again (as `weight * x` in the input dtype does when
-the weight has that dtype), then rotated in float32 and rounded once more on the store.
+The norm and the rotation themselves (and their numerics) are allmos.triton_shared.rope's, which the decode
+attention kernel shares (attention.fuse_rope).
 """
 
 from __future__ import annotations
@@ -20,6 +19,8 @@ from allmos.kv_store.base import KVTarget
 from allmos.kv_store.kernels.store import check_store_args
 from allmos.triton_shared.fp8 import fp8_args, fp8_row_scales, fp8_scaled, store_rows
 from allmos.triton_shared.pdl import wait_for_previous_kernel
+from allmos.triton_shared.rope import check_rope_args as _check_args
+from allmos.triton_shared.rope import load_norm_rope, rope_cos_sin
 from allmos.triton_shared.support import pdl_launch
 
 
@@ -52,18 +53,7 @@ def _norm_rope_heads(
     mask = heads < NUM_HEADS
     ptrs1 = x_ptr + heads * stride_head + dims
     ptrs2 = ptrs1 + HALF
-    dtype = x_ptr.dtype.element_ty
-    x1 = tl.load(ptrs1, mask=mask, other=0.0).to(tl.float32)
-    x2 = tl.load(ptrs2, mask=mask, other=0.0).to(tl.float32)
-    if HAS_NORM:
-        mean_sq = (tl.sum(x1 * x1, 1) + tl.sum(x2 * x2, 1)) / (2 * HALF)
-        rstd = tl.rsqrt(mean_sq + eps)[:, None]
-        w1 = tl.load(w_ptr + dims).to(tl.float32)
-        w2 = tl.load(w_ptr + HALF + dims).to(tl.float32)
-        x1 = (w1 * (x1 * rstd).to(dtype).to(tl.float32)).to(dtype).to(tl.float32)
-        x2 = (w2 * (x2 * rstd).to(dtype).to(tl.float32)).to(dtype).to(tl.float32)
-    out1 = (x1 * cos - x2 * sin).to(dtype)
-    out2 = (x2 * cos + x1 * sin).to(dtype)
+    out1, out2 = load_norm_rope(ptrs1, mask, w_ptr, cos, sin, eps, HALF, HAS_NORM)
     tl.store(ptrs1, out1, mask=mask)
     tl.store(ptrs2, out2, mask=mask)
     if STORE:
@@ -152,10 +142,7 @@ def _qk_norm_rope_kernel(
     DYNAMIC: tl.constexpr,
 ):
     token = tl.program_id(0).to(tl.int64)
-    pos = tl.load(positions_ptr + token).to(tl.int64)
-    # The caches are contiguous [max_positions, HALF] float32.
-    cos = tl.load(cos_ptr + pos * HALF + tl.arange(0, HALF))[None, :]
-    sin = tl.load(sin_ptr + pos * HALF + tl.arange(0, HALF))[None, :]
+    cos, sin = rope_cos_sin(cos_ptr, sin_ptr, tl.load(positions_ptr + token), HALF)
     # Positions are written before the forward's first kernel (a plain launch) and the cos/sin caches
     # never change, so they may be read before the wait; q, k, v and the KV cache only after it.
     wait_for_previous_kernel(USE_PDL)
@@ -230,37 +217,6 @@ def kv_args(kv: KVTarget) -> tuple[tuple, dict]:
 def no_kv_args(k: torch.Tensor, positions: torch.Tensor) -> tuple[tuple, dict]:
     """Placeholders for the store arguments, never read without STORE_KV."""
     return (k, k, k, positions, 0, 0, k, k, 0.0, 1), {"QUANT": False, "DYNAMIC": False}
-
-
-def _check_args(positions, q, k, q_weight, k_weight, cos_cache, sin_cache) -> None:
-    if q.dim() != 3 or k.dim() != 3 or q.shape[0] != k.shape[0] or q.shape[2] != k.shape[2]:
-        raise ValueError(
-            f"q and k must be [tokens, heads, head_dim] with equal tokens and head_dim; "
-            f"got {tuple(q.shape)}, {tuple(k.shape)}"
-        )
-    head_dim = q.shape[2]
-    if head_dim < 2 or head_dim & (head_dim - 1):
-        raise ValueError(f"head_dim must be a power of two (>= 2) for the Triton qk-norm/RoPE kernel; got {head_dim}")
-    if q.dtype != k.dtype:
-        raise ValueError(f"q and k must share a dtype; got {q.dtype}, {k.dtype}")
-    if q.stride(-1) != 1 or k.stride(-1) != 1:
-        raise ValueError("q and k must have a unit stride in head_dim")
-    if positions.shape != (q.shape[0],) or positions.dtype not in (torch.int32, torch.int64):
-        raise ValueError(
-            f"positions must be int32/int64 [tokens={q.shape[0]}]; got {positions.dtype} {tuple(positions.shape)}"
-        )
-    for name, cache in (("cos_cache", cos_cache), ("sin_cache", sin_cache)):
-        if cache.dim() != 2 or cache.shape[1] != head_dim // 2 or cache.dtype != torch.float32:
-            raise ValueError(
-                f"{name} must be float32 [max_positions, {head_dim // 2}]; got {cache.dtype} {tuple(cache.shape)}"
-            )
-        if not cache.is_contiguous():
-            raise ValueError(f"{name} must be contiguous")
-    if (q_weight is None) != (k_weight is None):
-        raise ValueError("q_weight and k_weight must both be given (RMSNorm + RoPE) or both be None (RoPE only)")
-    for name, weight in (("q_weight", q_weight), ("k_weight", k_weight)):
-        if weight is not None and (weight.shape != (head_dim,) or not weight.is_contiguous()):
-            raise ValueError(f"{name} must be a contiguous [head_dim={head_dim}]; got {tuple(weight.shape)}")
 
 
 def qk_norm_rope_triton(
