@@ -28,7 +28,9 @@ from allmos.attention.kernels.decode_prefetch import (
     _prefetch_first_tile,
     prefetches_first_tile,
 )
+from allmos.attention.kernels.decode_rope import DecodeRope, _attend_newest_token, _rotated_q, rope_args
 from allmos.triton_shared.pdl import wait_for_previous_kernel
+from allmos.triton_shared.rope import rope_cos_sin
 from allmos.triton_shared.support import pdl_launch
 
 # ---------------------------------------------------------------------------------------------------------
@@ -52,6 +54,19 @@ def _decode_split_kernel(
     counters_ptr,
     k_scale_ptr,
     v_scale_ptr,
+    new_k_ptr,
+    new_v_ptr,
+    positions_ptr,
+    slot_mapping_ptr,
+    q_norm_ptr,
+    k_norm_ptr,
+    cos_ptr,
+    sin_ptr,
+    eps,
+    stride_nkb,
+    stride_nkh,
+    stride_nvb,
+    stride_nvh,
     qk_scale,
     num_splits,
     stride_qb,
@@ -80,6 +95,8 @@ def _decode_split_kernel(
     USE_PDL: tl.constexpr,
     FP8: tl.constexpr,
     PREFETCH: tl.constexpr,
+    FUSE_ROPE: tl.constexpr,
+    HAS_NORM: tl.constexpr,
 ):
     """One program = one (kv head, sequence, split). Its GROUP query heads share every K/V tile it loads.
 
@@ -97,6 +114,10 @@ def _decode_split_kernel(
 
     With PREFETCH the split's first K/V tile is loaded before the wait for the previous kernel, all but
     the newest token, whose row is read after it (decode_prefetch.py says why that is safe).
+
+    With FUSE_ROPE q and the newest token's k, v come raw (before the q/k norm, if HAS_NORM, and RoPE):
+    the program normalizes and rotates them, stores k, v and attends to the newest token from registers
+    (decode_rope.py).
     """
     kv_head = tl.program_id(0)
     batch_idx = tl.program_id(1)
@@ -109,26 +130,40 @@ def _decode_split_kernel(
     tiles_per_split = tl.cdiv(num_tiles, num_splits)
     tok_start = split * tiles_per_split * BLOCK_N
     tok_end = tl.minimum(tok_start + tiles_per_split * BLOCK_N, ctx_len)
+    owns_newest = (tok_start < tok_end) & (tok_end == ctx_len)
+    cached_end = tok_end  # the tokens read from the cache: all but the newest one with FUSE_ROPE
+    newest_in_cache = ctx_len  # with FUSE_ROPE, 0: the prefetched tile completes no row from the cache
+    if FUSE_ROPE:
+        cached_end = tl.minimum(tok_end, ctx_len - 1)
+        newest_in_cache = 0
+        cos, sin = rope_cos_sin(cos_ptr, sin_ptr, tl.load(positions_ptr + batch_idx), HEAD_DIM // 2)
     if PREFETCH:  # the head pointers again after the wait: without PREFETCH the code stays as it was
         first = _prefetch_first_tile(
-            block_tables_ptr + batch_idx.to(tl.int64) * stride_btb, tok_start, tok_end, ctx_len,
+            block_tables_ptr + batch_idx.to(tl.int64) * stride_btb, tok_start, cached_end, ctx_len,
             k_cache_ptr + kv_head * stride_kh, v_cache_ptr + kv_head * stride_vh, k_scale_ptr + kv_head * stride_sh,
             v_scale_ptr + kv_head * stride_sh, stride_kp, stride_kt, stride_vp, stride_vt, stride_sp,
             HEAD_DIM, BLOCK_SIZE, BLOCK_N, FP8,
         )  # fmt: skip
     # The step's index tensors are written before the forward's first kernel, a plain launch, so they may
-    # be read before the wait; q, the cache and the workspaces only after it (but see PREFETCH).
+    # be read before the wait (positions and cos/sin too); q, the cache and the workspaces only after it
+    # (but see PREFETCH).
     wait_for_previous_kernel(USE_PDL)
 
     offs_g = tl.arange(0, GROUP_PAD)
     offs_d = tl.arange(0, HEAD_DIM)
     q_heads = kv_head * GROUP + offs_g
     head_mask = offs_g < GROUP
-    q = tl.load(
-        q_ptr + batch_idx * stride_qb + q_heads[:, None] * stride_qh + offs_d[None, :],
-        mask=head_mask[:, None],
-        other=0.0,
-    )
+    if FUSE_ROPE:
+        q = _rotated_q(
+            q_ptr + batch_idx * stride_qb, q_heads, head_mask, stride_qh, q_norm_ptr, cos, sin, eps, GROUP_PAD,
+            HEAD_DIM, HAS_NORM,
+        )  # fmt: skip
+    else:
+        q = tl.load(
+            q_ptr + batch_idx * stride_qb + q_heads[:, None] * stride_qh + offs_d[None, :],
+            mask=head_mask[:, None],
+            other=0.0,
+        )
 
     acc = tl.zeros([GROUP_PAD, HEAD_DIM], dtype=tl.float32)
     l_i = tl.zeros([GROUP_PAD], dtype=tl.float32)
@@ -136,7 +171,7 @@ def _decode_split_kernel(
     loop_start = tok_start
     if PREFETCH:
         acc, l_i, m_i = _attend_prefetched_tile(
-            acc, l_i, m_i, q, offs_g, qk_scale, tok_start, tok_end, ctx_len, *first,
+            acc, l_i, m_i, q, offs_g, qk_scale, tok_start, cached_end, newest_in_cache, *first,
             k_scale_ptr + kv_head * stride_sh, v_scale_ptr + kv_head * stride_sh, stride_sp, FP8,
         )  # fmt: skip
         loop_start = tok_start + BLOCK_N
@@ -147,7 +182,7 @@ def _decode_split_kernel(
         q,
         offs_g,
         loop_start,
-        tok_end,
+        cached_end,
         block_tables_ptr + batch_idx.to(tl.int64) * stride_btb,
         k_cache_ptr + kv_head * stride_kh,
         v_cache_ptr + kv_head * stride_vh,
@@ -166,6 +201,15 @@ def _decode_split_kernel(
         CAUSAL=False,
         FP8=FP8,
     )
+    if FUSE_ROPE:  # noqa: SIM102 (a constexpr branch, then a runtime one)
+        if owns_newest:
+            slot = tl.load(slot_mapping_ptr + batch_idx).to(tl.int64)
+            page_off = (slot // BLOCK_SIZE) * stride_kp + (slot % BLOCK_SIZE) * stride_kt + kv_head * stride_kh
+            acc, l_i, m_i = _attend_newest_token(
+                acc, l_i, m_i, q, qk_scale, new_k_ptr + batch_idx * stride_nkb + kv_head * stride_nkh,
+                new_v_ptr + batch_idx * stride_nvb + kv_head * stride_nvh, k_norm_ptr, cos, sin, eps,
+                k_cache_ptr + page_off, v_cache_ptr + page_off, slot >= 0, HEAD_DIM, HAS_NORM,
+            )  # fmt: skip
 
     # An empty split (or context_len == 0) leaves l_i == 0: it yields o = 0 and lse = -inf.
     has_tokens = l_i > 0
@@ -224,6 +268,7 @@ def paged_decode_attention(
     num_stages: int = 2,
     scales=None,
     prefetch_kv: bool = True,
+    rope: DecodeRope | None = None,
 ) -> torch.Tensor:
     """Single-token attention for each sequence: q [batch, num_heads, head_dim] -> out (same shape).
 
@@ -242,6 +287,10 @@ def paged_decode_attention(
     it applies where the tile fits (decode_prefetch.prefetches_first_tile: tiles of up to 64 tokens,
     launches resident at once) and changes no result. block_n / num_warps / num_stages are tuning knobs for
     benchmarks. FP8 caches (float8 e4m3) come with their scales (`scales`, a KVScales).
+
+    With `rope` (a DecodeRope) q and the new tokens' k, v are raw (before q/k norm and RoPE) and the
+    kernel normalizes, rotates and stores them itself (decode_rope.py): the cache must then hold all but
+    the newest token (context_lens[b] - 1), and must have q's dtype (no FP8).
     """
     block_size, num_kv_heads, group = _check_cache(q, k_cache, v_cache, scales)
     _check_index_tensors(block_tables=block_tables, context_lens=context_lens)
@@ -273,6 +322,7 @@ def paged_decode_attention(
     else:
         _check_counters(counters, batch, num_kv_heads, q.device)
     splits_pad = triton.next_power_of_2(num_splits)
+    rope_arguments, rope_flags = rope_args(rope, q, k_cache)
     prefetch = prefetches_first_tile(prefetch_kv, num_kv_heads * batch * num_splits, block_n, _num_sms(q.device))
 
     _decode_split_kernel[(num_kv_heads, batch, num_splits)](
@@ -287,6 +337,7 @@ def paged_decode_attention(
         partial_lse,
         counters,
         *_fp8_args(scales, q)[:2],
+        *rope_arguments,
         scale * _LOG2E,
         num_splits,
         q.stride(0),
@@ -313,6 +364,7 @@ def paged_decode_attention(
         SPLITS_PAD=splits_pad if fused else 1,
         FP8=scales is not None,
         PREFETCH=prefetch,
+        **rope_flags,
         num_warps=num_warps,
         num_stages=num_stages,
         **pdl_launch("paged_decode_attention", pdl, q.device),
