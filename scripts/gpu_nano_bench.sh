@@ -20,6 +20,7 @@ declare -A CONFIGS=(
   [no_pdl]="attention.pdl=false rope.pdl=false linear.pdl=false"
   [no_gemm]="linear.gemm=false"
   [no_prefetch_kv]="attention.prefetch_kv=false"
+  [with_fuse_rope]="attention.fuse_rope=true"
   [kv_cache_fp8]="kv_cache_dtype=fp8"
   [all_off]="+preset=all_off"
 )

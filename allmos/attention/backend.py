@@ -5,11 +5,14 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from enum import Enum
+from typing import NamedTuple
 
 import torch
 
 from allmos.attention.metadata import AttentionMetadata
 from allmos.kv_store.base import KVScales
+from allmos.layers.norm import RMSNorm
+from allmos.layers.rotary import RotaryEmbedding
 from allmos.registry import BuildContext, Plugin
 
 
@@ -29,6 +32,15 @@ class GraphMode(Enum):
     # also per block-table width bucket: for decode work that follows the table width rather than the
     # context lengths (a gather of the whole table)
     PER_BATCH_AND_TABLE_WIDTH = "per_batch_and_table_width"
+
+
+class DecodeRopeInputs(NamedTuple):
+    """What a backend that fuses the q/k norm and RoPE into its decode (`fuses_rope`) applies itself."""
+
+    positions: torch.Tensor  # [batch]: each new token's position
+    q_norm: RMSNorm | None  # the model's q/k RMSNorms, both None where it has none
+    k_norm: RMSNorm | None
+    rotary: RotaryEmbedding  # its cos/sin caches
 
 
 class AttentionBackend(Plugin, ABC):
@@ -68,3 +80,23 @@ class AttentionBackend(Plugin, ABC):
 
         Returns [tokens, heads, dim].
         """
+
+    def fuses_rope(self) -> bool:
+        """Whether decode steps come to `forward_decode_fused` instead of `forward`: with q, k, v raw (before
+        the q/k norm and RoPE) and the new K/V not yet in the cache, which the backend normalizes, rotates
+        and stores itself (at meta.slot_mapping, -1 skipped). Prefill steps always come to `forward`."""
+        return False
+
+    def forward_decode_fused(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        k_cache: torch.Tensor,
+        v_cache: torch.Tensor,
+        meta: AttentionMetadata,
+        rope: DecodeRopeInputs,
+    ) -> torch.Tensor:
+        """A decode step where `fuses_rope` (one token per sequence): q [batch, heads, dim], k, v [batch,
+        kv_heads, dim] raw. Returns [batch, heads, dim]."""
+        raise NotImplementedError(f"attention={self.plugin_name} does not fuse the rope into its decode")

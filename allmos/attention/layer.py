@@ -1,14 +1,15 @@
 """The attention step of one decoder layer, prologue included: q/k norm and rotary embedding (the rope
 plugin), the store of the new K/V into the paged cache (the KV store plugin, or the rope kernel itself
 where it stores K/V), then attention over the cache (the backend). Which of the two stores K/V is
-decided once, when the layer is built; the model only hands over its norms and rotary embedding."""
+decided once, when the layer is built; the model only hands over its norms and rotary embedding. A
+backend that fuses the prologue into its decode (`AttentionBackend.fuses_rope`) gets decode steps raw."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from allmos.attention.backend import AttentionBackend
+from allmos.attention.backend import AttentionBackend, DecodeRopeInputs
 from allmos.attention.metadata import AttentionMetadata
 from allmos.kv_store.base import KVScales, KVStore, KVTarget
 from allmos.layers.norm import RMSNorm
@@ -23,6 +24,7 @@ class PagedAttention(nn.Module):
         self.kv_store = kv_store
         self.qk_rope = qk_rope
         self.prologue = self.rope_storing_kv if rope_stores_kv else self.rope_then_store
+        self.decode_fuses_rope = backend.fuses_rope()
         self.k_cache: torch.Tensor | None = None  # bound by the model runner once allocated
         self.v_cache: torch.Tensor | None = None
         self.scales: KVScales | None = None  # the scales beside FP8 pages (kv_cache_dtype=fp8)
@@ -44,6 +46,9 @@ class PagedAttention(nn.Module):
         are the model's (q_norm, k_norm), (None, None) where it has none. Returns [tokens, heads, dim]."""
         if self.k_cache is None:
             raise RuntimeError("the KV cache is not bound: the model runner allocates it before any step")
+        if self.decode_fuses_rope and not meta.is_prefill:
+            rope = DecodeRopeInputs(positions, *norms, rotary)
+            return self.backend.forward_decode_fused(q, k, v, self.k_cache, self.v_cache, meta, rope)
         q, k = self.prologue(positions, q, k, v, norms, rotary, meta)
         return self.backend.forward(q, k, v, self.k_cache, self.v_cache, meta, self.scales)
 

@@ -7,7 +7,7 @@ from typing import Optional
 
 import torch
 
-from allmos.attention.backend import AttentionBackend, GraphMode
+from allmos.attention.backend import AttentionBackend, DecodeRopeInputs, GraphMode
 from allmos.attention.metadata import AttentionMetadata
 from allmos.errors import ConfigError
 from allmos.registry import PluginOptions, register
@@ -24,6 +24,9 @@ class TritonOptions(PluginOptions):
     )
     decode_block_n: Optional[int] = None  # KV tokens per decode tile (16..256, a power of two); None = heuristic
     prefetch_kv: bool = True  # decode loads its first K/V tile before the PDL wait (tiles <= 64, launch resident)
+    # Decode normalizes and rotates q and the new k and stores the new K/V inside the attention kernel (one
+    # kernel per layer fewer). Off: not yet measured on a GPU.
+    fuse_rope: bool = False
 
 
 @dataclass
@@ -53,6 +56,8 @@ class TritonBackend(TritonPlugin, AttentionBackend):
         block_n = options.decode_block_n
         if block_n is not None and block_n not in (16, 32, 64, 128, 256):
             raise ConfigError("attention.decode_block_n", f"{block_n} is not a power of two in 16..256")
+        if options.fuse_rope and where.kv_cache_dtype == "fp8":
+            raise ConfigError("attention.fuse_rope", "stores K/V unquantized: not with kv_cache_dtype=fp8 (drop one)")
 
     def build_metadata(self, common) -> TritonMetadata:
         """Decode: the sequences by descending context length, sorted once per step on the device, and
@@ -77,6 +82,18 @@ class TritonBackend(TritonPlugin, AttentionBackend):
             self.counters = self.decode_merge.decode_counters(batch, self.heads.num_kv_heads, device)
         return self.counters
 
+    def fuses_rope(self) -> bool:
+        return self.options.fuse_rope
+
+    def forward_decode_fused(self, q, k, v, k_cache, v_cache, meta, rope: DecodeRopeInputs):
+        q_norm, k_norm = rope.q_norm, rope.k_norm
+        weights = (None, None) if q_norm is None else (q_norm.weight, k_norm.weight)
+        eps = 0.0 if q_norm is None else q_norm.eps
+        new = self.decode.DecodeRope(
+            k, v, rope.positions, meta.slot_mapping, *weights, eps, rope.rotary.cos, rope.rotary.sin
+        )
+        return self.decode_attention(q, k_cache, v_cache, meta, None, new)
+
     def forward(self, q, k, v, k_cache, v_cache, meta, scales=None):
         if meta.is_prefill:
             return self.prefill.paged_prefill_attention(
@@ -90,6 +107,9 @@ class TritonBackend(TritonPlugin, AttentionBackend):
                 self.heads.scale,
                 scales=scales,
             )
+        return self.decode_attention(q, k_cache, v_cache, meta, scales)
+
+    def decode_attention(self, q, k_cache, v_cache, meta, scales, rope=None):
         return self.decode.paged_decode_attention(
             q,
             k_cache,
@@ -105,4 +125,5 @@ class TritonBackend(TritonPlugin, AttentionBackend):
             block_n=self.options.decode_block_n,
             scales=scales,
             prefetch_kv=self.options.prefetch_kv,
+            rope=rope,
         )

@@ -49,12 +49,14 @@ ALL_ON = ("triton", "triton", True, True, True, True, "triton", "triton", "trito
 FP8 = ALL_ON[:-1] + ("fp8",)
 
 
-def with_options(stages: dict, pdl_off=frozenset(), gemm_off=frozenset(), prefetch_off=frozenset()) -> dict:
+def with_options(
+    stages: dict, pdl_off=frozenset(), gemm_off=frozenset(), prefetch_off=frozenset(), fuse_rope_on=frozenset()
+) -> dict:
     """Each stage's switches plus whether programmatic dependent launch is left on (every `pdl` option
-    of the Triton plugins at its default), whether linear=triton's multi-row GEMMs are, and whether the
-    Triton decode's first-tile prefetch is."""
+    of the Triton plugins at its default), whether linear=triton's multi-row GEMMs are, whether the
+    Triton decode's first-tile prefetch is, and whether the Triton decode fuses the rope (off by default)."""
     return {
-        name: values + (name not in pdl_off, name not in gemm_off, name not in prefetch_off)
+        name: values + (name not in pdl_off, name not in gemm_off, name not in prefetch_off, name in fuse_rope_on)
         for name, values in stages.items()
     }
 
@@ -88,13 +90,14 @@ LEAVE_ONE_OUT = {
     "no_pdl": ALL_ON,
     "no_gemm": ALL_ON,
     "no_prefetch_kv": ALL_ON,
+    "with_fuse_rope": ALL_ON,
     "kv_cache_fp8": FP8,
     "all_on_again": ALL_ON,  # the A/A pair of all_on, run last
 }
-LEAVE_ONE_OUT = with_options(LEAVE_ONE_OUT, {"no_pdl"}, {"no_gemm"}, {"no_prefetch_kv"})
+LEAVE_ONE_OUT = with_options(LEAVE_ONE_OUT, {"no_pdl"}, {"no_gemm"}, {"no_prefetch_kv"}, {"with_fuse_rope"})
 JOBS = {
     "ablation_cumulative": 33,
-    "ablation_leave_one_out": 48,
+    "ablation_leave_one_out": 51,
     "attention_backends": 18,
     "prefix_caching": 24,
     "latency": 6,
@@ -121,7 +124,8 @@ def switches(cfg) -> tuple:
         cfg[s].name if s in ("attention", "kv_store", "rope", "sampler", "linear") else cfg[s] for s in SWITCHES
     )
     pdl = all(cfg[plugin].get("pdl", True) for plugin in ("attention", "rope", "linear"))
-    return named + (pdl, cfg.linear.get("gemm", True), cfg.attention.get("prefetch_kv", True))
+    fuse_rope = cfg.attention.get("fuse_rope", False)
+    return named + (pdl, cfg.linear.get("gemm", True), cfg.attention.get("prefetch_kv", True), fuse_rope)
 
 
 def sweep_params(name: str) -> dict[str, str]:

@@ -92,7 +92,7 @@ def test_prefill_kernel_compiles_for_h100(fp8):
     assert "cubin" in compiled.asm and ("e4m3" in compiled.asm["ptx"]) == fp8
 
 
-def compile_decode_split_kernel(direct_out, fused_combine, fp8, pdl, prefetch):
+def compile_decode_split_kernel(direct_out, fused_combine, fp8, pdl, prefetch, fuse_rope=False, has_norm=False):
     from allmos.attention.kernels import decode as k
 
     types = dict.fromkeys(("q_ptr", "k_cache_ptr", "v_cache_ptr", "out_ptr"), "*bf16") | FP8_SCALES
@@ -102,7 +102,10 @@ def compile_decode_split_kernel(direct_out, fused_combine, fp8, pdl, prefetch):
     types |= {"partial_out_ptr": "*fp32", "partial_lse_ptr": "*fp32", "counters_ptr": "*i32", "qk_scale": "fp32"}
     types |= {name: "i32" for name in k._decode_split_kernel.arg_names if name.startswith("stride_")}
     types["num_splits"] = "i32"
+    types |= dict.fromkeys(("new_k_ptr", "new_v_ptr", "q_norm_ptr", "k_norm_ptr"), "*bf16") | {"eps": "fp32"}
+    types |= {"positions_ptr": "*i64", "slot_mapping_ptr": "*i64", "cos_ptr": "*fp32", "sin_ptr": "*fp32"}
     constexprs = {"GROUP": 2, "GROUP_PAD": 16, "HEAD_DIM": 128, "BLOCK_SIZE": 256, "BLOCK_N": 64}
+    constexprs |= {"FUSE_ROPE": fuse_rope, "HAS_NORM": has_norm}
     constexprs |= {"DIRECT_OUT": direct_out, "ORDERED": True, "FUSED_COMBINE": fused_combine}
     constexprs |= {"HEADS_PER_MERGE": 2, "SPLITS_PAD": 32, "USE_PDL": pdl, "FP8": fp8, "PREFETCH": prefetch}
     return compile_for_h100(k._decode_split_kernel, types, constexprs)
@@ -131,6 +134,21 @@ def test_decode_split_kernel_loads_its_first_tile_before_the_pdl_wait(fp8, prefe
     assert element_loads == (2 * 64 * 128 // 128 if prefetch else 0)
     assert words == (2 + (8 if fp8 else 0) if prefetch else 1)
     assert before_wait.count("ld.global.b64") == 1  # the sequence order
+
+
+@pytest.mark.parametrize("has_norm", [False, True], ids=["rope_only", "qk_norm"])
+@pytest.mark.parametrize("prefetch", [False, True], ids=["plain", "prefetch"])
+@pytest.mark.parametrize("pdl", [False, True], ids=["no_pdl", "pdl"])
+def test_decode_split_kernel_with_the_rope_fused_compiles_for_h100(pdl, prefetch, has_norm):
+    """attention.fuse_rope: the kernel that normalizes, rotates and stores the new token itself. Under PDL
+    it reads the step's positions (and their cos/sin) before the wait, as it reads the sequence order."""
+    compiled = compile_decode_split_kernel(False, True, False, pdl, prefetch, fuse_rope=True, has_norm=has_norm)
+    ptx = compiled.asm["ptx"]
+    assert "cubin" in compiled.asm and ("griddepcontrol.wait" in ptx) == pdl
+    assert "st.global.b16" in ptx  # the new token's K/V rows
+    if pdl:
+        ops = re.findall(r"\b(ld\.global\S*|griddepcontrol\.\w+)", ptx)
+        assert ops[: ops.index("griddepcontrol.wait")].count("ld.global.b64") == 2  # the order, the position
 
 
 GEMV_TYPES = {name: "*bf16" for name in ("x_ptr", "r_ptr", "norm_w_ptr", "w_ptr", "y_ptr", "new_r_ptr", "gate_up_ptr")}
