@@ -88,6 +88,7 @@ def test_plugin_options_are_validated_by_hydra():
         "pdl": True,
         "decode_block_n": None,
         "prefetch_kv": True,
+        "fuse_rope": False,
     }
     switches = config.switches()  # what a record holds: the options keep runs apart in the tables
     assert switches["attention"] == "triton" and switches["attention.longest_first"] is False
@@ -105,6 +106,9 @@ def test_plugin_options_are_validated_by_hydra():
     cfg = composed("attention=triton", "attention.prefetch_kv=false")
     options = engine_options(cfg)
     assert EngineConfig.create(options.pop("model"), **options).switches()["attention.prefetch_kv"] is False
+    cfg = composed("attention=triton", "attention.fuse_rope=true")
+    options = engine_options(cfg)
+    assert EngineConfig.create(options.pop("model"), **options).switches()["attention.fuse_rope"] is True
     with pytest.raises(ConfigCompositionException):
         composed("attention.no_such_option=1")
     with pytest.raises(ConfigCompositionException):
