@@ -184,6 +184,18 @@ def test_decode_prefetch_changes_no_token(folder, baseline, cuda_graphs):
 
 
 @pytest.mark.parametrize("cuda_graphs", [False, True])
+def test_decode_fuse_rope_agrees_with_baseline(folder, baseline, cuda_graphs):
+    """attention.fuse_rope: decode steps normalize, rotate and store the new token inside the Triton decode
+    kernel instead of the rope kernel; both within the comparison's tolerance of the baseline, every other
+    switch on, eager and in CUDA graphs."""
+    switches = {"kv_store": "triton", "rope": "triton", "linear": "triton", "sampler": "triton"}
+    unfused = outputs_of(folder, attention="triton", cuda_graphs=cuda_graphs, **switches)
+    fused = outputs_of(folder, attention={"name": "triton", "fuse_rope": True}, cuda_graphs=cuda_graphs, **switches)
+    assert_close(unfused, baseline)
+    assert_close(fused, baseline)
+
+
+@pytest.mark.parametrize("cuda_graphs", [False, True])
 def test_linear_gemm_option_agrees_with_baseline(folder, baseline, cuda_graphs):
     """linear=triton with and without its multi-row GEMMs (linear.gemm): the batched steps of these
     prompts take the GEMMs or cuBLAS, and both stay within the comparison's tolerance of the baseline."""

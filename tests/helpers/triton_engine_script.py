@@ -25,6 +25,8 @@ for name, switches in {
         "kv_store": {"name": "triton", "fuse_rope": False},
         "rope": "triton",
     },
+    # decode steps normalize, rotate and store the new token inside the decode attention kernel
+    "triton_fuse_rope": {"attention": {"name": "triton", "fuse_rope": True}, "kv_store": "triton", "rope": "triton"},
     "triton_sampler": {"attention": "triton", "kv_store": "triton", "rope": "triton", "sampler": "triton"},
     "triton_linear": {"attention": "triton", "kv_store": "triton", "rope": "triton", "linear": "triton"},
     # decode rows beside prompt chunks of at most 16 tokens in the prefill kernel
@@ -36,4 +38,6 @@ for name, switches in {
     results[name + "_single"] = [o["token_ids"] for o in llm.generate(prompts[1:2], params, use_tqdm=False)]
     results[name] = [o["token_ids"] for o in llm.generate(prompts, params, use_tqdm=False)]
     results[name + "_counters"] = llm.engine.counters() | {"mixed_steps": llm.engine.stats.steps("mixed")}
+    layers = llm.engine.runner.model.attention_layers()
+    results[name + "_counters"]["decode_fuses_rope"] = all(layer.decode_fuses_rope for layer in layers)
 print(json.dumps(results))

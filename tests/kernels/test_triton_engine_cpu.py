@@ -30,6 +30,10 @@ def test_triton_engine_matches_sdpa_under_interpreter(tiny_qwen3):
     assert out["triton_sampler"] == out["reference"] and out["triton_sampler_counters"]["sampler"] == "triton"
     assert out["triton_linear"] == out["reference"] and out["triton_linear_counters"]["linear"] == "triton"
     assert out["triton_rope_unfused"] == out["reference"]
+    assert out["triton_fuse_rope"] == out["reference"] == out["triton_rope"]
+    assert (
+        out["triton_fuse_rope_counters"]["decode_fuses_rope"] and not out["triton_rope_counters"]["decode_fuses_rope"]
+    )
     assert (
         out["triton_rope_counters"]["kv_store_in_rope"] and not out["triton_rope_unfused_counters"]["kv_store_in_rope"]
     )
@@ -39,6 +43,7 @@ def test_triton_engine_matches_sdpa_under_interpreter(tiny_qwen3):
         "triton_prefix",
         "triton_rope",
         "triton_rope_unfused",
+        "triton_fuse_rope",
         "triton_sampler",
         "triton_linear",
         "triton_mixed",
