@@ -2,9 +2,10 @@
 sizes (16 q heads, 8 kv heads, head_dim 128, bf16, block size 256), mirroring
 tests/kernels/decode_rope_interpreter_kernels.py (its own module: test_triton_kernels_gpu.py is near the
 400-line limit). Layers of the chain it replaces (the rope kernel storing K/V, then the decode, both under
-PDL) against layers of the fused decode under PDL: the caches bit for bit, the outputs within the decode
-tests' 1e-2, with and without q/k norm and the first-tile prefetch, contexts 1..2048 and a padding row,
-eagerly and replayed from a CUDA graph."""
+PDL) against layers of the fused decode under PDL: the caches bit for bit (with q/k norm, K within one bf16
+ulp: the compiled reductions of the two kernels may sum a head's squares in another order), the outputs
+within the decode tests' 1e-2, with and without q/k norm and the first-tile prefetch, contexts 1..2048 and a
+padding row, eagerly and replayed from a CUDA graph."""
 
 import importlib
 
@@ -113,7 +114,12 @@ def check_case(chain, prefetch_kv):
     expected_pages = [t.clone() for t in chain.pages]
     ours = chain.run(fused=True, prefetch_kv=prefetch_kv)
     lens_list = chain.lens.tolist()
-    assert all(torch.equal(a, b) for a, b in zip(chain.pages, expected_pages)), lens_list
+    (k_cache, v_cache), (k_expected, v_expected) = chain.pages, expected_pages
+    assert torch.equal(v_cache, v_expected), lens_list
+    if chain.weights[0] is None:  # elementwise only: the same bits
+        assert torch.equal(k_cache, k_expected), lens_list
+    else:  # a head's sum of squares may add up in another order over another layout: one bf16 ulp
+        torch.testing.assert_close(k_cache, k_expected, atol=0, rtol=2**-7)
     torch.testing.assert_close(ours.float(), expected.float(), atol=1e-2, rtol=1e-2)
     assert torch.all(ours[:, chain.lens == 0] == 0) and torch.all(chain.counters == 0)
 
