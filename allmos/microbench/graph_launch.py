@@ -14,10 +14,9 @@ import statistics
 import time
 
 import torch
-from omegaconf import OmegaConf
 
 from allmos.llm import LLM
-from allmos.microbench.switches import parse_switches
+from allmos.microbench.switches import architecture_of, parse_switches
 
 
 def host_us(launches) -> float:
@@ -64,7 +63,7 @@ def main() -> None:
     args = parser.parse_args()
     if not torch.cuda.is_available():
         parser.error("graph launches need a CUDA device")
-    arch = OmegaConf.to_container(OmegaConf.load(args.arch).architecture)
+    arch = architecture_of(args.arch)
     options = parse_switches(args.switches) | {"max_model_len": 2048}
     llm = LLM(None, architecture=arch, random_weights="always", **options)
     try:

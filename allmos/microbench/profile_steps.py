@@ -21,7 +21,7 @@ from allmos.batch import StepOutput
 from allmos.bench.workloads import WorkloadSpec, make_requests, warmup_requests
 from allmos.engine.step_inputs import build_step_inputs
 from allmos.llm import LLM
-from allmos.microbench.switches import parse_switches
+from allmos.microbench.switches import architecture_of, parse_switches
 
 PHASES = ("schedule", "prepare", "step", "readback", "postprocess")
 
@@ -172,10 +172,8 @@ def main() -> None:
     parser.add_argument("--kernels-after", type=int, default=100, help="steps to run before the kernel profile")
     parser.add_argument("switches", nargs="*", help="engine options as key=value (e.g. attention=triton)")
     args = parser.parse_args()
-    from omegaconf import OmegaConf
-
     options = parse_switches(args.switches)
-    arch = OmegaConf.to_container(OmegaConf.load(args.arch).architecture)
+    arch = architecture_of(args.arch)
     if options.get("tensor_parallel_size", 1) > 1:
         parser.error("the step profiler drives rank 0 alone: use tensor_parallel_size=1")
     llm = LLM(args.model, architecture=arch, random_weights="if_missing", **options)

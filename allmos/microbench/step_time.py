@@ -25,7 +25,7 @@ import torch
 
 from allmos.graph_runner.cuda_graph import bucket_for
 from allmos.llm import LLM
-from allmos.microbench.switches import parse_switches
+from allmos.microbench.switches import architecture_of, parse_switches
 from allmos.sampling_params import SamplingParams
 
 WARM_STEPS = 8
@@ -103,12 +103,10 @@ def main() -> None:
     parser.add_argument("--out", default=None)
     parser.add_argument("switches", nargs="*", help="engine options as key=value (e.g. attention=triton)")
     args = parser.parse_args()
-    from omegaconf import OmegaConf
-
     options = parse_switches(args.switches)
     if "cuda_graphs" in options:
         parser.error("choose CUDA graphs with --graphs, not a cuda_graphs= switch")
-    arch = OmegaConf.to_container(OmegaConf.load(args.arch).architecture)
+    arch = architecture_of(args.arch)
     settings = GRAPH_SETTINGS[args.graphs]
     rows = [measure(args.model, arch, options, graphs, args) for graphs in settings]
     for row in rows:

@@ -27,7 +27,7 @@ import torch
 
 from allmos.llm import LLM
 from allmos.microbench.profile_steps import is_kernel
-from allmos.microbench.switches import parse_switches
+from allmos.microbench.switches import architecture_of, parse_switches
 from allmos.sampling_params import SamplingParams
 
 WARM_STEPS = 8
@@ -213,17 +213,22 @@ def main() -> None:
     parser.add_argument("--context", type=int, default=512)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--top", type=int, default=25, help="kernel names listed")
-    parser.add_argument("--host", action="store_true", help="also record the host's CUDA runtime calls")
-    parser.add_argument("--sequence", type=float, default=0, help="list the last this many us of events (--host)")
+    parser.add_argument(
+        "--host", action="store_true", help="also record the host's Python functions and CUDA runtime calls"
+    )
+    parser.add_argument(
+        "--sequence",
+        type=float,
+        default=0,
+        help="list the device events (and with --host the runtime calls) of the last this many us",
+    )
     parser.add_argument("--out", default=None)
     parser.add_argument("switches", nargs="*", help="engine options as key=value (e.g. attention=triton)")
     args = parser.parse_args()
-    from omegaconf import OmegaConf
-
     if not torch.cuda.is_available():
         parser.error("the timeline is the GPU's: run it on a CUDA device")
     options = parse_switches(args.switches)
-    arch = OmegaConf.to_container(OmegaConf.load(args.arch).architecture)
+    arch = architecture_of(args.arch)
     llm = LLM(args.model, architecture=arch, random_weights="if_missing", **options)
     try:
         results = [timeline(llm, b, args.context, args.steps, args.top, args.host, args.sequence) for b in args.batch]

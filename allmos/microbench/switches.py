@@ -36,3 +36,10 @@ def plugin_choice(options: dict[str, Any], plugin: str) -> dict[str, Any]:
         choice = {} if choice is None else {"name": choice}
         options[plugin] = choice
     return choice
+
+
+def architecture_of(model_config: str) -> dict[str, Any]:
+    """The `architecture` of a model config file (conf/model/*.yaml): what the tools build random weights for."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(OmegaConf.load(model_config).architecture)
