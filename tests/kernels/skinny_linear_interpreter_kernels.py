@@ -243,5 +243,7 @@ def test_default_config_keeps_the_register_budget():
     for rows in range(1, MAX_ROWS + 1):
         for n, k in ((4096, 1024), (1024, 2048), (6144, 1024), (1024, 3072), (151936, 1024)):
             assert _skinny.accumulator_fits(rows, **_skinny.default_config(rows, n, k))
-    assert _skinny.default_config(1, 4096, 1024) == {"block_n": 2, "block_k": 1024, "num_warps": 4}  # qkv
-    assert _skinny.default_config(1, 1024, 3072)["block_k"] == 2048  # down: whole 2048-wide chunks
+    assert _skinny.default_config(1, 4096, 1024) == {"block_n": 8, "block_k": 1024, "num_warps": 4}  # qkv
+    assert _skinny.default_config(1, 1024, 2048) == {"block_n": 2, "block_k": 2048, "num_warps": 4}  # o
+    down = _skinny.default_config(1, 1024, 3072)  # whole rows in one (masked) chunk
+    assert down == {"block_n": 4, "block_k": 4096, "num_warps": 16}

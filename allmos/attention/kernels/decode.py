@@ -101,7 +101,9 @@ def _decode_split_kernel(
     """One program = one (kv head, sequence, split). Its GROUP query heads share every K/V tile it loads.
 
     With FUSED_COMBINE the last split of a (sequence, kv head) to finish merges the splits' partials
-    itself (see _store_or_merge_fused) instead of a second kernel doing it.
+    itself (see _store_or_merge_fused) instead of a second kernel doing it. The split count is fixed by
+    host-known sizes (a CUDA graph's), so at short contexts most splits hold no tile: with the fused
+    merge they return at once rather than wait for the previous kernel and publish nothing.
 
     The grid runs kv heads fastest, so a sequence's programs start together; with ORDERED, the i-th
     sequence started is seq_order[i] (longest context first), so the programs that start last are the
@@ -131,6 +133,8 @@ def _decode_split_kernel(
     tok_start = split * tiles_per_split * BLOCK_N
     tok_end = tl.minimum(tok_start + tiles_per_split * BLOCK_N, ctx_len)
     owns_newest = (tok_start < tok_end) & (tok_end == ctx_len)
+    if FUSED_COMBINE and split >= _splits_with_tokens(ctx_len, num_splits, BLOCK_N):
+        return  # an empty split: the merge neither waits for nor reads it, and it writes nothing
     cached_end = tok_end  # the tokens read from the cache: all but the newest one with FUSE_ROPE
     newest_in_cache = ctx_len  # with FUSE_ROPE, 0: the prefetched tile completes no row from the cache
     if FUSE_ROPE:

@@ -221,11 +221,20 @@ def _silu_mul_linear_kernel(
 
 
 def default_config(rows: int, n: int, k: int) -> dict:
-    """At one row, measured on an H100 (allmos.microbench.linear_bench, 2026-11-28): block_n 2 and 4 warps were
-    best on every Qwen3-0.6B projection, fused or not, with whole 1024-wide K chunks, or 2048-wide ones for
-    the N=1024 projections whose K is 2048+ (o, down): their 512 programs then keep the most bytes in
-    flight. More rows shrink block_k so that the accumulator tile keeps its register budget (not tuned)."""
+    """At one row, measured on an H100 as a decode layer's chain of kernels under PDL, each projection's config
+    varied in turn (allmos.microbench.layer_chain --sweep, 2026-12-06; 20.6 -> 17.9 us per layer):
+      * rows longer than 2048 (down, K=3072): a whole row per chunk (block_k 4096, masked) with 16 warps
+        and block_n 4, so that every weight load of a program is issued before the PDL wait (0.95x);
+      * K up to 1024 and N up to 4096 (qkv): block_n 8, which keeps the launch within one wave of resident
+        programs (2 -> 8: 0.93x);
+      * the rest (o, gate_up, and the LM head's long stream) as measured one kernel at a time
+        (linear_bench, 2026-11-28): block_n 2 with whole 1024-wide K chunks, or 2048-wide ones for o.
+    More rows shrink block_k so that the accumulator tile keeps its register budget (not tuned)."""
     if rows == 1:
+        if k > 2048:
+            return {"block_n": 4, "block_k": triton.next_power_of_2(k), "num_warps": 16}
+        if k <= 1024 and n <= 4096:
+            return {"block_n": 8, "block_k": 1024, "num_warps": 4}
         return {"block_n": 2, "block_k": 2048 if k >= 2048 and n <= 2048 else 1024, "num_warps": 4}
     block_n = 8 if n >= 2 * NUM_SMS_H100 * 8 else 4
     block_k = max(64, 512 // triton.next_power_of_2(rows))
