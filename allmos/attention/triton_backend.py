@@ -13,6 +13,8 @@ from allmos.errors import ConfigError
 from allmos.registry import PluginOptions, register
 from allmos.triton_shared.support import TritonPlugin, check_pdl_option
 
+MIN_REGISTER_CAP, MAX_REGISTER_CAP = 64, 248  # per thread; the hardware's limit is 255
+
 
 @dataclass
 class TritonOptions(PluginOptions):
@@ -24,9 +26,18 @@ class TritonOptions(PluginOptions):
     )
     decode_block_n: Optional[int] = None  # KV tokens per decode tile (16..256, a power of two); None = heuristic
     prefetch_kv: bool = True  # decode loads its first K/V tile before the PDL wait (tiles <= 64, launch resident)
+    # The decode kernel's cap on registers per thread (ptx .maxnreg), so that more programs fit an SM; None: none.
+    decode_max_registers: Optional[int] = None
     # Decode normalizes and rotates q and the new k and stores the new K/V inside the attention kernel (one
-    # kernel per layer fewer). Off: not yet measured on a GPU.
+    # kernel per layer fewer). Off: on an H100 it bought nothing (2026-12-06, README).
     fuse_rope: bool = False
+
+
+def _check_register_cap(cap) -> None:
+    in_range = isinstance(cap, int) and MIN_REGISTER_CAP <= cap <= MAX_REGISTER_CAP and cap % 8 == 0
+    if cap is not None and not in_range:
+        span = f"{MIN_REGISTER_CAP}..{MAX_REGISTER_CAP}"
+        raise ConfigError("attention.decode_max_registers", f"{cap} is not a multiple of 8 in {span}")
 
 
 @dataclass
@@ -56,6 +67,14 @@ class TritonBackend(TritonPlugin, AttentionBackend):
         block_n = options.decode_block_n
         if block_n is not None and block_n not in (16, 32, 64, 128, 256):
             raise ConfigError("attention.decode_block_n", f"{block_n} is not a power of two in 16..256")
+        cap = options.decode_max_registers
+        if cap is not None and not (
+            isinstance(cap, int) and MIN_REGISTER_CAP <= cap <= MAX_REGISTER_CAP and cap % 8 == 0
+        ):
+            raise ConfigError(
+                "attention.decode_max_registers",
+                f"{cap} is not a multiple of 8 in {MIN_REGISTER_CAP}..{MAX_REGISTER_CAP}",
+            )
         if options.fuse_rope and where.kv_cache_dtype == "fp8":
             raise ConfigError("attention.fuse_rope", "stores K/V unquantized: not with kv_cache_dtype=fp8 (drop one)")
 
@@ -126,4 +145,5 @@ class TritonBackend(TritonPlugin, AttentionBackend):
             scales=scales,
             prefetch_kv=self.options.prefetch_kv,
             rope=rope,
+            max_registers=self.options.decode_max_registers,
         )

@@ -2,6 +2,7 @@
 
     python -m allmos.microbench.kernel_bench_fp8 [--batches 16,64,256] [--context 2048] [--out FILE]
     python -m allmos.microbench.kernel_bench_fp8 --tiles 64,128,256 --stages 2,3   # fp8 launch configs
+    python -m allmos.microbench.kernel_bench_fp8 --max-registers 168 --batches 64,256   # with a register cap
 
 Qwen3-0.6B head shapes (16 q heads, 8 kv heads, head_dim 128), pages of 256 tokens, the default
 heuristics, CUDA-graph replays rotating over input sets past the L2 (as kernel_bench). Bandwidth counts
@@ -71,27 +72,35 @@ def bench(batch: int, context: int, copy_gbps: float) -> dict:
     return row
 
 
-def sweep_fp8(batch: int, context: int, copy_gbps: float, tiles: list[int], stages: list[int]) -> list[dict]:
-    """The fp8 decode at each (tokens per tile, pipeline stages), beside the default heuristics'."""
+def sweep_fp8(batch: int, context: int, copy_gbps: float, tiles: list, stages: list, caps: list) -> list[dict]:
+    """The fp8 decode at each (tokens per tile, pipeline stages, register cap), beside the default heuristics'."""
     rows = []
     for block_n in [None, *tiles]:
         for num_stages in stages if block_n else [2]:
-            calls, num_bytes = decode_calls(batch, context, "fp8", block_n=block_n, num_stages=num_stages)
-            ms = graph_ms(calls, num_bytes)
-            row = {"batch": batch, "block_n": block_n or "default", "num_stages": num_stages, "ms": ms}
-            rows.append(row | {"gbps": gbps(num_bytes, ms), "share_of_copy": gbps(num_bytes, ms) / copy_gbps})
-            print(f"{batch:>6} {row['block_n']:>8} {num_stages:>7} {ms * 1e3:>8.1f} {rows[-1]['share_of_copy']:>7.1%}")
-            del calls
-            torch.cuda.empty_cache()
+            for cap in [None, *caps]:
+                launch = {"block_n": block_n, "num_stages": num_stages, "max_registers": cap}
+                calls, num_bytes = decode_calls(batch, context, "fp8", **launch)
+                ms = graph_ms(calls, num_bytes)
+                row = {"batch": batch, "block_n": block_n or "default", "num_stages": num_stages, "ms": ms}
+                row |= {"max_registers": cap or "-", "gbps": gbps(num_bytes, ms)}
+                rows.append(row | {"share_of_copy": row["gbps"] / copy_gbps})
+                print(
+                    f"{batch:>6} {row['block_n']:>8} {num_stages:>7} {row['max_registers']:>5} {ms * 1e3:>8.1f} "
+                    f"{rows[-1]['share_of_copy']:>7.1%}"
+                )
+                del calls
+                torch.cuda.empty_cache()
     return rows
 
 
 def run_sweep(args, copy: dict) -> None:
-    print(f"{'batch':>6} {'block_n':>8} {'stages':>7} {'fp8 us':>8} {'share':>7}")
-    tiles, stages = [int(t) for t in args.tiles.split(",")], [int(n) for n in args.stages.split(",")]
+    print(f"{'batch':>6} {'block_n':>8} {'stages':>7} {'regs':>5} {'fp8 us':>8} {'share':>7}")
+    tiles = [int(t) for t in args.tiles.split(",")] if args.tiles else []
+    stages = [int(n) for n in args.stages.split(",")]
+    caps = [int(c) for c in args.max_registers.split(",")] if args.max_registers else []
     rows = []
     for batch in map(int, args.batches.split(",")):
-        rows += sweep_fp8(batch, args.context, copy["gbps"], tiles, stages)
+        rows += sweep_fp8(batch, args.context, copy["gbps"], tiles, stages, caps)
     if args.out:
         with open(args.out, "w") as out:
             json.dump({"env": environment(), "copy": copy, "context": args.context, "fp8_sweep": rows}, out, indent=1)
@@ -104,13 +113,16 @@ def main() -> None:
     parser.add_argument("--out", help="write the figures as JSON")
     parser.add_argument("--tiles", help="fp8 only: sweep these tokens-per-tile values (e.g. 64,128,256)")
     parser.add_argument("--stages", default="2", help="with --tiles: pipeline stages to sweep (e.g. 2,3)")
+    parser.add_argument(
+        "--max-registers", help="fp8 only: sweep these register caps per thread too (e.g. 168: 3 programs per SM)"
+    )
     args = parser.parse_args()
     if not torch.cuda.is_available():
         raise SystemExit("kernel_bench_fp8 needs a CUDA device")
     torch.manual_seed(0)
     copy = bench_copy()
     print(f"{environment()}\ndevice-to-device copy: {copy['gbps']:.0f} GB/s (read + write)")
-    if args.tiles:
+    if args.tiles or args.max_registers:
         run_sweep(args, copy)
         return
     columns = (("batch", 6), ("bf16 GB/s", 10), ("share", 6), ("fp8 GB/s", 9), ("share", 6), ("bf16 us", 8))

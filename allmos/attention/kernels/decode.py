@@ -273,6 +273,7 @@ def paged_decode_attention(
     scales=None,
     prefetch_kv: bool = True,
     rope: DecodeRope | None = None,
+    max_registers: int | None = None,
 ) -> torch.Tensor:
     """Single-token attention for each sequence: q [batch, num_heads, head_dim] -> out (same shape).
 
@@ -290,7 +291,9 @@ def paged_decode_attention(
     right before may still be writing, so no kernel still running may write the cache's older positions;
     it applies where the tile fits (decode_prefetch.prefetches_first_tile: tiles of up to 64 tokens,
     launches resident at once) and changes no result. block_n / num_warps / num_stages are tuning knobs for
-    benchmarks. FP8 caches (float8 e4m3) come with their scales (`scales`, a KVScales).
+    benchmarks, and so is max_registers, the compiler's cap on registers per thread (ptx .maxnreg): fewer
+    registers can fit more programs on an SM (e.g. 3 instead of 2 of the FP8 kernel at 168), at the risk
+    of spills; kernel_resources reports both. FP8 caches (float8 e4m3) come with their scales (`scales`, a KVScales).
 
     With `rope` (a DecodeRope) q and the new tokens' k, v are raw (before q/k norm and RoPE) and the
     kernel normalizes, rotates and stores them itself (decode_rope.py): the cache must then hold all but
@@ -371,6 +374,7 @@ def paged_decode_attention(
         **rope_flags,
         num_warps=num_warps,
         num_stages=num_stages,
+        **({} if max_registers is None else {"maxnreg": max_registers}),
         **pdl_launch("paged_decode_attention", pdl, q.device),
     )
     if not direct and not fused:

@@ -1,5 +1,5 @@
 """Options of attention=triton checked before any weight loads: a decode tile that is not a power of two
-in 16..256 is refused, naming the switch. That the tile changes no token is checked on the GPU
+in 16..256, or a register cap that is not a multiple of 8 in 64..248, is refused, naming the switch. That the tile changes no token is checked on the GPU
 (test_gpu_engine.py) and under the interpreter (triton_interpreter_kernels.py); prefetch_kv reaches the
 decode kernel (what it changes: decode_prefetch_interpreter_kernels.py, test_triton_kernels_gpu.py)."""
 
@@ -34,6 +34,18 @@ def test_decode_tiles_that_run(block_n, interpreter):
     check(decode_block_n=block_n)
 
 
+@pytest.mark.parametrize("cap", [32, 100, 256, "168"])
+def test_a_register_cap_outside_64_to_248_or_not_a_multiple_of_8_is_refused(cap, interpreter):
+    with pytest.raises(ConfigError, match="attention.decode_max_registers") as refused:
+        check(decode_max_registers=cap)
+    assert refused.value.switch == "attention.decode_max_registers"
+
+
+@pytest.mark.parametrize("cap", [None, 64, 168, 248])
+def test_register_caps_that_run(cap, interpreter):
+    check(decode_max_registers=cap)
+
+
 def test_the_default_decode_tile_grows_once_the_launch_fills_the_gpu():
     assert default_block_n(1, 8) == 64
     assert default_block_n(16, 8, num_sms=132) == 64  # 128 programs: fewer than the SMs
@@ -59,8 +71,8 @@ def test_the_triton_backend_builds_its_own_metadata_from_the_common_one_also_for
     assert not hasattr(common, "seq_order")  # the common metadata is not mutated
 
 
-@pytest.mark.parametrize("prefetch_kv", [True, False])
-def test_the_prefetch_option_reaches_the_decode_kernel(prefetch_kv):
+@pytest.mark.parametrize("prefetch_kv,cap", [(True, None), (False, 168)])
+def test_the_prefetch_and_register_options_reach_the_decode_kernel(prefetch_kv, cap):
     import types
 
     import torch
@@ -70,11 +82,11 @@ def test_the_prefetch_option_reaches_the_decode_kernel(prefetch_kv):
     from allmos.graph_runner.cuda_graph import StaticInputs
     from allmos.registry import BuildContext
 
-    options = TritonOptions(name="triton", prefetch_kv=prefetch_kv)
+    options = TritonOptions(name="triton", prefetch_kv=prefetch_kv, decode_max_registers=cap)
     backend = TritonBackend(options, BuildContext(heads=HeadShape(4, 2, 16, 0.25)))
     calls = []
     backend.decode = types.SimpleNamespace(paged_decode_attention=lambda *args, **kwargs: calls.append(kwargs))
     meta = backend.build_metadata(StaticInputs(4, 2, 16, 24, torch.device("cpu")).meta(3, 2))
     cache = torch.zeros(4, 16, 2, 16)
     backend.forward(torch.zeros(3, 4, 16), None, None, cache, cache, meta)
-    assert len(calls) == 1 and calls[0]["prefetch_kv"] is prefetch_kv
+    assert len(calls) == 1 and calls[0]["prefetch_kv"] is prefetch_kv and calls[0]["max_registers"] == cap

@@ -1,0 +1,39 @@
+"""kernel_resources compiles the decode hot path's Triton kernels for sm_90 on the CPU and reads their
+registers and spills from the cubin (the CUDA tools bundled with Triton); programs per SM follow the
+sm_90 limits."""
+
+import pytest
+
+pytest.importorskip("triton")
+from allmos.microbench import kernel_resources as kr
+
+
+@pytest.mark.parametrize(
+    "registers,num_warps,shared,expected",
+    [
+        (63, 4, 4096, 8),  # 64 registers x 128 threads: 8 programs fill the register file
+        (38, 4, 4096, 12),  # 40 after rounding to the allocation unit
+        (199, 4, 41984, 2),  # the FP8 decode at 128-token tiles
+        (168, 4, 41984, 3),  # ... capped at 168 registers
+        (124, 4, 73728, 3),  # shared memory allows 3 (228 KB over 73 KB + 1 KB each)
+        (46, 16, 16384, 2),  # 16 warps: 1536 registers a warp, 42 warps, 2 programs
+        (16, 1, 0, 32),  # the program count is the limit
+    ],
+)
+def test_programs_per_sm_follow_the_sm90_limits(registers, num_warps, shared, expected):
+    assert kr.programs_per_sm(registers, num_warps, shared) == expected
+
+
+def test_the_default_batch1_gemvs_do_not_spill_and_qkv_fits_one_wave():
+    rows = {row["kernel"]: row for row in kr.gemv_rows(sweep=False)}
+    assert set(rows) == set(kr.GEMVS)
+    for row in rows.values():
+        assert row["spill_bytes"] == 0 and 0 < row["registers"] <= 255 and row["programs_per_sm"] >= 1
+    qkv = rows["norm+qkv"]
+    assert qkv["grid"] == 4096 // qkv["config"]["block_n"] and qkv["waves"] <= 1
+
+
+def test_a_register_cap_reaches_the_decode_kernel():
+    capped = kr.decode_row("decode", 256, 128, 1, fp8=True, fuse_rope=False, max_registers=kr.FP8_REGISTER_CAP)
+    assert capped["registers"] <= kr.FP8_REGISTER_CAP and capped["config"]["max_registers"] == kr.FP8_REGISTER_CAP
+    assert capped["programs_per_sm"] >= 3
