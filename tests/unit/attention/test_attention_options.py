@@ -1,7 +1,9 @@
 """Options of attention=triton checked before any weight loads: a decode tile that is not a power of two
-in 16..256, or a register cap that is not a multiple of 8 in 64..248, is refused, naming the switch. That the tile changes no token is checked on the GPU
-(test_gpu_engine.py) and under the interpreter (triton_interpreter_kernels.py); prefetch_kv reaches the
-decode kernel (what it changes: decode_prefetch_interpreter_kernels.py, test_triton_kernels_gpu.py)."""
+in 16..256, or a register cap that is not a multiple of 8 in 64..248, is refused, naming the switch. That
+the tile changes no token is checked on the GPU (test_gpu_engine.py) and under the interpreter
+(triton_interpreter_kernels.py); prefetch_kv and the register cap reach the decode kernel (what the
+prefetch changes: decode_prefetch_interpreter_kernels.py, test_triton_kernels_gpu.py; the cap:
+test_fp8_kernels_gpu.py)."""
 
 import pytest
 
