@@ -23,17 +23,29 @@ def median_ms(fn, rep: int = 100) -> float:
 def graph_ms(calls: list, bytes_per_call: int, replays: int = 10) -> float:
     """Median GPU time per call over replays of a CUDA graph that runs `calls` back to back."""
     repeats = max(1, triton.cdiv(GRAPH_BYTES, bytes_per_call * len(calls)))
+
+    def warm_up():
+        for call in calls:
+            call()
+
+    def body():
+        for _ in range(repeats):
+            warm_up()
+
+    return statistics.median(ms / (repeats * len(calls)) for ms in replay_ms(warm_up, body, replays))
+
+
+def replay_ms(warm_up, body, replays: int) -> list[float]:
+    """GPU milliseconds of each of `replays` replays of a CUDA graph capturing body(); warm_up() runs once
+    first, outside the capture (Triton compiles there)."""
     stream = torch.cuda.Stream()
     stream.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(stream):
-        for call in calls:  # compile and warm up outside the capture
-            call()
+        warm_up()
     torch.cuda.synchronize()
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
-        for _ in range(repeats):
-            for call in calls:
-                call()
+        body()
     times = []
     for _ in range(replays):
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
@@ -41,8 +53,8 @@ def graph_ms(calls: list, bytes_per_call: int, replays: int = 10) -> float:
         graph.replay()
         end.record()
         end.synchronize()
-        times.append(start.elapsed_time(end) / (repeats * len(calls)))
-    return statistics.median(times)
+        times.append(start.elapsed_time(end))
+    return times
 
 
 def host_us(fn, calls: int = 200) -> float:

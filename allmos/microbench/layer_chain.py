@@ -32,7 +32,7 @@ from allmos.linear.kernels.gemv import (
     silu_mul_linear,
     skinny_linear,
 )
-from allmos.microbench.gpu_timing import environment
+from allmos.microbench.gpu_timing import environment, replay_ms
 from allmos.microbench.kernel_bench import bench_copy
 
 DTYPE = torch.bfloat16
@@ -126,23 +126,8 @@ def chain_us_per_layer(weights: list[dict], configs: dict, pdl: bool, replays: i
             h, r = run_layer(h, r, w, configs, pdl)
         return h
 
-    stream = torch.cuda.Stream()
-    stream.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(stream):
-        chain()  # compile outside the capture
-    torch.cuda.synchronize()
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        chain()
-    times = []
-    for _ in range(replays):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        graph.replay()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end) * 1e3 / len(weights))
-    return sorted(times)[len(times) // 2]
+    times = sorted(ms * 1e3 / len(weights) for ms in replay_ms(chain, chain, replays))
+    return times[len(times) // 2]
 
 
 def defaults() -> dict:
