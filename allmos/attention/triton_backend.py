@@ -67,14 +67,7 @@ class TritonBackend(TritonPlugin, AttentionBackend):
         block_n = options.decode_block_n
         if block_n is not None and block_n not in (16, 32, 64, 128, 256):
             raise ConfigError("attention.decode_block_n", f"{block_n} is not a power of two in 16..256")
-        cap = options.decode_max_registers
-        if cap is not None and not (
-            isinstance(cap, int) and MIN_REGISTER_CAP <= cap <= MAX_REGISTER_CAP and cap % 8 == 0
-        ):
-            raise ConfigError(
-                "attention.decode_max_registers",
-                f"{cap} is not a multiple of 8 in {MIN_REGISTER_CAP}..{MAX_REGISTER_CAP}",
-            )
+        _check_register_cap(options.decode_max_registers)
         if options.fuse_rope and where.kv_cache_dtype == "fp8":
             raise ConfigError("attention.fuse_rope", "stores K/V unquantized: not with kv_cache_dtype=fp8 (drop one)")
 
