@@ -186,8 +186,13 @@ def test_gemv_kernels_compile_for_h100_with_the_weight_load_before_the_pdl_wait(
     wait = ops.index("griddepcontrol.wait")
     # 4 warps; without alignment hints (none here) one 16-bit load per element
     weight_loads_per_thread = constexprs["BLOCK_N"] * constexprs["BLOCK_K"] // (32 * 4)
-    assert ops[:wait] == ["ld.global.b16"] * weight_loads_per_thread + ["griddepcontrol.launch_dependents"]
+    row_loads_per_thread = constexprs["K"] // (32 * 4)  # one 16-bit load per element of a row
+    norm_weight_loads = row_loads_per_thread if name == "add_rms_norm_linear_qkv" else 0  # a constant, too
+    expected = weight_loads_per_thread + norm_weight_loads
+    assert ops[:wait] == ["ld.global.b16"] * expected + ["griddepcontrol.launch_dependents"]
     assert any(op.startswith("st.global") for op in ops[wait:])
+    if name == "add_rms_norm_linear_qkv":  # one chunk: x and the residual are read once, after the wait
+        assert ops[wait:].count("ld.global.b16") == 2 * row_loads_per_thread
 
 
 @pytest.mark.parametrize("pdl", [False, True], ids=["plain", "pdl"])

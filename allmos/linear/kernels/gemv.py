@@ -160,6 +160,37 @@ def _add_rms_norm_linear_kernel(
 ):
     dtype = x_ptr.dtype.element_ty
     offs_m, m_mask, offs_n, n_mask = _tile_offsets(M, N, BLOCK_M, BLOCK_N)
+    if K <= BLOCK_K:  # one chunk: x + residual is read once, and the norm weight before the wait
+        offs_k = tl.arange(0, BLOCK_K)
+        k_mask = offs_k < K
+        norm_w = tl.load(norm_w_ptr + offs_k, mask=k_mask, other=0.0).to(tl.float32)
+        w_first = _first_weight_chunk(w_ptr, stride_wn, offs_n, n_mask, K, BLOCK_K, USE_PDL)
+        h = _residual_chunk(x_ptr, stride_xm, r_ptr, stride_rm, offs_m, m_mask, offs_k, k_mask, HAS_RESIDUAL)
+        if HAS_RESIDUAL:
+            writes_residual = tl.program_id(0) == 0  # the others only read x and residual
+            new_r_ptrs = new_r_ptr + offs_m[:, None] * stride_new_rm + offs_k[None, :]
+            tl.store(new_r_ptrs, h.to(dtype), mask=m_mask[:, None] & k_mask[None, :] & writes_residual)
+        inv_rms = tl.rsqrt(tl.sum(h * h, axis=1) / K + eps)
+        normed = round_to_dtype(norm_w[None, :] * round_to_dtype(h * inv_rms[:, None], dtype), dtype)
+        acc = tl.zeros((BLOCK_M, BLOCK_N, BLOCK_K), dtype=tl.float32)
+        acc = _accumulate(acc, normed, w_first, w_ptr, stride_wn, offs_n, n_mask, offs_k, k_mask, 0)
+    else:
+        acc = _two_pass_norm_product(
+            x_ptr, r_ptr, norm_w_ptr, w_ptr, new_r_ptr, M, N, eps, stride_xm, stride_rm, stride_new_rm, stride_wn,
+            offs_m, m_mask, offs_n, n_mask, K, HAS_RESIDUAL, BLOCK_M, BLOCK_N, BLOCK_K, USE_PDL,
+        )  # fmt: skip
+    _store_output(y_ptr, stride_ym, acc, offs_m, m_mask, offs_n, n_mask)
+
+
+@triton.jit
+def _two_pass_norm_product(
+    x_ptr, r_ptr, norm_w_ptr, w_ptr, new_r_ptr, M, N, eps, stride_xm, stride_rm, stride_new_rm, stride_wn, offs_m,
+    m_mask, offs_n, n_mask, K: tl.constexpr, HAS_RESIDUAL: tl.constexpr, BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, USE_PDL: tl.constexpr,
+):  # fmt: skip
+    """Rows longer than a chunk: a first pass for the sum of squares (and the new residual), a second that
+    normalizes each chunk again as it multiplies it."""
+    dtype = x_ptr.dtype.element_ty
     w_first = _first_weight_chunk(w_ptr, stride_wn, offs_n, n_mask, K, BLOCK_K, USE_PDL)
     writes_residual = tl.program_id(0) == 0  # the others only read x and residual
     squares = tl.zeros((BLOCK_M, BLOCK_K), dtype=tl.float32)
@@ -181,7 +212,7 @@ def _add_rms_norm_linear_kernel(
         norm_w = tl.load(norm_w_ptr + offs_k, mask=k_mask, other=0.0).to(tl.float32)
         normed = round_to_dtype(norm_w[None, :] * round_to_dtype(h * inv_rms[:, None], dtype), dtype)
         acc = _accumulate(acc, normed, w_first, w_ptr, stride_wn, offs_n, n_mask, offs_k, k_mask, k0)
-    _store_output(y_ptr, stride_ym, acc, offs_m, m_mask, offs_n, n_mask)
+    return acc
 
 
 @triton.jit
