@@ -215,3 +215,17 @@ def test_rows_linear_kernel_compiles_for_h100_with_tensor_cores(prologue, has_re
         assert ptx.index("griddepcontrol.wait") < ptx.index("ld.global")
     else:
         assert "griddepcontrol" not in ptx
+
+
+def test_one_row_gemvs_multiply_in_the_weight_chunks_own_layout():
+    """At one row the products keep the layout the weight chunk is loaded in: no copy of the chunk through
+    shared memory (with its barriers) after the PDL wait. What shared memory remains is the final sum's
+    partials across warps: a few bytes per output row, not the chunk's 2 bytes per weight."""
+    from allmos.linear.kernels.gemv import default_config
+    from allmos.microbench.kernel_resources import GEMVS, gemv_row
+
+    for name, (_, n, k) in GEMVS.items():
+        config = default_config(1, n, k)
+        row = gemv_row(name, config)
+        chunk_bytes = 2 * config["block_n"] * min(config["block_k"], triton.next_power_of_2(k))
+        assert row["shared_bytes"] < chunk_bytes // 8, (name, row)

@@ -10,7 +10,9 @@ chunks, multiplying by all BLOCK_M rows of `a` held in registers: float32 produc
 dot, since at these row counts the weight read bounds the kernel. The products accumulate element-wise
 in a [BLOCK_M, BLOCK_N, BLOCK_K] float32 tile that is summed over K once at the end: a sum per chunk
 would put a cross-warp reduction (shared memory and a barrier) between chunks, which serialises the
-chunks' weight loads instead of letting all of them be in flight. The output is rounded once.
+chunks' weight loads instead of letting all of them be in flight. At one row the tile is [BLOCK_N, BLOCK_K],
+in the layout the weight chunk is loaded in: the 3-D form would move the whole chunk through shared memory
+into another layout after the PDL wait. The output is rounded once.
 
 The fused prologues round where the torch ops in allmos.layers.ops round (to the input dtype), so the
 results agree with the unfused path to the tolerance of the output dtype. The prologue is recomputed by
@@ -82,19 +84,38 @@ def _first_weight_chunk(
 
 
 @triton.jit
+def _new_accumulator(BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+    """[BLOCK_M, BLOCK_N, BLOCK_K] float32 zeros; [BLOCK_N, BLOCK_K] at one row, so that the products
+    keep the weight chunk's own register layout: the 3-D broadcast would first move the whole chunk
+    through shared memory into another layout (barriers after the PDL wait, on the critical path)."""
+    if BLOCK_M == 1:
+        acc = tl.zeros((BLOCK_N, BLOCK_K), dtype=tl.float32)
+    else:
+        acc = tl.zeros((BLOCK_M, BLOCK_N, BLOCK_K), dtype=tl.float32)
+    return acc
+
+
+@triton.jit
 def _accumulate(acc, a, w_first, w_ptr, stride_wn, offs_n, n_mask, offs_k, k_mask, k0: tl.constexpr):
-    """acc [BLOCK_M, BLOCK_N, BLOCK_K] += a [BLOCK_M, BLOCK_K] (float32) times the weight chunk at k0
-    (w_first when k0 is 0)."""
+    """acc (_new_accumulator) += a [BLOCK_M, BLOCK_K] (float32) times the weight chunk at k0 (w_first when
+    k0 is 0)."""
     if k0 == 0:
         w = w_first
     else:
         w = _weight_chunk(w_ptr, stride_wn, offs_n, n_mask, offs_k, k_mask)
-    return acc + a[:, None, :] * w.to(tl.float32)[None, :, :]
+    if a.shape[0] == 1:
+        acc = acc + a * w.to(tl.float32)  # [1, BLOCK_K] broadcast over the chunk's rows
+    else:
+        acc = acc + a[:, None, :] * w.to(tl.float32)[None, :, :]
+    return acc
 
 
 @triton.jit
 def _store_output(y_ptr, stride_ym, acc, offs_m, m_mask, offs_n, n_mask):
-    y = tl.sum(acc, axis=2)
+    if offs_m.shape[0] == 1:
+        y = tl.sum(acc, axis=1)[None, :]
+    else:
+        y = tl.sum(acc, axis=2)
     mask = m_mask[:, None] & n_mask[None, :]
     tl.store(y_ptr + offs_m[:, None] * stride_ym + offs_n[None, :], y.to(y_ptr.dtype.element_ty), mask=mask)
 
@@ -117,7 +138,7 @@ def _skinny_linear_kernel(
 ):
     offs_m, m_mask, offs_n, n_mask = _tile_offsets(M, N, BLOCK_M, BLOCK_N)
     w_first = _first_weight_chunk(w_ptr, stride_wn, offs_n, n_mask, K, BLOCK_K, USE_PDL)
-    acc = tl.zeros((BLOCK_M, BLOCK_N, BLOCK_K), dtype=tl.float32)
+    acc = _new_accumulator(BLOCK_M, BLOCK_N, BLOCK_K)
     for k0 in tl.static_range(0, K, BLOCK_K):  # K is a model dimension: one compile per layer shape
         offs_k = k0 + tl.arange(0, BLOCK_K)
         k_mask = offs_k < K
@@ -172,7 +193,7 @@ def _add_rms_norm_linear_kernel(
             tl.store(new_r_ptrs, h.to(dtype), mask=m_mask[:, None] & k_mask[None, :] & writes_residual)
         inv_rms = tl.rsqrt(tl.sum(h * h, axis=1) / K + eps)
         normed = round_to_dtype(norm_w[None, :] * round_to_dtype(h * inv_rms[:, None], dtype), dtype)
-        acc = tl.zeros((BLOCK_M, BLOCK_N, BLOCK_K), dtype=tl.float32)
+        acc = _new_accumulator(BLOCK_M, BLOCK_N, BLOCK_K)
         acc = _accumulate(acc, normed, w_first, w_ptr, stride_wn, offs_n, n_mask, offs_k, k_mask, 0)
     else:
         acc = _two_pass_norm_product(
@@ -204,7 +225,7 @@ def _two_pass_norm_product(
         squares += h * h
     inv_rms = tl.rsqrt(tl.sum(squares, axis=1) / K + eps)
 
-    acc = tl.zeros((BLOCK_M, BLOCK_N, BLOCK_K), dtype=tl.float32)
+    acc = _new_accumulator(BLOCK_M, BLOCK_N, BLOCK_K)
     for k0 in tl.static_range(0, K, BLOCK_K):
         offs_k = k0 + tl.arange(0, BLOCK_K)
         k_mask = offs_k < K
@@ -234,7 +255,7 @@ def _silu_mul_linear_kernel(
     dtype = gate_up_ptr.dtype.element_ty
     offs_m, m_mask, offs_n, n_mask = _tile_offsets(M, N, BLOCK_M, BLOCK_N)
     w_first = _first_weight_chunk(w_ptr, stride_wn, offs_n, n_mask, K, BLOCK_K, USE_PDL)
-    acc = tl.zeros((BLOCK_M, BLOCK_N, BLOCK_K), dtype=tl.float32)
+    acc = _new_accumulator(BLOCK_M, BLOCK_N, BLOCK_K)
     for k0 in tl.static_range(0, K, BLOCK_K):
         offs_k = k0 + tl.arange(0, BLOCK_K)
         k_mask = offs_k < K
