@@ -26,7 +26,8 @@ class TritonOptions(PluginOptions):
     )
     decode_block_n: Optional[int] = None  # KV tokens per decode tile (16..256, a power of two); None = heuristic
     prefetch_kv: bool = True  # decode loads its first K/V tile before the PDL wait (tiles <= 64, launch resident)
-    # The decode kernel's cap on registers per thread (ptx .maxnreg), so that more programs fit an SM; None: none.
+    # The decode kernel's cap on registers per thread (ptx .maxnreg), so that more programs fit an SM; None:
+    # heuristic (168 for FP8 pages, none for bf16); 0: no cap.
     decode_max_registers: Optional[int] = None
     # Decode normalizes and rotates q and the new k and stores the new K/V inside the attention kernel (one
     # kernel per layer fewer). Off: on an H100 it bought nothing (2026-12-06, README).
@@ -34,10 +35,11 @@ class TritonOptions(PluginOptions):
 
 
 def _check_register_cap(cap) -> None:
-    in_range = isinstance(cap, int) and MIN_REGISTER_CAP <= cap <= MAX_REGISTER_CAP and cap % 8 == 0
-    if cap is not None and not in_range:
+    no_cap = cap is None or (type(cap) is int and cap == 0)
+    in_range = type(cap) is int and MIN_REGISTER_CAP <= cap <= MAX_REGISTER_CAP and cap % 8 == 0
+    if not (no_cap or in_range):
         span = f"{MIN_REGISTER_CAP}..{MAX_REGISTER_CAP}"
-        raise ConfigError("attention.decode_max_registers", f"{cap} is not a multiple of 8 in {span}")
+        raise ConfigError("attention.decode_max_registers", f"{cap} is not 0 (no cap) or a multiple of 8 in {span}")
 
 
 @dataclass

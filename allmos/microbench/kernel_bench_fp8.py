@@ -2,7 +2,7 @@
 
     python -m allmos.microbench.kernel_bench_fp8 [--batches 16,64,256] [--context 2048] [--out FILE]
     python -m allmos.microbench.kernel_bench_fp8 --tiles 64,128,256 --stages 2,3   # fp8 launch configs
-    python -m allmos.microbench.kernel_bench_fp8 --max-registers 168 --batches 64,256   # with a register cap
+    python -m allmos.microbench.kernel_bench_fp8 --max-registers 0 --batches 64,256   # default cap vs none
 
 Qwen3-0.6B head shapes (16 q heads, 8 kv heads, head_dim 128), pages of 256 tokens, the default
 heuristics, CUDA-graph replays rotating over input sets past the L2 (as kernel_bench). Bandwidth counts
@@ -82,10 +82,10 @@ def sweep_fp8(batch: int, context: int, copy_gbps: float, tiles: list, stages: l
                 calls, num_bytes = decode_calls(batch, context, "fp8", **launch)
                 ms = graph_ms(calls, num_bytes)
                 row = {"batch": batch, "block_n": block_n or "default", "num_stages": num_stages, "ms": ms}
-                row |= {"max_registers": cap or "-", "gbps": gbps(num_bytes, ms)}
+                row |= {"max_registers": "default" if cap is None else cap or "none", "gbps": gbps(num_bytes, ms)}
                 rows.append(row | {"share_of_copy": row["gbps"] / copy_gbps})
                 print(
-                    f"{batch:>6} {row['block_n']:>8} {num_stages:>7} {row['max_registers']:>5} {ms * 1e3:>8.1f} "
+                    f"{batch:>6} {row['block_n']:>8} {num_stages:>7} {row['max_registers']:>7} {ms * 1e3:>8.1f} "
                     f"{rows[-1]['share_of_copy']:>7.1%}"
                 )
                 del calls
@@ -94,7 +94,7 @@ def sweep_fp8(batch: int, context: int, copy_gbps: float, tiles: list, stages: l
 
 
 def run_sweep(args, copy: dict) -> None:
-    print(f"{'batch':>6} {'block_n':>8} {'stages':>7} {'regs':>5} {'fp8 us':>8} {'share':>7}")
+    print(f"{'batch':>6} {'block_n':>8} {'stages':>7} {'regs':>7} {'fp8 us':>8} {'share':>7}")
     tiles = [int(t) for t in args.tiles.split(",")] if args.tiles else []
     stages = [int(n) for n in args.stages.split(",")]
     caps = [int(c) for c in args.max_registers.split(",")] if args.max_registers else []
@@ -114,7 +114,7 @@ def main() -> None:
     parser.add_argument("--tiles", help="fp8 only: sweep these tokens-per-tile values (e.g. 64,128,256)")
     parser.add_argument("--stages", default="2", help="with --tiles: pipeline stages to sweep (e.g. 2,3)")
     parser.add_argument(
-        "--max-registers", help="fp8 only: sweep these register caps per thread too (e.g. 168: 3 programs per SM)"
+        "--max-registers", help="fp8 only: sweep these register caps per thread beside the default (168) too (0: none)"
     )
     args = parser.parse_args()
     if not torch.cuda.is_available():

@@ -136,14 +136,14 @@ def test_decode_over_fp8_pages_eager_and_in_a_cuda_graph(fixed, batch):
 
 @pytest.mark.parametrize("batch", [1, 64, 256])
 def test_a_register_cap_changes_no_decoded_value(batch):
-    """attention.decode_max_registers=168 (3 programs of the FP8 decode per SM instead of 2) only changes
-    where the compiler keeps values: the same result, bit for bit."""
+    """The FP8 decode's default cap of 168 registers (3 programs per SM instead of 2) only changes where the
+    compiler keeps values: the same result as uncapped (attention.decode_max_registers=0), bit for bit."""
     gen = torch.Generator(device=DEVICE).manual_seed(batch)
     lens = torch.randint(1, 2048, (batch,), generator=gen, device=DEVICE).to(torch.int32)
     (k8, v8, scales), _, _, tables = fp8_pages(lens.tolist(), None, gen)
     q = torch.randn(batch, HEADS, HEAD_DIM, generator=gen, device=DEVICE).bfloat16()
-    free = paged_decode_attention(q, k8, v8, tables, lens, HEAD_DIM**-0.5, scales=scales)
-    capped = paged_decode_attention(q, k8, v8, tables, lens, HEAD_DIM**-0.5, scales=scales, max_registers=168)
+    free = paged_decode_attention(q, k8, v8, tables, lens, HEAD_DIM**-0.5, scales=scales, max_registers=0)
+    capped = paged_decode_attention(q, k8, v8, tables, lens, HEAD_DIM**-0.5, scales=scales)
     assert torch.equal(capped, free)
 
 

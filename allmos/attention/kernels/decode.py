@@ -14,7 +14,12 @@ from allmos.attention.kernels.common import (
     _fp8_args,
     _output_like,
 )
-from allmos.attention.kernels.decode_heuristics import _num_sms, default_block_n, default_num_splits
+from allmos.attention.kernels.decode_heuristics import (
+    _num_sms,
+    default_block_n,
+    default_max_registers,
+    default_num_splits,
+)
 from allmos.attention.kernels.decode_merge import (
     _check_counters,
     _decode_combine_kernel,
@@ -291,9 +296,10 @@ def paged_decode_attention(
     right before may still be writing, so no kernel still running may write the cache's older positions;
     it applies where the tile fits (decode_prefetch.prefetches_first_tile: tiles of up to 64 tokens,
     launches resident at once) and changes no result. block_n / num_warps / num_stages are tuning knobs for
-    benchmarks, and so is max_registers, the compiler's cap on registers per thread (ptx .maxnreg): fewer
-    registers can fit more programs on an SM (e.g. 3 instead of 2 of the FP8 kernel at 168), at the risk
-    of spills; kernel_resources reports both. FP8 caches (float8 e4m3) come with their scales (`scales`, a KVScales).
+    benchmarks, and so is max_registers, the compiler's cap on registers per thread (ptx .maxnreg; None:
+    default_max_registers, 168 for FP8 pages so that 3 programs fit an SM instead of 2, none for bf16; 0: no
+    cap): fewer registers can fit more programs on an SM, at the risk of spills; kernel_resources reports both.
+    FP8 caches (float8 e4m3) come with their scales (`scales`, a KVScales).
 
     With `rope` (a DecodeRope) q and the new tokens' k, v are raw (before q/k norm and RoPE) and the
     kernel normalizes, rotates and stores them itself (decode_rope.py): the cache must then hold all but
@@ -313,6 +319,8 @@ def paged_decode_attention(
     if seq_order is not None and seq_order.shape != (batch,):
         raise ValueError(f"seq_order must be [batch={batch}]; got {tuple(seq_order.shape)}")
     block_n = block_n or default_block_n(batch, num_kv_heads, _num_sms(q.device))
+    if max_registers is None:
+        max_registers = default_max_registers(scales is not None)
 
     direct = num_splits == 1
     fused = fused_combine and not direct
@@ -374,7 +382,7 @@ def paged_decode_attention(
         **rope_flags,
         num_warps=num_warps,
         num_stages=num_stages,
-        **({} if max_registers is None else {"maxnreg": max_registers}),
+        **({"maxnreg": max_registers} if max_registers else {}),
         **pdl_launch("paged_decode_attention", pdl, q.device),
     )
     if not direct and not fused:

@@ -12,6 +12,8 @@ _MIN_TOKENS_PER_SPLIT = 64
 # token), so the tile is independent of block_size.
 _SMALL_BLOCK_N = 64
 _LARGE_BLOCK_N = 128
+# Registers per thread of the FP8 decode kernel: 3 programs of 4 warps per SM without spilling (sm_90).
+FP8_MAX_REGISTERS = 168
 
 
 def _num_sms(device: torch.device) -> int:
@@ -42,3 +44,11 @@ def default_block_n(batch: int, num_kv_heads: int, num_sms: int = _H100_NUM_SMS)
     contexts; over consecutive pages (as a fresh engine hands them out) 128 read 7% faster at batch 102,
     and nano_bench everything on went from 20,166 and 20,397 to 20,573 and 20,600 output tok/s."""
     return _LARGE_BLOCK_N if batch * num_kv_heads >= num_sms else _SMALL_BLOCK_N
+
+
+def default_max_registers(fp8: bool) -> int | None:
+    """The cap on the decode kernel's registers per thread (ptx .maxnreg), None for the compiler's choice.
+    Uncapped, the FP8 kernel takes 199 registers at 128-token tiles (batch 17 and up), so 2 programs fit an
+    SM against 3 of the bf16 kernel; at 168 it spills nothing and 3 fit (allmos.microbench.kernel_resources),
+    and at 64-token tiles it takes 168 anyway. The bf16 kernels (124-137 registers) are left alone."""
+    return FP8_MAX_REGISTERS if fp8 else None

@@ -36,14 +36,14 @@ def test_decode_tiles_that_run(block_n, interpreter):
     check(decode_block_n=block_n)
 
 
-@pytest.mark.parametrize("cap", [32, 100, 256, "168"])
+@pytest.mark.parametrize("cap", [32, 100, 256, "168", -8, False])
 def test_a_register_cap_outside_64_to_248_or_not_a_multiple_of_8_is_refused(cap, interpreter):
     with pytest.raises(ConfigError, match="attention.decode_max_registers") as refused:
         check(decode_max_registers=cap)
     assert refused.value.switch == "attention.decode_max_registers"
 
 
-@pytest.mark.parametrize("cap", [None, 64, 168, 248])
+@pytest.mark.parametrize("cap", [None, 0, 64, 168, 248])
 def test_register_caps_that_run(cap, interpreter):
     check(decode_max_registers=cap)
 

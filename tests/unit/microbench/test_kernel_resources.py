@@ -5,6 +5,7 @@ sm_90 limits."""
 import pytest
 
 pytest.importorskip("triton")
+from allmos.attention.kernels.decode_heuristics import FP8_MAX_REGISTERS
 from allmos.microbench import kernel_resources as kr
 
 
@@ -33,7 +34,9 @@ def test_the_default_batch1_gemvs_do_not_spill_and_qkv_fits_one_wave():
     assert qkv["grid"] == 4096 // qkv["config"]["block_n"] and qkv["waves"] <= 1
 
 
-def test_a_register_cap_reaches_the_decode_kernel():
-    capped = kr.decode_row("decode", 256, 128, 1, fp8=True, fuse_rope=False, max_registers=kr.FP8_REGISTER_CAP)
-    assert capped["registers"] <= kr.FP8_REGISTER_CAP and capped["config"]["max_registers"] == kr.FP8_REGISTER_CAP
-    assert capped["programs_per_sm"] >= 3
+def test_the_fp8_decode_is_capped_by_default_and_fits_3_programs_per_sm_without_spilling():
+    capped = kr.decode_row("decode", 256, 128, 1, fp8=True, fuse_rope=False)
+    assert capped["config"]["max_registers"] == FP8_MAX_REGISTERS and capped["registers"] <= FP8_MAX_REGISTERS
+    assert capped["programs_per_sm"] >= 3 and capped["spill_bytes"] == 0
+    uncapped = kr.decode_row("decode", 256, 128, 1, fp8=True, fuse_rope=False, max_registers=0)
+    assert uncapped["config"]["max_registers"] == "none" and uncapped["registers"] > FP8_MAX_REGISTERS
