@@ -22,6 +22,7 @@ declare -A CONFIGS=(
   [no_prefetch_kv]="attention.prefetch_kv=false"
   [with_fuse_rope]="attention.fuse_rope=true"
   [kv_cache_fp8]="kv_cache_dtype=fp8"
+  [kv_cache_fp8_no_register_cap]="kv_cache_dtype=fp8 attention.decode_max_registers=0"
   [all_off]="+preset=all_off"
 )
 # The sdpa configurations go last: their decode gathers whole block tables and takes minutes.

@@ -50,15 +50,24 @@ FP8 = ALL_ON[:-1] + ("fp8",)
 
 
 def with_options(
-    stages: dict, pdl_off=frozenset(), gemm_off=frozenset(), prefetch_off=frozenset(), fuse_rope_on=frozenset()
+    stages: dict,
+    pdl_off=frozenset(),
+    gemm_off=frozenset(),
+    prefetch_off=frozenset(),
+    fuse_rope_on=frozenset(),
+    uncapped=frozenset(),
 ) -> dict:
     """Each stage's switches plus whether programmatic dependent launch is left on (every `pdl` option
     of the Triton plugins at its default), whether linear=triton's multi-row GEMMs are, whether the
-    Triton decode's first-tile prefetch is, and whether the Triton decode fuses the rope (off by default)."""
-    return {
-        name: values + (name not in pdl_off, name not in gemm_off, name not in prefetch_off, name in fuse_rope_on)
-        for name, values in stages.items()
-    }
+    Triton decode's first-tile prefetch is, whether the Triton decode fuses the rope (off by default), and
+    its register cap (None: the default, 168 on FP8 pages; 0: none)."""
+    flags = (pdl_off, gemm_off, prefetch_off, fuse_rope_on, uncapped)
+    return {name: values + stage_flags(name, *flags) for name, values in stages.items()}
+
+
+def stage_flags(name: str, pdl_off, gemm_off, prefetch_off, fuse_rope_on, uncapped) -> tuple:
+    cap = 0 if name in uncapped else None
+    return (name not in pdl_off, name not in gemm_off, name not in prefetch_off, name in fuse_rope_on, cap)
 
 
 CUMULATIVE = {  # the stated order: each stage adds one optimization to the one before
@@ -92,12 +101,17 @@ LEAVE_ONE_OUT = {
     "no_prefetch_kv": ALL_ON,
     "with_fuse_rope": ALL_ON,
     "kv_cache_fp8": FP8,
+    "kv_cache_fp8_no_register_cap": FP8,
     "all_on_again": ALL_ON,  # the A/A pair of all_on, run last
 }
-LEAVE_ONE_OUT = with_options(LEAVE_ONE_OUT, {"no_pdl"}, {"no_gemm"}, {"no_prefetch_kv"}, {"with_fuse_rope"})
+LEAVE_ONE_OUT = with_options(
+    LEAVE_ONE_OUT, {"no_pdl"}, {"no_gemm"}, {"no_prefetch_kv"}, {"with_fuse_rope"}, {"kv_cache_fp8_no_register_cap"}
+)
+# Leave-one-out points that change one switch of another point rather than of all_on.
+COMPARED_WITH = {"kv_cache_fp8_no_register_cap": "kv_cache_fp8"}
 JOBS = {
     "ablation_cumulative": 33,
-    "ablation_leave_one_out": 51,
+    "ablation_leave_one_out": 54,
     "attention_backends": 18,
     "prefix_caching": 24,
     "latency": 6,
@@ -124,8 +138,9 @@ def switches(cfg) -> tuple:
         cfg[s].name if s in ("attention", "kv_store", "rope", "sampler", "linear") else cfg[s] for s in SWITCHES
     )
     pdl = all(cfg[plugin].get("pdl", True) for plugin in ("attention", "rope", "linear"))
-    fuse_rope = cfg.attention.get("fuse_rope", False)
-    return named + (pdl, cfg.linear.get("gemm", True), cfg.attention.get("prefetch_kv", True), fuse_rope)
+    attention = cfg.attention
+    fuse_rope, cap = attention.get("fuse_rope", False), attention.get("decode_max_registers", None)
+    return named + (pdl, cfg.linear.get("gemm", True), attention.get("prefetch_kv", True), fuse_rope, cap)
 
 
 def sweep_params(name: str) -> dict[str, str]:
@@ -169,7 +184,9 @@ def test_ablation_stages_set_every_switch_over_config_yaml(group, stages):
         assert switches(composed(f"+experiment={experiment}", f"+{group}={stage}")) == expected
     reference = next(iter(stages.values()))
     for (_, before), (name, now) in itertools.pairwise(stages.items()):
-        changed = sum(a != b for a, b in zip(now, before if group == "ablation" else reference))
+        if group == "leave_one_out":
+            before = stages[COMPARED_WITH[name]] if name in COMPARED_WITH else reference
+        changed = sum(a != b for a, b in zip(now, before))
         assert changed == (0 if name == "all_on_again" else 1), (before, now)
     # A switch given on the command line still wins over the stage's value.
     assert composed(f"+{group}={list(stages)[-1]}", "cuda_graphs=false").cuda_graphs is False
