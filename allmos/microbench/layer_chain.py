@@ -1,11 +1,12 @@
-"""A batch-1 decode layer's kernels (four projections and the attention) as one chain (needs a CUDA GPU).
+"""A batch-1 decode layer's kernels (projections, rope, attention) as one chain (needs a CUDA GPU).
 
     python -m allmos.microbench.layer_chain [--layers 28] [--context 512] [--sweep all] [--out DIR]
 
-Each layer runs what the Triton linear plugin runs at one row, in the model's order: add_rms_norm+qkv,
-the Triton paged decode attention over `--context` cached tokens (q is the first 2048 outputs of qkv;
-with --context 0 those outputs stand in for attention's), o, add_rms_norm+gate_up, silu_mul+down, with
-each layer's own weights and KV pages so that every byte comes from HBM. The layers are
+Each layer runs the kernels a batch-1 decode step runs with everything on, in the model's order:
+add_rms_norm+qkv, the q/k norm + RoPE kernel that also stores the new token's K/V, the Triton paged decode
+attention over `--context` tokens, o, add_rms_norm+gate_up, silu_mul+down, with each layer's own weights
+and KV pages (consecutive) so that every byte comes from HBM. With --context 0 there is neither rope nor
+attention: qkv's first 2048 outputs stand in for attention's. The layers are
 captured in one CUDA graph and timed as replays, with and without programmatic dependent launch (PDL).
 The figure is microseconds per layer against the weights' bytes at the copy bandwidth: at one row the
 kernels are each a few microseconds long, and what a chain loses between them (ramp-up, tails, the
@@ -25,6 +26,7 @@ import os
 import torch
 
 from allmos.attention.kernels.decode import decode_counters, paged_decode_attention
+from allmos.kv_store.base import KVTarget
 from allmos.linear.kernels.gemv import (
     accumulator_fits,
     add_rms_norm_linear,
@@ -34,9 +36,10 @@ from allmos.linear.kernels.gemv import (
 )
 from allmos.microbench.gpu_timing import environment, replay_ms
 from allmos.microbench.kernel_bench import bench_copy
+from allmos.rope.kernels.qk_rope import qk_norm_rope_triton
 
 DTYPE = torch.bfloat16
-HIDDEN, Q_WIDTH, QKV_WIDTH, INTERMEDIATE = 1024, 2048, 4096, 3072
+HIDDEN, Q_WIDTH, KV_WIDTH, QKV_WIDTH, INTERMEDIATE = 1024, 2048, 1024, 4096, 3072
 SHAPES = {  # projection: (out_features, in_features)
     "qkv": (QKV_WIDTH, HIDDEN),
     "o": (HIDDEN, Q_WIDTH),
@@ -55,7 +58,7 @@ CANDIDATES = [
 ]
 
 
-def kv_pages(context: int) -> dict:
+def kv_pages(context: int, rotary: tuple | None) -> dict:
     """One layer's cache of `context` tokens in consecutive pages, with a block table as wide as the
     engine's (max_model_len / block_size), since the default split count depends on that width."""
     if context == 0:
@@ -64,13 +67,25 @@ def kv_pages(context: int) -> dict:
     shape = (pages, BLOCK_SIZE, NUM_KV_HEADS, HEAD_DIM)
     table = torch.zeros(1, MAX_MODEL_LEN // BLOCK_SIZE, dtype=torch.int32, device="cuda")
     table[0, :pages] = torch.arange(pages, dtype=torch.int32, device="cuda")
+    newest = torch.tensor([context - 1], dtype=torch.int64, device="cuda")
     return {
         "k_cache": torch.randn(shape, dtype=DTYPE, device="cuda"),
         "v_cache": torch.randn(shape, dtype=DTYPE, device="cuda"),
         "block_table": table,
         "context_lens": torch.tensor([context], dtype=torch.int32, device="cuda"),
         "counters": decode_counters(1, NUM_KV_HEADS, "cuda"),
+        "position": newest,
+        "slot": newest,  # the pages are 0, 1, ... in order
+        "q_norm": (1 + 0.1 * torch.randn(HEAD_DIM, device="cuda")).to(DTYPE),
+        "k_norm": (1 + 0.1 * torch.randn(HEAD_DIM, device="cuda")).to(DTYPE),
+        "rotary": rotary,
     }
+
+
+def rotary_tables(max_positions: int = MAX_MODEL_LEN, base: float = 1e6) -> tuple[torch.Tensor, torch.Tensor]:
+    inv_freq = base ** -(torch.arange(0, HEAD_DIM, 2, dtype=torch.float32, device="cuda") / HEAD_DIM)
+    angles = torch.outer(torch.arange(max_positions, dtype=torch.float32, device="cuda"), inv_freq)
+    return angles.cos().contiguous(), angles.sin().contiguous()
 
 
 def layer_weights(layers: int, context: int = 0) -> list[dict]:
@@ -80,12 +95,13 @@ def layer_weights(layers: int, context: int = 0) -> list[dict]:
     def norm() -> torch.Tensor:
         return (1 + 0.1 * torch.randn(HIDDEN, device="cuda")).to(DTYPE)
 
+    rotary = rotary_tables() if context else None
     return [
         {
             **{name: weight(*shape) for name, shape in SHAPES.items()},
             "norm1": norm(),
             "norm2": norm(),
-            **kv_pages(context),
+            **kv_pages(context, rotary),
         }
         for _ in range(layers)
     ]
@@ -95,6 +111,10 @@ def attend(qkv: torch.Tensor, w: dict, config: dict, pdl: bool) -> torch.Tensor:
     if "k_cache" not in w:
         return qkv[:, :Q_WIDTH]
     q = qkv[:, :Q_WIDTH].view(1, NUM_HEADS, HEAD_DIM)
+    k = qkv[:, Q_WIDTH : Q_WIDTH + KV_WIDTH].view(1, NUM_KV_HEADS, HEAD_DIM)
+    v = qkv[:, Q_WIDTH + KV_WIDTH :].view(1, NUM_KV_HEADS, HEAD_DIM)
+    target = KVTarget(v, w["k_cache"], w["v_cache"], w["slot"])
+    qk_norm_rope_triton(w["position"], q, k, w["q_norm"], w["k_norm"], EPS, *w["rotary"], target, pdl=pdl)
     out = paged_decode_attention(
         q,
         w["k_cache"],
