@@ -4,8 +4,9 @@ One row per job. Column conventions:
 
 * ``switch.<name>``   one column per switch found in *any* record (union; NA where a record lacks it)
 * ``model``, ``workload``, ``trial``, ``status``, ``error``, ``device_name``, ``dtype``, ``weights``
-* ``point``, ``experiment``, ``experiment_kind``, ``experiment_baseline`` (the harness keys ``point``
-  and ``experiment.{name,kind,baseline}`` of the record's ``config``; NA where absent)
+* ``point``, ``experiment``, ``experiment_kind``, ``experiment_baseline``, ``compared_with`` (the harness
+  keys ``point`` and ``experiment.{name,kind,baseline,compared_with}`` of the record's ``config``; NA where
+  absent; ``compared_with`` is set by a point's own file: the point it is also compared with)
 * ``job_num``, ``override_dirname``, ``result_dir`` (the job folder), ``trace_path`` (absolute, or NA)
 * ``<metric>``        one column per entry of ``metrics`` (``metric.<metric>`` if the name is taken above)
 * ``counter.<name>``  one column per entry of ``counters``
@@ -47,7 +48,8 @@ METRIC_PREFIX = "metric."
 WORKLOAD_PREFIX = "workload."
 SLO_PREFIX = "slo."
 CONTEXT_COLUMNS = ("model", "workload", "trial", "status", "error", "device_name", "dtype", "weights")
-EXPERIMENT_COLUMNS = ("point", "experiment", "experiment_kind", "experiment_baseline")
+SHARED_EXPERIMENT_COLUMNS = ("experiment", "experiment_kind", "experiment_baseline")  # the same in every job
+EXPERIMENT_COLUMNS = ("point", *SHARED_EXPERIMENT_COLUMNS, "compared_with")
 JOB_COLUMNS = ("job_num", "override_dirname", "result_dir", "trace_path")
 CONFIG_CONTEXT_COLUMNS = ("model", "workload", "device_name", "dtype", "weights")
 OVERRIDE_CONTEXT_KEYS = ("model", "workload", "trial")
@@ -183,6 +185,7 @@ def experiment_cells(config: Mapping[str, Any]) -> dict[str, Any]:
         "experiment": experiment.get("name"),
         "experiment_kind": experiment.get("kind"),
         "experiment_baseline": experiment.get("baseline"),
+        "compared_with": experiment.get("compared_with"),
     }
 
 
@@ -229,7 +232,7 @@ def fill_points(frame: pd.DataFrame) -> pd.DataFrame:
     for index in frame.index[frame["point"].isna()]:
         pairs = override_pairs(frame.at[index, "override_dirname"])
         frame.at[index, "point"] = pairs.get(key) if key else None
-        for column in EXPERIMENT_COLUMNS[1:]:
+        for column in SHARED_EXPERIMENT_COLUMNS:
             known = frame[column].dropna()
             if pd.isna(frame.at[index, column]) and len(known):
                 frame.at[index, column] = known.iloc[0]

@@ -163,7 +163,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                 colors, aa)  # fmt: skip
     paths += timeline_figures(frame, out_dir, names)
     title = declared(frame, "experiment") or f"`{args.sweep_folder}`"
-    header = report_text.header_lines(title, frame, table, args.metric, kind, baselines, aa)
+    stated = summary.stated_comparisons(frame, args.metric)
+    header = report_text.header_lines(title, frame, table, args.metric, kind, baselines, aa, stated)
     table_md = tables.to_markdown(display)
     lines = header + ["", table_md] + report_text.figure_lines(paths, notes)
     tables.write_text("\n".join(lines), out_dir / "report.md")

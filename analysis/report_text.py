@@ -35,15 +35,23 @@ def noise_line(summary: pd.DataFrame) -> str:
             f"noisy (CV > {100 * stats.NOISY_CV:.0f}%): {flagged}")  # fmt: skip
 
 
-def aa_line(aa: pd.DataFrame) -> str:
-    if aa.empty:
-        return "A/A noise floor: not measured (no repeated baseline point in this sweep)"
+def pair_parts(pairs: pd.DataFrame) -> str:
     parts = []
-    for _, row in aa.iterrows():
+    for _, row in pairs.iterrows():
         low, high = row["ci_low"], row["ci_high"]
         interval = "no spread" if pd.isna(low) else f"95% interval [{low:.3f}, {high:.3f}]"
         parts.append(f"{row['b']} vs {row['a']}: {row['speedup']:.3f}x, {interval}, {row['verdict']}")
-    return "A/A noise floor (identical settings under two point names): " + "; ".join(parts)
+    return "; ".join(parts)
+
+
+def aa_line(aa: pd.DataFrame) -> str:
+    if aa.empty:
+        return "A/A noise floor: not measured (no repeated baseline point in this sweep)"
+    return "A/A noise floor (identical settings under two point names): " + pair_parts(aa)
+
+
+def stated_line(stated: pd.DataFrame) -> str:
+    return "compared as stated by the point (`experiment.compared_with`): " + pair_parts(stated)
 
 
 def baseline_line(baselines: Baselines) -> str:
@@ -59,6 +67,7 @@ def header_lines(
     kind: str | None,
     baselines: Baselines,
     aa: pd.DataFrame,
+    stated: pd.DataFrame | None = None,
 ) -> list[str]:
     failed = int((frame["status"] != "ok").sum())
     direction = "lower is better: speedup = baseline / this" if stats.lower_is_better(metric) else "higher is better"
@@ -74,6 +83,7 @@ def header_lines(
         f"- {noise_line(summary)}",
         f"- {aa_line(aa)}",
         f"- {baseline_line(baselines)}",
+        *([f"- {stated_line(stated)}"] if stated is not None and not stated.empty else []),
         f"- constant: {constant_caption(frame) or 'n/a'}",
     ]
 

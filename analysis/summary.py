@@ -134,8 +134,28 @@ def aa_pairs(frame: pd.DataFrame) -> list[tuple[str, str]]:
 
 def aa_floor(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
     """One row per A/A pair: ``a``, ``b``, ratio b/a (oriented like a speedup), interval, verdict."""
+    return pair_table(frame, aa_pairs(frame), metric)
+
+
+def stated_pairs(frame: pd.DataFrame) -> list[tuple[str, str]]:
+    """(reference, configuration) for each point whose file states another point it is compared with
+    (``experiment.compared_with``), where that point is in the sweep."""
+    if "compared_with" not in frame or "point" not in frame:
+        return []
+    firsts = frame.drop_duplicates("config")
+    label_of = {str(p): c for p, c in zip(firsts["point"], firsts["config"]) if not pd.isna(p)}
+    stated = firsts.dropna(subset=["compared_with"])
+    return [(label_of[str(r)], c) for r, c in zip(stated["compared_with"], stated["config"]) if str(r) in label_of]
+
+
+def stated_comparisons(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """One row per stated pair, as aa_floor: ``a`` the reference, ``b`` the point, ratio b/a, verdict."""
+    return pair_table(frame, stated_pairs(frame), metric)
+
+
+def pair_table(frame: pd.DataFrame, pairs: list[tuple[str, str]], metric: str) -> pd.DataFrame:
     rows = []
-    for a, b in aa_pairs(frame):
+    for a, b in pairs:
         values_a = ok_values(frame[frame["config"] == a], metric)
         values_b = ok_values(frame[frame["config"] == b], metric)
         rows.append({"a": a, "b": b, **comparison(values_b, values_a, metric)})

@@ -41,6 +41,7 @@ class ExperimentSchema:
     name: Optional[str] = None
     kind: Optional[str] = None
     baseline: Optional[str] = None
+    compared_with: Optional[str] = None  # set by a point's own file: another point it is also compared with
 
 
 HARNESS_FIELDS = [

@@ -175,6 +175,15 @@ def test_experiment_composes_with_every_swept_value(name):
     assert composed(f"+experiment={name}", hydra=True).hydra.sweep.dir.startswith(f"multirun/{name}/")
 
 
+def test_a_point_states_the_point_it_is_compared_with_for_the_report():
+    """experiment.compared_with reaches each job's config (the report gives that pair's ratio) and names a
+    point of the same sweep; the experiment's own baseline stays all_on."""
+    for stage in LEAVE_ONE_OUT:
+        cfg = composed("+experiment=ablation_leave_one_out", f"+leave_one_out={stage}")
+        assert cfg.experiment.compared_with == COMPARED_WITH.get(stage) and cfg.experiment.baseline == "all_on"
+    assert set(COMPARED_WITH.values()) <= set(LEAVE_ONE_OUT)
+
+
 @pytest.mark.parametrize("group,stages", [("ablation", CUMULATIVE), ("leave_one_out", LEAVE_ONE_OUT)])
 def test_ablation_stages_set_every_switch_over_config_yaml(group, stages):
     experiment = {"ablation": "ablation_cumulative", "leave_one_out": "ablation_leave_one_out"}[group]

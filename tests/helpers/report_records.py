@@ -23,8 +23,11 @@ def write_job(folder: Path, num: int, switches: dict, metrics: dict | None, **fi
     return path
 
 
-def experiment_config(point: str | None, name: str, kind: str, baseline: str | None) -> dict:
-    return {"point": point, "experiment": {"name": name, "kind": kind, "baseline": baseline}}
+def experiment_config(
+    point: str | None, name: str, kind: str, baseline: str | None, compared_with: str | None = None
+) -> dict:
+    experiment = {"name": name, "kind": kind, "baseline": baseline, "compared_with": compared_with}
+    return {"point": point, "experiment": experiment}
 
 
 def write_points(
@@ -34,15 +37,17 @@ def write_points(
     baseline: str | None = None,
     metric: str = "output_tok_s",
     overrides: dict[str, str] | None = None,
+    compared_with: dict[str, str] | None = None,
 ) -> Path:
     """One job per (point, trial value): ``points[name] = (switches, values)``; ``overrides[name]``
-    is that point's override_dirname (the swept keys), default ``+group=<name>``."""
+    is that point's override_dirname (the swept keys), default ``+group=<name>``; ``compared_with[name]``
+    the other point that point's file states it is compared with."""
     num = 0
     for name, (switches, values) in points.items():
         for trial, value in enumerate(values):
             text = (overrides or {}).get(name, f"+group={name}") + f",trial={trial}"
             point = None if overrides else name
-            config = experiment_config(point, "exp", kind, baseline)
+            config = experiment_config(point, "exp", kind, baseline, (compared_with or {}).get(name))
             write_job(folder, num, switches, {metric: value, "prefix_hit_rate": 0.0}, trial=trial,
                       overrides=text, config=config)  # fmt: skip
             num += 1

@@ -142,3 +142,21 @@ def test_per_groups_the_comparison_and_a_missing_declared_point_falls_back(tmp_p
     assert code == 0 and "one per share" in markdown and "**1.10x**" in table_row(markdown, "1-True")
     code, markdown = run_report(folder)
     assert code == 0 and "the declared 'all_on' is not in this sweep" in markdown
+
+
+def test_a_point_that_states_its_reference_is_compared_with_it_in_the_header(tmp_path: Path):
+    """kv_cache_fp8_no_register_cap states experiment.compared_with: kv_cache_fp8; the table still compares
+    every point with all_on, and the header adds the stated pair's ratio with its interval."""
+    points = {"all_on": (SMOKE_SWITCHES, [10, 10.2, 9.9]), "fp8": (CACHING, [20, 20.3, 19.8]),
+              "fp8_uncapped": ({**CACHING, "attention": "triton"}, [18, 18.2, 17.9])}  # fmt: skip
+    folder = write_points(tmp_path / "s", points, baseline="all_on", compared_with={"fp8_uncapped": "fp8"})
+    code, markdown = run_report(folder)
+    stated = next(line for line in markdown.splitlines() if "experiment.compared_with" in line)
+    assert code == 0 and "fp8_uncapped vs fp8: 0.900x" in stated and "slower" in stated
+    assert "**1.80x**" in table_row(markdown, "fp8_uncapped")  # the table's baseline is still all_on
+
+
+def test_without_a_stated_reference_the_header_has_no_such_line(tmp_path: Path):
+    points = {"off": (SMOKE_SWITCHES, [10, 10.2, 9.9]), "on": (CACHING, [20, 20.5, 19.8])}
+    code, markdown = run_report(write_points(tmp_path / "s", points, baseline="off"))
+    assert code == 0 and "compared_with" not in markdown
