@@ -37,14 +37,14 @@ from triton.compiler import ASTSource
 
 from allmos.attention.kernels.decode_heuristics import default_max_registers
 from allmos.linear.kernels import gemv
-from allmos.linear.kernels.gemv import accumulator_fits, default_config
+from allmos.linear.kernels.gemv_config import accumulator_fits, default_config
 
 SM90 = GPUTarget("cuda", 90, 32)
 NUM_SMS = 132  # H100 SXM and H200
 REGISTERS_PER_SM, REGISTER_UNIT, MAX_WARPS, MAX_PROGRAMS = 65536, 256, 64, 32
 SHARED_PER_SM, SHARED_RESERVED = 228 * 1024, 1024
 HIDDEN, HEAD_DIM, NUM_HEADS, NUM_KV_HEADS, BLOCK_SIZE = 1024, 128, 16, 8, 256
-GEMVS = {  # name: (kernel, out_features, in_features, constexprs)
+GEMVS = {  # name: (kernel, out_features, in_features)
     "norm+qkv": ("add_rms_norm", 4096, HIDDEN),
     "o": ("plain", HIDDEN, 2048),
     "norm+gate_up": ("add_rms_norm", 6144, HIDDEN),

@@ -27,13 +27,8 @@ import torch
 
 from allmos.attention.kernels.decode import decode_counters, paged_decode_attention
 from allmos.kv_store.base import KVTarget
-from allmos.linear.kernels.gemv import (
-    accumulator_fits,
-    add_rms_norm_linear,
-    default_config,
-    silu_mul_linear,
-    skinny_linear,
-)
+from allmos.linear.kernels.gemv import add_rms_norm_linear, silu_mul_linear, skinny_linear
+from allmos.linear.kernels.gemv_config import accumulator_fits, default_config
 from allmos.microbench.gpu_timing import environment, replay_ms
 from allmos.microbench.kernel_bench import bench_copy
 from allmos.rope.kernels.qk_rope import qk_norm_rope_triton

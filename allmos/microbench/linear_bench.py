@@ -23,13 +23,9 @@ import torch
 import torch.nn.functional as F
 
 from allmos.layers import ops
-from allmos.linear.kernels.gemv import (
-    accumulator_fits,
-    add_rms_norm_linear,
-    silu_mul_linear,
-    skinny_linear,
-)
+from allmos.linear.kernels.gemv import add_rms_norm_linear, silu_mul_linear, skinny_linear
 from allmos.linear.kernels.gemv_checks import MAX_ROWS
+from allmos.linear.kernels.gemv_config import accumulator_fits
 from allmos.microbench.gpu_timing import environment, gbps, graph_ms, num_sets
 from allmos.microbench.kernel_bench import bench_copy
 

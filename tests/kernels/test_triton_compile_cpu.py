@@ -221,7 +221,7 @@ def test_one_row_gemvs_multiply_in_the_weight_chunks_own_layout():
     """At one row the products keep the layout the weight chunk is loaded in: no copy of the chunk through
     shared memory (with its barriers) after the PDL wait. What shared memory remains is the final sum's
     partials across warps: a few bytes per output row, not the chunk's 2 bytes per weight."""
-    from allmos.linear.kernels.gemv import default_config
+    from allmos.linear.kernels.gemv_config import default_config
     from allmos.microbench.kernel_resources import GEMVS, gemv_row
 
     for name, (_, n, k) in GEMVS.items():

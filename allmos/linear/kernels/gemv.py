@@ -33,12 +33,9 @@ import triton
 import triton.language as tl
 
 from allmos.linear.kernels.gemv_checks import check_like, check_rows, check_weight
+from allmos.linear.kernels.gemv_config import launch_config
 from allmos.triton_shared.pdl import wait_for_previous_kernel
 from allmos.triton_shared.support import pdl_launch
-
-MAX_ACCUMULATORS_PER_THREAD = 64  # float32 registers a thread gives to the accumulator tile
-NUM_SMS_H100 = 132
-
 
 # ---------------------------------------------------------------------------------------------------------
 # Kernels
@@ -267,59 +264,6 @@ def _silu_mul_linear_kernel(
     _store_output(y_ptr, stride_ym, acc, offs_m, m_mask, offs_n, n_mask)
 
 
-# ---------------------------------------------------------------------------------------------------------
-# Launch configuration
-# ---------------------------------------------------------------------------------------------------------
-
-
-def default_config(rows: int, n: int, k: int) -> dict:
-    """At one row, measured on an H100 as a decode layer's chain of kernels under PDL, each projection's config
-    varied in turn (allmos.microbench.layer_chain --sweep, 2026-12-06; 20.6 -> 17.9 us per layer):
-      * rows longer than 2048 (down, K=3072): a whole row per chunk (block_k 4096, masked) with 16 warps
-        and block_n 4, so that every weight load of a program is issued before the PDL wait (0.95x);
-      * K up to 1024 and N up to 4096 (qkv): block_n 8, which keeps the launch within one wave of resident
-        programs (2 -> 8: 0.93x);
-      * the rest (o, gate_up, and the LM head's long stream) as measured one kernel at a time
-        (linear_bench, 2026-11-28): block_n 2 with whole 1024-wide K chunks, or 2048-wide ones for o.
-    More rows shrink block_k so that the accumulator tile keeps its register budget (not tuned)."""
-    if rows == 1:
-        if k > 2048:
-            return {"block_n": 4, "block_k": triton.next_power_of_2(k), "num_warps": 16}
-        if k <= 1024 and n <= 4096:
-            return {"block_n": 8, "block_k": 1024, "num_warps": 4}
-        return {"block_n": 2, "block_k": 2048 if k >= 2048 and n <= 2048 else 1024, "num_warps": 4}
-    block_n = 8 if n >= 2 * NUM_SMS_H100 * 8 else 4
-    block_k = max(64, 512 // triton.next_power_of_2(rows))
-    return {"block_n": block_n, "block_k": block_k, "num_warps": 4}
-
-
-def accumulator_fits(rows: int, block_n: int, block_k: int, num_warps: int) -> bool:
-    """Whether the [rows, block_n, block_k] float32 accumulator tile fits a thread's register budget."""
-    tile = triton.next_power_of_2(rows) * block_n * block_k
-    return tile <= MAX_ACCUMULATORS_PER_THREAD * 32 * num_warps
-
-
-def _launch_config(name: str, rows: int, n: int, k: int, block_n, block_k, num_warps) -> dict:
-    config = default_config(rows, n, k)
-    for key, value in (("block_n", block_n), ("block_k", block_k), ("num_warps", num_warps)):
-        if value is not None:
-            if value < 1 or value & (value - 1):
-                raise ValueError(f"{name}: {key}={value} is not a power of two")
-            config[key] = value
-    config["block_k"] = min(config["block_k"], triton.next_power_of_2(k))
-    while block_k is None and config["block_k"] > 64 and not accumulator_fits(rows, **config):
-        config["block_k"] //= 2  # a default chunk shrinks to fit wider block_n given alone
-    if not accumulator_fits(rows, **config):
-        raise ValueError(f"{name}: the accumulator tile of {rows} rows x {config} exceeds the register budget")
-    return {
-        "grid": (triton.cdiv(n, config["block_n"]),),
-        "BLOCK_M": triton.next_power_of_2(rows),
-        "BLOCK_N": config["block_n"],
-        "BLOCK_K": config["block_k"],
-        "num_warps": config["num_warps"],
-    }
-
-
 def _launch(kernel, config: dict, name: str, *args, pdl: bool, **constexprs) -> None:
     kernel[config["grid"]](
         *args,
@@ -351,7 +295,7 @@ def skinny_linear(
     check_weight(name, x, weight)
     n, k = weight.shape
     check_rows(name, "x", x, k)
-    config = _launch_config(name, x.shape[0], n, k, block_n, block_k, num_warps)
+    config = launch_config(name, x.shape[0], n, k, block_n, block_k, num_warps)
     y = torch.empty(x.shape[0], n, dtype=x.dtype, device=x.device)
     strides = (x.stride(0), weight.stride(0), y.stride(0))
     _launch(_skinny_linear_kernel, config, name, x, weight, y, x.shape[0], n, *strides, K=k, pdl=pdl)
@@ -384,7 +328,7 @@ def add_rms_norm_linear(
     if residual is not None:
         check_like(name, "residual", residual, tuple(x.shape), x)
     m = x.shape[0]
-    config = _launch_config(name, m, n, k, block_n, block_k, num_warps)
+    config = launch_config(name, m, n, k, block_n, block_k, num_warps)
     y = torch.empty(m, n, dtype=x.dtype, device=x.device)
     new_residual = x if residual is None else torch.empty(m, k, dtype=x.dtype, device=x.device)
     residual_in = x if residual is None else residual  # a valid pointer the kernel never reads
@@ -429,7 +373,7 @@ def silu_mul_linear(
     n, k = weight.shape
     check_rows(name, "gate_up", gate_up, 2 * k)
     m = gate_up.shape[0]
-    config = _launch_config(name, m, n, k, block_n, block_k, num_warps)
+    config = launch_config(name, m, n, k, block_n, block_k, num_warps)
     y = torch.empty(m, n, dtype=gate_up.dtype, device=gate_up.device)
     _launch(
         _silu_mul_linear_kernel,
