@@ -18,6 +18,7 @@ use_triton_interpreter("test_skinny_linear_gpu.py")  # before the first import o
 pytestmark = [pytest.mark.interpreter, pytest.mark.usefixtures("interpreter_bf16_rounding")]
 
 _skinny = importlib.import_module("allmos.linear.kernels.gemv")
+_config = importlib.import_module("allmos.linear.kernels.gemv_config")
 _ops = importlib.import_module("allmos.layers.ops")
 MAX_ROWS = importlib.import_module("allmos.linear.kernels.gemv_checks").MAX_ROWS
 
@@ -242,8 +243,8 @@ def test_rejects_bad_block_configs():
 def test_default_config_keeps_the_register_budget():
     for rows in range(1, MAX_ROWS + 1):
         for n, k in ((4096, 1024), (1024, 2048), (6144, 1024), (1024, 3072), (151936, 1024)):
-            assert _skinny.accumulator_fits(rows, **_skinny.default_config(rows, n, k))
-    assert _skinny.default_config(1, 4096, 1024) == {"block_n": 8, "block_k": 1024, "num_warps": 4}  # qkv
-    assert _skinny.default_config(1, 1024, 2048) == {"block_n": 2, "block_k": 2048, "num_warps": 4}  # o
-    down = _skinny.default_config(1, 1024, 3072)  # whole rows in one (masked) chunk
+            assert _config.accumulator_fits(rows, **_config.default_config(rows, n, k))
+    assert _config.default_config(1, 4096, 1024) == {"block_n": 8, "block_k": 1024, "num_warps": 4}  # qkv
+    assert _config.default_config(1, 1024, 2048) == {"block_n": 2, "block_k": 2048, "num_warps": 4}  # o
+    down = _config.default_config(1, 1024, 3072)  # whole rows in one (masked) chunk
     assert down == {"block_n": 4, "block_k": 4096, "num_warps": 16}
