@@ -31,7 +31,21 @@ def check_plugins(config: EngineConfig) -> None:
             check_plugin_device(kind, entry.cls, config)
         entry.cls.check(options, where)
         check_fp8_pages(kind, entry.cls, config.kv_cache_dtype)
+    check_rope_placement(config)
     check_look_ahead(config)
+
+
+def check_rope_placement(config: EngineConfig) -> None:
+    """Decode steps' q/k norm and RoPE run in one place: the qkv projection (rope.fuse_qkv) or the decode
+    attention kernel (attention.fuse_rope), not both."""
+    choices = config.plugin_choices()
+    rope = plugin_options("rope", choices["rope"])
+    attention = plugin_options("attention", choices["attention"])
+    if getattr(rope, "fuse_qkv", False) and getattr(attention, "fuse_rope", False):
+        raise ConfigError(
+            "rope.fuse_qkv",
+            "and attention.fuse_rope=true both normalize and rotate decode steps' q and k; set one of them false",
+        )
 
 
 def check_look_ahead(config: EngineConfig) -> None:

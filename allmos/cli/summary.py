@@ -30,6 +30,7 @@ def summary_lines(record: dict) -> list[str]:
         f"roofline {fmt(m.get('roofline'), '', 3)}",
         f"  ran: attention={c.get('attention_backend')} kv_store={c.get('kv_store')} rope={c.get('rope')} "
         f"linear={c.get('linear')} sampler={c.get('sampler')} K/V stored in rope kernel={c.get('kv_store_in_rope')} "
+        f"rope in qkv epilogue={c.get('rope_in_qkv')} "
         f"graph forwards={c.get('graph_forwards')} eager forwards={c.get('eager_forwards')} "
         f"max_model_len={c.get('max_model_len')}",
     ]

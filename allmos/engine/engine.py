@@ -167,6 +167,7 @@ class Engine:
             "attention_backend": runner["attention_backend"],
             "kv_store": runner["kv_store"],
             "kv_store_in_rope": runner["kv_store_in_rope"],
+            "rope_in_qkv": runner["rope_in_qkv"],
             "rope": runner["rope"],
             "linear": runner["linear"],
             "sampler": runner["sampler"],

@@ -79,6 +79,7 @@ class ModelRunner:
             "attention_backend": self.attention_backend.plugin_name,
             "kv_store": self.kv_store.plugin_name,
             "kv_store_in_rope": self.rope_writes_kv(),
+            "rope_in_qkv": self.rope_in_qkv(),
             "rope": self.qk_rope.plugin_name,
             "linear": self.linear.plugin_name,
             "sampler": self.sampler.plugin_name,
@@ -94,6 +95,9 @@ class ModelRunner:
     def rope_writes_kv(self) -> bool:
         return self.qk_rope.writes_kv and self.kv_store.fuses_into_rope()
 
+    def rope_in_qkv(self) -> bool:
+        return self.qk_rope.fuses_into_qkv() and self.linear.takes_rope
+
     def head_shape(self) -> HeadShape:
         cfg, head_dim = self.hf_config, head_dim_of(self.hf_config)
         heads = self.tp.shard(cfg.num_attention_heads, "attention heads")
@@ -103,7 +107,9 @@ class ModelRunner:
     def make_attention(self, heads: int, kv_heads: int, head_dim: int, scale: float) -> PagedAttention:
         if HeadShape(heads, kv_heads, head_dim, scale) != self.attention_backend.heads:
             raise ValueError(f"a layer's heads {heads}/{kv_heads}x{head_dim} differ from the model config's")
-        return PagedAttention(self.attention_backend, self.kv_store, self.qk_rope, self.rope_writes_kv())
+        return PagedAttention(
+            self.attention_backend, self.kv_store, self.qk_rope, self.rope_writes_kv(), self.rope_in_qkv()
+        )
 
     def load_weights(self, weights: str) -> None:
         if weights == "real":

@@ -30,6 +30,15 @@ class KVTarget(NamedTuple):
     scales: KVScales | None = None  # with kv_cache_dtype=fp8
 
 
+class KVPages(NamedTuple):
+    """Where a kernel that computes the new K/V itself (the qkv projection's rope epilogue) stores them."""
+
+    k_cache: torch.Tensor
+    v_cache: torch.Tensor
+    slot_mapping: torch.Tensor
+    scales: KVScales | None = None  # with kv_cache_dtype=fp8
+
+
 @dataclass
 class KVStoreOptions(PluginOptions):
     # kv_cache_dtype=fp8 only. None (default): each (token, kv head) is scaled by its own absmax / 448,

@@ -11,10 +11,13 @@ from allmos.layers.embedding import ParallelLMHead
 from allmos.layers.linear import ShardedLinear
 from allmos.layers.norm import RMSNorm
 from allmos.registry import Plugin
+from allmos.rope.base import QKVRope
 
 
 class LinearPlugin(Plugin, ABC):
     """The defaults are the unfused modules: the op, then the projection (cuBLAS through F.linear)."""
+
+    takes_rope = False  # whether `norm_project_qkv` can apply a QKVRope in the projection's epilogue
 
     def project(self, proj: ShardedLinear | ParallelLMHead, x: torch.Tensor) -> torch.Tensor:
         """proj(x): a projection or the LM head (both have `weight` [out, in] and `finish`)."""
@@ -29,6 +32,13 @@ class LinearPlugin(Plugin, ABC):
         else:
             normed, residual = norm(x, residual)
         return self.project(proj, normed), residual
+
+    def norm_project_qkv(
+        self, norm: RMSNorm, x: torch.Tensor, residual: torch.Tensor | None, proj: ShardedLinear, rope: QKVRope
+    ) -> tuple[torch.Tensor, torch.Tensor, bool]:
+        """norm_project for the qkv projection, offered the step's q/k norm, RoPE and K/V store (`rope`) to
+        apply in its epilogue; the third value says whether it did. Here: never."""
+        return (*self.norm_project(norm, x, residual, proj), False)
 
     def act_project(self, act, gate_up: torch.Tensor, proj: ShardedLinear) -> torch.Tensor:
         """proj(act(gate_up)), act being the model's SiLU-and-mul."""

@@ -23,17 +23,22 @@ class TritonLinear(TritonPlugin, LinearPlugin):
     steps without `gemm`, use the unfused path (cuBLAS). With `pdl` each GEMV is launched before the
     previous kernel ends and loads its first weight chunk while waiting for it; the GEMMs launch plainly,
     since with PDL their waiting programs hold the SMs' shared memory from the running kernel
-    (allmos.microbench.gemm_bench: 7.4 -> 8.2 us back to back at 2 rows)."""
+    (allmos.microbench.gemm_bench: 7.4 -> 8.2 us back to back at 2 rows). At one row the qkv GEMV can
+    also do the rope kernel's work in its epilogue (rope.fuse_qkv: allmos.linear.kernels.gemv_rope)."""
+
+    takes_rope = True
 
     def __init__(self, options, ctx):
         super().__init__(options, ctx)
-        from allmos.linear.kernels import gemm, gemv
+        from allmos.linear.kernels import gemm, gemv, gemv_rope
 
         self.kernels = gemv
+        self.rope_kernels = gemv_rope
         self.gemms = gemm
         self.pdl = options.pdl
         self.gemm = options.gemm
         self.counters = {}  # device -> the split-K counters of the GEMMs launched there
+        self.rope_counters = {}  # device -> the per-head counters of the qkv GEMV's rope epilogue
 
     @classmethod
     def check(cls, options, where) -> None:
@@ -67,6 +72,22 @@ class TritonLinear(TritonPlugin, LinearPlugin):
             return super().norm_project(norm, x, residual, proj)
         y, residual = self.gemms.add_rms_norm_rows_linear(x, residual, norm.weight, norm.eps, proj.weight, **gemm)
         return proj.finish(y), residual
+
+    def norm_project_qkv(self, norm, x, residual, proj, rope):
+        if x.shape[0] != 1:
+            return super().norm_project_qkv(norm, x, residual, proj, rope)
+        qkv, residual = self.rope_kernels.add_rms_norm_qkv_rope(
+            x, residual, norm.weight, norm.eps, proj.weight, proj.bias, rope, self._rope_counters(x.device, rope),
+            pdl=self.pdl,
+        )  # fmt: skip
+        return qkv, residual, True
+
+    def _rope_counters(self, device, rope):
+        """The device's counters, allocated once (the first step runs before any CUDA-graph capture)."""
+        heads = rope.num_heads + 2 * rope.num_kv_heads
+        if device not in self.rope_counters or self.rope_counters[device].numel() < heads:
+            self.rope_counters[device] = self.rope_kernels.rope_counters(heads, device)
+        return self.rope_counters[device]
 
     def act_project(self, act, gate_up, proj):
         if gate_up.shape[0] == 1:

@@ -63,6 +63,7 @@ class HostOnlyRunner:
             "attention_backend": "-",
             "kv_store": "-",
             "kv_store_in_rope": False,
+            "rope_in_qkv": False,
             "rope": "-",
             "linear": "-",
             "sampler": "-",

@@ -62,15 +62,27 @@ class DecoderAttention(nn.Module):
         self.rotary = RotaryEmbedding(head_dim, ctx.max_positions, theta, scaling, ctx.ops)
         self.attn = ctx.make_attention(self.heads, self.kv_heads, head_dim, head_dim**-0.5)
 
-    def forward(self, positions: torch.Tensor, qkv: torch.Tensor, meta: AttentionMetadata) -> torch.Tensor:
-        """From the layer's qkv projection (the layer runs it, fused with the norm before it)."""
+    def project_qkv(self, norm: RMSNorm, x, residual, positions, meta) -> tuple[torch.Tensor, torch.Tensor, bool]:
+        """(qkv, new residual, whether the projection applied the q/k norm, RoPE and K/V store): the qkv
+        projection fused with the layer's norm before it, offered the attention prologue where it fuses."""
+        rope = self.attn.qkv_rope(positions, self.norms(), self.rotary, meta)
+        if rope is None:
+            return (*self.linear.norm_project(norm, x, residual, self.qkv_proj), False)
+        return self.linear.norm_project_qkv(norm, x, residual, self.qkv_proj, rope)
+
+    def norms(self) -> tuple[RMSNorm | None, RMSNorm | None]:
+        return (self.q_norm, self.k_norm) if self.qk_norm else (None, None)
+
+    def forward(
+        self, positions: torch.Tensor, qkv: torch.Tensor, meta: AttentionMetadata, rope_done: bool = False
+    ) -> torch.Tensor:
+        """From the layer's qkv projection (`project_qkv`)."""
         q_size, kv_size = self.heads * self.head_dim, self.kv_heads * self.head_dim
         q, k, v = qkv.split([q_size, kv_size, kv_size], dim=-1)
         q = q.view(-1, self.heads, self.head_dim)
         k = k.view(-1, self.kv_heads, self.head_dim)
         v = v.view(-1, self.kv_heads, self.head_dim)
-        norms = (self.q_norm, self.k_norm) if self.qk_norm else (None, None)
-        out = self.attn(positions, q, k, v, norms, self.rotary, meta)
+        out = self.attn(positions, q, k, v, self.norms(), self.rotary, meta, rope_done)
         return self.linear.project(self.o_proj, out.flatten(1, 2))
 
 
@@ -103,8 +115,8 @@ class DecoderLayer(nn.Module):
 
     def forward(self, positions, x, residual, meta):
         attn, mlp, linear = self.self_attn, self.mlp, self.linear
-        qkv, residual = linear.norm_project(self.input_layernorm, x, residual, attn.qkv_proj)
-        x = attn(positions, qkv, meta)
+        qkv, residual, rope_done = attn.project_qkv(self.input_layernorm, x, residual, positions, meta)
+        x = attn(positions, qkv, meta, rope_done)
         gate_up, residual = linear.norm_project(self.post_attention_layernorm, x, residual, mlp.gate_up_proj)
         return mlp(gate_up), residual
 

@@ -8,6 +8,9 @@ from allmos.triton_shared.support import TritonPlugin, check_pdl_option
 @dataclass
 class TritonRopeOptions(PluginOptions):
     pdl: bool = True  # the kernel launches while the previous one runs (programmatic dependent launch, sm_90+)
+    # With linear=triton, one-token decode steps do this kernel's work (and its K/V store) in the qkv
+    # projection's epilogue, so the kernel does not run for them: one launch per layer fewer.
+    fuse_qkv: bool = False
 
 
 @register("rope", "triton", options=TritonRopeOptions)
@@ -28,6 +31,9 @@ class TritonQKRope(TritonPlugin, QKRope):
     def check(cls, options, where) -> None:
         super().check(options, where)
         check_pdl_option("rope.pdl", options.pdl, where.device)
+
+    def fuses_into_qkv(self) -> bool:
+        return self.options.fuse_qkv
 
     def apply(self, positions, q, k, q_norm, k_norm, rotary, kv=None):
         q_weight = None if q_norm is None else q_norm.weight

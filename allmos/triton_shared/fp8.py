@@ -50,6 +50,23 @@ def store_rows(x, cache_ptrs, scale_ptrs, mask, row_mask, fixed, QUANT: tl.const
     tl.store(cache_ptrs, x.to(cache_ptrs.dtype.element_ty), mask=mask)
 
 
+@triton.jit
+def store_halves(
+    h1, h2, cache_ptrs1, scale_ptrs, mask, row_mask, fixed, HALF: tl.constexpr, QUANT: tl.constexpr,
+    DYNAMIC: tl.constexpr,
+):  # fmt: skip
+    """Store rows held as their halves h1, h2 [rows, HALF] at cache_ptrs1 and HALF further (where mask);
+    with QUANT as fp8, both halves of a row share its scale, stored at scale_ptrs [rows] (where row_mask)."""
+    if QUANT:
+        a1, a2 = h1.to(tl.float32), h2.to(tl.float32)
+        amax = tl.maximum(tl.max(tl.where(mask, tl.abs(a1), 0.0), 1), tl.max(tl.where(mask, tl.abs(a2), 0.0), 1))
+        scales = fp8_row_scales(amax, fixed, DYNAMIC)
+        tl.store(scale_ptrs, scales, mask=row_mask)
+        h1, h2 = fp8_scaled(a1, scales), fp8_scaled(a2, scales)
+    tl.store(cache_ptrs1, h1.to(cache_ptrs1.dtype.element_ty), mask=mask)
+    tl.store(cache_ptrs1 + HALF, h2.to(cache_ptrs1.dtype.element_ty), mask=mask)
+
+
 def fp8_args(scales, placeholder) -> tuple:
     """The kernels' (k_scale, v_scale, fixed) arguments and their QUANT / DYNAMIC flags, from a
     KVScales (or None: the cache holds the model's dtype; the placeholder tensor is never read)."""

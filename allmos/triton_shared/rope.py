@@ -29,10 +29,19 @@ def load_norm_rope(ptrs1, mask, w_ptr, cos, sin, eps, HALF: tl.constexpr, HAS_NO
     """Heads whose first halves lie at ptrs1 [rows, HALF] (the second halves HALF further; rows outside
     `mask` read as zeros): normalized with the weight at w_ptr (if HAS_NORM) and rotated by cos, sin
     [1, HALF]. Returns the two halves in the heads' dtype."""
+    x1 = tl.load(ptrs1, mask=mask, other=0.0)
+    x2 = tl.load(ptrs1 + HALF, mask=mask, other=0.0)
+    return norm_rope(x1, x2, w_ptr, cos, sin, eps, HALF, HAS_NORM)
+
+
+@triton.jit
+def norm_rope(x1, x2, w_ptr, cos, sin, eps, HALF: tl.constexpr, HAS_NORM: tl.constexpr):
+    """The halves x1, x2 [rows, HALF] of heads, in their dtype: normalized with the weight at w_ptr (if
+    HAS_NORM) and rotated by cos, sin [1, HALF]. Returns the two halves in that dtype."""
     dims = tl.arange(0, HALF)[None, :]
-    dtype = ptrs1.dtype.element_ty
-    x1 = tl.load(ptrs1, mask=mask, other=0.0).to(tl.float32)
-    x2 = tl.load(ptrs1 + HALF, mask=mask, other=0.0).to(tl.float32)
+    dtype = x1.dtype
+    x1 = x1.to(tl.float32)
+    x2 = x2.to(tl.float32)
     if HAS_NORM:
         mean_sq = (tl.sum(x1 * x1, 1) + tl.sum(x2 * x2, 1)) / (2 * HALF)
         rstd = tl.rsqrt(mean_sq + eps)[:, None]

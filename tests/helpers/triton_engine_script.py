@@ -29,6 +29,20 @@ for name, switches in {
     "triton_fuse_rope": {"attention": {"name": "triton", "fuse_rope": True}, "kv_store": "triton", "rope": "triton"},
     "triton_sampler": {"attention": "triton", "kv_store": "triton", "rope": "triton", "sampler": "triton"},
     "triton_linear": {"attention": "triton", "kv_store": "triton", "rope": "triton", "linear": "triton"},
+    # one-token decode steps: the qkv GEMV normalizes, rotates and stores K/V in its epilogue (rope.fuse_qkv);
+    # without kv_store.fuse_rope the store runs after it
+    "triton_qkv_rope": {
+        "attention": "triton",
+        "kv_store": "triton",
+        "rope": {"name": "triton", "fuse_qkv": True},
+        "linear": "triton",
+    },
+    "triton_qkv_rope_store_after": {
+        "attention": "triton",
+        "kv_store": {"name": "triton", "fuse_rope": False},
+        "rope": {"name": "triton", "fuse_qkv": True},
+        "linear": "triton",
+    },
     # decode rows beside prompt chunks of at most 16 tokens in the prefill kernel
     "triton_mixed": {"attention": "triton", "kv_store": "triton", "scheduler": "mixed", "max_num_batched_tokens": 16},
 }.items():

@@ -38,6 +38,9 @@ def test_triton_engine_matches_sdpa_under_interpreter(tiny_qwen3):
         out["triton_rope_counters"]["kv_store_in_rope"] and not out["triton_rope_unfused_counters"]["kv_store_in_rope"]
     )
     assert out["triton_mixed"] == out["reference"] and out["triton_mixed_counters"]["mixed_steps"] > 0
+    for name in ("triton_qkv_rope", "triton_qkv_rope_store_after"):
+        assert out[name] == out["reference"] and out[name + "_counters"]["rope_in_qkv"], name
+    assert not out["triton_linear_counters"]["rope_in_qkv"]
     for name in (
         "triton",
         "triton_prefix",
@@ -46,6 +49,8 @@ def test_triton_engine_matches_sdpa_under_interpreter(tiny_qwen3):
         "triton_fuse_rope",
         "triton_sampler",
         "triton_linear",
+        "triton_qkv_rope",
+        "triton_qkv_rope_store_after",
         "triton_mixed",
     ):
         assert out[name + "_single"] == out["reference_single"], name

@@ -176,8 +176,23 @@ def _add_rms_norm_linear_kernel(
     BLOCK_K: tl.constexpr,
     USE_PDL: tl.constexpr,
 ):
-    dtype = x_ptr.dtype.element_ty
     offs_m, m_mask, offs_n, n_mask = _tile_offsets(M, N, BLOCK_M, BLOCK_N)
+    acc = norm_product(
+        x_ptr, r_ptr, norm_w_ptr, w_ptr, new_r_ptr, M, N, eps, stride_xm, stride_rm, stride_new_rm, stride_wn,
+        offs_m, m_mask, offs_n, n_mask, K, HAS_RESIDUAL, BLOCK_M, BLOCK_N, BLOCK_K, USE_PDL,
+    )  # fmt: skip
+    _store_output(y_ptr, stride_ym, acc, offs_m, m_mask, offs_n, n_mask)
+
+
+@triton.jit
+def norm_product(
+    x_ptr, r_ptr, norm_w_ptr, w_ptr, new_r_ptr, M, N, eps, stride_xm, stride_rm, stride_new_rm, stride_wn, offs_m,
+    m_mask, offs_n, n_mask, K: tl.constexpr, HAS_RESIDUAL: tl.constexpr, BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, USE_PDL: tl.constexpr,
+):  # fmt: skip
+    """The accumulator tile of rms_norm(x + residual) times the program's weight rows (and x + residual
+    stored by program 0), waiting for the previous kernel after the first weight chunk's load."""
+    dtype = x_ptr.dtype.element_ty
     if K <= BLOCK_K:  # one chunk: x + residual is read once, and the norm weight before the wait
         offs_k = tl.arange(0, BLOCK_K)
         k_mask = offs_k < K
@@ -197,7 +212,7 @@ def _add_rms_norm_linear_kernel(
             x_ptr, r_ptr, norm_w_ptr, w_ptr, new_r_ptr, M, N, eps, stride_xm, stride_rm, stride_new_rm, stride_wn,
             offs_m, m_mask, offs_n, n_mask, K, HAS_RESIDUAL, BLOCK_M, BLOCK_N, BLOCK_K, USE_PDL,
         )  # fmt: skip
-    _store_output(y_ptr, stride_ym, acc, offs_m, m_mask, offs_n, n_mask)
+    return acc
 
 
 @triton.jit

@@ -17,7 +17,7 @@ import triton.language as tl
 
 from allmos.kv_store.base import KVTarget
 from allmos.kv_store.kernels.store import check_store_args
-from allmos.triton_shared.fp8 import fp8_args, fp8_row_scales, fp8_scaled, store_rows
+from allmos.triton_shared.fp8 import fp8_args, store_halves, store_rows
 from allmos.triton_shared.pdl import wait_for_previous_kernel
 from allmos.triton_shared.rope import check_rope_args as _check_args
 from allmos.triton_shared.rope import load_norm_rope, rope_cos_sin
@@ -57,20 +57,11 @@ def _norm_rope_heads(
     tl.store(ptrs1, out1, mask=mask)
     tl.store(ptrs2, out2, mask=mask)
     if STORE:
+        rows = tl.arange(0, BLOCK_H)
         cache_ptrs1 = cache_row_ptr + heads * (2 * HALF) + dims
-        if QUANT:  # both halves of a head share its scale
-            a1, a2 = out1.to(tl.float32), out2.to(tl.float32)
-            amax = tl.maximum(tl.max(tl.where(mask, tl.abs(a1), 0.0), 1), tl.max(tl.where(mask, tl.abs(a2), 0.0), 1))
-            scales = fp8_row_scales(amax, fixed_scale, DYNAMIC)
-            rows = tl.arange(0, BLOCK_H)
-            tl.store(scale_row_ptr + rows * scale_head_stride, scales, mask=(rows < NUM_HEADS) & cache_ok)
-            tl.store(cache_ptrs1, fp8_scaled(a1, scales).to(cache_row_ptr.dtype.element_ty), mask=mask & cache_ok)
-            tl.store(
-                cache_ptrs1 + HALF, fp8_scaled(a2, scales).to(cache_row_ptr.dtype.element_ty), mask=mask & cache_ok
-            )
-        else:
-            tl.store(cache_ptrs1, out1.to(cache_row_ptr.dtype.element_ty), mask=mask & cache_ok)
-            tl.store(cache_ptrs1 + HALF, out2.to(cache_row_ptr.dtype.element_ty), mask=mask & cache_ok)
+        scale_ptrs = scale_row_ptr + rows * scale_head_stride
+        row_mask = (rows < NUM_HEADS) & cache_ok
+        store_halves(out1, out2, cache_ptrs1, scale_ptrs, mask & cache_ok, row_mask, fixed_scale, HALF, QUANT, DYNAMIC)
 
 
 @triton.jit

@@ -10,7 +10,9 @@ import pytest
 import torch
 
 pytest.importorskip("triton")
-from allmos.attention.backend import AttentionBackend, DecodeRopeInputs, HeadShape
+from attention_recorders import HEADS, TINY, RecordingBackend, RecordingRope, RecordingStore
+
+from allmos.attention.backend import DecodeRopeInputs
 from allmos.attention.layer import PagedAttention
 from allmos.attention.triton_backend import TritonBackend, TritonOptions
 from allmos.config import EngineConfig
@@ -20,12 +22,6 @@ from allmos.layers.norm import RMSNorm
 from allmos.layers.rotary import RotaryEmbedding
 from allmos.registry import BuildContext
 from allmos.validation import validate
-
-TINY = dict(
-    architectures=["Qwen3ForCausalLM"], model_type="qwen3", vocab_size=64, hidden_size=32, intermediate_size=64,
-    num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1, head_dim=16, max_position_embeddings=256,
-)  # fmt: skip
-HEADS = HeadShape(4, 2, 16, 0.25)
 
 
 @pytest.fixture
@@ -55,45 +51,9 @@ def test_other_backends_have_no_such_option(backend, interpreter):
         validate(config({"name": backend, "fuse_rope": True}))
 
 
-class RecordingBackend(AttentionBackend):
-    """Records which entry point a step reached."""
-
-    def __init__(self, fuses: bool):
-        super().__init__(None, BuildContext(heads=HEADS))
-        self.fuses, self.calls = fuses, []
-
-    def fuses_rope(self):
-        return self.fuses
-
-    def forward(self, q, k, v, k_cache, v_cache, meta, scales=None):
-        self.calls.append(("forward", q, k, v))
-        return q
-
-    def forward_decode_fused(self, q, k, v, k_cache, v_cache, meta, rope):
-        self.calls.append(("fused", q, k, v, rope))
-        return q
-
-
-class RecordingRope:
-    def __init__(self):
-        self.calls = 0
-
-    def apply(self, positions, q, k, q_norm, k_norm, rotary, kv=None):
-        self.calls += 1
-        return q + 1, k + 1
-
-
-class RecordingStore:
-    def __init__(self):
-        self.calls = 0
-
-    def write(self, *args):
-        self.calls += 1
-
-
 def layer_step(fuses: bool, is_prefill: bool):
     backend, rope, store = RecordingBackend(fuses), RecordingRope(), RecordingStore()
-    layer = PagedAttention(backend, store, rope, rope_stores_kv=False)
+    layer = PagedAttention(backend, store, rope, rope_stores_kv=False, rope_in_qkv=False)
     cache = torch.zeros(4, 16, 2, 16)
     layer.bind_cache(cache, cache)
     meta = StaticInputs(4, 2, 16, 24, torch.device("cpu")).meta(3, 2)
