@@ -21,6 +21,7 @@ declare -A CONFIGS=(
   [no_gemm]="linear.gemm=false"
   [no_prefetch_kv]="attention.prefetch_kv=false"
   [with_fuse_rope]="attention.fuse_rope=true"
+  [with_qkv_rope]="rope.fuse_qkv=true"
   [kv_cache_fp8]="kv_cache_dtype=fp8"
   [kv_cache_fp8_no_register_cap]="kv_cache_dtype=fp8 attention.decode_max_registers=0"
   [all_off]="+preset=all_off"

@@ -100,18 +100,25 @@ LEAVE_ONE_OUT = {
     "no_gemm": ALL_ON,
     "no_prefetch_kv": ALL_ON,
     "with_fuse_rope": ALL_ON,
+    "with_qkv_rope": ALL_ON,
     "kv_cache_fp8": FP8,
     "kv_cache_fp8_no_register_cap": FP8,
     "all_on_again": ALL_ON,  # the A/A pair of all_on, run last
 }
 LEAVE_ONE_OUT = with_options(
-    LEAVE_ONE_OUT, {"no_pdl"}, {"no_gemm"}, {"no_prefetch_kv"}, {"with_fuse_rope"}, {"kv_cache_fp8_no_register_cap"}
+    LEAVE_ONE_OUT,
+    {"no_pdl"},
+    {"no_gemm"},
+    {"no_prefetch_kv"},
+    {"with_fuse_rope"},
+    {"with_qkv_rope"},
+    {"kv_cache_fp8_no_register_cap"},
 )
 # Leave-one-out points that change one switch of another point rather than of all_on.
 COMPARED_WITH = {"kv_cache_fp8_no_register_cap": "kv_cache_fp8"}
 JOBS = {
     "ablation_cumulative": 33,
-    "ablation_leave_one_out": 54,
+    "ablation_leave_one_out": 57,
     "attention_backends": 18,
     "prefix_caching": 24,
     "latency": 6,
