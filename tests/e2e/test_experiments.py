@@ -55,19 +55,22 @@ def with_options(
     gemm_off=frozenset(),
     prefetch_off=frozenset(),
     fuse_rope_on=frozenset(),
+    qkv_rope_on=frozenset(),
     uncapped=frozenset(),
 ) -> dict:
     """Each stage's switches plus whether programmatic dependent launch is left on (every `pdl` option
     of the Triton plugins at its default), whether linear=triton's multi-row GEMMs are, whether the
-    Triton decode's first-tile prefetch is, whether the Triton decode fuses the rope (off by default), and
-    its register cap (None: the default, 168 on FP8 pages; 0: none)."""
-    flags = (pdl_off, gemm_off, prefetch_off, fuse_rope_on, uncapped)
+    Triton decode's first-tile prefetch is, whether the Triton decode fuses the rope (off by default), whether
+    the qkv GEMV does (off by default), and the decode's register cap (None: the default, 168 on FP8 pages;
+    0: none)."""
+    flags = (pdl_off, gemm_off, prefetch_off, fuse_rope_on, qkv_rope_on, uncapped)
     return {name: values + stage_flags(name, *flags) for name, values in stages.items()}
 
 
-def stage_flags(name: str, pdl_off, gemm_off, prefetch_off, fuse_rope_on, uncapped) -> tuple:
+def stage_flags(name: str, pdl_off, gemm_off, prefetch_off, fuse_rope_on, qkv_rope_on, uncapped) -> tuple:
     cap = 0 if name in uncapped else None
-    return (name not in pdl_off, name not in gemm_off, name not in prefetch_off, name in fuse_rope_on, cap)
+    fused = (name in fuse_rope_on, name in qkv_rope_on)
+    return (name not in pdl_off, name not in gemm_off, name not in prefetch_off, *fused, cap)
 
 
 CUMULATIVE = {  # the stated order: each stage adds one optimization to the one before
@@ -147,7 +150,8 @@ def switches(cfg) -> tuple:
     pdl = all(cfg[plugin].get("pdl", True) for plugin in ("attention", "rope", "linear"))
     attention = cfg.attention
     fuse_rope, cap = attention.get("fuse_rope", False), attention.get("decode_max_registers", None)
-    return named + (pdl, cfg.linear.get("gemm", True), attention.get("prefetch_kv", True), fuse_rope, cap)
+    qkv_rope = cfg.rope.get("fuse_qkv", False)
+    return named + (pdl, cfg.linear.get("gemm", True), attention.get("prefetch_kv", True), fuse_rope, qkv_rope, cap)
 
 
 def sweep_params(name: str) -> dict[str, str]:
