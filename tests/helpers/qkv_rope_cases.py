@@ -53,6 +53,9 @@ CASES = [
     Case(),
     Case(dtype=torch.bfloat16),
     Case(norm=False, bias=True, residual=False),
+    Case(bias=True),  # each of the three alone, so that a failure of the one above says which
+    Case(norm=False),
+    Case(residual=False),
     Case(store="none"),
     Case(store="fp8", dtype=torch.bfloat16),
     Case(store="fp8_fixed"),
@@ -95,6 +98,8 @@ def _pages(case: Case, device) -> KVPages | None:
 
 
 def make_inputs(case: Case, device) -> Inputs:
+    if case.slot >= BLOCKS * BLOCK_SIZE:
+        raise ValueError(f"slot {case.slot} is outside the test's {BLOCKS * BLOCK_SIZE}-slot cache")
     gen = torch.Generator().manual_seed(0)
     n = (case.heads + 2 * case.kv_heads) * case.head_dim
     k = case.hidden
@@ -184,14 +189,26 @@ def run_torch(case: Case, device) -> Outputs:
     return _outputs(qkv, new_residual, kv)
 
 
-def assert_same(actual: Outputs, expected: Outputs) -> None:
-    """Bit for bit: the output row, the residual and every page and scale."""
-    assert torch.equal(actual.qkv, expected.qkv), "the output row differs"
+def assert_same(actual: Outputs, expected: Outputs, case: Case | None = None) -> None:
+    """Bit for bit: the output row, the residual and every page and scale. With `case`, a differing row says
+    which heads differ (q, k or v) and by how much."""
+    if not torch.equal(actual.qkv, expected.qkv):
+        detail = "" if case is None else row_difference(actual, expected, case)
+        raise AssertionError("the output row differs" + detail)
     assert torch.equal(actual.residual, expected.residual), "the residual differs"
     assert len(actual.pages) == len(expected.pages)
     for name, a, e in zip(("k_cache", "v_cache", "k_scales", "v_scales"), actual.pages, expected.pages):
         assert torch.equal(a.view(torch.uint8) if a.dtype == torch.float8_e4m3fn else a,
                            e.view(torch.uint8) if e.dtype == torch.float8_e4m3fn else e), f"{name} differs"  # fmt: skip
+
+
+def row_difference(actual: Outputs, expected: Outputs, case: Case) -> str:
+    parts = zip("qkv", _split(actual.qkv, case), _split(expected.qkv, case))
+    texts = []
+    for name, a, e in parts:
+        largest = (a.double() - e.double()).abs().max().item()
+        texts.append(f"; {name}: {(a != e).sum().item()} of {a.numel()} differ, max {largest:.3g}")
+    return "".join(texts)
 
 
 def assert_close_to_torch(actual: Outputs, expected: Outputs) -> None:

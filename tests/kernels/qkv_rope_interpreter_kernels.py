@@ -23,7 +23,7 @@ import qkv_rope_cases as cases  # noqa: E402 (imports triton: after the interpre
 @pytest.mark.parametrize("case", cases.CASES, ids=cases.CASE_IDS)
 def test_leaves_what_the_separate_kernels_leave(case):
     fused, separate = cases.run_both(case, "cpu")
-    cases.assert_same(fused, separate)
+    cases.assert_same(fused, separate, case)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
