@@ -1,7 +1,8 @@
 """GPU tests of the qkv projection with the rope epilogue (allmos/linear/kernels/gemv_rope.py, rope.fuse_qkv):
-compiled, with and without programmatic dependent launch, it leaves the output row and the paged caches bit
-for bit as the kernels it replaces do, at the test cases' shapes and at Qwen3-0.6B's (bf16, 16 + 2 x 8 heads
-of 128 from 1024), where 16 programs share each head's counter.
+compiled, with and without programmatic dependent launch, it leaves the output row and the paged caches as
+the kernels it replaces do (qkv_rope_cases.assert_agrees: V and the residual bit for bit, the rotated q/k to
+their last bits), at the test cases' shapes and at Qwen3-0.6B's (bf16, 16 + 2 x 8 heads of 128 from 1024),
+where 16 programs share each head's counter.
 
 Skipped without CUDA, and when TRITON_INTERPRET=1 is set (qkv_rope_interpreter_kernels.py covers the
 interpreter)."""
@@ -29,9 +30,9 @@ def pdl_case(case: cases.Case, pdl: bool) -> cases.Case:
 
 @pytest.mark.parametrize("pdl", [False, True], ids=["plain", "pdl"])
 @pytest.mark.parametrize("case", GPU_CASES, ids=[c.id for c in GPU_CASES])
-def test_leaves_what_the_separate_kernels_leave(case, pdl):
+def test_agrees_with_the_separate_kernels(case, pdl):
     fused = cases.run_fused(pdl_case(case, pdl), "cuda")
-    cases.assert_same(fused, cases.run_separate(case, "cuda"), case)
+    cases.assert_agrees(fused, cases.run_separate(case, "cuda"), case)
 
 
 def test_matches_the_torch_path_at_qwen3_shapes():
@@ -41,7 +42,7 @@ def test_matches_the_torch_path_at_qwen3_shapes():
 
 def test_repeated_launches_keep_agreeing():
     """The counters reset themselves: a hundred launches back to back on one buffer, under PDL, each
-    leaving the same bits."""
+    leaving the same bits (one compiled kernel, the same inputs)."""
     case = pdl_case(QWEN3_CASES[0], True)
     counters = cases.new_counters(case, "cuda")
     first = cases.run_fused(case, "cuda", counters)

@@ -53,6 +53,23 @@ def test_the_check_catches_a_missing_rotation():
         cases.assert_same(plain, separate)
 
 
+@pytest.mark.parametrize("case", [cases.Case(), cases.Case(store="fp8", dtype=torch.bfloat16)], ids=["auto", "fp8"])
+def test_the_gpu_check_tolerates_last_bits_of_q_and_k_only(case):
+    """assert_agrees (the compiled kernels' check) passes the fused output, and a q/k element one unit in the
+    last place off, but not a missing rotation, nor a V element one unit off."""
+    fused, separate = cases.run_both(case, "cpu")
+    cases.assert_agrees(fused, separate, case)
+    nudged = fused.qkv.clone()
+    nudged[0, 5] = torch.nextafter(nudged[0, 5], torch.tensor(float("inf"), dtype=nudged.dtype))
+    cases.assert_agrees(fused._replace(qkv=nudged), separate, case)
+    with pytest.raises(AssertionError):
+        cases.assert_agrees(cases.run_projection_only(case, "cpu"), separate, case)
+    v_nudged = fused.qkv.clone()
+    v_nudged[0, -1] = torch.nextafter(v_nudged[0, -1], torch.tensor(float("inf"), dtype=v_nudged.dtype))
+    with pytest.raises(AssertionError, match="V heads"):
+        cases.assert_agrees(fused._replace(qkv=v_nudged), separate, case)
+
+
 def test_refuses_what_it_cannot_run():
     gemv_rope = importlib.import_module("allmos.linear.kernels.gemv_rope")
     case = cases.Case()
