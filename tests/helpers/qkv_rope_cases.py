@@ -216,8 +216,8 @@ def assert_agrees(actual: Outputs, expected: Outputs, case: Case) -> None:
     scales bit for bit (the same instructions in both); the rotated q/k heads and the K pages to a few units
     in the last place, most of them bit for bit. The two compiled kernels contract the rotation's products
     into FMAs differently (for the second half, x2 cos rounded and x1 sin fused in the rope kernel, the other
-    way round in the epilogue: their sm_90 PTX, 2026-12-06), and their tiles sum a head's squares for the norm
-    in different orders, so a last bit may differ."""
+    way round in the epilogue: their sm_90 PTX, 2026-12-06), and they tile a head differently, so with q/k
+    norms they may sum its squares in another order: a last bit may differ."""
     q, k, v = _split(actual.qkv, case)
     eq, ek, ev = _split(expected.qkv, case)
     assert torch.equal(v, ev), "the V heads differ" + row_difference(actual, expected, case)
