@@ -4,10 +4,10 @@ compiled for an H100/H200 (sm_90) on the CPU: no GPU needed.
     python -m allmos.microbench.kernel_resources [--sweep] [--out FILE]
 
 Rows: the batch-1 GEMVs of Qwen3-0.6B (norm+qkv, o, norm+gate_up, SiLU+down, norm+LM head) with their
-default launch configs, and the decode attention kernel as the engine launches it at batch 1 (64-token
-tiles, 32 splits, fused merge, KV prefetch; also with attention.fuse_rope) and at batch 256 (128-token
-tiles, one split), in bf16 and fp8 (at its default cap of 168 registers, attention.decode_max_registers, and
-uncapped).
+default launch configs; norm+qkv with the rope epilogue (rope.fuse_qkv) storing into bf16 and fp8 pages; and
+the decode attention kernel as the engine launches it at batch 1 (64-token tiles, 32 splits, fused merge, KV
+prefetch; also with attention.fuse_rope) and at batch 256 (128-token tiles, one split), in bf16 and fp8 (at
+its default cap of 168 registers, attention.decode_max_registers, and uncapped).
 `--sweep` adds every GEMV config layer_chain sweeps.
 
 Each kernel is compiled with the specialization the JIT gives it at those shapes: integer arguments equal
@@ -36,7 +36,7 @@ from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
 from allmos.attention.kernels.decode_heuristics import default_max_registers
-from allmos.linear.kernels import gemv
+from allmos.linear.kernels import gemv, gemv_rope
 from allmos.linear.kernels.gemv_config import accumulator_fits, default_config
 
 SM90 = GPUTarget("cuda", 90, 32)
@@ -141,6 +141,27 @@ def gemv_row(name: str, config: dict) -> dict:
     return with_waves(row, triton.cdiv(n, config["block_n"]))
 
 
+def qkv_rope_row(fp8: bool) -> dict:
+    """norm+qkv with the rope epilogue (allmos.linear.kernels.gemv_rope) at its default config, q/k norms on,
+    storing K/V into the pages (fp8: quantized, per-token scales)."""
+    _, n, k = GEMVS["norm+qkv"]
+    config = default_config(1, n, k)
+    pages = "*fp8e4nv" if fp8 else "*bf16"
+    pointers = dict.fromkeys(("x_ptr", "r_ptr", "norm_w_ptr", "w_ptr", "bias_ptr", "y_ptr", "new_r_ptr"), "*bf16")
+    pointers |= {"q_norm_ptr": "*bf16", "k_norm_ptr": "*bf16", "k_cache_ptr": pages, "v_cache_ptr": pages}
+    pointers |= {"counters_ptr": "*i32", "positions_ptr": "*i64", "slot_mapping_ptr": "*i64", "cos_ptr": "*fp32"}
+    pointers |= {"sin_ptr": "*fp32", "k_scale_ptr": "*fp32", "v_scale_ptr": "*fp32"}
+    values = {"N": n, "eps": 1e-6, "stride_wn": k, "norm_eps": 1e-6, "fixed_scale": 0.0, "block_size": BLOCK_SIZE}
+    values |= dict.fromkeys(("stride_xm", "stride_rm", "stride_new_rm"), k)
+    constexprs = {"K": k, "HAS_RESIDUAL": True, "HAS_BIAS": False, "NUM_HEADS": NUM_HEADS, "NUM_KV_HEADS": NUM_KV_HEADS}
+    constexprs |= {"HALF": HEAD_DIM // 2, "HAS_NORM": True, "STORE_KV": True, "QUANT": fp8, "DYNAMIC": fp8}
+    constexprs |= {"BLOCK_M": 1, "BLOCK_N": config["block_n"], "BLOCK_K": config["block_k"], "USE_PDL": True}
+    compiled = compile_sm90(gemv_rope._add_rms_norm_qkv_rope_kernel, values, constexprs, pointers, config["num_warps"])
+    label = "norm+qkv+rope" + ("/fp8" if fp8 else "")
+    row = {"kernel": label, "config": config, **resources(compiled, config["num_warps"])}
+    return with_waves(row, triton.cdiv(n, config["block_n"]))
+
+
 def decode_row(
     label: str, batch: int, block_n: int, num_splits: int, fp8: bool, fuse_rope: bool, max_registers=None
 ) -> dict:
@@ -216,7 +237,7 @@ def main() -> None:
     parser.add_argument("--sweep", action="store_true", help="every GEMV config layer_chain sweeps, not just defaults")
     parser.add_argument("--out", help="a JSON file for the rows")
     args = parser.parse_args()
-    rows = gemv_rows(args.sweep) + decode_rows()
+    rows = gemv_rows(args.sweep) + [qkv_rope_row(fp8=False), qkv_rope_row(fp8=True)] + decode_rows()
     print_rows(rows)
     if args.out:
         with open(args.out, "w") as f:

@@ -34,6 +34,16 @@ def test_the_default_batch1_gemvs_do_not_spill_and_qkv_fits_one_wave():
     assert qkv["grid"] == 4096 // qkv["config"]["block_n"] and qkv["waves"] <= 1
 
 
+@pytest.mark.parametrize("fp8", [False, True], ids=["bf16_pages", "fp8_pages"])
+def test_the_rope_epilogue_keeps_qkv_in_one_wave_without_spilling(fp8):
+    """rope.fuse_qkv adds the epilogue's registers to norm+qkv (72 -> 94 on 2026-12-06: 7 -> 5 programs per
+    SM); its 512 programs must still be resident at once, so that each loads its weights before the PDL wait."""
+    plain = kr.gemv_row("norm+qkv", kr.default_config(1, *kr.GEMVS["norm+qkv"][1:]))
+    row = kr.qkv_rope_row(fp8)
+    assert row["spill_bytes"] == 0 and row["registers"] >= plain["registers"]
+    assert row["grid"] == plain["grid"] and row["waves"] <= 1
+
+
 def test_the_fp8_decode_is_capped_by_default_and_fits_3_programs_per_sm_without_spilling():
     capped = kr.decode_row("decode", 256, 128, 1, fp8=True, fuse_rope=False)
     assert capped["config"]["max_registers"] == FP8_MAX_REGISTERS and capped["registers"] <= FP8_MAX_REGISTERS
