@@ -6,7 +6,8 @@ Each layer runs the kernels a batch-1 decode step runs with everything on, in th
 add_rms_norm+qkv, the q/k norm + RoPE kernel that also stores the new token's K/V, the Triton paged decode
 attention over `--context` tokens, o, add_rms_norm+gate_up, silu_mul+down, with each layer's own weights
 and KV pages (consecutive) so that every byte comes from HBM. With --context 0 there is neither rope nor
-attention: qkv's first 2048 outputs stand in for attention's. The layers are
+attention: qkv's first 2048 outputs stand in for attention's. With a context the chain is also timed with
+the rope kernel's work in the qkv GEMV's epilogue (rope.fuse_qkv: allmos.linear.kernels.gemv_rope). The layers are
 captured in one CUDA graph and timed as replays, with and without programmatic dependent launch (PDL).
 The figure is microseconds per layer against the weights' bytes at the copy bandwidth: at one row the
 kernels are each a few microseconds long, and what a chain loses between them (ramp-up, tails, the
@@ -22,15 +23,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import types
 
 import torch
 
 from allmos.attention.kernels.decode import decode_counters, paged_decode_attention
-from allmos.kv_store.base import KVTarget
+from allmos.kv_store.base import KVPages, KVTarget
 from allmos.linear.kernels.gemv import add_rms_norm_linear, silu_mul_linear, skinny_linear
 from allmos.linear.kernels.gemv_config import accumulator_fits, default_config
+from allmos.linear.kernels.gemv_rope import add_rms_norm_qkv_rope, rope_counters
 from allmos.microbench.gpu_timing import environment, replay_ms
 from allmos.microbench.kernel_bench import bench_copy
+from allmos.rope.base import QKVRope
 from allmos.rope.kernels.qk_rope import qk_norm_rope_triton
 
 DTYPE = torch.bfloat16
@@ -74,6 +78,7 @@ def kv_pages(context: int, rotary: tuple | None) -> dict:
         "q_norm": (1 + 0.1 * torch.randn(HEAD_DIM, device="cuda")).to(DTYPE),
         "k_norm": (1 + 0.1 * torch.randn(HEAD_DIM, device="cuda")).to(DTYPE),
         "rotary": rotary,
+        "rope_counters": rope_counters(NUM_HEADS + 2 * NUM_KV_HEADS, "cuda"),
     }
 
 
@@ -102,14 +107,34 @@ def layer_weights(layers: int, context: int = 0) -> list[dict]:
     ]
 
 
-def attend(qkv: torch.Tensor, w: dict, config: dict, pdl: bool) -> torch.Tensor:
+def qkv_rope(w: dict) -> QKVRope:
+    """The layer's rope step as the qkv GEMV's epilogue takes it (the norms and tables as their modules hold them)."""
+    norms = [types.SimpleNamespace(weight=w[name], eps=EPS) for name in ("q_norm", "k_norm")]
+    rotary = types.SimpleNamespace(cos=w["rotary"][0], sin=w["rotary"][1])
+    pages = KVPages(w["k_cache"], w["v_cache"], w["slot"])
+    return QKVRope(w["position"], *norms, rotary, NUM_HEADS, NUM_KV_HEADS, pages)
+
+
+def project_qkv(x, residual, w: dict, configs: dict, pdl: bool):
+    """(qkv, residual, whether the rope step is done): with configs["qkv_rope"] and a cache, in the epilogue."""
+    if configs.get("qkv_rope") and "k_cache" in w:
+        qkv, residual = add_rms_norm_qkv_rope(
+            x, residual, w["norm1"], EPS, w["qkv"], None, qkv_rope(w), w["rope_counters"], pdl=pdl, **configs["qkv"]
+        )
+        return qkv, residual, True
+    qkv, residual = add_rms_norm_linear(x, residual, w["norm1"], EPS, w["qkv"], pdl=pdl, **configs["qkv"])
+    return qkv, residual, False
+
+
+def attend(qkv: torch.Tensor, w: dict, config: dict, pdl: bool, rope_done: bool = False) -> torch.Tensor:
     if "k_cache" not in w:
         return qkv[:, :Q_WIDTH]
     q = qkv[:, :Q_WIDTH].view(1, NUM_HEADS, HEAD_DIM)
     k = qkv[:, Q_WIDTH : Q_WIDTH + KV_WIDTH].view(1, NUM_KV_HEADS, HEAD_DIM)
     v = qkv[:, Q_WIDTH + KV_WIDTH :].view(1, NUM_KV_HEADS, HEAD_DIM)
-    target = KVTarget(v, w["k_cache"], w["v_cache"], w["slot"])
-    qk_norm_rope_triton(w["position"], q, k, w["q_norm"], w["k_norm"], EPS, *w["rotary"], target, pdl=pdl)
+    if not rope_done:
+        target = KVTarget(v, w["k_cache"], w["v_cache"], w["slot"])
+        qk_norm_rope_triton(w["position"], q, k, w["q_norm"], w["k_norm"], EPS, *w["rotary"], target, pdl=pdl)
     out = paged_decode_attention(
         q,
         w["k_cache"],
@@ -125,8 +150,8 @@ def attend(qkv: torch.Tensor, w: dict, config: dict, pdl: bool) -> torch.Tensor:
 
 
 def run_layer(x, residual, w: dict, configs: dict, pdl: bool):
-    qkv, residual = add_rms_norm_linear(x, residual, w["norm1"], EPS, w["qkv"], pdl=pdl, **configs["qkv"])
-    o = skinny_linear(attend(qkv, w, configs["attention"], pdl), w["o"], pdl=pdl, **configs["o"])
+    qkv, residual, rope_done = project_qkv(x, residual, w, configs, pdl)
+    o = skinny_linear(attend(qkv, w, configs["attention"], pdl, rope_done), w["o"], pdl=pdl, **configs["o"])
     gate_up, residual = add_rms_norm_linear(o, residual, w["norm2"], EPS, w["gate_up"], pdl=pdl, **configs["gate_up"])
     return silu_mul_linear(gate_up, w["down"], pdl=pdl, **configs["down"]), residual
 
@@ -201,6 +226,10 @@ def main() -> None:
     for pdl in (False, True):
         us = result[f"default_pdl_{pdl}_us"]
         print(f"default configs, pdl={pdl}: {us:.2f} us/layer ({floor_us / us:.0%} of the copy bandwidth)")
+    if args.context:
+        result["qkv_rope_pdl_True_us"] = chain_us_per_layer(weights, defaults() | {"qkv_rope": True}, pdl=True)
+        us = result["qkv_rope_pdl_True_us"]
+        print(f"rope in the qkv epilogue (rope.fuse_qkv), pdl=True: {us:.2f} us/layer ({floor_us / us:.0%})")
     best = defaults()
     if args.sweep in ("linear", "all"):
         best, result["sweep"] = sweep(weights, result["default_pdl_True_us"])

@@ -24,5 +24,6 @@ def test_layer_chain_reports_each_setting_and_sweep_row(tmp_path):
 
     assert 0 < result["weights_floor_us_per_layer"] < result["default_pdl_True_us"]
     assert result["default_pdl_False_us"] > 0
+    assert result["weights_floor_us_per_layer"] < result["qkv_rope_pdl_True_us"]  # rope.fuse_qkv's chain
     assert [{k: r[k] for k in ("num_splits", "block_n")} for r in result["attention_sweep"]] == ATTENTION_CANDIDATES
     assert result["best_configs"]["attention"] in ATTENTION_CANDIDATES

@@ -163,6 +163,7 @@ def add_rms_norm_qkv_rope(
     counters: torch.Tensor,
     *,
     block_n: int | None = None,
+    block_k: int | None = None,
     num_warps: int | None = None,
     pdl: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -184,7 +185,7 @@ def add_rms_norm_qkv_rope(
     if bias is not None:
         check_like(name, "bias", bias, (n,), x)
     head_dim = rope.rotary.cos.shape[1] * 2
-    config = launch_config(name, 1, n, k, block_n, None, num_warps)
+    config = launch_config(name, 1, n, k, block_n, block_k, num_warps)
     _check_rope(name, rope, n, head_dim, config["BLOCK_N"], counters)
     y = torch.empty(1, n, dtype=x.dtype, device=x.device)
     new_residual = x if residual is None else torch.empty_like(x)
