@@ -44,7 +44,8 @@ def check_rope_placement(config: EngineConfig) -> None:
     if getattr(rope, "fuse_qkv", False) and getattr(attention, "fuse_rope", False):
         raise ConfigError(
             "rope.fuse_qkv",
-            "and attention.fuse_rope=true both normalize and rotate decode steps' q and k; set one of them false",
+            "(on by default with rope=triton) and attention.fuse_rope=true both normalize and rotate decode "
+            "steps' q and k; set rope.fuse_qkv=false to do it in the decode kernel instead",
         )
 
 

@@ -9,8 +9,9 @@ from allmos.triton_shared.support import TritonPlugin, check_pdl_option
 class TritonRopeOptions(PluginOptions):
     pdl: bool = True  # the kernel launches while the previous one runs (programmatic dependent launch, sm_90+)
     # With linear=triton, one-token decode steps do this kernel's work (and its K/V store) in the qkv
-    # projection's epilogue, so the kernel does not run for them: one launch per layer fewer.
-    fuse_qkv: bool = False
+    # projection's epilogue, so the kernel does not run for them: one launch per layer fewer (on by default:
+    # the batch-1 step 5% shorter on an H100, 2026-12-06).
+    fuse_qkv: bool = True
 
 
 @register("rope", "triton", options=TritonRopeOptions)

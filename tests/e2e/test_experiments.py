@@ -55,21 +55,21 @@ def with_options(
     gemm_off=frozenset(),
     prefetch_off=frozenset(),
     fuse_rope_on=frozenset(),
-    qkv_rope_on=frozenset(),
+    qkv_rope_off=frozenset(),
     uncapped=frozenset(),
 ) -> dict:
     """Each stage's switches plus whether programmatic dependent launch is left on (every `pdl` option
     of the Triton plugins at its default), whether linear=triton's multi-row GEMMs are, whether the
-    Triton decode's first-tile prefetch is, whether the Triton decode fuses the rope (off by default), whether
-    the qkv GEMV does (off by default), and the decode's register cap (None: the default, 168 on FP8 pages;
-    0: none)."""
-    flags = (pdl_off, gemm_off, prefetch_off, fuse_rope_on, qkv_rope_on, uncapped)
+    Triton decode's first-tile prefetch is, whether the Triton decode fuses the rope (off by default),
+    whether the qkv GEMV's rope is left on (rope.fuse_qkv, on by default), and the decode's register
+    cap (None: the default, 168 on FP8 pages; 0: none)."""
+    flags = (pdl_off, gemm_off, prefetch_off, fuse_rope_on, qkv_rope_off, uncapped)
     return {name: values + stage_flags(name, *flags) for name, values in stages.items()}
 
 
-def stage_flags(name: str, pdl_off, gemm_off, prefetch_off, fuse_rope_on, qkv_rope_on, uncapped) -> tuple:
+def stage_flags(name: str, pdl_off, gemm_off, prefetch_off, fuse_rope_on, qkv_rope_off, uncapped) -> tuple:
     cap = 0 if name in uncapped else None
-    fused = (name in fuse_rope_on, name in qkv_rope_on)
+    fused = (name in fuse_rope_on, name not in qkv_rope_off)
     return (name not in pdl_off, name not in gemm_off, name not in prefetch_off, *fused, cap)
 
 
@@ -102,8 +102,8 @@ LEAVE_ONE_OUT = {
     "no_pdl": ALL_ON,
     "no_gemm": ALL_ON,
     "no_prefetch_kv": ALL_ON,
+    "no_qkv_rope": ALL_ON,
     "with_fuse_rope": ALL_ON,
-    "with_qkv_rope": ALL_ON,
     "kv_cache_fp8": FP8,
     "kv_cache_fp8_no_register_cap": FP8,
     "all_on_again": ALL_ON,  # the A/A pair of all_on, run last
@@ -114,11 +114,11 @@ LEAVE_ONE_OUT = with_options(
     {"no_gemm"},
     {"no_prefetch_kv"},
     {"with_fuse_rope"},
-    {"with_qkv_rope"},
+    {"no_qkv_rope", "with_fuse_rope"},
     {"kv_cache_fp8_no_register_cap"},
 )
 # Leave-one-out points that change one switch of another point rather than of all_on.
-COMPARED_WITH = {"kv_cache_fp8_no_register_cap": "kv_cache_fp8"}
+COMPARED_WITH = {"kv_cache_fp8_no_register_cap": "kv_cache_fp8", "with_fuse_rope": "no_qkv_rope"}
 JOBS = {
     "ablation_cumulative": 33,
     "ablation_leave_one_out": 57,
@@ -150,7 +150,7 @@ def switches(cfg) -> tuple:
     pdl = all(cfg[plugin].get("pdl", True) for plugin in ("attention", "rope", "linear"))
     attention = cfg.attention
     fuse_rope, cap = attention.get("fuse_rope", False), attention.get("decode_max_registers", None)
-    qkv_rope = cfg.rope.get("fuse_qkv", False)
+    qkv_rope = cfg.rope.get("fuse_qkv", True)  # as pdl: on unless turned off (rope=torch has no such option)
     return named + (pdl, cfg.linear.get("gemm", True), attention.get("prefetch_kv", True), fuse_rope, qkv_rope, cap)
 
 

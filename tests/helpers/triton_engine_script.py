@@ -26,9 +26,20 @@ for name, switches in {
         "rope": "triton",
     },
     # decode steps normalize, rotate and store the new token inside the decode attention kernel
-    "triton_fuse_rope": {"attention": {"name": "triton", "fuse_rope": True}, "kv_store": "triton", "rope": "triton"},
+    # (rope.fuse_qkv, on by default, is the other place for that work: the two exclude each other)
+    "triton_fuse_rope": {
+        "attention": {"name": "triton", "fuse_rope": True},
+        "kv_store": "triton",
+        "rope": {"name": "triton", "fuse_qkv": False},
+    },
     "triton_sampler": {"attention": "triton", "kv_store": "triton", "rope": "triton", "sampler": "triton"},
-    "triton_linear": {"attention": "triton", "kv_store": "triton", "rope": "triton", "linear": "triton"},
+    # the rope kernel beside the GEMVs (rope.fuse_qkv off)
+    "triton_linear": {
+        "attention": "triton",
+        "kv_store": "triton",
+        "rope": {"name": "triton", "fuse_qkv": False},
+        "linear": "triton",
+    },
     # one-token decode steps: the qkv GEMV normalizes, rotates and stores K/V in its epilogue (rope.fuse_qkv);
     # without kv_store.fuse_rope the store runs after it
     "triton_qkv_rope": {

@@ -30,7 +30,8 @@ def interpreter(monkeypatch):
 
 
 def config(attention, **options) -> EngineConfig:
-    common = dict(architecture=TINY, random_weights="always", device="cpu")
+    rope = {"name": "triton", "fuse_qkv": False}  # the other place for the decode step's rope, on by default
+    common = dict(architecture=TINY, random_weights="always", device="cpu", rope=rope)
     return EngineConfig.create(None, attention=attention, **common, **options)
 
 
