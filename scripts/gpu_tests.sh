@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Every gpu-marked test within a time budget, the named files first, one log per file under $OUT.
+# Every gpu-marked test within a time budget, the named files first, their logs one after another in
+# $OUT/gpu_tests.log (one file: the device brings back only so many files).
 # Usage (on the device machine): bash scripts/gpu_tests.sh SECONDS [tests/gpu/FILE.py ...]
 # Naming a file before `tests/` on one pytest line does not run it first (pytest runs it in its place in
 # the folder, 2026-12-06), so each file is its own pytest run here: the named ones, then the rest of
@@ -21,9 +22,12 @@ for f in "${files[@]}"; do
     echo "$name: not run (no time left)" | tee -a "$out/gpu_tests_summary.log"
     continue
   fi
-  timeout "$left" python -m pytest -m gpu -q -p no:cacheprovider "$f" > "$out/$name.log" 2>&1
+  log=$(mktemp)
+  timeout "$left" python -m pytest -m gpu -q -p no:cacheprovider "$f" > "$log" 2>&1
   rc=$?
-  last=$(grep -E "passed|failed|error|skipped|no tests ran" "$out/$name.log" | tail -1)
+  { echo "===== $f (rc $rc)"; cat "$log"; } >> "$out/gpu_tests.log"
+  last=$(grep -E "passed|failed|error|skipped|no tests ran" "$log" | tail -1)
+  rm -f "$log"
   [ "$rc" = 124 ] && last="cut off at the budget's end; ${last:-nothing finished}"
   echo "$name: ${last:-rc $rc}" | tee -a "$out/gpu_tests_summary.log"
 done
