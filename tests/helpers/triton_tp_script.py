@@ -1,7 +1,7 @@
 """Run by test_triton_tp_cpu.py in a fresh process with TRITON_INTERPRET=1 (the spawned workers inherit it):
 the engine with every Triton plugin on two ranks (gloo) against one rank and against the torch plugins on
-one rank. A prompt alone decodes one token a step, which is where the qkv GEMV does the rope kernel's work
-(rope.fuse_qkv, on by default) on each rank's own heads."""
+one rank, and the same on FP8 pages. A prompt alone decodes one token a step, which is where the qkv GEMV
+does the rope kernel's work (rope.fuse_qkv, on by default) on each rank's own heads."""
 
 import json
 import sys
@@ -20,6 +20,8 @@ CONFIGS = {
     "reference": {},
     "triton_one_rank": TRITON,
     "triton_two_ranks": TRITON | {"tensor_parallel_size": 2},
+    "fp8_one_rank": TRITON | {"kv_cache_dtype": "fp8"},
+    "fp8_two_ranks": TRITON | {"kv_cache_dtype": "fp8", "tensor_parallel_size": 2},
 }
 
 
