@@ -113,6 +113,10 @@ def test_plugin_options_are_validated_by_hydra():
     cfg = composed("attention=triton", "attention.fuse_rope=true")
     options = engine_options(cfg)
     assert EngineConfig.create(options.pop("model"), **options).switches()["attention.fuse_rope"] is True
+    options = engine_options(composed())
+    assert EngineConfig.create(options.pop("model"), **options).switches()["rope.fuse_qkv"] is True  # the default
+    options = engine_options(composed("rope.fuse_qkv=false"))
+    assert EngineConfig.create(options.pop("model"), **options).switches()["rope.fuse_qkv"] is False
     with pytest.raises(ConfigCompositionException):
         composed("attention.no_such_option=1")
     with pytest.raises(ConfigCompositionException):
