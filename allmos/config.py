@@ -79,6 +79,7 @@ class EngineConfig:
     scheduler: PluginChoice = PluginChoice("continuous")
     sampler: PluginChoice = PluginChoice("triton")
     cuda_graphs: bool | str = True  # true: whole decode steps (forward, LM head, sampler); forward: the forward only
+    fused_graph_inputs: bool = True  # with cuda_graphs: one Triton kernel loads a replay's inputs into the graph
     prefix_caching: bool = True
     compile: bool = True
     chunked_prefill: bool = False
@@ -143,7 +144,7 @@ class EngineConfig:
         and the block manager and graph runner that the switches prefix_caching and cuda_graphs pick."""
         choices = {kind: getattr(self, kind) for kind in PLUGIN_SWITCHES}
         choices["block_manager"] = PluginChoice("prefix_caching" if self.prefix_caching else "paged")
-        choices["graph_runner"] = graph_runner_choice(self.cuda_graphs)
+        choices["graph_runner"] = graph_runner_choice(self.cuda_graphs, self.fused_graph_inputs)
         return choices
 
     def switches(self) -> dict[str, Any]:
@@ -165,11 +166,13 @@ class EngineConfig:
 CUDA_GRAPHS_VALUES = (True, False, "forward")
 
 
-def graph_runner_choice(cuda_graphs: bool | str) -> PluginChoice:
-    """cuda_graphs=true: graphs of whole decode steps; forward: of the model's forward only; false: none."""
+def graph_runner_choice(cuda_graphs: bool | str, fused_inputs: bool = True) -> PluginChoice:
+    """cuda_graphs=true: graphs of whole decode steps; forward: of the model's forward only; false: none.
+    fused_graph_inputs: whether one kernel loads a replay's inputs (without graphs there is nothing to load)."""
     if cuda_graphs is False:
         return PluginChoice("eager")
-    return PluginChoice("cuda_graph", {"scope": "forward" if cuda_graphs == "forward" else "step"})
+    scope = "forward" if cuda_graphs == "forward" else "step"
+    return PluginChoice("cuda_graph", {"scope": scope, "fused_inputs": fused_inputs})
 
 
 def resolved_options(kind: str, choice: PluginChoice) -> dict[str, Any]:

@@ -11,6 +11,7 @@ declare -A CONFIGS=(
   [no_kv_store]="kv_store=torch"
   [no_cuda_graphs]="cuda_graphs=false"
   [no_graph_sampling]="cuda_graphs=forward"
+  [no_fused_graph_inputs]="fused_graph_inputs=false"
   [no_compile]="compile=false"
   [no_prefix_caching]="prefix_caching=false"
   [no_async_scheduling]="async_scheduling=false"

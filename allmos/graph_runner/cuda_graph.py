@@ -23,6 +23,7 @@ from allmos.attention.metadata import AttentionMetadata, common_metadata
 from allmos.errors import ConfigError
 from allmos.graph_runner.base import GraphRunner
 from allmos.registry import PluginOptions, register
+from allmos.triton_shared.support import require_triton
 
 SCOPES = ("step", "forward")
 
@@ -47,9 +48,10 @@ def bucket_for(size: int, buckets: list[int]) -> int:
 
 
 class StaticInputs:
-    """The graph's input tensors: every replay copies the step's values into these."""
+    """The graph's input tensors: every replay loads the step's values into these, with a copy or fill per
+    tensor, or (`fused`: fused_graph_inputs=true) with one kernel (allmos.graph_runner.kernels.static_inputs)."""
 
-    def __init__(self, max_batch: int, width: int, block_size: int, max_model_len: int, device):
+    def __init__(self, max_batch: int, width: int, block_size: int, max_model_len: int, device, fused=False):
         self.input_ids = torch.zeros(max_batch, dtype=torch.int64, device=device)
         self.positions = torch.zeros(max_batch, dtype=torch.int64, device=device)
         self.slot_mapping = torch.full((max_batch,), -1, dtype=torch.int64, device=device)
@@ -60,6 +62,7 @@ class StaticInputs:
         self.seed = torch.zeros(1, dtype=torch.int64, device=device)
         self.block_size = block_size
         self.max_model_len = max_model_len
+        self.fused = fused
 
     def meta(self, batch: int, width: int) -> AttentionMetadata:
         longest = min(width * self.block_size, self.max_model_len)
@@ -76,7 +79,25 @@ class StaticInputs:
             self.block_size,
         )
 
-    def load(self, input_ids, positions, meta: AttentionMetadata, bucket: int) -> None:
+    def load(self, input_ids, positions, meta: AttentionMetadata, bucket: int, sampling=None) -> None:
+        """The step's inputs, padded to `bucket` rows, and given `sampling` = (temperatures, seed) the
+        sampler's."""
+        if self.fused:
+            from allmos.graph_runner.kernels.static_inputs import load_static_inputs
+
+            load_static_inputs(self, input_ids, positions, meta, bucket, sampling)
+            return
+        self.copy_inputs(input_ids, positions, meta, bucket)
+        if sampling is not None:
+            self.copy_sampling(*sampling)
+
+    def warm_up(self, sampling: bool) -> None:
+        """Compile the loading kernel (fused) by loading the first row onto itself."""
+        if self.fused:
+            extra = (self.temperatures[:1], self.seed) if sampling else None
+            self.load(self.input_ids[:1], self.positions[:1], self.meta(1, 1), 1, extra)
+
+    def copy_inputs(self, input_ids, positions, meta: AttentionMetadata, bucket: int) -> None:
         n, width = meta.block_tables.shape
         self.input_ids[:n].copy_(input_ids)
         self.positions[:n].copy_(positions)
@@ -86,8 +107,8 @@ class StaticInputs:
         self.context_lens[n:bucket].fill_(0)
         self.block_tables[:n, :width].copy_(meta.block_tables)
 
-    def load_sampling(self, temperatures: torch.Tensor, seed: torch.Tensor) -> None:
-        """Padding rows keep temperature 0 (greedy: no draw); their tokens are never read."""
+    def copy_sampling(self, temperatures: torch.Tensor, seed: torch.Tensor) -> None:
+        """Padding rows keep their last temperature; their tokens are never read."""
         self.temperatures[: temperatures.shape[0]].copy_(temperatures)
         self.seed.copy_(seed)
 
@@ -95,6 +116,7 @@ class StaticInputs:
 @dataclass
 class CudaGraphOptions(PluginOptions):
     scope: str = "step"  # step: forward + LM head (+ sampler when capturable); forward: the model's forward
+    fused_inputs: bool = True  # one Triton kernel loads a replay's inputs (the switch fused_graph_inputs)
 
 
 @register("graph_runner", "cuda_graph", options=CudaGraphOptions)
@@ -110,6 +132,8 @@ class CudaGraphRunner(GraphRunner):
             raise ConfigError("cuda_graphs", f"attention={name} cannot be captured in a CUDA graph")
         if options.scope not in SCOPES:
             raise ConfigError("cuda_graphs", f"unknown graph scope {options.scope!r} (expected one of {SCOPES})")
+        if options.fused_inputs:
+            require_triton("fused_graph_inputs")
 
     def __init__(self, options, ctx):
         super().__init__(options, ctx)
@@ -126,7 +150,9 @@ class CudaGraphRunner(GraphRunner):
         full_width = (limits.max_model_len + block_size - 1) // block_size
         per_width = self.backend.graph_mode is GraphMode.PER_BATCH_AND_TABLE_WIDTH
         self.widths = width_buckets(full_width, per_width)
-        self.static = StaticInputs(self.buckets[-1], full_width, block_size, limits.max_model_len, device)
+        fused = self.options.fused_inputs
+        self.static = StaticInputs(self.buckets[-1], full_width, block_size, limits.max_model_len, device, fused)
+        self.static.warm_up(self.sampler is not None)  # the loading kernel compiles here, not in a timed step
         pool = None
         with torch.inference_mode():
             # largest first: the shared pool is sized once
@@ -154,10 +180,10 @@ class CudaGraphRunner(GraphRunner):
         """Decode steps up to the largest bucket, once captured (before: the memory profiling runs)."""
         return not meta.is_prefill and bool(self.graphs) and num_tokens <= self.buckets[-1]
 
-    def replay(self, input_ids, positions, meta) -> tuple[int, int]:
+    def replay(self, input_ids, positions, meta, sampling=None) -> tuple[int, int]:
         n = input_ids.shape[0]
         key = (bucket_for(n, self.buckets), bucket_for(meta.block_tables.shape[1], self.widths))
-        self.static.load(input_ids, positions, meta, key[0])
+        self.static.load(input_ids, positions, meta, key[0], sampling)
         self.graphs[key].replay()
         self.stats.count("graph_forwards")
         return key
@@ -170,9 +196,8 @@ class CudaGraphRunner(GraphRunner):
     def step(self, inputs, num_seqs):
         if not (self.whole_step and self.replayable(inputs.input_ids.shape[0], inputs.meta)):
             return super().step(inputs, num_seqs)
-        if self.sampler is not None:
-            self.static.load_sampling(inputs.temperatures, inputs.seed)
-        logits, tokens = self.outputs[self.replay(inputs.input_ids, inputs.positions, inputs.meta)]
+        sampling = (inputs.temperatures, inputs.seed) if self.sampler is not None else None
+        logits, tokens = self.outputs[self.replay(inputs.input_ids, inputs.positions, inputs.meta, sampling)]
         if tokens is not None:
             self.stats.count("graph_sampled_steps")
         return logits[:num_seqs], None if tokens is None else tokens[:num_seqs]

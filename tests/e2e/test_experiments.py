@@ -57,20 +57,22 @@ def with_options(
     fuse_rope_on=frozenset(),
     qkv_rope_off=frozenset(),
     uncapped=frozenset(),
+    graph_inputs_off=frozenset(),
 ) -> dict:
     """Each stage's switches plus whether programmatic dependent launch is left on (every `pdl` option
     of the Triton plugins at its default), whether linear=triton's multi-row GEMMs are, whether the
     Triton decode's first-tile prefetch is, whether the Triton decode fuses the rope (off by default),
-    whether the qkv GEMV's rope is left on (rope.fuse_qkv, on by default), and the decode's register
-    cap (None: the default, 168 on FP8 pages; 0: none)."""
-    flags = (pdl_off, gemm_off, prefetch_off, fuse_rope_on, qkv_rope_off, uncapped)
+    whether the qkv GEMV's rope is left on (rope.fuse_qkv, on by default), the decode's register cap
+    (None: the default, 168 on FP8 pages; 0: none), and whether one kernel loads graph replays' inputs
+    (fused_graph_inputs: on unless turned off; it does nothing without graphs)."""
+    flags = (pdl_off, gemm_off, prefetch_off, fuse_rope_on, qkv_rope_off, uncapped, graph_inputs_off)
     return {name: values + stage_flags(name, *flags) for name, values in stages.items()}
 
 
-def stage_flags(name: str, pdl_off, gemm_off, prefetch_off, fuse_rope_on, qkv_rope_off, uncapped) -> tuple:
+def stage_flags(name: str, pdl_off, gemm_off, prefetch_off, fuse_rope_on, qkv_rope_off, uncapped, inputs_off) -> tuple:
     cap = 0 if name in uncapped else None
     fused = (name in fuse_rope_on, name not in qkv_rope_off)
-    return (name not in pdl_off, name not in gemm_off, name not in prefetch_off, *fused, cap)
+    return (name not in pdl_off, name not in gemm_off, name not in prefetch_off, *fused, cap, name not in inputs_off)
 
 
 CUMULATIVE = {  # the stated order: each stage adds one optimization to the one before
@@ -93,6 +95,7 @@ LEAVE_ONE_OUT = {
     "no_kv_store": ("triton", "torch", True, True, True, True, "triton", "triton", "triton", "auto"),
     "no_cuda_graphs": ("triton", "triton", False, True, True, True, "triton", "triton", "triton", "auto"),
     "no_graph_sampling": ("triton", "triton", "forward", True, True, True, "triton", "triton", "triton", "auto"),
+    "no_fused_graph_inputs": ALL_ON,
     "no_compile": ("triton", "triton", True, False, True, True, "triton", "triton", "triton", "auto"),
     "no_prefix_caching": ("triton", "triton", True, True, False, True, "triton", "triton", "triton", "auto"),
     "no_async_scheduling": ("triton", "triton", True, True, True, False, "triton", "triton", "triton", "auto"),
@@ -116,12 +119,13 @@ LEAVE_ONE_OUT = with_options(
     {"with_fuse_rope"},
     {"no_qkv_rope", "with_fuse_rope"},
     {"kv_cache_fp8_no_register_cap"},
+    {"no_fused_graph_inputs"},
 )
 # Leave-one-out points that change one switch of another point rather than of all_on.
 COMPARED_WITH = {"kv_cache_fp8_no_register_cap": "kv_cache_fp8", "with_fuse_rope": "no_qkv_rope"}
 JOBS = {
     "ablation_cumulative": 33,
-    "ablation_leave_one_out": 57,
+    "ablation_leave_one_out": 60,
     "attention_backends": 18,
     "prefix_caching": 24,
     "latency": 6,
@@ -151,7 +155,8 @@ def switches(cfg) -> tuple:
     attention = cfg.attention
     fuse_rope, cap = attention.get("fuse_rope", False), attention.get("decode_max_registers", None)
     qkv_rope = cfg.rope.get("fuse_qkv", True)  # as pdl: on unless turned off (rope=torch has no such option)
-    return named + (pdl, cfg.linear.get("gemm", True), attention.get("prefetch_kv", True), fuse_rope, qkv_rope, cap)
+    flags = (pdl, cfg.linear.get("gemm", True), attention.get("prefetch_kv", True), fuse_rope, qkv_rope, cap)
+    return named + flags + (cfg.fused_graph_inputs,)
 
 
 def sweep_params(name: str) -> dict[str, str]:

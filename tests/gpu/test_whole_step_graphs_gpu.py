@@ -1,7 +1,8 @@
 """cuda_graphs=true (the forward, the LM head and a capturable sampler replayed as one graph) against
 cuda_graphs=forward (the forward alone in the graph): the same greedy tokens and top-k ids, the same
 tokens when sampling with temperature (each step's seed reaches the sampler as a device tensor either
-way), and counters that say whether the graph sampled."""
+way), and counters that say whether the graph sampled; the inputs loaded by one kernel or by copies
+(fused_graph_inputs) give the same tokens."""
 
 import gc
 
@@ -50,3 +51,14 @@ def test_whole_step_graphs_give_the_tokens_of_forward_graphs(folder, sampler):
     else:  # gumbel draws from its own generator: sampled after the replay
         assert whole[2] == 0
     assert forward[2] == 0
+
+
+@pytest.mark.parametrize("cuda_graphs", [True, "forward"])
+def test_one_kernel_loading_the_inputs_gives_the_copies_tokens(folder, cuda_graphs):
+    """fused_graph_inputs: one kernel loads each replay's inputs (and the captured sampler's temperatures
+    and seed) instead of a copy per tensor; the graphs read the same values, so the same tokens, greedy and
+    sampled, bit for bit."""
+    fused = run(folder, sampler="triton", cuda_graphs=cuda_graphs, fused_graph_inputs=True)
+    copied = run(folder, sampler="triton", cuda_graphs=cuda_graphs, fused_graph_inputs=False)
+    assert fused[0] == copied[0] and fused[1] == copied[1]
+    assert fused[3] == copied[3] > 0

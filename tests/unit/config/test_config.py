@@ -19,6 +19,7 @@ GROUPS = {
 }
 SWITCH_VALUES = {
     "cuda_graphs": "true",
+    "fused_graph_inputs": "false",
     "prefix_caching": "true",
     "compile": "true",
     "chunked_prefill": "true",
@@ -137,8 +138,9 @@ def test_cuda_graphs_takes_true_false_or_forward():
     from allmos.errors import ConfigError
     from allmos.validation import check_values
 
-    assert graph_runner_choice(True) == PluginChoice("cuda_graph", {"scope": "step"})
-    assert graph_runner_choice("forward") == PluginChoice("cuda_graph", {"scope": "forward"})
+    assert graph_runner_choice(True) == PluginChoice("cuda_graph", {"scope": "step", "fused_inputs": True})
+    forward_copying = PluginChoice("cuda_graph", {"scope": "forward", "fused_inputs": False})
+    assert graph_runner_choice("forward", False) == forward_copying
     assert graph_runner_choice(False) == PluginChoice("eager")
     assert composed("cuda_graphs=forward").cuda_graphs == "forward"
     for value in (True, False, "forward"):
