@@ -229,3 +229,17 @@ def test_one_row_gemvs_multiply_in_the_weight_chunks_own_layout():
         row = gemv_row(name, config)
         chunk_bytes = 2 * config["block_n"] * min(config["block_k"], triton.next_power_of_2(k))
         assert row["shared_bytes"] < chunk_bytes // 8, (name, row)
+
+
+@pytest.mark.parametrize("sampling", [False, True], ids=["inputs", "inputs_and_sampling"])
+def test_graph_inputs_kernel_compiles_for_h100(sampling):
+    from allmos.graph_runner.kernels import static_inputs as k
+
+    types = {}
+    for side in ("src", "dst"):
+        types |= dict.fromkeys((f"{side}_ids", f"{side}_positions", f"{side}_slots", f"{side}_seed"), "*i64")
+        types |= {f"{side}_context": "*i32", f"{side}_table": "*i32", f"{side}_temps": "*fp32"}
+    types |= dict.fromkeys(("n", "bucket", "width", "src_table_stride", "dst_table_stride"), "i32")
+    constexprs = {"HAS_SAMPLING": sampling, "BLOCK_ROWS": k.BLOCK_ROWS, "BLOCK_COLS": k.BLOCK_COLS}
+    compiled = compile_for_h100(k._load_static_inputs_kernel, types, constexprs)
+    assert "cubin" in compiled.asm
