@@ -63,6 +63,11 @@ class StaticInputs:
         self.block_size = block_size
         self.max_model_len = max_model_len
         self.fused = fused
+        self.kernel_load = None  # the loading kernel's launcher, imported once (triton only where asked for)
+        if fused:
+            from allmos.graph_runner.kernels.static_inputs import load_static_inputs
+
+            self.kernel_load = load_static_inputs
 
     def meta(self, batch: int, width: int) -> AttentionMetadata:
         longest = min(width * self.block_size, self.max_model_len)
@@ -82,10 +87,8 @@ class StaticInputs:
     def load(self, input_ids, positions, meta: AttentionMetadata, bucket: int, sampling=None) -> None:
         """The step's inputs, padded to `bucket` rows, and given `sampling` = (temperatures, seed) the
         sampler's."""
-        if self.fused:
-            from allmos.graph_runner.kernels.static_inputs import load_static_inputs
-
-            load_static_inputs(self, input_ids, positions, meta, bucket, sampling)
+        if self.kernel_load is not None:
+            self.kernel_load(self, input_ids, positions, meta, bucket, sampling)
             return
         self.copy_inputs(input_ids, positions, meta, bucket)
         if sampling is not None:
