@@ -56,6 +56,9 @@ class ContinuousScheduler(Scheduler):
                 break
             chunk = min(seq.num_uncomputed_tokens, budget)
             if chunk < seq.num_uncomputed_tokens and not self.limits.chunked_prefill:
+                # its blocks are reserved: it goes first in the next step, whose whole budget it fits, so
+                # that no request ranked before it later (sjf, priority) leaves them idle
+                self.waiting.hold(seq)
                 break
             seqs.append(seq)
             counts.append(chunk)

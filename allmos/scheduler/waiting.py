@@ -3,9 +3,11 @@ policy starts them. `fcfs` keeps arrival order with preempted requests back at t
 `priority` and `sjf` keep a heap on the policy's rank. Every operation a step makes is O(log n) or
 O(1); removing a request from the middle (abort) and iterating in order are O(n) and O(n log n).
 
-One request is special: a prompt part-way through a chunked prefill holds the blocks of its whole
-prompt, so it stays first (`hold`) until its last chunk is scheduled, whatever arrives meanwhile.
-Were it passed over, its blocks would sit idle while the request ahead of it might wait for them.
+One request is special: a prompt that holds the blocks of its whole prompt before it has run stays
+first (`hold`) until it is scheduled, whatever arrives meanwhile. That is a prompt part-way through a
+chunked prefill, or, without chunking, a whole prompt that reserved its blocks and then did not fit what
+was left of a step's budget. Were it passed over, its blocks would sit idle while the request ahead of it
+might wait for them.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ class WaitingQueue(ABC):
         self.insert(seq)
 
     def hold(self, seq: Sequence) -> None:
-        """`seq`, the head, started its prompt in chunks: it stays first until popped."""
+        """`seq`, the head, holds its prompt's blocks: it stays first until popped."""
         if self.held is seq:
             return
         if self.head() is not seq:

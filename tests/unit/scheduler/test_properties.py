@@ -155,8 +155,28 @@ def test_any_workload_gives_the_tokens_each_request_gets_alone(case):
     check_workload(case)
 
 
+# Found by the test below (2026-12-06): under sjf a whole prompt (5 tokens) reserved its blocks, missed the
+# step's remaining budget, and was then passed over by shorter arrivals while it held them.
+SJF_RESERVED_PROMPT = dict(
+    prompts=[[10], [10], [10], [10] * 6, [10], [10], [10, 10], [10] * 5, [10, 10], [10]],
+    params=[SamplingParams(temperature=0, max_tokens=1)] * 10,
+    arrivals=[0, 0, 0, 0, 1, 1, 1, 0, 1, 1],
+    block_size=2,
+    max_model_len=7,
+    num_blocks=7,
+    chunked=False,
+    budget=7,
+    max_num_seqs=4,
+    prefix=True,
+    kind="continuous",
+    policy="sjf",
+    priorities=[0] * 10,
+)
+
+
 @SETTINGS
 @given(case=scheduler_cases(prefix=True, vocab_tops=(10, 11, 12)))
+@example(case=SJF_RESERVED_PROMPT)
 def test_prefix_caching_with_repetitive_prompts(case):
     """Prompts over one to three token ids: equal blocks everywhere, so chained hashing and sharing are
     exercised hard."""
