@@ -1,7 +1,8 @@
 """Tensor parallelism on two CUDA devices (NCCL, bf16): tensor_parallel_size=2 agrees with 1 under
 the vLLM-style check (allmos.bench.compare.close_enough), with CUDA graphs on and off, for the sdpa
 and triton attention backends (with the torch, respectively Triton, store, rope, linear and sampler
-plugins); a worker's failure surfaces once and leaves no process behind."""
+plugins), with the mixed and static schedulers and on FP8 pages; a worker's failure surfaces once and
+leaves no process behind."""
 
 import itertools
 import multiprocessing
@@ -80,6 +81,32 @@ def test_two_ranks_agree_with_one(folder, baseline, attention, cuda_graphs, pref
         assert (counters["ahead_steps"] > 0) == async_scheduling
         assert counters["kv_store"] == KV_STORE[attention] and counters["rope"] == ROPE[attention]
         assert counters["linear"] == LINEAR[attention] and counters["sampler"] == SAMPLER[attention]
+    finally:
+        llm.engine.runner.close()
+    del llm
+    torch.cuda.empty_cache()
+    assert_all_stopped()
+
+
+TRITON_PLUGINS = dict(attention="triton", kv_store="triton", rope="triton", linear="triton", sampler="triton")
+SCHEDULERS = {
+    # a budget of 32 tokens: prompts are chunked beside the decodes, in one forward
+    "mixed": ({"max_num_batched_tokens": 32, "prefix_caching": True}, lambda stats: stats.steps("mixed") > 0),
+    # two sequences at a time, each pair run to its end before the next is admitted
+    "static": ({"max_num_seqs": 2}, lambda stats: max(step.batch_size for step in stats.trace) == 2),
+}
+
+
+@pytest.mark.parametrize("scheduler", SCHEDULERS)
+def test_each_scheduler_on_two_ranks_agrees_with_one(folder, baseline, scheduler):
+    """scheduler=mixed and static with the Triton plugins and CUDA graphs, two ranks against one (the
+    continuous scheduler): the schedulers batch differently but compute the same tokens."""
+    options, ran_as_scheduled = SCHEDULERS[scheduler]
+    llm = make(folder, tensor_parallel_size=2, scheduler=scheduler, cuda_graphs=True, **TRITON_PLUGINS, **options)
+    try:
+        assert_close(generate(llm), baseline)
+        assert llm.engine.counters()["scheduler"] == scheduler
+        assert ran_as_scheduled(llm.engine.stats)
     finally:
         llm.engine.runner.close()
     del llm

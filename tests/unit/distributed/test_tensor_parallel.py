@@ -1,6 +1,7 @@
 """Tensor parallelism on CPU (gloo): two ranks give one rank's greedy tokens on the tiny float64
-model; sizes that do not divide the heads are refused; a worker's failure surfaces once in the
-parent; failures, Ctrl-C, close() and garbage collection leave no worker process behind."""
+model, with each scheduler (continuous, mixed, static) and on FP8 pages; sizes that do not divide the
+heads are refused; a worker's failure surfaces once in the parent; failures, Ctrl-C, close() and
+garbage collection leave no worker process behind."""
 
 import gc
 import multiprocessing
@@ -90,6 +91,35 @@ def test_two_ranks_match_one(tiny_qwen3, reference, prefix_caching, async_schedu
         assert counters["num_kv_blocks"] == 64
         assert (counters["cached_prompt_tokens"] > 0) == prefix_caching
         assert (counters["ahead_steps"] > 0) == async_scheduling
+    finally:
+        llm.close()
+    assert_all_stopped()
+
+
+def ran_mixed_steps(trace) -> bool:
+    return any(step.kind == "mixed" for step in trace)
+
+
+def ran_pairs(trace) -> bool:
+    return max(step.batch_size for step in trace) == 2
+
+
+@pytest.mark.parametrize(
+    "scheduler,options,ran_as_scheduled",
+    [
+        # prompt chunks of 16 tokens beside the decode rows of the sequences already running
+        ("mixed", {"max_num_batched_tokens": 16, "async_scheduling": False}, ran_mixed_steps),
+        # two sequences at a time, each pair run to its end before the next is admitted
+        ("static", {"max_num_seqs": 2}, ran_pairs),
+    ],
+)
+def test_two_ranks_match_one_with_each_scheduler(tiny_qwen3, reference, scheduler, options, ran_as_scheduled):
+    """scheduler=mixed and static on two ranks give one rank's greedy tokens (with the continuous scheduler:
+    the three schedule differently but compute the same tokens, tests/unit/scheduler/test_properties.py)."""
+    llm = make(tiny_qwen3, tensor_parallel_size=2, scheduler=scheduler, **options)
+    try:
+        assert greedy(llm) == reference[0]
+        assert ran_as_scheduled(llm.engine.stats.trace)
     finally:
         llm.close()
     assert_all_stopped()
