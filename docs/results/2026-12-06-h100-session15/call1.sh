@@ -15,5 +15,5 @@ for v in true false true; do
 done 2>&1 | tee $OUT/wide_step_ab.log
 date +%T
 cd $M; export PYTHONPATH=/tmp/site:$M
-timeout 140 python calls/tma_probe.py  # kept here as call1_tma_probe.py.txt.gz 128,64,256 $OUT/tma_probe.json 2>&1 | grep -v "^SKIP" | tee $OUT/tma_probe.txt | tail -20
+timeout 140 python calls/tma_probe.py 128,64,256 $OUT/tma_probe.json 2>&1 | grep -v "^SKIP" | tee $OUT/tma_probe.txt | tail -20
 date +%T
