@@ -3,6 +3,7 @@
     python -m allmos.microbench.kernel_bench_fp8 [--batches 16,64,256] [--context 2048] [--out FILE]
     python -m allmos.microbench.kernel_bench_fp8 --tiles 64,128,256 --stages 2,3   # fp8 launch configs
     python -m allmos.microbench.kernel_bench_fp8 --max-registers 0 --batches 64,256   # default cap vs none
+    python -m allmos.microbench.kernel_bench_fp8 --warps 4,8 --splits 1,2 --batches 16,64  # warps, split counts
 
 Qwen3-0.6B head shapes (16 q heads, 8 kv heads, head_dim 128), pages of 256 tokens, the default
 heuristics, CUDA-graph replays rotating over input sets past the L2 (as kernel_bench). Bandwidth counts
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import itertools
 import json
 
 import torch
@@ -72,35 +74,42 @@ def bench(batch: int, context: int, copy_gbps: float) -> dict:
     return row
 
 
-def sweep_fp8(batch: int, context: int, copy_gbps: float, tiles: list, stages: list, caps: list) -> list[dict]:
-    """The fp8 decode at each (tokens per tile, pipeline stages, register cap), beside the default heuristics'."""
+def sweep_fp8(batch: int, context: int, copy_gbps: float, grid: dict) -> list[dict]:
+    """The fp8 decode at each launch of `grid` (tokens per tile, pipeline stages, register cap, warps, splits;
+    None: the default heuristics' choice), beside the default launch."""
     rows = []
-    for block_n in [None, *tiles]:
-        for num_stages in stages if block_n else [2]:
-            for cap in [None, *caps]:
-                launch = {"block_n": block_n, "num_stages": num_stages, "max_registers": cap}
-                calls, num_bytes = decode_calls(batch, context, "fp8", **launch)
+    for block_n in [None, *grid["tiles"]]:
+        for num_stages in grid["stages"] if block_n else [2]:
+            others = itertools.product([None, *grid["caps"]], grid["warps"], [None, *grid["splits"]])
+            for cap, num_warps, splits in others:
+                launch = {"block_n": block_n, "num_stages": num_stages, "max_registers": cap, "num_warps": num_warps}
+                calls, num_bytes = decode_calls(batch, context, "fp8", **launch, num_splits=splits)
                 ms = graph_ms(calls, num_bytes)
                 row = {"batch": batch, "block_n": block_n or "default", "num_stages": num_stages, "ms": ms}
-                row |= {"max_registers": "default" if cap is None else cap or "none", "gbps": gbps(num_bytes, ms)}
+                row |= {"max_registers": "default" if cap is None else cap or "none", "num_warps": num_warps}
+                row |= {"num_splits": splits or "default", "gbps": gbps(num_bytes, ms)}
                 rows.append(row | {"share_of_copy": row["gbps"] / copy_gbps})
                 print(
-                    f"{batch:>6} {row['block_n']:>8} {num_stages:>7} {row['max_registers']:>7} {ms * 1e3:>8.1f} "
-                    f"{rows[-1]['share_of_copy']:>7.1%}"
+                    f"{batch:>6} {row['block_n']:>8} {num_stages:>7} {row['max_registers']:>7} {num_warps:>6} "
+                    f"{row['num_splits']:>8} {ms * 1e3:>8.1f} {rows[-1]['share_of_copy']:>7.1%}"
                 )
                 del calls
                 torch.cuda.empty_cache()
     return rows
 
 
+def _ints(text: str | None, default: list) -> list:
+    return [int(t) for t in text.split(",")] if text else default
+
+
 def run_sweep(args, copy: dict) -> None:
-    print(f"{'batch':>6} {'block_n':>8} {'stages':>7} {'regs':>7} {'fp8 us':>8} {'share':>7}")
-    tiles = [int(t) for t in args.tiles.split(",")] if args.tiles else []
-    stages = [int(n) for n in args.stages.split(",")]
-    caps = [int(c) for c in args.max_registers.split(",")] if args.max_registers else []
+    columns = (("batch", 6), ("block_n", 8), ("stages", 7), ("regs", 7), ("warps", 6), ("splits", 8), ("fp8 us", 8))
+    print(" ".join(f"{name:>{width}}" for name, width in (*columns, ("share", 7))))
+    grid = {"tiles": _ints(args.tiles, []), "stages": _ints(args.stages, [2]), "caps": _ints(args.max_registers, [])}
+    grid |= {"warps": _ints(args.warps, [4]), "splits": _ints(args.splits, [])}
     rows = []
     for batch in map(int, args.batches.split(",")):
-        rows += sweep_fp8(batch, args.context, copy["gbps"], tiles, stages, caps)
+        rows += sweep_fp8(batch, args.context, copy["gbps"], grid)
     if args.out:
         with open(args.out, "w") as out:
             json.dump({"env": environment(), "copy": copy, "context": args.context, "fp8_sweep": rows}, out, indent=1)
@@ -116,13 +125,15 @@ def main() -> None:
     parser.add_argument(
         "--max-registers", help="fp8 only: sweep these register caps per thread beside the default (168) too (0: none)"
     )
+    parser.add_argument("--warps", help="fp8 only: sweep these warp counts per program (default 4)")
+    parser.add_argument("--splits", help="fp8 only: sweep these split counts beside the heuristic's (e.g. 1,2,4)")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         raise SystemExit("kernel_bench_fp8 needs a CUDA device")
     torch.manual_seed(0)
     copy = bench_copy()
     print(f"{environment()}\ndevice-to-device copy: {copy['gbps']:.0f} GB/s (read + write)")
-    if args.tiles or args.max_registers:
+    if args.tiles or args.max_registers or args.warps or args.splits:
         run_sweep(args, copy)
         return
     columns = (("batch", 6), ("bf16 GB/s", 10), ("share", 6), ("fp8 GB/s", 9), ("share", 6), ("bf16 us", 8))

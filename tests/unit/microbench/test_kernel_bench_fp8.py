@@ -1,0 +1,43 @@
+"""kernel_bench_fp8's launch sweep: every combination of its grid reaches the decode call, beside the default
+(the timing itself needs a GPU; here the calls are recorded instead of run)."""
+
+import itertools
+
+import pytest
+
+from allmos.microbench import kernel_bench_fp8
+
+
+@pytest.fixture
+def recorded(monkeypatch):
+    launches = []
+
+    def fake_decode_calls(batch, context, kv_cache_dtype, **launch):
+        launches.append({"batch": batch, "dtype": kv_cache_dtype, **launch})
+        return [], 1000
+
+    monkeypatch.setattr(kernel_bench_fp8, "decode_calls", fake_decode_calls)
+    monkeypatch.setattr(kernel_bench_fp8, "graph_ms", lambda calls, num_bytes: 0.5)
+    monkeypatch.setattr(kernel_bench_fp8.torch.cuda, "empty_cache", lambda: None)
+    return launches
+
+
+def test_the_sweep_covers_warps_and_splits_beside_the_defaults(recorded):
+    grid = {"tiles": [128], "stages": [2, 3], "caps": [0], "warps": [4, 8], "splits": [2]}
+    rows = kernel_bench_fp8.sweep_fp8(64, 2048, 2.0, grid)
+    # the default tile runs at 2 stages only; 128-token tiles at both: 3 tile/stage pairs x 2 caps x 2 warps x 2 splits
+    assert len(rows) == len(recorded) == 3 * 2 * 2 * 2
+    seen = {(r["block_n"], r["num_stages"], r["max_registers"], r["num_warps"], r["num_splits"]) for r in recorded}
+    pairs = [(None, 2), (128, 2), (128, 3)]
+    expected = {(b, s, c, w, p) for (b, s), c, w, p in itertools.product(pairs, [None, 0], [4, 8], [None, 2])}
+    assert seen == expected
+    assert all(r["dtype"] == "fp8" and r["batch"] == 64 for r in recorded)
+    assert {(r["num_warps"], r["num_splits"]) for r in rows} == {(4, "default"), (4, 2), (8, "default"), (8, 2)}
+    assert {r["max_registers"] for r in rows} == {"default", "none"}
+    assert all(r["share_of_copy"] == pytest.approx(1000 / 0.5e-3 / 1e9 / 2.0) for r in rows)
+
+
+def test_the_sweep_parses_its_comma_lists():
+    assert kernel_bench_fp8._ints("4,8", [4]) == [4, 8]
+    assert kernel_bench_fp8._ints(None, [4]) == [4]
+    assert kernel_bench_fp8._ints("", [2]) == [2]
