@@ -256,3 +256,70 @@ def test_prefill_over_fp8_pages(fixed, block_size):
     )
     assert_close(out, prefill_reference(q, *pages["dequantized"], cu, lens, tables, scale), atol=1e-4, rtol=1e-4)
     assert_near_dense(out, prefill_reference(q, *pages["float"], cu, lens, tables, scale), fixed)
+
+
+# attention.fp8_mma rounds q (per head, to its largest magnitude over 448) and the probabilities (per tile, at a
+# fixed scale) to e4m3 on top of the pages' rounding: the relative L2 error of each output row against attention
+# over the dequantized pages, its largest and its mean allowed. Measured on these cases: largest 0.049-0.064,
+# mean 0.022-0.027 (against q rounded alone: 0.031-0.040 and 0.015-0.022, the probabilities' share).
+MMA_TOLERANCE = (0.10, 0.04)
+
+
+@pytest.mark.parametrize("fixed", FIXED_SCALES)
+@pytest.mark.parametrize("num_splits,block_n", [(1, None), (3, 16), (8, 32), (1, 64)])
+def test_fp8_mma_decode_over_fp8_pages(fixed, num_splits, block_n):
+    context_lens, heads, kv_heads, head_dim = [1, 0, 37, 64, 150], 8, 2, 32
+    pages, tables, gen = fp8_case(context_lens, 16, kv_heads, head_dim, fixed, seed=num_splits)
+    q = torch.randn(len(context_lens), heads, head_dim, generator=gen)
+    lens, scale = torch.tensor(context_lens, dtype=torch.int32), head_dim**-0.5
+    k_cache, v_cache, scales = pages["fp8"]
+    launch = {"block_n": block_n, "scales": scales}
+    out = paged_decode_attention(q, k_cache, v_cache, tables, lens, scale, num_splits, **launch, fp8_mma=True)
+    dequantized = decode_reference(q, *pages["dequantized"], tables, lens, scale)
+    rows = dequantized.norm(dim=-1) > 0
+    error = (out.double() - dequantized).norm(dim=-1)[rows] / dequantized.norm(dim=-1)[rows]
+    largest, mean = MMA_TOLERANCE
+    assert error.max() <= largest and error.mean() <= mean, (error.max().item(), error.mean().item())
+    assert torch.all(out[1] == 0)
+    widened = paged_decode_attention(q, k_cache, v_cache, tables, lens, scale, num_splits, **launch)
+    assert not torch.equal(out, widened)  # the option really took the other path
+
+
+def e4m3(x):
+    return x.to(torch.float8_e4m3fn).double()
+
+
+def fp8_mma_emulated(q, k8, k_scales, v8, v_scales, scale):
+    """One sequence whose context is a single tile: q [heads, D], raw e4m3 K/V [tokens, kv_heads, D] with their
+    scales [tokens, kv_heads], computed as decode_fp8_mma.py says, in float64."""
+    heads, kv_heads = q.shape[0], k8.shape[1]
+    group = heads // kv_heads
+    q_scale = q.double().abs().amax(-1, keepdim=True) / 448
+    q8 = e4m3(q.double() / q_scale)
+    out = torch.empty(q.shape, dtype=torch.float64)
+    for h in range(heads):
+        g = h // group
+        s = (k8[:, g].double() @ q8[h]) * k_scales[:, g] * q_scale[h] * scale
+        p = torch.exp(s - s.max())
+        v_max = v_scales[:, g].max()
+        p8 = e4m3(p * v_scales[:, g] * (448 / v_max))
+        out[h] = (p8 @ v8[:, g].double()) * (v_max / 448) / p.sum()
+    return out
+
+
+@pytest.mark.parametrize("fixed", FIXED_SCALES)
+def test_fp8_mma_decode_computes_what_its_module_says(fixed):
+    """A context of one tile (so the running maximum is the row's): the kernel against its own recipe
+    emulated in float64, to float32 rounding and the rare e4m3 tie it flips."""
+    context_lens, heads, kv_heads, head_dim = [50, 64], 4, 2, 32
+    pages, tables, gen = fp8_case(context_lens, 16, kv_heads, head_dim, fixed, seed=11)
+    q = torch.randn(len(context_lens), heads, head_dim, generator=gen)
+    lens, scale = torch.tensor(context_lens, dtype=torch.int32), head_dim**-0.5
+    k_cache, v_cache, scales = pages["fp8"]
+    out = paged_decode_attention(q, k_cache, v_cache, tables, lens, scale, 1, block_n=64, scales=scales, fp8_mma=True)
+    for b, length in enumerate(context_lens):
+        k8, v8 = gather_kv(k_cache, tables[b], length), gather_kv(v_cache, tables[b], length)
+        k_scales = gather_kv(scales.k.transpose(1, 2), tables[b], length).double()
+        v_scales = gather_kv(scales.v.transpose(1, 2), tables[b], length).double()
+        expected = fp8_mma_emulated(q[b], k8, k_scales, v8, v_scales, scale)
+        assert_close(out[b].double(), expected, atol=2e-3, rtol=2e-3)
