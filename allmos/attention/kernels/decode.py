@@ -176,7 +176,10 @@ def _decode_split_kernel(
             other=0.0,
         )
 
-    if FP8_MMA:
+    bt_row = block_tables_ptr + batch_idx.to(tl.int64) * stride_btb
+    k_head, v_head = k_cache_ptr + kv_head * stride_kh, v_cache_ptr + kv_head * stride_vh
+    k_scale_head, v_scale_head = k_scale_ptr + kv_head * stride_sh, v_scale_ptr + kv_head * stride_sh
+    if FP8_MMA:  # transposed: acc_t is [HEAD_DIM, GROUP_PAD] (decode_fp8_mma.py)
         q8, q_scale = quantized_q(q)
         acc_t = tl.zeros([HEAD_DIM, GROUP_PAD], dtype=tl.float32)
         l_i = tl.zeros([GROUP_PAD], dtype=tl.float32)
@@ -185,15 +188,12 @@ def _decode_split_kernel(
         if PREFETCH:
             acc_t, l_i, m_i = mma_prefetched_tile(
                 acc_t, l_i, m_i, q8, q_scale, qk_scale, tok_start, cached_end, newest_in_cache, *first,
-                k_scale_ptr + kv_head * stride_sh, v_scale_ptr + kv_head * stride_sh, stride_sp,
+                k_scale_head, v_scale_head, stride_sp,
             )  # fmt: skip
             loop_start = tok_start + BLOCK_N
         acc_t, l_i, m_i = attend_tiles_mma(
-            acc_t, l_i, m_i, q8, q_scale, loop_start, cached_end,
-            block_tables_ptr + batch_idx.to(tl.int64) * stride_btb, k_cache_ptr + kv_head * stride_kh,
-            v_cache_ptr + kv_head * stride_vh, stride_kp, stride_kt, stride_vp, stride_vt, qk_scale,
-            k_scale_ptr + kv_head * stride_sh, v_scale_ptr + kv_head * stride_sh, stride_sp, HEAD_DIM, BLOCK_SIZE,
-            BLOCK_N,
+            acc_t, l_i, m_i, q8, q_scale, loop_start, cached_end, bt_row, k_head, v_head, stride_kp, stride_kt,
+            stride_vp, stride_vt, qk_scale, k_scale_head, v_scale_head, stride_sp, HEAD_DIM, BLOCK_SIZE, BLOCK_N,
         )  # fmt: skip
         acc = tl.trans(acc_t)
     else:
@@ -204,35 +204,14 @@ def _decode_split_kernel(
         if PREFETCH:
             acc, l_i, m_i = _attend_prefetched_tile(
                 acc, l_i, m_i, q, offs_g, qk_scale, tok_start, cached_end, newest_in_cache, *first,
-                k_scale_ptr + kv_head * stride_sh, v_scale_ptr + kv_head * stride_sh, stride_sp, FP8,
+                k_scale_head, v_scale_head, stride_sp, FP8,
             )  # fmt: skip
             loop_start = tok_start + BLOCK_N
         acc, l_i, m_i = _attend_kv_tiles(
-            acc,
-            l_i,
-            m_i,
-            q,
-            offs_g,
-            loop_start,
-            cached_end,
-            block_tables_ptr + batch_idx.to(tl.int64) * stride_btb,
-            k_cache_ptr + kv_head * stride_kh,
-            v_cache_ptr + kv_head * stride_vh,
-            stride_kp,
-            stride_kt,
-            stride_vp,
-            stride_vt,
-            qk_scale,
-            k_scale_ptr + kv_head * stride_sh,
-            v_scale_ptr + kv_head * stride_sh,
-            stride_sp,
-            HEAD_DIM,
-            BLOCK_SIZE,
-            BLOCK_N,
-            MASK_BOUNDS=True,
-            CAUSAL=False,
-            FP8=FP8,
-        )
+            acc, l_i, m_i, q, offs_g, loop_start, cached_end, bt_row, k_head, v_head, stride_kp, stride_kt,
+            stride_vp, stride_vt, qk_scale, k_scale_head, v_scale_head, stride_sp, HEAD_DIM, BLOCK_SIZE, BLOCK_N,
+            MASK_BOUNDS=True, CAUSAL=False, FP8=FP8,
+        )  # fmt: skip
     if FUSE_ROPE:  # noqa: SIM102 (a constexpr branch, then a runtime one)
         if owns_newest:
             slot = tl.load(slot_mapping_ptr + batch_idx).to(tl.int64)
