@@ -5,6 +5,7 @@
     python -m allmos.microbench.kernel_bench_fp8 --max-registers 0 --batches 64,256   # default cap vs none
     python -m allmos.microbench.kernel_bench_fp8 --warps 4,8 --splits 1,2 --batches 16,64  # warps, split counts
     python -m allmos.microbench.kernel_bench_fp8 --fp8-mma   # also attention.fp8_mma's decode (e4m3 products)
+    python -m allmos.microbench.kernel_bench_fp8 --fp8-mma --tiles 64,128 --splits 1,2   # its launches swept
 
 Qwen3-0.6B head shapes (16 q heads, 8 kv heads, head_dim 128), pages of 256 tokens, the default
 heuristics, CUDA-graph replays rotating over input sets past the L2 (as kernel_bench). Bandwidth counts
@@ -87,16 +88,16 @@ def bench(batch: int, context: int, copy_gbps: float, variants=("auto", "fp8")) 
     return row
 
 
-def sweep_fp8(batch: int, context: int, copy_gbps: float, grid: dict) -> list[dict]:
-    """The fp8 decode at each launch of `grid` (tokens per tile, pipeline stages, register cap, warps, splits;
-    None: the default heuristics' choice), beside the default launch."""
+def sweep_fp8(batch: int, context: int, copy_gbps: float, grid: dict, fp8_mma: bool = False) -> list[dict]:
+    """The fp8 decode (fp8_mma: attention.fp8_mma's) at each launch of `grid` (tokens per tile, pipeline stages,
+    register cap, warps, splits; None: the default heuristics' choice), beside the default launch."""
     rows = []
     for block_n in [None, *grid["tiles"]]:
         for num_stages in grid["stages"] if block_n else [2]:
             others = itertools.product([None, *grid["caps"]], grid["warps"], [None, *grid["splits"]])
             for cap, num_warps, splits in others:
                 launch = {"block_n": block_n, "num_stages": num_stages, "max_registers": cap, "num_warps": num_warps}
-                calls, num_bytes = decode_calls(batch, context, "fp8", **launch, num_splits=splits)
+                calls, num_bytes = decode_calls(batch, context, "fp8", **launch, num_splits=splits, fp8_mma=fp8_mma)
                 ms = graph_ms(calls, num_bytes)
                 row = {"batch": batch, "block_n": block_n or "default", "num_stages": num_stages, "ms": ms}
                 row |= {"max_registers": "default" if cap is None else cap or "none", "num_warps": num_warps}
@@ -135,10 +136,11 @@ def run_sweep(args, copy: dict) -> None:
     grid |= {"warps": _ints(args.warps, [4]), "splits": _ints(args.splits, [])}
     rows = []
     for batch in map(int, args.batches.split(",")):
-        rows += sweep_fp8(batch, args.context, copy["gbps"], grid)
+        rows += sweep_fp8(batch, args.context, copy["gbps"], grid, args.fp8_mma)
     if args.out:
         with open(args.out, "w") as out:
-            json.dump({"env": environment(), "copy": copy, "context": args.context, "fp8_sweep": rows}, out, indent=1)
+            record = {"env": environment(), "copy": copy, "context": args.context, "fp8_mma": args.fp8_mma}
+            json.dump(record | {"fp8_sweep": rows}, out, indent=1)
 
 
 def main() -> None:
@@ -153,7 +155,11 @@ def main() -> None:
     )
     parser.add_argument("--warps", help="fp8 only: sweep these warp counts per program (default 4)")
     parser.add_argument("--splits", help="fp8 only: sweep these split counts beside the heuristic's (e.g. 1,2,4)")
-    parser.add_argument("--fp8-mma", action="store_true", help="also time attention.fp8_mma's decode (e4m3 products)")
+    parser.add_argument(
+        "--fp8-mma",
+        action="store_true",
+        help="also time attention.fp8_mma's decode (e4m3 products); with a sweep option, sweep its launches instead",
+    )
     args = parser.parse_args()
     if not torch.cuda.is_available():
         raise SystemExit("kernel_bench_fp8 needs a CUDA device")

@@ -57,3 +57,11 @@ def test_the_fp8_mma_variant_is_timed_beside_the_widening_one(recorded, monkeypa
 
 def variant_of(launch: dict) -> str:
     return "fp8_mma" if launch.get("fp8_mma") else launch["dtype"]
+
+
+def test_the_sweep_runs_the_fp8_mma_decode_when_asked(recorded):
+    grid = {"tiles": [64], "stages": [2], "caps": [], "warps": [4], "splits": [2]}
+    kernel_bench_fp8.sweep_fp8(16, 2048, 2.0, grid, fp8_mma=True)
+    assert len(recorded) == 4 and all(r["fp8_mma"] is True and r["dtype"] == "fp8" for r in recorded)
+    kernel_bench_fp8.sweep_fp8(16, 2048, 2.0, grid)
+    assert [r["fp8_mma"] for r in recorded[4:]] == [False] * 4
