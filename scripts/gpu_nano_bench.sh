@@ -25,7 +25,6 @@ declare -A CONFIGS=(
   [with_fuse_rope]="attention.fuse_rope=true rope.fuse_qkv=false"
   [kv_cache_fp8]="kv_cache_dtype=fp8"
   [kv_cache_fp8_no_register_cap]="kv_cache_dtype=fp8 attention.decode_max_registers=0"
-  [kv_cache_fp8_mma]="kv_cache_dtype=fp8 attention.fp8_mma=true"
   [all_off]="+preset=all_off"
 )
 # The sdpa configurations go last: their decode gathers whole block tables and takes minutes.

@@ -32,9 +32,6 @@ class TritonOptions(PluginOptions):
     # Decode normalizes and rotates q and the new k and stores the new K/V inside the attention kernel (one
     # kernel per layer fewer). Off: on an H100 it bought nothing (2026-12-06, README).
     fuse_rope: bool = False
-    # On FP8 pages both decode products take the e4m3 tiles as stored (q and the probabilities rounded to e4m3)
-    # instead of widening them to float16 first (kernels/decode_fp8_mma.py). Off: not yet measured on a GPU.
-    fp8_mma: bool = False
 
 
 def _check_register_cap(cap) -> None:
@@ -75,8 +72,6 @@ class TritonBackend(TritonPlugin, AttentionBackend):
         _check_register_cap(options.decode_max_registers)
         if options.fuse_rope and where.kv_cache_dtype == "fp8":
             raise ConfigError("attention.fuse_rope", "stores K/V unquantized: not with kv_cache_dtype=fp8 (drop one)")
-        if options.fp8_mma and where.kv_cache_dtype != "fp8":
-            raise ConfigError("attention.fp8_mma", "multiplies FP8 pages as stored: it needs kv_cache_dtype=fp8")
 
     def build_metadata(self, common) -> TritonMetadata:
         """Decode: the sequences by descending context length, sorted once per step on the device, and
@@ -146,5 +141,4 @@ class TritonBackend(TritonPlugin, AttentionBackend):
             prefetch_kv=self.options.prefetch_kv,
             rope=rope,
             max_registers=self.options.decode_max_registers,
-            fp8_mma=self.options.fp8_mma,
         )

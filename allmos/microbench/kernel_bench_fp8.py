@@ -4,8 +4,6 @@
     python -m allmos.microbench.kernel_bench_fp8 --tiles 64,128,256 --stages 2,3   # fp8 launch configs
     python -m allmos.microbench.kernel_bench_fp8 --max-registers 0 --batches 64,256   # default cap vs none
     python -m allmos.microbench.kernel_bench_fp8 --warps 4,8 --splits 1,2 --batches 16,64  # warps, split counts
-    python -m allmos.microbench.kernel_bench_fp8 --fp8-mma   # also attention.fp8_mma's decode (e4m3 products)
-    python -m allmos.microbench.kernel_bench_fp8 --fp8-mma --tiles 64,128 --splits 1,2   # its launches swept
 
 Qwen3-0.6B head shapes (16 q heads, 8 kv heads, head_dim 128), pages of 256 tokens, the default
 heuristics, CUDA-graph replays rotating over input sets past the L2 (as kernel_bench). Bandwidth counts
@@ -63,41 +61,29 @@ def decode_calls(batch: int, context: int, kv_cache_dtype: str, **launch) -> tup
     return calls, kv_bytes + 2 * q_bytes
 
 
-VARIANTS = {"auto": ("auto", {}), "fp8": ("fp8", {}), "fp8_mma": ("fp8", {"fp8_mma": True})}
-
-
-def bench(batch: int, context: int, copy_gbps: float, variants=("auto", "fp8")) -> dict:
-    """Each variant's time, GB/s and share of the copy bandwidth: bf16 pages (auto), FP8 pages widened in
-    registers (fp8), FP8 pages multiplied as stored (fp8_mma, attention.fp8_mma)."""
+def bench(batch: int, context: int, copy_gbps: float) -> dict:
     row = {"batch": batch, "context": context}
-    for name in variants:
-        kv_cache_dtype, launch = VARIANTS[name]
-        calls, num_bytes = decode_calls(batch, context, kv_cache_dtype, **launch)
+    for kv_cache_dtype in ("auto", "fp8"):
+        calls, num_bytes = decode_calls(batch, context, kv_cache_dtype)
         ms = graph_ms(calls, num_bytes)
-        row[name] = {
-            "bytes": num_bytes,
-            "ms": ms,
-            "gbps": gbps(num_bytes, ms),
-            "share_of_copy": gbps(num_bytes, ms) / copy_gbps,
-        }
+        row[kv_cache_dtype] = {"bytes": num_bytes, "ms": ms, "gbps": gbps(num_bytes, ms)}
+        row[kv_cache_dtype]["share_of_copy"] = row[kv_cache_dtype]["gbps"] / copy_gbps
         del calls
         torch.cuda.empty_cache()
     row["fp8_speedup"] = row["auto"]["ms"] / row["fp8"]["ms"]
-    if "fp8_mma" in row:
-        row["fp8_mma_speedup_over_fp8"] = row["fp8"]["ms"] / row["fp8_mma"]["ms"]
     return row
 
 
-def sweep_fp8(batch: int, context: int, copy_gbps: float, grid: dict, fp8_mma: bool = False) -> list[dict]:
-    """The fp8 decode (fp8_mma: attention.fp8_mma's) at each launch of `grid` (tokens per tile, pipeline stages,
-    register cap, warps, splits; None: the default heuristics' choice), beside the default launch."""
+def sweep_fp8(batch: int, context: int, copy_gbps: float, grid: dict) -> list[dict]:
+    """The fp8 decode at each launch of `grid` (tokens per tile, pipeline stages, register cap, warps, splits;
+    None: the default heuristics' choice), beside the default launch."""
     rows = []
     for block_n in [None, *grid["tiles"]]:
         for num_stages in grid["stages"] if block_n else [2]:
             others = itertools.product([None, *grid["caps"]], grid["warps"], [None, *grid["splits"]])
             for cap, num_warps, splits in others:
                 launch = {"block_n": block_n, "num_stages": num_stages, "max_registers": cap, "num_warps": num_warps}
-                calls, num_bytes = decode_calls(batch, context, "fp8", **launch, num_splits=splits, fp8_mma=fp8_mma)
+                calls, num_bytes = decode_calls(batch, context, "fp8", **launch, num_splits=splits)
                 ms = graph_ms(calls, num_bytes)
                 row = {"batch": batch, "block_n": block_n or "default", "num_stages": num_stages, "ms": ms}
                 row |= {"max_registers": "default" if cap is None else cap or "none", "num_warps": num_warps}
@@ -112,19 +98,6 @@ def sweep_fp8(batch: int, context: int, copy_gbps: float, grid: dict, fp8_mma: b
     return rows
 
 
-def table_line(row: dict) -> str:
-    a, f = row["auto"], row["fp8"]
-    line = (
-        f"{row['batch']:>6} {a['gbps']:>10.0f} {a['share_of_copy']:>6.1%} {f['gbps']:>9.0f} {f['share_of_copy']:>6.1%} "
-        f"{a['ms'] * 1e3:>8.1f} {f['ms'] * 1e3:>7.1f} {row['fp8_speedup']:>7.2f}x"
-    )
-    if "fp8_mma" in row:
-        m = row["fp8_mma"]
-        speedup = row["fp8_mma_speedup_over_fp8"]
-        line += f" {m['gbps']:>9.0f} {m['share_of_copy']:>6.1%} {m['ms'] * 1e3:>7.1f} {speedup:>7.2f}x"
-    return line
-
-
 def _ints(text: str | None, default: list) -> list:
     return [int(t) for t in text.split(",")] if text else default
 
@@ -136,11 +109,10 @@ def run_sweep(args, copy: dict) -> None:
     grid |= {"warps": _ints(args.warps, [4]), "splits": _ints(args.splits, [])}
     rows = []
     for batch in map(int, args.batches.split(",")):
-        rows += sweep_fp8(batch, args.context, copy["gbps"], grid, args.fp8_mma)
+        rows += sweep_fp8(batch, args.context, copy["gbps"], grid)
     if args.out:
         with open(args.out, "w") as out:
-            record = {"env": environment(), "copy": copy, "context": args.context, "fp8_mma": args.fp8_mma}
-            json.dump(record | {"fp8_sweep": rows}, out, indent=1)
+            json.dump({"env": environment(), "copy": copy, "context": args.context, "fp8_sweep": rows}, out, indent=1)
 
 
 def main() -> None:
@@ -155,11 +127,6 @@ def main() -> None:
     )
     parser.add_argument("--warps", help="fp8 only: sweep these warp counts per program (default 4)")
     parser.add_argument("--splits", help="fp8 only: sweep these split counts beside the heuristic's (e.g. 1,2,4)")
-    parser.add_argument(
-        "--fp8-mma",
-        action="store_true",
-        help="also time attention.fp8_mma's decode (e4m3 products); with a sweep option, sweep its launches instead",
-    )
     args = parser.parse_args()
     if not torch.cuda.is_available():
         raise SystemExit("kernel_bench_fp8 needs a CUDA device")
@@ -169,17 +136,18 @@ def main() -> None:
     if args.tiles or args.max_registers or args.warps or args.splits:
         run_sweep(args, copy)
         return
-    variants = ("auto", "fp8", "fp8_mma") if args.fp8_mma else ("auto", "fp8")
     columns = (("batch", 6), ("bf16 GB/s", 10), ("share", 6), ("fp8 GB/s", 9), ("share", 6), ("bf16 us", 8))
-    columns += (("fp8 us", 7), ("speedup", 8))
-    if args.fp8_mma:
-        columns += (("mma GB/s", 9), ("share", 6), ("mma us", 7), ("mma/fp8", 8))
-    print(" ".join(f"{name:>{width}}" for name, width in columns))
+    print(" ".join(f"{name:>{width}}" for name, width in columns + (("fp8 us", 7), ("speedup", 8))))
     rows = []
     for batch in map(int, args.batches.split(",")):
-        r = bench(batch, args.context, copy["gbps"], variants)
+        r = bench(batch, args.context, copy["gbps"])
         rows.append(r)
-        print(table_line(r), flush=True)
+        a, f = r["auto"], r["fp8"]
+        print(
+            f"{batch:>6} {a['gbps']:>10.0f} {a['share_of_copy']:>6.1%} {f['gbps']:>9.0f} {f['share_of_copy']:>6.1%} "
+            f"{a['ms'] * 1e3:>8.1f} {f['ms'] * 1e3:>7.1f} {r['fp8_speedup']:>7.2f}x",
+            flush=True,
+        )
     if args.out:
         with open(args.out, "w") as out:
             json.dump({"env": environment(), "copy": copy, "context": args.context, "decode": rows}, out, indent=1)

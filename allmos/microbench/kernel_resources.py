@@ -186,7 +186,7 @@ def decode_row(
     constexprs |= {"DIRECT_OUT": not fused, "ORDERED": True, "FUSED_COMBINE": fused, "USE_PDL": True, "FP8": fp8}
     constexprs |= {"HEADS_PER_MERGE": decode._heads_per_merge(group, splits_pad, HEAD_DIM) if fused else 1}
     constexprs |= {"SPLITS_PAD": splits_pad if fused else 1, "PREFETCH": block_n <= 64}
-    constexprs |= {"FUSE_ROPE": fuse_rope, "HAS_NORM": fuse_rope, "FP8_MMA": False}
+    constexprs |= {"FUSE_ROPE": fuse_rope, "HAS_NORM": fuse_rope}
     if max_registers is None:
         max_registers = default_max_registers(fp8)
     launch = {"num_warps": 4, "num_stages": 2, "max_registers": max_registers or None}

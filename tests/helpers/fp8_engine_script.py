@@ -24,7 +24,6 @@ for name, switches in {
     "triton_prefix": TRITON | {"prefix_caching": True},
     "triton_rope": TRITON | {"rope": "triton"},  # the store fused in the rope kernel
     "triton_preempt": TRITON | {"num_kv_blocks": 5},  # with longer outputs: sequences are preempted
-    "triton_fp8_mma": TRITON | {"attention": {"name": "triton", "fp8_mma": True}},  # e4m3 products in decode
 }.items():
     options = dict(dtype="float32", block_size=16, num_kv_blocks=32, max_model_len=256, max_num_batched_tokens=256)
     llm = LLM(folder, **(options | {"kv_cache_dtype": "fp8", "prefix_caching": False} | switches))

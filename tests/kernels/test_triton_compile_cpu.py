@@ -92,9 +92,7 @@ def test_prefill_kernel_compiles_for_h100(fp8):
     assert "cubin" in compiled.asm and ("e4m3" in compiled.asm["ptx"]) == fp8
 
 
-def compile_decode_split_kernel(
-    direct_out, fused_combine, fp8, pdl, prefetch, fuse_rope=False, has_norm=False, fp8_mma=False
-):
+def compile_decode_split_kernel(direct_out, fused_combine, fp8, pdl, prefetch, fuse_rope=False, has_norm=False):
     from allmos.attention.kernels import decode as k
 
     types = dict.fromkeys(("q_ptr", "k_cache_ptr", "v_cache_ptr", "out_ptr"), "*bf16") | FP8_SCALES
@@ -107,7 +105,7 @@ def compile_decode_split_kernel(
     types |= dict.fromkeys(("new_k_ptr", "new_v_ptr", "q_norm_ptr", "k_norm_ptr"), "*bf16") | {"eps": "fp32"}
     types |= {"positions_ptr": "*i64", "slot_mapping_ptr": "*i64", "cos_ptr": "*fp32", "sin_ptr": "*fp32"}
     constexprs = {"GROUP": 2, "GROUP_PAD": 16, "HEAD_DIM": 128, "BLOCK_SIZE": 256, "BLOCK_N": 64}
-    constexprs |= {"FUSE_ROPE": fuse_rope, "HAS_NORM": has_norm, "FP8_MMA": fp8_mma}
+    constexprs |= {"FUSE_ROPE": fuse_rope, "HAS_NORM": has_norm}
     constexprs |= {"DIRECT_OUT": direct_out, "ORDERED": True, "FUSED_COMBINE": fused_combine}
     constexprs |= {"HEADS_PER_MERGE": 2, "SPLITS_PAD": 32, "USE_PDL": pdl, "FP8": fp8, "PREFETCH": prefetch}
     return compile_for_h100(k._decode_split_kernel, types, constexprs)
@@ -120,18 +118,6 @@ def test_decode_split_kernel_compiles_for_h100(direct_out, fused_combine, fp8, p
     compiled = compile_decode_split_kernel(direct_out, fused_combine, fp8, pdl, prefetch=False)
     assert "cubin" in compiled.asm and ("griddepcontrol.wait" in compiled.asm["ptx"]) == pdl
     assert ("e4m3" in compiled.asm["ptx"]) == fp8  # the e4m3 -> bf16 widening
-
-
-@pytest.mark.parametrize("prefetch", [False, True], ids=["plain", "prefetch"])
-@pytest.mark.parametrize("direct_out,fused_combine", [(True, False), (False, True)], ids=["one_split", "fused_merge"])
-def test_fp8_mma_decode_multiplies_e4m3_tiles_without_widening_them(direct_out, fused_combine, prefetch):
-    """attention.fp8_mma: both products are Hopper warpgroup MMAs on e4m3 operands (64-token tiles as M), and
-    no e4m3 -> 16-bit conversion is left (the widening is what the default FP8 path spends its issue slots on)."""
-    ptx = compile_decode_split_kernel(direct_out, fused_combine, True, True, prefetch, fp8_mma=True).asm["ptx"]
-    assert len(re.findall(r"wgmma\.mma_async\S*\.e4m3\.e4m3", ptx)) >= 2
-    assert not re.search(r"cvt\.\S*f16x2\.e4m3x2", ptx)
-    widened = compile_decode_split_kernel(direct_out, fused_combine, True, True, prefetch).asm["ptx"]
-    assert re.search(r"cvt\.\S*f16x2\.e4m3x2", widened)
 
 
 @pytest.mark.parametrize("prefetch", [False, True], ids=["plain", "prefetch"])

@@ -61,7 +61,7 @@ def test_triton_engine_matches_sdpa_under_interpreter(tiny_qwen3):
 def test_fp8_kv_cache_through_the_triton_kernels_under_interpreter(tiny_qwen3):
     """kv_cache_dtype=fp8: the Triton store and the rope kernel's fused store write the pages the torch
     store writes, the Triton kernels read them (and their scales) after prefix caching and preemption."""
-    from fp8_checks import FP8_MMA_NEAR_TIE_MARGIN, assert_close_to
+    from fp8_checks import assert_close_to
 
     env = dict(os.environ, TRITON_INTERPRET="1", PYTHONPATH=ROOT)
     script = os.path.join(TESTS, "helpers", "fp8_engine_script.py")
@@ -74,10 +74,6 @@ def test_fp8_kv_cache_through_the_triton_kernels_under_interpreter(tiny_qwen3):
     assert out["triton_preempt_counters"]["preemptions"] > 0
     assert out["triton_rope_counters"]["kv_store_in_rope"]
     assert out["triton_counters"]["kv_cache_dtype"] == "float8_e4m3fn"
-    assert out["triton_fp8_mma_counters"]["attention_backend"] == "triton"
     for name in ("sdpa", "triton", "triton_rope", "triton_preempt"):
         for auto_run, fp8_run in zip(out["auto"], out[name]):
             assert_close_to(auto_run, fp8_run)
-    for auto_run, mma_run in zip(out["auto"], out["triton_fp8_mma"]):  # e4m3 products: other tokens than triton's
-        assert_close_to(auto_run, mma_run, FP8_MMA_NEAR_TIE_MARGIN)
-    assert out["triton_fp8_mma"] != out["triton"]

@@ -14,7 +14,6 @@ from allmos.attention.kernels.common import (
     _fp8_args,
     _output_like,
 )
-from allmos.attention.kernels.decode_fp8_mma import attend_tiles_mma, mma_prefetched_tile, quantized_q
 from allmos.attention.kernels.decode_heuristics import (
     _num_sms,
     default_block_n,
@@ -103,7 +102,6 @@ def _decode_split_kernel(
     PREFETCH: tl.constexpr,
     FUSE_ROPE: tl.constexpr,
     HAS_NORM: tl.constexpr,
-    FP8_MMA: tl.constexpr,
 ):
     """One program = one (kv head, sequence, split). Its GROUP query heads share every K/V tile it loads.
 
@@ -176,42 +174,42 @@ def _decode_split_kernel(
             other=0.0,
         )
 
-    bt_row = block_tables_ptr + batch_idx.to(tl.int64) * stride_btb
-    k_head, v_head = k_cache_ptr + kv_head * stride_kh, v_cache_ptr + kv_head * stride_vh
-    k_scale_head, v_scale_head = k_scale_ptr + kv_head * stride_sh, v_scale_ptr + kv_head * stride_sh
-    if FP8_MMA:  # transposed: acc_t is [HEAD_DIM, GROUP_PAD] (decode_fp8_mma.py)
-        q8, q_scale = quantized_q(q)
-        acc_t = tl.zeros([HEAD_DIM, GROUP_PAD], dtype=tl.float32)
-        l_i = tl.zeros([GROUP_PAD], dtype=tl.float32)
-        m_i = tl.full([GROUP_PAD], float("-inf"), dtype=tl.float32)
-        loop_start = tok_start
-        if PREFETCH:
-            acc_t, l_i, m_i = mma_prefetched_tile(
-                acc_t, l_i, m_i, q8, q_scale, qk_scale, tok_start, cached_end, newest_in_cache, *first,
-                k_scale_head, v_scale_head, stride_sp,
-            )  # fmt: skip
-            loop_start = tok_start + BLOCK_N
-        acc_t, l_i, m_i = attend_tiles_mma(
-            acc_t, l_i, m_i, q8, q_scale, loop_start, cached_end, bt_row, k_head, v_head, stride_kp, stride_kt,
-            stride_vp, stride_vt, qk_scale, k_scale_head, v_scale_head, stride_sp, HEAD_DIM, BLOCK_SIZE, BLOCK_N,
+    acc = tl.zeros([GROUP_PAD, HEAD_DIM], dtype=tl.float32)
+    l_i = tl.zeros([GROUP_PAD], dtype=tl.float32)
+    m_i = tl.full([GROUP_PAD], float("-inf"), dtype=tl.float32)
+    loop_start = tok_start
+    if PREFETCH:
+        acc, l_i, m_i = _attend_prefetched_tile(
+            acc, l_i, m_i, q, offs_g, qk_scale, tok_start, cached_end, newest_in_cache, *first,
+            k_scale_ptr + kv_head * stride_sh, v_scale_ptr + kv_head * stride_sh, stride_sp, FP8,
         )  # fmt: skip
-        acc = tl.trans(acc_t)
-    else:
-        acc = tl.zeros([GROUP_PAD, HEAD_DIM], dtype=tl.float32)
-        l_i = tl.zeros([GROUP_PAD], dtype=tl.float32)
-        m_i = tl.full([GROUP_PAD], float("-inf"), dtype=tl.float32)
-        loop_start = tok_start
-        if PREFETCH:
-            acc, l_i, m_i = _attend_prefetched_tile(
-                acc, l_i, m_i, q, offs_g, qk_scale, tok_start, cached_end, newest_in_cache, *first,
-                k_scale_head, v_scale_head, stride_sp, FP8,
-            )  # fmt: skip
-            loop_start = tok_start + BLOCK_N
-        acc, l_i, m_i = _attend_kv_tiles(
-            acc, l_i, m_i, q, offs_g, loop_start, cached_end, bt_row, k_head, v_head, stride_kp, stride_kt,
-            stride_vp, stride_vt, qk_scale, k_scale_head, v_scale_head, stride_sp, HEAD_DIM, BLOCK_SIZE, BLOCK_N,
-            MASK_BOUNDS=True, CAUSAL=False, FP8=FP8,
-        )  # fmt: skip
+        loop_start = tok_start + BLOCK_N
+    acc, l_i, m_i = _attend_kv_tiles(
+        acc,
+        l_i,
+        m_i,
+        q,
+        offs_g,
+        loop_start,
+        cached_end,
+        block_tables_ptr + batch_idx.to(tl.int64) * stride_btb,
+        k_cache_ptr + kv_head * stride_kh,
+        v_cache_ptr + kv_head * stride_vh,
+        stride_kp,
+        stride_kt,
+        stride_vp,
+        stride_vt,
+        qk_scale,
+        k_scale_ptr + kv_head * stride_sh,
+        v_scale_ptr + kv_head * stride_sh,
+        stride_sp,
+        HEAD_DIM,
+        BLOCK_SIZE,
+        BLOCK_N,
+        MASK_BOUNDS=True,
+        CAUSAL=False,
+        FP8=FP8,
+    )
     if FUSE_ROPE:  # noqa: SIM102 (a constexpr branch, then a runtime one)
         if owns_newest:
             slot = tl.load(slot_mapping_ptr + batch_idx).to(tl.int64)
@@ -281,7 +279,6 @@ def paged_decode_attention(
     prefetch_kv: bool = True,
     rope: DecodeRope | None = None,
     max_registers: int | None = None,
-    fp8_mma: bool = False,
 ) -> torch.Tensor:
     """Single-token attention for each sequence: q [batch, num_heads, head_dim] -> out (same shape).
 
@@ -302,9 +299,7 @@ def paged_decode_attention(
     benchmarks, and so is max_registers, the compiler's cap on registers per thread (ptx .maxnreg; None:
     default_max_registers, 168 for FP8 pages so that 3 programs fit an SM instead of 2, none for bf16; 0: no
     cap): fewer registers can fit more programs on an SM, at the risk of spills; kernel_resources reports both.
-    FP8 caches (float8 e4m3) come with their scales (`scales`, a KVScales). With `fp8_mma` both of the
-    kernel's products take the e4m3 tiles as stored (q and the probabilities rounded to e4m3;
-    decode_fp8_mma.py) instead of widening them to float16: FP8 caches only.
+    FP8 caches (float8 e4m3) come with their scales (`scales`, a KVScales).
 
     With `rope` (a DecodeRope) q and the new tokens' k, v are raw (before q/k norm and RoPE) and the
     kernel normalizes, rotates and stores them itself (decode_rope.py): the cache must then hold all but
@@ -323,11 +318,9 @@ def paged_decode_attention(
         raise ValueError(f"num_splits must be >= 1; got {num_splits}")
     if seq_order is not None and seq_order.shape != (batch,):
         raise ValueError(f"seq_order must be [batch={batch}]; got {tuple(seq_order.shape)}")
-    if fp8_mma and scales is None:
-        raise ValueError("fp8_mma multiplies FP8 pages as stored: it needs FP8 caches and their scales")
     block_n = block_n or default_block_n(batch, num_kv_heads, _num_sms(q.device))
     if max_registers is None:
-        max_registers = default_max_registers(scales is not None, fp8_mma)
+        max_registers = default_max_registers(scales is not None)
 
     direct = num_splits == 1
     fused = fused_combine and not direct
@@ -386,7 +379,6 @@ def paged_decode_attention(
         SPLITS_PAD=splits_pad if fused else 1,
         FP8=scales is not None,
         PREFETCH=prefetch,
-        FP8_MMA=fp8_mma,
         **rope_flags,
         num_warps=num_warps,
         num_stages=num_stages,

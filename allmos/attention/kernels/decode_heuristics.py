@@ -46,11 +46,9 @@ def default_block_n(batch: int, num_kv_heads: int, num_sms: int = _H100_NUM_SMS)
     return _LARGE_BLOCK_N if batch * num_kv_heads >= num_sms else _SMALL_BLOCK_N
 
 
-def default_max_registers(fp8: bool, fp8_mma: bool = False) -> int | None:
+def default_max_registers(fp8: bool) -> int | None:
     """The cap on the decode kernel's registers per thread (ptx .maxnreg), None for the compiler's choice.
     Uncapped, the FP8 kernel takes 199 registers at 128-token tiles (batch 17 and up), so 2 programs fit an
     SM against 3 of the bf16 kernel; at 168 it spills nothing and 3 fit (allmos.microbench.kernel_resources),
-    and at 64-token tiles it takes 168 anyway. The bf16 kernels (124-137 registers) are left alone, and so is
-    the FP8-MMA kernel (fp8_mma): uncapped it takes 119 at 128-token tiles, 4 programs an SM (sm_90 compile,
-    session 16), where the cap made the compiler use 141."""
-    return FP8_MAX_REGISTERS if fp8 and not fp8_mma else None
+    and at 64-token tiles it takes 168 anyway. The bf16 kernels (124-137 registers) are left alone."""
+    return FP8_MAX_REGISTERS if fp8 else None

@@ -91,7 +91,6 @@ def test_plugin_options_are_validated_by_hydra():
         "prefetch_kv": True,
         "decode_max_registers": None,
         "fuse_rope": False,
-        "fp8_mma": False,
     }
     switches = config.switches()  # what a record holds: the options keep runs apart in the tables
     assert switches["attention"] == "triton" and switches["attention.longest_first"] is False

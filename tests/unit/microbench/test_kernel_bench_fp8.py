@@ -41,27 +41,3 @@ def test_the_sweep_parses_its_comma_lists():
     assert kernel_bench_fp8._ints("4,8", [4]) == [4, 8]
     assert kernel_bench_fp8._ints(None, [4]) == [4]
     assert kernel_bench_fp8._ints("", [2]) == [2]
-
-
-def test_the_fp8_mma_variant_is_timed_beside_the_widening_one(recorded, monkeypatch):
-    times = {"auto": 2.0, "fp8": 1.0, "fp8_mma": 0.8}
-    monkeypatch.setattr(kernel_bench_fp8, "graph_ms", lambda calls, num_bytes: times[variant_of(recorded[-1])])
-    row = kernel_bench_fp8.bench(16, 2048, 2.0, ("auto", "fp8", "fp8_mma"))
-    assert [variant_of(r) for r in recorded] == ["auto", "fp8", "fp8_mma"]
-    assert row["fp8_speedup"] == 2.0 and row["fp8_mma_speedup_over_fp8"] == pytest.approx(1.25)
-    line = kernel_bench_fp8.table_line(row)
-    assert line.split()[-1] == "1.25x" and len(line.split()) == 12
-    plain = kernel_bench_fp8.bench(16, 2048, 2.0)
-    assert "fp8_mma" not in plain and len(kernel_bench_fp8.table_line(plain).split()) == 8
-
-
-def variant_of(launch: dict) -> str:
-    return "fp8_mma" if launch.get("fp8_mma") else launch["dtype"]
-
-
-def test_the_sweep_runs_the_fp8_mma_decode_when_asked(recorded):
-    grid = {"tiles": [64], "stages": [2], "caps": [], "warps": [4], "splits": [2]}
-    kernel_bench_fp8.sweep_fp8(16, 2048, 2.0, grid, fp8_mma=True)
-    assert len(recorded) == 4 and all(r["fp8_mma"] is True and r["dtype"] == "fp8" for r in recorded)
-    kernel_bench_fp8.sweep_fp8(16, 2048, 2.0, grid)
-    assert [r["fp8_mma"] for r in recorded[4:]] == [False] * 4
