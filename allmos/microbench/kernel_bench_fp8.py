@@ -4,12 +4,17 @@
     python -m allmos.microbench.kernel_bench_fp8 --tiles 64,128,256 --stages 2,3   # fp8 launch configs
     python -m allmos.microbench.kernel_bench_fp8 --max-registers 0 --batches 64,256   # default cap vs none
     python -m allmos.microbench.kernel_bench_fp8 --warps 4,8 --splits 1,2 --batches 16,64  # warps, split counts
+    python -m allmos.microbench.kernel_bench_fp8 --v-dim-major   # also FP8 V pages stored [H, D, block_size]
+    python -m allmos.microbench.kernel_bench_fp8 --v-dim-major --tiles 64,128 --max-registers 128   # swept
 
 Qwen3-0.6B head shapes (16 q heads, 8 kv heads, head_dim 128), pages of 256 tokens, the default
 heuristics, CUDA-graph replays rotating over input sets past the L2 (as kernel_bench). Bandwidth counts
 the bytes the kernel really reads and writes: the context's K/V pages once (bf16: 2 bytes an element;
 fp8: 1 byte an element plus the float32 scale of each (token, kv head), 4 bytes per 128-element row),
 q read and out written. The share is of the device-to-device copy bandwidth measured in the same run.
+With --v-dim-major, V's FP8 pages are stored [num_blocks, H, D, block_size] (tokens contiguous), which sm_90
+can feed to the PV product without byte-wise loads (allmos.microbench.kernel_resources); the engine's pages
+are token-major.
 """
 
 from __future__ import annotations
@@ -37,8 +42,9 @@ def quantized(cache: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return fp8.quantize(cache, scales), scales.transpose(1, 2).contiguous()
 
 
-def decode_calls(batch: int, context: int, kv_cache_dtype: str, **launch) -> tuple[list, int]:
-    """The decode calls over disjoint page sets, and the bytes one call reads and writes."""
+def decode_calls(batch: int, context: int, kv_cache_dtype: str, v_dim_major: bool = False, **launch) -> tuple:
+    """The decode calls over disjoint page sets, and the bytes one call reads and writes (v_dim_major: V's
+    pages stored dim-major, passed as a view of the usual shape)."""
     per_token = NUM_KV_HEADS * (HEAD_DIM * 2 if kv_cache_dtype == "auto" else HEAD_DIM + 4)
     kv_bytes = 2 * batch * context * per_token
     count = num_sets(kv_bytes)
@@ -50,6 +56,8 @@ def decode_calls(batch: int, context: int, kv_cache_dtype: str, **launch) -> tup
     if kv_cache_dtype == "fp8":
         (k_cache, k_scales), (v_cache, v_scales) = quantized(k_cache), quantized(v_cache)
         scales = KVScales(k_scales, v_scales)
+    if v_dim_major:
+        v_cache = v_cache.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)
     tables = torch.randperm(num_blocks, device="cuda").view(count, batch, blocks_per_seq).to(torch.int32)
     lens = torch.full((batch,), context, dtype=torch.int32, device="cuda")
     calls = []
@@ -61,29 +69,43 @@ def decode_calls(batch: int, context: int, kv_cache_dtype: str, **launch) -> tup
     return calls, kv_bytes + 2 * q_bytes
 
 
-def bench(batch: int, context: int, copy_gbps: float) -> dict:
+VARIANTS = {"auto": ("auto", {}), "fp8": ("fp8", {}), "fp8_v_dim_major": ("fp8", {"v_dim_major": True})}
+
+
+def bench(batch: int, context: int, copy_gbps: float, variants=("auto", "fp8")) -> dict:
+    """Each variant's time, GB/s and share of the copy bandwidth: bf16 pages (auto), FP8 pages (fp8), FP8
+    pages with V stored dim-major (fp8_v_dim_major)."""
     row = {"batch": batch, "context": context}
-    for kv_cache_dtype in ("auto", "fp8"):
-        calls, num_bytes = decode_calls(batch, context, kv_cache_dtype)
+    for name in variants:
+        kv_cache_dtype, launch = VARIANTS[name]
+        calls, num_bytes = decode_calls(batch, context, kv_cache_dtype, **launch)
         ms = graph_ms(calls, num_bytes)
-        row[kv_cache_dtype] = {"bytes": num_bytes, "ms": ms, "gbps": gbps(num_bytes, ms)}
-        row[kv_cache_dtype]["share_of_copy"] = row[kv_cache_dtype]["gbps"] / copy_gbps
+        row[name] = {
+            "bytes": num_bytes,
+            "ms": ms,
+            "gbps": gbps(num_bytes, ms),
+            "share_of_copy": gbps(num_bytes, ms) / copy_gbps,
+        }
         del calls
         torch.cuda.empty_cache()
     row["fp8_speedup"] = row["auto"]["ms"] / row["fp8"]["ms"]
+    if "fp8_v_dim_major" in row:
+        row["v_dim_major_speedup"] = row["fp8"]["ms"] / row["fp8_v_dim_major"]["ms"]
     return row
 
 
-def sweep_fp8(batch: int, context: int, copy_gbps: float, grid: dict) -> list[dict]:
-    """The fp8 decode at each launch of `grid` (tokens per tile, pipeline stages, register cap, warps, splits;
-    None: the default heuristics' choice), beside the default launch."""
+def sweep_fp8(batch: int, context: int, copy_gbps: float, grid: dict, v_dim_major: bool = False) -> list[dict]:
+    """The fp8 decode (v_dim_major: over V pages stored dim-major) at each launch of `grid` (tokens per tile,
+    pipeline stages, register cap, warps, splits; None: the default heuristics' choice), beside the default."""
     rows = []
     for block_n in [None, *grid["tiles"]]:
         for num_stages in grid["stages"] if block_n else [2]:
             others = itertools.product([None, *grid["caps"]], grid["warps"], [None, *grid["splits"]])
             for cap, num_warps, splits in others:
                 launch = {"block_n": block_n, "num_stages": num_stages, "max_registers": cap, "num_warps": num_warps}
-                calls, num_bytes = decode_calls(batch, context, "fp8", **launch, num_splits=splits)
+                calls, num_bytes = decode_calls(
+                    batch, context, "fp8", **launch, num_splits=splits, v_dim_major=v_dim_major
+                )
                 ms = graph_ms(calls, num_bytes)
                 row = {"batch": batch, "block_n": block_n or "default", "num_stages": num_stages, "ms": ms}
                 row |= {"max_registers": "default" if cap is None else cap or "none", "num_warps": num_warps}
@@ -98,6 +120,19 @@ def sweep_fp8(batch: int, context: int, copy_gbps: float, grid: dict) -> list[di
     return rows
 
 
+def table_line(row: dict) -> str:
+    a, f = row["auto"], row["fp8"]
+    line = (
+        f"{row['batch']:>6} {a['gbps']:>10.0f} {a['share_of_copy']:>6.1%} {f['gbps']:>9.0f} {f['share_of_copy']:>6.1%} "
+        f"{a['ms'] * 1e3:>8.1f} {f['ms'] * 1e3:>7.1f} {row['fp8_speedup']:>7.2f}x"
+    )
+    if "fp8_v_dim_major" in row:
+        m = row["fp8_v_dim_major"]
+        speedup = row["v_dim_major_speedup"]
+        line += f" {m['gbps']:>9.0f} {m['share_of_copy']:>6.1%} {m['ms'] * 1e3:>7.1f} {speedup:>7.2f}x"
+    return line
+
+
 def _ints(text: str | None, default: list) -> list:
     return [int(t) for t in text.split(",")] if text else default
 
@@ -109,10 +144,11 @@ def run_sweep(args, copy: dict) -> None:
     grid |= {"warps": _ints(args.warps, [4]), "splits": _ints(args.splits, [])}
     rows = []
     for batch in map(int, args.batches.split(",")):
-        rows += sweep_fp8(batch, args.context, copy["gbps"], grid)
+        rows += sweep_fp8(batch, args.context, copy["gbps"], grid, args.v_dim_major)
     if args.out:
         with open(args.out, "w") as out:
-            json.dump({"env": environment(), "copy": copy, "context": args.context, "fp8_sweep": rows}, out, indent=1)
+            record = {"env": environment(), "copy": copy, "context": args.context, "v_dim_major": args.v_dim_major}
+            json.dump(record | {"fp8_sweep": rows}, out, indent=1)
 
 
 def main() -> None:
@@ -127,6 +163,11 @@ def main() -> None:
     )
     parser.add_argument("--warps", help="fp8 only: sweep these warp counts per program (default 4)")
     parser.add_argument("--splits", help="fp8 only: sweep these split counts beside the heuristic's (e.g. 1,2,4)")
+    parser.add_argument(
+        "--v-dim-major",
+        action="store_true",
+        help="also time FP8 pages with V stored [H, D, block_size]; with a sweep option, sweep over those instead",
+    )
     args = parser.parse_args()
     if not torch.cuda.is_available():
         raise SystemExit("kernel_bench_fp8 needs a CUDA device")
@@ -136,18 +177,17 @@ def main() -> None:
     if args.tiles or args.max_registers or args.warps or args.splits:
         run_sweep(args, copy)
         return
+    variants = ("auto", "fp8", "fp8_v_dim_major") if args.v_dim_major else ("auto", "fp8")
     columns = (("batch", 6), ("bf16 GB/s", 10), ("share", 6), ("fp8 GB/s", 9), ("share", 6), ("bf16 us", 8))
-    print(" ".join(f"{name:>{width}}" for name, width in columns + (("fp8 us", 7), ("speedup", 8))))
+    columns += (("fp8 us", 7), ("speedup", 8))
+    if args.v_dim_major:
+        columns += (("vdm GB/s", 9), ("share", 6), ("vdm us", 7), ("vdm/fp8", 8))
+    print(" ".join(f"{name:>{width}}" for name, width in columns))
     rows = []
     for batch in map(int, args.batches.split(",")):
-        r = bench(batch, args.context, copy["gbps"])
+        r = bench(batch, args.context, copy["gbps"], variants)
         rows.append(r)
-        a, f = r["auto"], r["fp8"]
-        print(
-            f"{batch:>6} {a['gbps']:>10.0f} {a['share_of_copy']:>6.1%} {f['gbps']:>9.0f} {f['share_of_copy']:>6.1%} "
-            f"{a['ms'] * 1e3:>8.1f} {f['ms'] * 1e3:>7.1f} {r['fp8_speedup']:>7.2f}x",
-            flush=True,
-        )
+        print(table_line(r), flush=True)
     if args.out:
         with open(args.out, "w") as out:
             json.dump({"env": environment(), "copy": copy, "context": args.context, "decode": rows}, out, indent=1)

@@ -162,9 +162,17 @@ def qkv_rope_row(fp8: bool) -> dict:
     return with_waves(row, triton.cdiv(n, config["block_n"]))
 
 
-def decode_row(
-    label: str, batch: int, block_n: int, num_splits: int, fp8: bool, fuse_rope: bool, max_registers=None
-) -> dict:
+def compile_decode(
+    batch: int,
+    block_n: int,
+    num_splits: int,
+    fp8: bool,
+    fuse_rope: bool,
+    max_registers=None,
+    v_dim_major: bool = False,
+):
+    """The decode kernel compiled as the engine launches it at that batch and launch (v_dim_major: V pages
+    stored [H, D, block_size] per page), and the register cap it was compiled with."""
     from allmos.attention.kernels import decode
 
     cache = "*fp8e4nv" if fp8 else "*bf16"
@@ -179,19 +187,37 @@ def decode_row(
     values |= dict.fromkeys(("stride_kt", "stride_vt", "stride_nkb", "stride_nvb"), kv_row)
     values |= dict.fromkeys(("stride_kh", "stride_vh", "stride_nkh", "stride_nvh", "stride_oh"), HEAD_DIM)
     values |= {"stride_btb": 16, "stride_ob": NUM_HEADS * HEAD_DIM, "stride_sp": kv_row * 2, "stride_sh": BLOCK_SIZE}
+    # V pages token-major (the JIT makes a stride of 1 a constant), or stored [H, D, block_size] per page
+    values |= {"stride_vt": 1, "stride_vd": BLOCK_SIZE, "stride_vh": HEAD_DIM * BLOCK_SIZE} if v_dim_major else {}
+    values.setdefault("stride_vd", 1)
     group = NUM_HEADS // NUM_KV_HEADS
     splits_pad = triton.next_power_of_2(num_splits)
     fused = num_splits > 1
     constexprs = {"GROUP": group, "GROUP_PAD": 16, "HEAD_DIM": HEAD_DIM, "BLOCK_SIZE": BLOCK_SIZE, "BLOCK_N": block_n}
     constexprs |= {"DIRECT_OUT": not fused, "ORDERED": True, "FUSED_COMBINE": fused, "USE_PDL": True, "FP8": fp8}
+    constexprs["V_DIM_MAJOR"] = v_dim_major
     constexprs |= {"HEADS_PER_MERGE": decode._heads_per_merge(group, splits_pad, HEAD_DIM) if fused else 1}
     constexprs |= {"SPLITS_PAD": splits_pad if fused else 1, "PREFETCH": block_n <= 64}
     constexprs |= {"FUSE_ROPE": fuse_rope, "HAS_NORM": fuse_rope}
     if max_registers is None:
         max_registers = default_max_registers(fp8)
     launch = {"num_warps": 4, "num_stages": 2, "max_registers": max_registers or None}
-    compiled = compile_sm90(decode._decode_split_kernel, values, constexprs, pointers, **launch)
+    return compile_sm90(decode._decode_split_kernel, values, constexprs, pointers, **launch), max_registers
+
+
+def decode_row(
+    label: str,
+    batch: int,
+    block_n: int,
+    num_splits: int,
+    fp8: bool,
+    fuse_rope: bool,
+    max_registers=None,
+    v_dim_major: bool = False,
+) -> dict:
+    compiled, max_registers = compile_decode(batch, block_n, num_splits, fp8, fuse_rope, max_registers, v_dim_major)
     config = {"batch": batch, "block_n": block_n, "num_splits": num_splits, "fp8": fp8, "fuse_rope": fuse_rope}
+    config |= {"v_dim_major": True} if v_dim_major else {}
     config["max_registers"] = max_registers or "none"
     row = {"kernel": label, "config": config, **resources(compiled, 4)}
     return with_waves(row, NUM_KV_HEADS * batch * num_splits)
@@ -209,6 +235,8 @@ def decode_rows() -> list[dict]:
         decode_row("decode", 256, 128, 1, fp8=False, fuse_rope=False),
         decode_row("decode", 256, 128, 1, fp8=True, fuse_rope=False, max_registers=0),
         decode_row("decode", 256, 128, 1, fp8=True, fuse_rope=False),
+        decode_row("decode", 256, 128, 1, fp8=True, fuse_rope=False, v_dim_major=True),
+        decode_row("decode", 256, 128, 1, fp8=True, fuse_rope=False, max_registers=0, v_dim_major=True),
     ]
 
 

@@ -160,3 +160,38 @@ def test_prefill_over_fp8_pages(fixed):
         rows, positions = slice(cu[b].item(), cu[b + 1].item()), torch.arange(n - n_q, n, device=DEVICE)
         ref = attention(q[rows], *dequantized, tables[b], n, positions, scale)
         assert_near(out[rows], ref, attention(q[rows], *dense, tables[b], n, positions, scale), fixed)
+
+
+def dim_major(v_cache):
+    """V's pages stored [num_blocks, H, D, block_size], viewed as [num_blocks, block_size, H, D]."""
+    return v_cache.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)
+
+
+@pytest.mark.parametrize("batch", [1, 16, 64, 256])
+def test_dim_major_v_pages_change_no_decoded_value(batch):
+    """V pages stored dim-major (the kernel reads their tiles whole, in wide loads) give the token-major
+    pages' result bit for bit, eager and replayed from a CUDA graph."""
+    gen = torch.Generator(device=DEVICE).manual_seed(batch)
+    lens = torch.randint(1, 2048, (batch,), generator=gen, device=DEVICE).to(torch.int32)
+    (k8, v8, scales), _, _, tables = fp8_pages(lens.tolist(), None, gen)
+    q = torch.randn(batch, HEADS, HEAD_DIM, generator=gen, device=DEVICE).bfloat16()
+    want = paged_decode_attention(q, k8, v8, tables, lens, HEAD_DIM**-0.5, scales=scales)
+    v_dm = dim_major(v8)
+    assert torch.equal(paged_decode_attention(q, k8, v_dm, tables, lens, HEAD_DIM**-0.5, scales=scales), want)
+    replayed = torch.empty_like(want)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        paged_decode_attention(q, k8, v_dm, tables, lens, HEAD_DIM**-0.5, out=replayed, scales=scales)
+    graph.replay()
+    assert torch.equal(replayed, want)
+
+
+def test_dim_major_v_pages_change_no_prefilled_value():
+    gen = torch.Generator(device=DEVICE).manual_seed(8)
+    q_lens, context_lens = [300, 1, 77], [300, 600, 333]
+    (k8, v8, scales), _, _, tables = fp8_pages(context_lens, None, gen)
+    q = torch.randn(sum(q_lens), HEADS, HEAD_DIM, generator=gen, device=DEVICE).bfloat16()
+    cu = torch.tensor([0, *q_lens], device=DEVICE).cumsum(0).to(torch.int32)
+    lens = torch.tensor(context_lens, dtype=torch.int32, device=DEVICE)
+    run = lambda v: paged_prefill_attention(q, k8, v, cu, lens, tables, max(q_lens), HEAD_DIM**-0.5, scales=scales)  # noqa: E731
+    assert torch.equal(run(dim_major(v8)), run(v8))

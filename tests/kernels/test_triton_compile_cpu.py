@@ -88,6 +88,7 @@ def test_prefill_kernel_compiles_for_h100(fp8):
     types |= {"cu_seqlens_q_ptr": "*i32", "context_lens_ptr": "*i32", "block_tables_ptr": "*i32"} | FP8_SCALES
     types |= {name: "i32" for name in k._prefill_kernel.arg_names if name.startswith("stride_")}
     constexprs = {"GROUP": 2, "HEAD_DIM": 128, "BLOCK_SIZE": 256, "BLOCK_M": 64, "BLOCK_N": 64, "FP8": fp8}
+    constexprs["V_DIM_MAJOR"] = False
     compiled = compile_for_h100(k._prefill_kernel, types, constexprs)
     assert "cubin" in compiled.asm and ("e4m3" in compiled.asm["ptx"]) == fp8
 
@@ -108,6 +109,7 @@ def compile_decode_split_kernel(direct_out, fused_combine, fp8, pdl, prefetch, f
     constexprs |= {"FUSE_ROPE": fuse_rope, "HAS_NORM": has_norm}
     constexprs |= {"DIRECT_OUT": direct_out, "ORDERED": True, "FUSED_COMBINE": fused_combine}
     constexprs |= {"HEADS_PER_MERGE": 2, "SPLITS_PAD": 32, "USE_PDL": pdl, "FP8": fp8, "PREFETCH": prefetch}
+    constexprs["V_DIM_MAJOR"] = False
     return compile_for_h100(k._decode_split_kernel, types, constexprs)
 
 

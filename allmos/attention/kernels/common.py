@@ -44,16 +44,26 @@ def _tile_pointers(
     HEAD_DIM: tl.constexpr,
     BLOCK_SIZE: tl.constexpr,
     BLOCK_N: tl.constexpr,
+    stride_vd=1,
+    V_DIM_MAJOR: tl.constexpr = False,
 ):
     """Tokens tile_start + [0, BLOCK_N): their positions, whether they lie before tok_end, their (page, slot)
-    and the pointers [BLOCK_N, HEAD_DIM] to their K and V rows. Reads only the block table."""
+    and the pointers [BLOCK_N, HEAD_DIM] to their K and V rows. Reads only the block table.
+
+    V_DIM_MAJOR: V's pages are stored [H, HEAD_DIM, BLOCK_SIZE] (token stride 1, dim stride stride_vd), so
+    a tile within one page is BLOCK_N contiguous tokens per dim, which the compiler can copy in wide,
+    asynchronous loads (stated here, since the slot's start is a runtime value)."""
     offs_n = tl.arange(0, BLOCK_N)
     offs_d = tl.arange(0, HEAD_DIM)
     tok = tile_start + offs_n
     in_range = tok < tok_end
     page, slot = _tile_pages(bt_row_ptr, tile_start, offs_n, in_range, BLOCK_SIZE, BLOCK_N)
     k_ptrs = k_head_ptr + (page * stride_kp + slot * stride_kt)[:, None] + offs_d[None, :]
-    v_ptrs = v_head_ptr + (page * stride_vp + slot * stride_vt)[:, None] + offs_d[None, :]
+    if V_DIM_MAJOR and BLOCK_N <= BLOCK_SIZE:
+        first_slot = tl.multiple_of(tile_start % BLOCK_SIZE, BLOCK_N)
+        v_ptrs = v_head_ptr + page * stride_vp + (first_slot + offs_n)[:, None] + offs_d[None, :] * stride_vd
+    else:
+        v_ptrs = v_head_ptr + (page * stride_vp + slot * stride_vt)[:, None] + offs_d[None, :] * stride_vd
     return tok, in_range, page, slot, k_ptrs, v_ptrs
 
 
@@ -63,6 +73,16 @@ def _load_tile(ptrs, load_mask, MASKED: tl.constexpr):
     if MASKED:
         return tl.load(ptrs, mask=load_mask[:, None], other=0.0)
     return tl.load(ptrs)
+
+
+@triton.jit
+def _load_v_tile(ptrs, load_mask, MASKED: tl.constexpr, V_DIM_MAJOR: tl.constexpr):
+    """A [BLOCK_N, HEAD_DIM] tile of V. Dim-major pages are read whole, since a mask along the contiguous
+    tokens would split the wide loads into bytes: the tokens past the context are read too and must hold
+    finite values (their probabilities are 0)."""
+    if V_DIM_MAJOR:
+        return tl.load(ptrs)
+    return _load_tile(ptrs, load_mask, MASKED)
 
 
 @triton.jit
@@ -203,6 +223,8 @@ def _attend_kv_tiles(
     MASK_BOUNDS: tl.constexpr,
     CAUSAL: tl.constexpr,
     FP8: tl.constexpr,
+    stride_vd=1,
+    V_DIM_MAJOR: tl.constexpr = False,
 ):
     """Online-softmax update of (acc, l_i, m_i) with KV tokens [tok_start, tok_end).
 
@@ -224,7 +246,7 @@ def _attend_kv_tiles(
     for tile_start in range(tok_start, tok_end, BLOCK_N):
         tok, in_range, page, slot, k_ptrs, v_ptrs = _tile_pointers(
             bt_row_ptr, tile_start, tok_end, k_head_ptr, v_head_ptr, stride_kp, stride_kt, stride_vp, stride_vt,
-            HEAD_DIM, BLOCK_SIZE, BLOCK_N,
+            HEAD_DIM, BLOCK_SIZE, BLOCK_N, stride_vd, V_DIM_MAJOR,
         )  # fmt: skip
         k = _load_tile(k_ptrs, in_range, MASK_BOUNDS)
         s = _tile_scores(q, k, qk_scale, FP8)
@@ -234,7 +256,7 @@ def _attend_kv_tiles(
             k_scales = _load_scales(k_scale_head_ptr, page, slot, stride_sp, in_range, MASK_BOUNDS)
             v_scales = _load_scales(v_scale_head_ptr, page, slot, stride_sp, in_range, MASK_BOUNDS)
         p, alpha, l_i, m_i = _softmax_step(s, k_scales, l_i, m_i, q_pos, tok, in_range, MASK_BOUNDS, CAUSAL, FP8)
-        v = _load_tile(v_ptrs, in_range, MASK_BOUNDS)
+        v = _load_v_tile(v_ptrs, in_range, MASK_BOUNDS, V_DIM_MAJOR)
         acc = _add_pv(acc, alpha, p, v, v_scales, q.dtype, FP8)
     return acc, l_i, m_i
 
@@ -242,6 +264,12 @@ def _attend_kv_tiles(
 # ---------------------------------------------------------------------------------------------------------
 # Host wrappers
 # ---------------------------------------------------------------------------------------------------------
+
+
+def v_dim_major(v_cache: torch.Tensor) -> bool:
+    """Whether v_cache [num_blocks, block_size, H, D] is a view of pages stored [num_blocks, H, D, block_size]
+    (token stride 1), which the kernels read in whole tiles (see _load_v_tile)."""
+    return v_cache.stride(-1) != 1 and v_cache.stride(1) == 1
 
 
 def _check_cache(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, scales=None) -> tuple[int, int, int]:
@@ -260,8 +288,10 @@ def _check_cache(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, 
         raise ValueError(f"block_size must be a power of two; got {block_size}")
     if num_heads % num_kv_heads:
         raise ValueError(f"num_heads={num_heads} is not a multiple of num_kv_heads={num_kv_heads}")
-    if q.stride(-1) != 1 or k_cache.stride(-1) != 1 or v_cache.stride(-1) != 1:
-        raise ValueError("q, k_cache and v_cache need a unit stride in head_dim")
+    if q.stride(-1) != 1 or k_cache.stride(-1) != 1:
+        raise ValueError("q and k_cache need a unit stride in head_dim")
+    if v_cache.stride(-1) != 1 and not v_dim_major(v_cache):
+        raise ValueError("v_cache needs a unit stride in head_dim or in block_size (pages stored dim-major)")
     if k_cache.dtype != v_cache.dtype:
         raise ValueError(f"k_cache and v_cache must share a dtype; got {k_cache.dtype}, {v_cache.dtype}")
     check_scale_pages(k_cache, scales)

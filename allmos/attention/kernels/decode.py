@@ -13,6 +13,7 @@ from allmos.attention.kernels.common import (
     _check_index_tensors,
     _fp8_args,
     _output_like,
+    v_dim_major,
 )
 from allmos.attention.kernels.decode_heuristics import (
     _num_sms,
@@ -82,6 +83,7 @@ def _decode_split_kernel(
     stride_vp,
     stride_vt,
     stride_vh,
+    stride_vd,
     stride_btb,
     stride_ob,
     stride_oh,
@@ -99,6 +101,7 @@ def _decode_split_kernel(
     SPLITS_PAD: tl.constexpr,
     USE_PDL: tl.constexpr,
     FP8: tl.constexpr,
+    V_DIM_MAJOR: tl.constexpr,
     PREFETCH: tl.constexpr,
     FUSE_ROPE: tl.constexpr,
     HAS_NORM: tl.constexpr,
@@ -151,7 +154,7 @@ def _decode_split_kernel(
             block_tables_ptr + batch_idx.to(tl.int64) * stride_btb, tok_start, cached_end, ctx_len,
             k_cache_ptr + kv_head * stride_kh, v_cache_ptr + kv_head * stride_vh, k_scale_ptr + kv_head * stride_sh,
             v_scale_ptr + kv_head * stride_sh, stride_kp, stride_kt, stride_vp, stride_vt, stride_sp,
-            HEAD_DIM, BLOCK_SIZE, BLOCK_N, FP8,
+            HEAD_DIM, BLOCK_SIZE, BLOCK_N, FP8, stride_vd,
         )  # fmt: skip
     # The step's index tensors are written before the forward's first kernel, a plain launch, so they may
     # be read before the wait (positions and cos/sin too); q, the cache and the workspaces only after it
@@ -209,6 +212,8 @@ def _decode_split_kernel(
         MASK_BOUNDS=True,
         CAUSAL=False,
         FP8=FP8,
+        stride_vd=stride_vd,
+        V_DIM_MAJOR=V_DIM_MAJOR,
     )
     if FUSE_ROPE:  # noqa: SIM102 (a constexpr branch, then a runtime one)
         if owns_newest:
@@ -299,7 +304,9 @@ def paged_decode_attention(
     benchmarks, and so is max_registers, the compiler's cap on registers per thread (ptx .maxnreg; None:
     default_max_registers, 168 for FP8 pages so that 3 programs fit an SM instead of 2, none for bf16; 0: no
     cap): fewer registers can fit more programs on an SM, at the risk of spills; kernel_resources reports both.
-    FP8 caches (float8 e4m3) come with their scales (`scales`, a KVScales).
+    FP8 caches (float8 e4m3) come with their scales (`scales`, a KVScales). v_cache may also be a view of pages
+    stored [num_blocks, H, D, block_size] (token stride 1; common.v_dim_major): its tiles are read whole, so the
+    positions past each context must hold finite values.
 
     With `rope` (a DecodeRope) q and the new tokens' k, v are raw (before q/k norm and RoPE) and the
     kernel normalizes, rotates and stores them itself (decode_rope.py): the cache must then hold all but
@@ -363,6 +370,7 @@ def paged_decode_attention(
         v_cache.stride(0),
         v_cache.stride(1),
         v_cache.stride(2),
+        v_cache.stride(3),
         block_tables.stride(0),
         out.stride(0),
         out.stride(1),
@@ -378,6 +386,7 @@ def paged_decode_attention(
         HEADS_PER_MERGE=_heads_per_merge(group, splits_pad, head_dim) if fused else 1,
         SPLITS_PAD=splits_pad if fused else 1,
         FP8=scales is not None,
+        V_DIM_MAJOR=v_dim_major(v_cache),
         PREFETCH=prefetch,
         **rope_flags,
         num_warps=num_warps,

@@ -48,13 +48,14 @@ def _prefetch_first_tile(
     BLOCK_SIZE: tl.constexpr,
     BLOCK_N: tl.constexpr,
     FP8: tl.constexpr,
+    stride_vd=1,
 ):
     """Before the wait: K and V (and their FP8 scales) of the tile at tok_start of the split
     [tok_start, tok_end), every token but the newest (context_len - 1, maybe not written yet), with the
     tile's positions and pointers for the newest token's row after the wait."""
     tok, in_range, page, slot, k_ptrs, v_ptrs = _tile_pointers(
         bt_row_ptr, tok_start, tok_end, k_head_ptr, v_head_ptr, stride_kp, stride_kt, stride_vp, stride_vt,
-        HEAD_DIM, BLOCK_SIZE, BLOCK_N,
+        HEAD_DIM, BLOCK_SIZE, BLOCK_N, stride_vd,
     )  # fmt: skip
     settled = tok < tl.minimum(tok_end, ctx_len - 1)
     k, v, k_scales, v_scales = _tile_kv(

@@ -13,6 +13,7 @@ from allmos.attention.kernels.common import (
     _check_index_tensors,
     _fp8_args,
     _output_like,
+    v_dim_major,
 )
 
 # ---------------------------------------------------------------------------------------------------------
@@ -42,6 +43,7 @@ def _prefill_kernel(
     stride_vp,
     stride_vt,
     stride_vh,
+    stride_vd,
     stride_btb,
     stride_ot,
     stride_oh,
@@ -53,6 +55,7 @@ def _prefill_kernel(
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
     FP8: tl.constexpr,
+    V_DIM_MAJOR: tl.constexpr,
 ):
     """One program = BLOCK_M query rows of one (sequence, query head)."""
     m_block = tl.program_id(0)
@@ -114,6 +117,8 @@ def _prefill_kernel(
         MASK_BOUNDS=False,
         CAUSAL=False,
         FP8=FP8,
+        stride_vd=stride_vd,
+        V_DIM_MAJOR=V_DIM_MAJOR,
     )
     acc, l_i, m_i = _attend_kv_tiles(
         acc,
@@ -140,6 +145,8 @@ def _prefill_kernel(
         MASK_BOUNDS=True,
         CAUSAL=True,
         FP8=FP8,
+        stride_vd=stride_vd,
+        V_DIM_MAJOR=V_DIM_MAJOR,
     )
 
     o = acc / tl.where(l_i > 0, l_i, 1.0)[:, None]
@@ -177,7 +184,8 @@ def paged_prefill_attention(
 
     Sequence i owns q rows [cu_seqlens_q[i], cu_seqlens_q[i+1]) which are the last positions of its
     context_lens[i] KV tokens (all already in the cache). max_seqlen_q (host int) only sizes the grid.
-    FP8 caches (float8 e4m3) come with their scales (`scales`, a KVScales).
+    FP8 caches (float8 e4m3) come with their scales (`scales`, a KVScales). v_cache may be a view of dim-major
+    pages, as in paged_decode_attention.
     """
     block_size, _, group = _check_cache(q, k_cache, v_cache, scales)
     _check_index_tensors(block_tables=block_tables, context_lens=context_lens, cu_seqlens_q=cu_seqlens_q)
@@ -210,6 +218,7 @@ def paged_prefill_attention(
         v_cache.stride(0),
         v_cache.stride(1),
         v_cache.stride(2),
+        v_cache.stride(3),
         block_tables.stride(0),
         out.stride(0),
         out.stride(1),
@@ -220,6 +229,7 @@ def paged_prefill_attention(
         BLOCK_M=block_m,
         BLOCK_N=block_n,
         FP8=scales is not None,
+        V_DIM_MAJOR=v_dim_major(v_cache),
         num_warps=num_warps,
         num_stages=num_stages,
     )

@@ -41,3 +41,27 @@ def test_the_sweep_parses_its_comma_lists():
     assert kernel_bench_fp8._ints("4,8", [4]) == [4, 8]
     assert kernel_bench_fp8._ints(None, [4]) == [4]
     assert kernel_bench_fp8._ints("", [2]) == [2]
+
+
+def test_the_dim_major_v_variant_is_timed_beside_the_token_major_one(recorded, monkeypatch):
+    times = {"auto": 2.0, "fp8": 1.0, "fp8_v_dim_major": 0.8}
+    monkeypatch.setattr(kernel_bench_fp8, "graph_ms", lambda calls, num_bytes: times[variant_of(recorded[-1])])
+    row = kernel_bench_fp8.bench(16, 2048, 2.0, ("auto", "fp8", "fp8_v_dim_major"))
+    assert [variant_of(r) for r in recorded] == ["auto", "fp8", "fp8_v_dim_major"]
+    assert row["fp8_speedup"] == 2.0 and row["v_dim_major_speedup"] == pytest.approx(1.25)
+    line = kernel_bench_fp8.table_line(row)
+    assert line.split()[-1] == "1.25x" and len(line.split()) == 12
+    plain = kernel_bench_fp8.bench(16, 2048, 2.0)
+    assert "fp8_v_dim_major" not in plain and len(kernel_bench_fp8.table_line(plain).split()) == 8
+
+
+def variant_of(launch: dict) -> str:
+    return "fp8_v_dim_major" if launch.get("v_dim_major") else launch["dtype"]
+
+
+def test_the_sweep_runs_over_dim_major_v_pages_when_asked(recorded):
+    grid = {"tiles": [64], "stages": [2], "caps": [], "warps": [4], "splits": [2]}
+    kernel_bench_fp8.sweep_fp8(16, 2048, 2.0, grid, v_dim_major=True)
+    assert len(recorded) == 4 and all(r["v_dim_major"] is True and r["dtype"] == "fp8" for r in recorded)
+    kernel_bench_fp8.sweep_fp8(16, 2048, 2.0, grid)
+    assert [r["v_dim_major"] for r in recorded[4:]] == [False] * 4

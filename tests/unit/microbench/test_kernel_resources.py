@@ -2,6 +2,8 @@
 registers and spills from the cubin (the CUDA tools bundled with Triton); programs per SM follow the
 sm_90 limits."""
 
+import re
+
 import pytest
 
 pytest.importorskip("triton")
@@ -50,3 +52,15 @@ def test_the_fp8_decode_is_capped_by_default_and_fits_3_programs_per_sm_without_
     assert capped["programs_per_sm"] >= 3 and capped["spill_bytes"] == 0
     uncapped = kr.decode_row("decode", 256, 128, 1, fp8=True, fuse_rope=False, max_registers=0)
     assert uncapped["config"]["max_registers"] == "none" and uncapped["registers"] > FP8_MAX_REGISTERS
+
+
+def test_dim_major_v_pages_take_the_fp8_decodes_byte_loads_out():
+    """sm_90 has no 8-bit transposing shared-memory load, so FP8 V pages stored token-major reach the PV
+    product byte by byte (V's tokens are that product's reduction dimension). Stored dim-major, V's tiles are
+    contiguous along the tokens: copied asynchronously, read with ldmatrix, in fewer registers."""
+    token_major, _ = kr.compile_decode(256, 128, 1, fp8=True, fuse_rope=False, max_registers=0)
+    dim_major, _ = kr.compile_decode(256, 128, 1, fp8=True, fuse_rope=False, max_registers=0, v_dim_major=True)
+    byte_loads = [len(re.findall(r"ld\.shared\.[bsu]8", c.asm["ptx"])) for c in (token_major, dim_major)]
+    assert byte_loads[0] >= 64 and byte_loads[1] == 0, byte_loads
+    assert kr.resources(dim_major, 4)["registers"] < kr.resources(token_major, 4)["registers"]
+    assert kr.resources(dim_major, 4)["spill_bytes"] == 0
