@@ -205,19 +205,12 @@ def compile_decode(
     return compile_sm90(decode._decode_split_kernel, values, constexprs, pointers, **launch), max_registers
 
 
-def decode_row(
-    label: str,
-    batch: int,
-    block_n: int,
-    num_splits: int,
-    fp8: bool,
-    fuse_rope: bool,
-    max_registers=None,
-    v_dim_major: bool = False,
-) -> dict:
-    compiled, max_registers = compile_decode(batch, block_n, num_splits, fp8, fuse_rope, max_registers, v_dim_major)
-    config = {"batch": batch, "block_n": block_n, "num_splits": num_splits, "fp8": fp8, "fuse_rope": fuse_rope}
-    config |= {"v_dim_major": True} if v_dim_major else {}
+def decode_row(label: str, batch: int, block_n: int, num_splits: int, **options) -> dict:
+    """compile_decode's kernel (options: fp8, fuse_rope, max_registers, v_dim_major) as a table row."""
+    compiled, max_registers = compile_decode(batch, block_n, num_splits, **options)
+    config = {"batch": batch, "block_n": block_n, "num_splits": num_splits}
+    config |= {"fp8": options["fp8"], "fuse_rope": options["fuse_rope"]}
+    config |= {"v_dim_major": True} if options.get("v_dim_major") else {}
     config["max_registers"] = max_registers or "none"
     row = {"kernel": label, "config": config, **resources(compiled, 4)}
     return with_waves(row, NUM_KV_HEADS * batch * num_splits)
