@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator
+from PIL import Image
 
 from analysis.labels import BASELINE_COLOR, wrap
 
@@ -23,13 +24,22 @@ FAILED_COLOR = "#b00020"
 
 
 def save_figure(fig: Figure, out_dir: str | Path, stem: str) -> list[Path]:
-    """Write ``<out_dir>/<stem>.png`` and ``.pdf``."""
+    """Write ``<out_dir>/<stem>.png`` (palette colours, see small_png) and ``.pdf`` (vector)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f"{stem}.{ext}" for ext in FIGURE_FORMATS]
     for path in paths:
         fig.savefig(path, dpi=150, bbox_inches="tight")
+    small_png(paths[0])
     return paths
+
+
+def small_png(path: Path) -> None:
+    """Re-encode a chart's PNG with a 256-colour palette: the same picture at about 40% of the bytes, so that
+    committed results stay small (the PDF keeps the exact figure)."""
+    with Image.open(path) as image:
+        palette = image.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    palette.save(path, optimize=True)
 
 
 def rows_figure(count: int) -> tuple[Figure, object]:

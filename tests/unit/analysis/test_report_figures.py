@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 from report_records import SMOKE_SWITCHES, write_job, write_points
@@ -27,6 +28,7 @@ def points(count: int) -> dict[str, tuple[dict, list[float]]]:
 
 def assert_figure(path: Path) -> None:
     assert path.read_bytes()[:4] == b"\x89PNG" and path.with_suffix(".pdf").read_bytes()[:4] == b"%PDF"
+    assert Image.open(path).mode == "P"  # palette colours (analysis.plots.small_png)
     width, height = Image.open(path).size
     assert width <= MAX_PIXELS and height <= MAX_PIXELS and width >= 400, (path.name, width, height)
 
@@ -94,3 +96,22 @@ def test_timelines_have_titles_that_fit(tmp_path: Path, count: int):
         assert_figure(path)
         width, height = Image.open(path).size
         assert width <= 1200 and width < 2.5 * height  # the 7-inch plot, not its title, sets the size
+
+
+def test_a_palette_png_keeps_the_picture_in_fewer_bytes(tmp_path: Path):
+    from matplotlib.figure import Figure
+
+    from analysis.plots import small_png
+
+    fig = Figure(figsize=(6, 3))
+    ax = fig.subplots()
+    ax.barh(["a", "b", "c"], [1.0, 0.5, 0.8], color=["#1f77b4", "#ff7f0e", "#2ca02c"], hatch="//", alpha=0.4)
+    ax.set_title("speedup")
+    path = tmp_path / "chart.png"
+    fig.savefig(path, dpi=150)
+    before, rgb = path.stat().st_size, Image.open(path).convert("RGB")
+    small_png(path)
+    after = Image.open(path)
+    assert after.mode == "P" and after.size == rgb.size and path.stat().st_size < 0.7 * before
+    error = np.abs(np.asarray(rgb, dtype=int) - np.asarray(after.convert("RGB"), dtype=int))
+    assert error.max() <= 4  # the largest colour error of any pixel, out of 255 (measured: 1)
