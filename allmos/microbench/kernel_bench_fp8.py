@@ -80,12 +80,8 @@ def bench(batch: int, context: int, copy_gbps: float, variants=("auto", "fp8")) 
         kv_cache_dtype, launch = VARIANTS[name]
         calls, num_bytes = decode_calls(batch, context, kv_cache_dtype, **launch)
         ms = graph_ms(calls, num_bytes)
-        row[name] = {
-            "bytes": num_bytes,
-            "ms": ms,
-            "gbps": gbps(num_bytes, ms),
-            "share_of_copy": gbps(num_bytes, ms) / copy_gbps,
-        }
+        rate = gbps(num_bytes, ms)
+        row[name] = {"bytes": num_bytes, "ms": ms, "gbps": rate, "share_of_copy": rate / copy_gbps}
         del calls
         torch.cuda.empty_cache()
     row["fp8_speedup"] = row["auto"]["ms"] / row["fp8"]["ms"]
