@@ -186,6 +186,19 @@ def test_dim_major_v_pages_change_no_decoded_value(batch):
     assert torch.equal(replayed, want)
 
 
+@pytest.mark.parametrize("batch", [1, 64])
+def test_head_major_pages_change_no_decoded_value(batch):
+    """K and V pages stored head-major, [num_blocks, H, block_size, D] (kernel_bench_fp8 --head-major), give the
+    token-major pages' result bit for bit."""
+    gen = torch.Generator(device=DEVICE).manual_seed(batch + 1)
+    lens = torch.randint(1, 2048, (batch,), generator=gen, device=DEVICE).to(torch.int32)
+    (k8, v8, scales), _, _, tables = fp8_pages(lens.tolist(), None, gen)
+    q = torch.randn(batch, HEADS, HEAD_DIM, generator=gen, device=DEVICE).bfloat16()
+    want = paged_decode_attention(q, k8, v8, tables, lens, HEAD_DIM**-0.5, scales=scales)
+    k_hm, v_hm = (c.transpose(1, 2).contiguous().transpose(1, 2) for c in (k8, v8))
+    assert torch.equal(paged_decode_attention(q, k_hm, v_hm, tables, lens, HEAD_DIM**-0.5, scales=scales), want)
+
+
 def test_dim_major_v_pages_change_no_prefilled_value():
     gen = torch.Generator(device=DEVICE).manual_seed(8)
     q_lens, context_lens = [300, 1, 77], [300, 600, 333]

@@ -2,7 +2,9 @@
 and prefill kernels take as a view of the usual [num_blocks, block_size, H, D] shape whose token stride is 1.
 On sm_90 that layout lets the FP8 decode copy V tiles in wide asynchronous loads instead of byte by byte
 (tests/kernels/test_triton_compile_cpu.py). The kernels read such tiles whole: the tokens past a context are
-read too, with probability 0, so each output must equal the token-major pages' output exactly."""
+read too, with probability 0, so each output must equal the token-major pages' output exactly. Pages stored
+head-major, [num_blocks, H, block_size, D] (kernel_bench_fp8 --head-major), are a strided view like any other:
+the decode over them must equal the token-major output exactly too."""
 
 import importlib
 
@@ -25,6 +27,11 @@ paged_prefill_attention = importlib.import_module("allmos.attention.kernels.pref
 def dim_major(v_cache: torch.Tensor) -> torch.Tensor:
     """The same values stored [num_blocks, H, D, block_size], viewed as [num_blocks, block_size, H, D]."""
     return v_cache.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)
+
+
+def head_major(cache: torch.Tensor) -> torch.Tensor:
+    """The same values stored [num_blocks, H, block_size, D], viewed as [num_blocks, block_size, H, D]."""
+    return cache.transpose(1, 2).contiguous().transpose(1, 2)
 
 
 def pages(context_lens, block_size, dtype, seed):
@@ -78,4 +85,18 @@ def test_prefill_over_dim_major_v_equals_token_major(dtype, block_size):
     launch = {"block_m": 16, "block_n": 16, "scales": scales}
     want = paged_prefill_attention(q, k, v, cu, lens, tables, max(q_lens), 32**-0.5, **launch)
     got = paged_prefill_attention(q, k, dim_major(v), cu, lens, tables, max(q_lens), 32**-0.5, **launch)
+    assert torch.equal(got, want)
+
+
+@pytest.mark.parametrize("dtype", ["fp8", torch.float32])
+@pytest.mark.parametrize("num_splits,block_n,prefetch", [(1, 16, False), (3, 16, True), (2, 32, False)])
+def test_decode_over_head_major_pages_equals_token_major(dtype, num_splits, block_n, prefetch):
+    context_lens = [1, 0, 37, 64, 150]
+    k, v, scales, tables, gen = pages(context_lens, 16, dtype, seed=num_splits)
+    q = torch.randn(len(context_lens), 4, 32, generator=gen)
+    lens = torch.tensor(context_lens, dtype=torch.int32)
+    launch = {"block_n": block_n, "scales": scales, "prefetch_kv": prefetch}
+    assert not common.v_dim_major(head_major(v))
+    want = paged_decode_attention(q, k, v, tables, lens, 32**-0.5, num_splits, **launch)
+    got = paged_decode_attention(q, head_major(k), head_major(v), tables, lens, 32**-0.5, num_splits, **launch)
     assert torch.equal(got, want)

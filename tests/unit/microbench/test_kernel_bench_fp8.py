@@ -1,9 +1,11 @@
 """kernel_bench_fp8's launch sweep: every combination of its grid reaches the decode call, beside the default
 (the timing itself needs a GPU; here the calls are recorded instead of run)."""
 
+import argparse
 import itertools
 
 import pytest
+import torch
 
 from allmos.microbench import kernel_bench_fp8
 
@@ -55,13 +57,49 @@ def test_the_dim_major_v_variant_is_timed_beside_the_token_major_one(recorded, m
     assert "fp8_v_dim_major" not in plain and len(kernel_bench_fp8.table_line(plain).split()) == 8
 
 
+def test_both_layouts_are_timed_as_their_own_columns(recorded, monkeypatch):
+    times = {"auto": 2.0, "fp8": 1.0, "fp8_v_dim_major": 0.8, "fp8_head_major": 0.5}
+    monkeypatch.setattr(kernel_bench_fp8, "graph_ms", lambda calls, num_bytes: times[variant_of(recorded[-1])])
+    row = kernel_bench_fp8.bench(16, 2048, 2.0, ("auto", "fp8", "fp8_v_dim_major", "fp8_head_major"))
+    assert [variant_of(r) for r in recorded] == ["auto", "fp8", "fp8_v_dim_major", "fp8_head_major"]
+    assert row["head_major_speedup"] == 2.0 and row["v_dim_major_speedup"] == pytest.approx(1.25)
+    words = kernel_bench_fp8.table_line(row).split()
+    assert len(words) == 16 and words[11] == "1.25x" and words[15] == "2.00x"
+
+
 def variant_of(launch: dict) -> str:
-    return "fp8_v_dim_major" if launch.get("v_dim_major") else launch["dtype"]
+    layout = launch.get("layout", "token_major")
+    return launch["dtype"] if layout == "token_major" else f"fp8_{layout}"
 
 
-def test_the_sweep_runs_over_dim_major_v_pages_when_asked(recorded):
+@pytest.mark.parametrize("layout", ["v_dim_major", "head_major"])
+def test_the_sweep_runs_over_the_asked_layout(recorded, layout):
     grid = {"tiles": [64], "stages": [2], "caps": [], "warps": [4], "splits": [2]}
-    kernel_bench_fp8.sweep_fp8(16, 2048, 2.0, grid, v_dim_major=True)
-    assert len(recorded) == 4 and all(r["v_dim_major"] is True and r["dtype"] == "fp8" for r in recorded)
+    kernel_bench_fp8.sweep_fp8(16, 2048, 2.0, grid, layout=layout)
+    assert len(recorded) == 4 and all(r["layout"] == layout and r["dtype"] == "fp8" for r in recorded)
     kernel_bench_fp8.sweep_fp8(16, 2048, 2.0, grid)
-    assert [r["v_dim_major"] for r in recorded[4:]] == [False] * 4
+    assert [r["layout"] for r in recorded[4:]] == ["token_major"] * 4
+
+
+def test_a_sweep_takes_one_layout():
+    def args(v_dim_major, head_major):
+        return argparse.Namespace(v_dim_major=v_dim_major, head_major=head_major)
+
+    assert kernel_bench_fp8.swept_layout(args(False, False)) == "token_major"
+    assert kernel_bench_fp8.swept_layout(args(True, False)) == "v_dim_major"
+    assert kernel_bench_fp8.swept_layout(args(False, True)) == "head_major"
+    with pytest.raises(SystemExit, match="one page layout"):
+        kernel_bench_fp8.swept_layout(args(True, True))
+
+
+def test_the_layouts_store_the_same_values_in_their_own_order():
+    k, v = torch.randn(3, 16, 2, 8), torch.randn(3, 16, 2, 8)
+    for layout in kernel_bench_fp8.LAYOUTS:
+        k2, v2 = kernel_bench_fp8.laid_out(k, v, layout)
+        assert torch.equal(k2, k) and torch.equal(v2, v) and k2.shape == v2.shape == k.shape
+    k_hm, v_hm = kernel_bench_fp8.laid_out(k, v, "head_major")
+    assert k_hm.stride() == v_hm.stride() == (16 * 2 * 8, 8, 16 * 8, 1)  # a head's page slice is contiguous
+    _, v_dm = kernel_bench_fp8.laid_out(k, v, "v_dim_major")
+    assert v_dm.stride(1) == 1
+    with pytest.raises(ValueError, match="layout must be one of"):
+        kernel_bench_fp8.laid_out(k, v, "dim_major")
