@@ -188,33 +188,12 @@ def _decode_split_kernel(
         )  # fmt: skip
         loop_start = tok_start + BLOCK_N
     acc, l_i, m_i = _attend_kv_tiles(
-        acc,
-        l_i,
-        m_i,
-        q,
-        offs_g,
-        loop_start,
-        cached_end,
-        block_tables_ptr + batch_idx.to(tl.int64) * stride_btb,
-        k_cache_ptr + kv_head * stride_kh,
-        v_cache_ptr + kv_head * stride_vh,
-        stride_kp,
-        stride_kt,
-        stride_vp,
-        stride_vt,
-        qk_scale,
-        k_scale_ptr + kv_head * stride_sh,
-        v_scale_ptr + kv_head * stride_sh,
-        stride_sp,
-        HEAD_DIM,
-        BLOCK_SIZE,
-        BLOCK_N,
-        MASK_BOUNDS=True,
-        CAUSAL=False,
-        FP8=FP8,
-        stride_vd=stride_vd,
+        acc, l_i, m_i, q, offs_g, loop_start, cached_end, block_tables_ptr + batch_idx.to(tl.int64) * stride_btb,
+        k_cache_ptr + kv_head * stride_kh, v_cache_ptr + kv_head * stride_vh, stride_kp, stride_kt, stride_vp,
+        stride_vt, qk_scale, k_scale_ptr + kv_head * stride_sh, v_scale_ptr + kv_head * stride_sh, stride_sp,
+        HEAD_DIM, BLOCK_SIZE, BLOCK_N, MASK_BOUNDS=True, CAUSAL=False, FP8=FP8, stride_vd=stride_vd,
         V_DIM_MAJOR=V_DIM_MAJOR,
-    )
+    )  # fmt: skip
     if FUSE_ROPE:  # noqa: SIM102 (a constexpr branch, then a runtime one)
         if owns_newest:
             slot = tl.load(slot_mapping_ptr + batch_idx).to(tl.int64)
