@@ -14,6 +14,7 @@ from allmos.registry import PluginOptions, register
 from allmos.triton_shared.support import TritonPlugin, check_pdl_option
 
 MIN_REGISTER_CAP, MAX_REGISTER_CAP = 64, 248  # per thread; the hardware's limit is 255
+MIN_STAGES, MAX_STAGES = 1, 8
 
 
 @dataclass
@@ -29,6 +30,9 @@ class TritonOptions(PluginOptions):
     # The decode kernel's cap on registers per thread (ptx .maxnreg), so that more programs fit an SM; None:
     # heuristic (168 for FP8 pages, none for bf16); 0: no cap.
     decode_max_registers: Optional[int] = None
+    # The decode kernel's software-pipeline depth (Triton num_stages): how many K/V tiles a program has in
+    # flight. None: heuristic (decode_heuristics.default_num_stages).
+    decode_num_stages: Optional[int] = None
     # Decode normalizes and rotates q and the new k and stores the new K/V inside the attention kernel (one
     # kernel per layer fewer). Off: on an H100 it bought nothing (2026-12-06, README).
     fuse_rope: bool = False
@@ -40,6 +44,11 @@ def _check_register_cap(cap) -> None:
     if not (no_cap or in_range):
         span = f"{MIN_REGISTER_CAP}..{MAX_REGISTER_CAP}"
         raise ConfigError("attention.decode_max_registers", f"{cap} is not 0 (no cap) or a multiple of 8 in {span}")
+
+
+def _check_num_stages(stages) -> None:
+    if stages is not None and not (type(stages) is int and MIN_STAGES <= stages <= MAX_STAGES):
+        raise ConfigError("attention.decode_num_stages", f"{stages!r} is not an integer in {MIN_STAGES}..{MAX_STAGES}")
 
 
 @dataclass
@@ -70,6 +79,7 @@ class TritonBackend(TritonPlugin, AttentionBackend):
         if block_n is not None and block_n not in (16, 32, 64, 128, 256):
             raise ConfigError("attention.decode_block_n", f"{block_n} is not a power of two in 16..256")
         _check_register_cap(options.decode_max_registers)
+        _check_num_stages(options.decode_num_stages)
         if options.fuse_rope and where.kv_cache_dtype == "fp8":
             raise ConfigError("attention.fuse_rope", "stores K/V unquantized: not with kv_cache_dtype=fp8 (drop one)")
 
@@ -141,4 +151,5 @@ class TritonBackend(TritonPlugin, AttentionBackend):
             prefetch_kv=self.options.prefetch_kv,
             rope=rope,
             max_registers=self.options.decode_max_registers,
+            num_stages=self.options.decode_num_stages,
         )

@@ -122,18 +122,18 @@ def sweep_fp8(batch: int, context: int, copy_gbps: float, grid: dict, layout: st
     pipeline stages, register cap, warps, splits; None: the default heuristics' choice), beside the default."""
     rows = []
     for block_n in [None, *grid["tiles"]]:
-        for num_stages in grid["stages"] if block_n else [2]:
+        for num_stages in grid["stages"] if block_n else [None]:
             others = itertools.product([None, *grid["caps"]], grid["warps"], [None, *grid["splits"]])
             for cap, num_warps, splits in others:
                 launch = {"block_n": block_n, "num_stages": num_stages, "max_registers": cap, "num_warps": num_warps}
                 calls, num_bytes = decode_calls(batch, context, "fp8", **launch, num_splits=splits, layout=layout)
                 ms = graph_ms(calls, num_bytes)
-                row = {"batch": batch, "block_n": block_n or "default", "num_stages": num_stages, "ms": ms}
+                row = {"batch": batch, "block_n": block_n or "default", "num_stages": num_stages or "default", "ms": ms}
                 row |= {"max_registers": "default" if cap is None else cap or "none", "num_warps": num_warps}
                 row |= {"num_splits": splits or "default", "gbps": gbps(num_bytes, ms)}
                 rows.append(row | {"share_of_copy": row["gbps"] / copy_gbps})
                 print(
-                    f"{batch:>6} {row['block_n']:>8} {num_stages:>7} {row['max_registers']:>7} {num_warps:>6} "
+                    f"{batch:>6} {row['block_n']:>8} {row['num_stages']:>7} {row['max_registers']:>7} {num_warps:>6} "
                     f"{row['num_splits']:>8} {ms * 1e3:>8.1f} {rows[-1]['share_of_copy']:>7.1%}"
                 )
                 del calls
@@ -168,7 +168,7 @@ def swept_layout(args) -> str:
 def run_sweep(args, copy: dict) -> None:
     columns = (("batch", 6), ("block_n", 8), ("stages", 7), ("regs", 7), ("warps", 6), ("splits", 8), ("fp8 us", 8))
     print(" ".join(f"{name:>{width}}" for name, width in (*columns, ("share", 7))))
-    grid = {"tiles": _ints(args.tiles, []), "stages": _ints(args.stages, [2]), "caps": _ints(args.max_registers, [])}
+    grid = {"tiles": _ints(args.tiles, []), "stages": _ints(args.stages, [None]), "caps": _ints(args.max_registers, [])}
     grid |= {"warps": _ints(args.warps, [4]), "splits": _ints(args.splits, [])}
     rows = []
     for batch in map(int, args.batches.split(",")):
@@ -185,7 +185,7 @@ def main() -> None:
     parser.add_argument("--context", type=int, default=2048)
     parser.add_argument("--out", help="write the figures as JSON")
     parser.add_argument("--tiles", help="fp8 only: sweep these tokens-per-tile values (e.g. 64,128,256)")
-    parser.add_argument("--stages", default="2", help="with --tiles: pipeline stages to sweep (e.g. 2,3)")
+    parser.add_argument("--stages", help="with --tiles: pipeline stages to sweep (e.g. 2,5; default: the heuristic)")
     parser.add_argument(
         "--max-registers", help="fp8 only: sweep these register caps per thread beside the default (168) too (0: none)"
     )

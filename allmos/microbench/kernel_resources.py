@@ -35,7 +35,7 @@ import triton.backends.nvidia as nvidia_backend
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
-from allmos.attention.kernels.decode_heuristics import default_max_registers
+from allmos.attention.kernels.decode_heuristics import default_max_registers, default_num_stages
 from allmos.linear.kernels import gemv, gemv_rope
 from allmos.linear.kernels.gemv_config import accumulator_fits, default_config
 
@@ -170,9 +170,11 @@ def compile_decode(
     fuse_rope: bool,
     max_registers=None,
     v_dim_major: bool = False,
+    num_stages=None,
 ):
     """The decode kernel compiled as the engine launches it at that batch and launch (v_dim_major: V pages
-    stored [H, D, block_size] per page), and the register cap it was compiled with."""
+    stored [H, D, block_size] per page; num_stages None: default_num_stages), and the register cap it was
+    compiled with."""
     from allmos.attention.kernels import decode
 
     cache = "*fp8e4nv" if fp8 else "*bf16"
@@ -201,18 +203,28 @@ def compile_decode(
     constexprs |= {"FUSE_ROPE": fuse_rope, "HAS_NORM": fuse_rope}
     if max_registers is None:
         max_registers = default_max_registers(fp8)
-    launch = {"num_warps": 4, "num_stages": 2, "max_registers": max_registers or None}
+    num_stages = num_stages or default_num_stages(fp8)
+    launch = {"num_warps": 4, "num_stages": num_stages, "max_registers": max_registers or None}
     return compile_sm90(decode._decode_split_kernel, values, constexprs, pointers, **launch), max_registers
 
 
+def kv_buffers(compiled, block_n: int) -> int:
+    """Shared-memory buffers the decode kernel's tile loop holds for K tiles (Triton's pipeliner allocates one
+    per tile it can have in flight): 1 means a tile's copy starts only once the previous tile is consumed."""
+    found = re.findall(rf"local_alloc : \(\) -> !ttg\.memdesc<(\d+)x{block_n}x{HEAD_DIM}x", compiled.asm["ttgir"])
+    return int(found[0]) if found else 0
+
+
 def decode_row(label: str, batch: int, block_n: int, num_splits: int, **options) -> dict:
-    """compile_decode's kernel (options: fp8, fuse_rope, max_registers, v_dim_major) as a table row."""
+    """compile_decode's kernel (options: fp8, fuse_rope, max_registers, v_dim_major, num_stages) as a table row,
+    with its K/V buffers per program."""
     compiled, max_registers = compile_decode(batch, block_n, num_splits, **options)
     config = {"batch": batch, "block_n": block_n, "num_splits": num_splits}
     config |= {"fp8": options["fp8"], "fuse_rope": options["fuse_rope"]}
     config |= {"v_dim_major": True} if options.get("v_dim_major") else {}
     config["max_registers"] = max_registers or "none"
-    row = {"kernel": label, "config": config, **resources(compiled, 4)}
+    config["num_stages"] = options.get("num_stages") or default_num_stages(options["fp8"])
+    row = {"kernel": label, "config": config, **resources(compiled, 4), "kv_buffers": kv_buffers(compiled, block_n)}
     return with_waves(row, NUM_KV_HEADS * batch * num_splits)
 
 
@@ -228,6 +240,8 @@ def decode_rows() -> list[dict]:
         decode_row("decode", 256, 128, 1, fp8=False, fuse_rope=False),
         decode_row("decode", 256, 128, 1, fp8=True, fuse_rope=False, max_registers=0),
         decode_row("decode", 256, 128, 1, fp8=True, fuse_rope=False),
+        decode_row("decode", 256, 128, 1, fp8=True, fuse_rope=False, num_stages=2),
+        decode_row("decode", 256, 128, 1, fp8=True, fuse_rope=False, num_stages=5),
         decode_row("decode", 256, 128, 1, fp8=True, fuse_rope=False, v_dim_major=True),
         decode_row("decode", 256, 128, 1, fp8=True, fuse_rope=False, max_registers=0, v_dim_major=True),
     ]
@@ -244,12 +258,13 @@ def gemv_rows(sweep: bool) -> list[dict]:
 
 
 def print_rows(rows: list[dict]) -> None:
-    print(f"{'kernel':14s} {'config':86s} {'regs':>4s} {'spill':>5s} {'smem':>6s} {'/SM':>3s} {'grid':>6s} waves")
+    header = f"{'kernel':14s} {'config':100s} {'regs':>4s} {'spill':>5s} {'smem':>6s} {'/SM':>3s} {'grid':>6s}"
+    print(header + " waves kv_bufs")
     for r in rows:
         config = " ".join(f"{key}={value}" for key, value in {"num_warps": r["num_warps"], **r["config"]}.items())
         print(
-            f"{r['kernel']:14s} {config:86s} {r['registers']:4d} {r['spill_bytes']:5d} {r['shared_bytes']:6d} "
-            f"{r['programs_per_sm']:3d} {r['grid']:6d} {r['waves']:5.2f}"
+            f"{r['kernel']:14s} {config:100s} {r['registers']:4d} {r['spill_bytes']:5d} {r['shared_bytes']:6d} "
+            f"{r['programs_per_sm']:3d} {r['grid']:6d} {r['waves']:5.2f} {r.get('kv_buffers', '-'):>7}"
         )
 
 

@@ -147,6 +147,21 @@ def test_a_register_cap_changes_no_decoded_value(batch):
     assert torch.equal(capped, free)
 
 
+@pytest.mark.parametrize("fp8", [True, False])
+@pytest.mark.parametrize("batch", [1, 16, 64, 256])
+@pytest.mark.parametrize("stages", [1, 3, 5, 6])
+def test_the_pipeline_depth_changes_no_decoded_value(stages, batch, fp8):
+    """attention.decode_num_stages only changes when the K/V tiles are copied (one buffer or two): the same
+    result as the default, bit for bit, on FP8 and on bf16 pages."""
+    gen = torch.Generator(device=DEVICE).manual_seed(batch + stages)
+    lens = torch.randint(1, 2048, (batch,), generator=gen, device=DEVICE).to(torch.int32)
+    (k8, v8, scales), _, (k32, v32), tables = fp8_pages(lens.tolist(), None, gen)
+    k, v, scales = (k8, v8, scales) if fp8 else (k32.bfloat16(), v32.bfloat16(), None)
+    q = torch.randn(batch, HEADS, HEAD_DIM, generator=gen, device=DEVICE).bfloat16()
+    run = lambda **launch: paged_decode_attention(q, k, v, tables, lens, HEAD_DIM**-0.5, scales=scales, **launch)  # noqa: E731
+    assert torch.equal(run(num_stages=stages), run())
+
+
 @pytest.mark.parametrize("fixed", FIXED_SCALES)
 def test_prefill_over_fp8_pages(fixed):
     gen = torch.Generator(device=DEVICE).manual_seed(7)

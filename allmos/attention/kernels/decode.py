@@ -20,6 +20,7 @@ from allmos.attention.kernels.decode_heuristics import (
     default_block_n,
     default_max_registers,
     default_num_splits,
+    default_num_stages,
 )
 from allmos.attention.kernels.decode_merge import (
     _check_counters,
@@ -258,7 +259,7 @@ def paged_decode_attention(
     pdl: bool = False,
     block_n: int | None = None,
     num_warps: int = 4,
-    num_stages: int = 2,
+    num_stages: int | None = None,
     scales=None,
     prefetch_kv: bool = True,
     rope: DecodeRope | None = None,
@@ -279,10 +280,11 @@ def paged_decode_attention(
     first K/V tile before that wait, all but the newest token (context_lens[b] - 1), which the kernel
     right before may still be writing, so no kernel still running may write the cache's older positions;
     it applies where the tile fits (decode_prefetch.prefetches_first_tile: tiles of up to 64 tokens,
-    launches resident at once) and changes no result. block_n / num_warps / num_stages are tuning knobs for
-    benchmarks, and so is max_registers, the compiler's cap on registers per thread (ptx .maxnreg; None:
-    default_max_registers, 168 for FP8 pages so that 3 programs fit an SM instead of 2, none for bf16; 0: no
-    cap): fewer registers can fit more programs on an SM, at the risk of spills; kernel_resources reports both.
+    launches resident at once) and changes no result. block_n / num_warps / num_stages (None:
+    default_num_stages) are tuning knobs for benchmarks, and so is max_registers, the compiler's cap on
+    registers per thread (ptx .maxnreg; None: default_max_registers, 168 for FP8 pages so that 3 programs fit
+    an SM instead of 2, none for bf16; 0: no cap): fewer registers can fit more programs on an SM, at the risk
+    of spills; kernel_resources reports both.
     FP8 caches (float8 e4m3) come with their scales (`scales`, a KVScales). v_cache may also be a view of pages
     stored [num_blocks, H, D, block_size] (token stride 1; common.v_dim_major): its tiles are read whole, so the
     positions past each context must hold finite values.
@@ -307,6 +309,7 @@ def paged_decode_attention(
     block_n = block_n or default_block_n(batch, num_kv_heads, _num_sms(q.device))
     if max_registers is None:
         max_registers = default_max_registers(scales is not None)
+    num_stages = num_stages or default_num_stages(scales is not None)
 
     direct = num_splits == 1
     fused = fused_combine and not direct

@@ -12,6 +12,8 @@ _MIN_TOKENS_PER_SPLIT = 64
 # token), so the tile is independent of block_size.
 _SMALL_BLOCK_N = 64
 _LARGE_BLOCK_N = 128
+# Triton pipeline stages of the decode kernel: bf16 pages (see default_num_stages).
+_STAGES = 2
 # Registers per thread of the FP8 decode kernel: 3 programs of 4 warps per SM without spilling (sm_90).
 FP8_MAX_REGISTERS = 168
 
@@ -52,3 +54,12 @@ def default_max_registers(fp8: bool) -> int | None:
     SM against 3 of the bf16 kernel; at 168 it spills nothing and 3 fit (allmos.microbench.kernel_resources),
     and at 64-token tiles it takes 168 anyway. The bf16 kernels (124-137 registers) are left alone."""
     return FP8_MAX_REGISTERS if fp8 else None
+
+
+def default_num_stages(fp8: bool) -> int:
+    """The decode kernel's Triton num_stages. The tile loop's K/V copies hang off a block-table load, and
+    Triton's pipeliner spends stages on that load first: at 2 to 4 stages each program holds one K/V buffer,
+    so the next tile's copy is issued only once the current tile is consumed, and at 5 it holds two
+    (allmos.microbench.kernel_resources --stages). bf16 pages keep 2: their 64 KB tiles already read at the
+    copy bandwidth with 3 programs an SM, and two buffers would leave room for one."""
+    return _STAGES

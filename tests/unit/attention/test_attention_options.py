@@ -48,6 +48,18 @@ def test_register_caps_that_run(cap, interpreter):
     check(decode_max_registers=cap)
 
 
+@pytest.mark.parametrize("stages", [0, 9, "5", 2.0, True])
+def test_a_decode_pipeline_depth_outside_1_to_8_is_refused(stages, interpreter):
+    with pytest.raises(ConfigError, match="attention.decode_num_stages") as refused:
+        check(decode_num_stages=stages)
+    assert refused.value.switch == "attention.decode_num_stages"
+
+
+@pytest.mark.parametrize("stages", [None, 1, 5, 8])
+def test_decode_pipeline_depths_that_run(stages, interpreter):
+    check(decode_num_stages=stages)
+
+
 def test_the_default_decode_tile_grows_once_the_launch_fills_the_gpu():
     assert default_block_n(1, 8) == 64
     assert default_block_n(16, 8, num_sms=132) == 64  # 128 programs: fewer than the SMs
@@ -73,8 +85,8 @@ def test_the_triton_backend_builds_its_own_metadata_from_the_common_one_also_for
     assert not hasattr(common, "seq_order")  # the common metadata is not mutated
 
 
-@pytest.mark.parametrize("prefetch_kv,cap", [(True, None), (False, 168)])
-def test_the_prefetch_and_register_options_reach_the_decode_kernel(prefetch_kv, cap):
+@pytest.mark.parametrize("prefetch_kv,cap,stages", [(True, None, None), (False, 168, 5)])
+def test_the_prefetch_register_and_stage_options_reach_the_decode_kernel(prefetch_kv, cap, stages):
     import types
 
     import torch
@@ -84,7 +96,7 @@ def test_the_prefetch_and_register_options_reach_the_decode_kernel(prefetch_kv, 
     from allmos.graph_runner.cuda_graph import StaticInputs
     from allmos.registry import BuildContext
 
-    options = TritonOptions(name="triton", prefetch_kv=prefetch_kv, decode_max_registers=cap)
+    options = TritonOptions(name="triton", prefetch_kv=prefetch_kv, decode_max_registers=cap, decode_num_stages=stages)
     backend = TritonBackend(options, BuildContext(heads=HeadShape(4, 2, 16, 0.25)))
     calls = []
     backend.decode = types.SimpleNamespace(paged_decode_attention=lambda *args, **kwargs: calls.append(kwargs))
@@ -92,3 +104,4 @@ def test_the_prefetch_and_register_options_reach_the_decode_kernel(prefetch_kv, 
     cache = torch.zeros(4, 16, 2, 16)
     backend.forward(torch.zeros(3, 4, 16), None, None, cache, cache, meta)
     assert len(calls) == 1 and calls[0]["prefetch_kv"] is prefetch_kv and calls[0]["max_registers"] == cap
+    assert calls[0]["num_stages"] == stages

@@ -27,10 +27,11 @@ def recorded(monkeypatch):
 def test_the_sweep_covers_warps_and_splits_beside_the_defaults(recorded):
     grid = {"tiles": [128], "stages": [2, 3], "caps": [0], "warps": [4, 8], "splits": [2]}
     rows = kernel_bench_fp8.sweep_fp8(64, 2048, 2.0, grid)
-    # the default tile runs at 2 stages only; 128-token tiles at both: 3 tile/stage pairs x 2 caps x 2 warps x 2 splits
+    # the default tile runs at the default stages only; 128-token tiles at both: 3 tile/stage pairs x 2 caps x 2
+    # warps x 2 splits
     assert len(rows) == len(recorded) == 3 * 2 * 2 * 2
     seen = {(r["block_n"], r["num_stages"], r["max_registers"], r["num_warps"], r["num_splits"]) for r in recorded}
-    pairs = [(None, 2), (128, 2), (128, 3)]
+    pairs = [(None, None), (128, 2), (128, 3)]
     expected = {(b, s, c, w, p) for (b, s), c, w, p in itertools.product(pairs, [None, 0], [4, 8], [None, 2])}
     assert seen == expected
     assert all(r["dtype"] == "fp8" and r["batch"] == 64 for r in recorded)
