@@ -6,7 +6,7 @@ export PYTHONPATH=/tmp/site:$PWD
 nvidia-smi --query-gpu=name --format=csv,noheader | tee $OUT/gpu.txt
 timeout 70 python -m allmos.microbench.kernel_bench_fp8 --batches ${BATCHES:-64,256} --context 2048 --tiles 128 --stages 2,5 --out $OUT/kb_stages.json 2>&1 | grep -v Warn | tee $OUT/kb_stages.txt
 echo "nano $SECONDS"
-for s in 5 2; do
+for s in ${NANO_STAGES-5 2}; do
   [ $SECONDS -lt $((L - 80)) ] || continue
   NAMES="kv_cache_fp8" JOB_TIMEOUT=100 bash scripts/gpu_nano_bench.sh /tmp/n_$s attention.decode_num_stages=$s 2>&1 | grep -E "===|output tok/s|decode|probe:|roofline|rror" | grep -v "probe: done" | sed "s/^/stages=$s: /"
   echo "t=$SECONDS"
