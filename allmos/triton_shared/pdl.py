@@ -3,7 +3,14 @@ host side (Triton's launch_pdl, the USE_PDL constexpr) is allmos.triton_shared.s
 
 import triton
 import triton.language as tl
-from triton.language.extra.cuda import gdc_launch_dependents, gdc_wait
+
+try:
+    from triton.language.extra.cuda import gdc_launch_dependents, gdc_wait
+
+    TRITON_HAS_PDL = True
+except ImportError:  # before Triton 3.4 (torch < 2.8): kernels run with USE_PDL=False (support.check_pdl_option)
+    gdc_launch_dependents = gdc_wait = None
+    TRITON_HAS_PDL = False
 
 
 @triton.jit

@@ -56,8 +56,23 @@ def cuda_capability_at_least(device: str, major: int) -> bool:
     return torch.cuda.get_device_capability(device)[0] >= major
 
 
+def triton_has_pdl() -> bool:
+    """Whether this Triton has the device side of PDL (gdc_wait, from Triton 3.4: torch 2.8)."""
+    from allmos.triton_shared import pdl
+
+    return pdl.TRITON_HAS_PDL
+
+
 def check_pdl_option(switch: str, enabled: bool, device: str) -> None:
-    """`<plugin>.pdl` (programmatic dependent launch) needs Hopper or newer when the kernels run on CUDA."""
+    """`<plugin>.pdl` (programmatic dependent launch) needs Hopper or newer when the kernels run on CUDA,
+    and Triton 3.4 or newer."""
+    if enabled and device.startswith("cuda") and not triton_has_pdl():
+        import triton
+
+        found = f"found {triton.__version__}"
+        raise ConfigError(
+            switch, f"programmatic dependent launch needs Triton 3.4+ (torch 2.8+), {found}: set {switch}=false"
+        )
     if enabled and device.startswith("cuda") and not cuda_capability_at_least(device, 9):
         raise ConfigError(
             switch,
@@ -74,4 +89,6 @@ def pdl_launch(name: str, pdl: bool, device) -> dict:
         return {"USE_PDL": False}
     if not cuda_capability_at_least(str(device), 9):
         raise ValueError(f"{name}: pdl (programmatic dependent launch) needs a CUDA GPU of compute capability 9.0+")
+    if not triton_has_pdl():
+        raise ValueError(f"{name}: pdl (programmatic dependent launch) needs Triton 3.4+")
     return {"USE_PDL": True, "launch_pdl": True}
