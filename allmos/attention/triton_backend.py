@@ -14,7 +14,6 @@ from allmos.registry import PluginOptions, register
 from allmos.triton_shared.support import TritonPlugin, check_pdl_option
 
 MIN_REGISTER_CAP, MAX_REGISTER_CAP = 64, 248  # per thread; the hardware's limit is 255
-MIN_STAGES, MAX_STAGES = 1, 8
 
 
 @dataclass
@@ -30,9 +29,9 @@ class TritonOptions(PluginOptions):
     # The decode kernel's cap on registers per thread (ptx .maxnreg), so that more programs fit an SM; None:
     # heuristic (168 for FP8 pages, none for bf16); 0: no cap.
     decode_max_registers: Optional[int] = None
-    # The decode kernel's software-pipeline depth (Triton num_stages): how many K/V tiles a program has in
-    # flight. None: heuristic (decode_heuristics.default_num_stages).
-    decode_num_stages: Optional[int] = None
+    # Shared-memory buffers for K/V tiles per decode program, 1 or 2: with 2 the next tile's copy runs while
+    # the current tile is computed on. None: heuristic (decode_heuristics.default_kv_buffers).
+    decode_kv_buffers: Optional[int] = None
     # Decode normalizes and rotates q and the new k and stores the new K/V inside the attention kernel (one
     # kernel per layer fewer). Off: on an H100 it bought nothing (2026-12-06, README).
     fuse_rope: bool = False
@@ -46,9 +45,9 @@ def _check_register_cap(cap) -> None:
         raise ConfigError("attention.decode_max_registers", f"{cap} is not 0 (no cap) or a multiple of 8 in {span}")
 
 
-def _check_num_stages(stages) -> None:
-    if stages is not None and not (type(stages) is int and MIN_STAGES <= stages <= MAX_STAGES):
-        raise ConfigError("attention.decode_num_stages", f"{stages!r} is not an integer in {MIN_STAGES}..{MAX_STAGES}")
+def _check_kv_buffers(buffers) -> None:
+    if buffers is not None and not (type(buffers) is int and buffers in (1, 2)):
+        raise ConfigError("attention.decode_kv_buffers", f"{buffers!r} is not 1 or 2")
 
 
 @dataclass
@@ -66,9 +65,10 @@ class TritonBackend(TritonPlugin, AttentionBackend):
 
     def __init__(self, options, ctx):
         super().__init__(options, ctx)
-        from allmos.attention.kernels import decode, decode_merge, prefill
+        from allmos.attention.kernels import decode, decode_heuristics, decode_merge, prefill
 
         self.decode, self.decode_merge, self.prefill = decode, decode_merge, prefill
+        self.decode_heuristics = decode_heuristics
         self.counters: Optional[torch.Tensor] = None  # grown to the largest decode batch seen
 
     @classmethod
@@ -79,7 +79,7 @@ class TritonBackend(TritonPlugin, AttentionBackend):
         if block_n is not None and block_n not in (16, 32, 64, 128, 256):
             raise ConfigError("attention.decode_block_n", f"{block_n} is not a power of two in 16..256")
         _check_register_cap(options.decode_max_registers)
-        _check_num_stages(options.decode_num_stages)
+        _check_kv_buffers(options.decode_kv_buffers)
         if options.fuse_rope and where.kv_cache_dtype == "fp8":
             raise ConfigError("attention.fuse_rope", "stores K/V unquantized: not with kv_cache_dtype=fp8 (drop one)")
 
@@ -133,6 +133,11 @@ class TritonBackend(TritonPlugin, AttentionBackend):
             )
         return self.decode_attention(q, k_cache, v_cache, meta, scales)
 
+    def _decode_stages(self):
+        """Triton num_stages for the decode kernel: from decode_kv_buffers, or None (the kernel's default)."""
+        buffers = self.options.decode_kv_buffers
+        return None if buffers is None else self.decode_heuristics.stages_for_kv_buffers(buffers)
+
     def decode_attention(self, q, k_cache, v_cache, meta, scales, rope=None):
         return self.decode.paged_decode_attention(
             q,
@@ -151,5 +156,5 @@ class TritonBackend(TritonPlugin, AttentionBackend):
             prefetch_kv=self.options.prefetch_kv,
             rope=rope,
             max_registers=self.options.decode_max_registers,
-            num_stages=self.options.decode_num_stages,
+            num_stages=self._decode_stages(),
         )

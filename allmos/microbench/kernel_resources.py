@@ -40,6 +40,7 @@ from allmos.linear.kernels import gemv, gemv_rope
 from allmos.linear.kernels.gemv_config import accumulator_fits, default_config
 
 SM90 = GPUTarget("cuda", 90, 32)
+SM90_CAPABILITY = (9, 0)
 NUM_SMS = 132  # H100 SXM and H200
 REGISTERS_PER_SM, REGISTER_UNIT, MAX_WARPS, MAX_PROGRAMS = 65536, 256, 64, 32
 SHARED_PER_SM, SHARED_RESERVED = 228 * 1024, 1024
@@ -203,7 +204,7 @@ def compile_decode(
     constexprs |= {"FUSE_ROPE": fuse_rope, "HAS_NORM": fuse_rope}
     if max_registers is None:
         max_registers = default_max_registers(fp8)
-    num_stages = num_stages or default_num_stages(fp8)
+    num_stages = num_stages or default_num_stages(fp8, SM90_CAPABILITY)
     launch = {"num_warps": 4, "num_stages": num_stages, "max_registers": max_registers or None}
     return compile_sm90(decode._decode_split_kernel, values, constexprs, pointers, **launch), max_registers
 
@@ -223,7 +224,7 @@ def decode_row(label: str, batch: int, block_n: int, num_splits: int, **options)
     config |= {"fp8": options["fp8"], "fuse_rope": options["fuse_rope"]}
     config |= {"v_dim_major": True} if options.get("v_dim_major") else {}
     config["max_registers"] = max_registers or "none"
-    config["num_stages"] = options.get("num_stages") or default_num_stages(options["fp8"])
+    config["num_stages"] = options.get("num_stages") or default_num_stages(options["fp8"], SM90_CAPABILITY)
     row = {"kernel": label, "config": config, **resources(compiled, 4), "kv_buffers": kv_buffers(compiled, block_n)}
     return with_waves(row, NUM_KV_HEADS * batch * num_splits)
 

@@ -151,8 +151,8 @@ def test_a_register_cap_changes_no_decoded_value(batch):
 @pytest.mark.parametrize("batch", [1, 16, 64, 256])
 @pytest.mark.parametrize("stages", [1, 3, 5, 6])
 def test_the_pipeline_depth_changes_no_decoded_value(stages, batch, fp8):
-    """attention.decode_num_stages only changes when the K/V tiles are copied (one buffer or two): the same
-    result as the default, bit for bit, on FP8 and on bf16 pages."""
+    """The pipeline depth (attention.decode_kv_buffers picks it) only changes when the K/V tiles are copied: the
+    same result as the default, bit for bit, on FP8 and on bf16 pages."""
     gen = torch.Generator(device=DEVICE).manual_seed(batch + stages)
     lens = torch.randint(1, 2048, (batch,), generator=gen, device=DEVICE).to(torch.int32)
     (k8, v8, scales), _, (k32, v32), tables = fp8_pages(lens.tolist(), None, gen)

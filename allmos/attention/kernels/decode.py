@@ -17,6 +17,7 @@ from allmos.attention.kernels.common import (
 )
 from allmos.attention.kernels.decode_heuristics import (
     _num_sms,
+    compute_capability,
     default_block_n,
     default_max_registers,
     default_num_splits,
@@ -309,7 +310,7 @@ def paged_decode_attention(
     block_n = block_n or default_block_n(batch, num_kv_heads, _num_sms(q.device))
     if max_registers is None:
         max_registers = default_max_registers(scales is not None)
-    num_stages = num_stages or default_num_stages(scales is not None)
+    num_stages = num_stages or default_num_stages(scales is not None, compute_capability(q.device))
 
     direct = num_splits == 1
     fused = fused_combine and not direct

@@ -12,8 +12,10 @@ _MIN_TOKENS_PER_SPLIT = 64
 # token), so the tile is independent of block_size.
 _SMALL_BLOCK_N = 64
 _LARGE_BLOCK_N = 128
-# Triton pipeline stages of the decode kernel: bf16 pages (see default_num_stages).
-_STAGES = 2
+# The decode kernel's Triton num_stages for one and for two K/V buffers a program (stages_for_kv_buffers):
+# Triton 3.3-3.4 give a second buffer at 3 stages (and 4 buffers at 5); Triton 3.5-3.6 spend stages 3 and 4
+# on the block-table load and give it at 5 (allmos.microbench.kernel_resources on sm_90, 2026-12-07).
+_STAGES_FOR_KV_BUFFERS = {"3.5": (2, 5), "older": (2, 3)}
 # Registers per thread of the FP8 decode kernel: 3 programs of 4 warps per SM without spilling (sm_90).
 FP8_MAX_REGISTERS = 168
 
@@ -56,10 +58,28 @@ def default_max_registers(fp8: bool) -> int | None:
     return FP8_MAX_REGISTERS if fp8 else None
 
 
-def default_num_stages(fp8: bool) -> int:
-    """The decode kernel's Triton num_stages. The tile loop's K/V copies hang off a block-table load, and
-    Triton's pipeliner spends stages on that load first: at 2 to 4 stages each program holds one K/V buffer,
-    so the next tile's copy is issued only once the current tile is consumed, and at 5 it holds two
-    (allmos.microbench.kernel_resources --stages). bf16 pages keep 2: their 64 KB tiles already read at the
-    copy bandwidth with 3 programs an SM, and two buffers would leave room for one."""
-    return _STAGES
+def stages_for_kv_buffers(kv_buffers: int, triton_version: str | None = None) -> int:
+    """The decode kernel's Triton num_stages that gives each program `kv_buffers` (1 or 2) shared-memory buffers
+    for K/V tiles. With one, a tile's copy is issued only once the previous tile is consumed; with two, the
+    next tile's copy runs while the current one is computed on."""
+    if kv_buffers not in (1, 2):
+        raise ValueError(f"kv_buffers must be 1 or 2; got {kv_buffers}")
+    major, minor = (int(part) for part in (triton_version or triton.__version__).split(".")[:2])
+    stages = _STAGES_FOR_KV_BUFFERS["3.5" if (major, minor) >= (3, 5) else "older"]
+    return stages[kv_buffers - 1]
+
+
+def default_kv_buffers(fp8: bool, capability: tuple[int, int] | None) -> int:
+    """K/V buffers a decode program holds by default (capability: the device's compute capability, None off
+    CUDA): one. (With one buffer the FP8 decode's 32 KB tiles leave half the bf16 kernel's bytes in flight at
+    3 programs an SM; two buffers fit 3 programs too on Hopper. Whether that is faster in the engine is not
+    measured yet: docs/results/2026-12-07-session19.)"""
+    return 1
+
+
+def default_num_stages(fp8: bool, capability: tuple[int, int] | None) -> int:
+    return stages_for_kv_buffers(default_kv_buffers(fp8, capability))
+
+
+def compute_capability(device: torch.device) -> tuple[int, int] | None:
+    return torch.cuda.get_device_capability(device) if device.type == "cuda" else None

@@ -1,4 +1,4 @@
-# Session 19, call 1 (tree: branch fp8-two-kv-buffers, FP8 default 5 stages on Hopper; A/B names stages explicitly): the decode's pipeline depth (attention.decode_num_stages: 5 = two K/V buffers a program)
+# Session 19, call 1 (tree: branch fp8-two-kv-buffers; the A/B names attention.decode_kv_buffers explicitly): one K/V buffer per decode program against two
 set -u
 L=${LIMIT:-585}
 python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl >/dev/null 2>&1
@@ -8,10 +8,10 @@ echo "kb $SECONDS"
 timeout 150 python -m allmos.microbench.kernel_bench_fp8 --batches 16,64,256 --context 2048 --tiles ${TILES:-64,128} --stages 2,5 --out $OUT/kb_stages_c2048.json 2>&1 | grep -v Warn | tee $OUT/kb_stages_c2048.txt
 echo "nano $SECONDS"
 for r in 1 2; do
-  for s in 5 2; do
+  for b in 2 1; do
     [ $SECONDS -lt $((L - 165)) ] || continue
-    extra="attention.decode_num_stages=$s"
-    NAMES="kv_cache_fp8" JOB_TIMEOUT=100 bash scripts/gpu_nano_bench.sh /tmp/n_${s}_$r $extra 2>&1 | grep -E "===|output tok/s|decode|probe:|roofline|rror" | grep -v "probe: done" | sed "s/^/stages=$s r$r: /"
+    extra="attention.decode_kv_buffers=$b"
+    NAMES="kv_cache_fp8" JOB_TIMEOUT=100 bash scripts/gpu_nano_bench.sh /tmp/n_${b}_$r $extra 2>&1 | grep -E "===|output tok/s|decode|probe:|roofline|rror" | grep -v "probe: done" | sed "s/^/kv_buffers=$b r$r: /"
     echo "t=$SECONDS"
   done
 done 2>&1 | tee $OUT/nano_fp8_stages.log

@@ -9,6 +9,7 @@ import pytest
 
 pytest.importorskip("triton")
 from allmos.attention.kernels.decode import default_block_n  # imported here, outside TRITON_INTERPRET=1
+from allmos.attention.kernels.decode_heuristics import stages_for_kv_buffers
 from allmos.config import EngineConfig
 from allmos.errors import ConfigError
 from allmos.validation import check_plugins
@@ -48,16 +49,28 @@ def test_register_caps_that_run(cap, interpreter):
     check(decode_max_registers=cap)
 
 
-@pytest.mark.parametrize("stages", [0, 9, "5", 2.0, True])
-def test_a_decode_pipeline_depth_outside_1_to_8_is_refused(stages, interpreter):
-    with pytest.raises(ConfigError, match="attention.decode_num_stages") as refused:
-        check(decode_num_stages=stages)
-    assert refused.value.switch == "attention.decode_num_stages"
+@pytest.mark.parametrize("buffers", [0, 3, "2", 2.0, True])
+def test_a_kv_buffer_count_other_than_1_or_2_is_refused(buffers, interpreter):
+    with pytest.raises(ConfigError, match="attention.decode_kv_buffers") as refused:
+        check(decode_kv_buffers=buffers)
+    assert refused.value.switch == "attention.decode_kv_buffers"
 
 
-@pytest.mark.parametrize("stages", [None, 1, 5, 8])
-def test_decode_pipeline_depths_that_run(stages, interpreter):
-    check(decode_num_stages=stages)
+@pytest.mark.parametrize("buffers", [None, 1, 2])
+def test_kv_buffer_counts_that_run(buffers, interpreter):
+    check(decode_kv_buffers=buffers)
+
+
+def test_kv_buffers_map_to_the_triton_stages_that_give_them():
+    """Measured on sm_90 compiles (kernel_resources): Triton 3.3 and 3.4 give a second K/V buffer at 3 stages
+    (4 buffers at 5, too many for 3 programs an SM); 3.5 and 3.6 spend stages 3 and 4 on the block-table load."""
+    assert [stages_for_kv_buffers(b, "3.6.0") for b in (1, 2)] == [2, 5]
+    assert [stages_for_kv_buffers(b, "3.5.1") for b in (1, 2)] == [2, 5]
+    assert [stages_for_kv_buffers(b, "3.4.0") for b in (1, 2)] == [2, 3]
+    assert [stages_for_kv_buffers(b, "3.3.0") for b in (1, 2)] == [2, 3]
+    assert stages_for_kv_buffers(1) == 2
+    with pytest.raises(ValueError, match="1 or 2"):
+        stages_for_kv_buffers(3)
 
 
 def test_the_default_decode_tile_grows_once_the_launch_fills_the_gpu():
@@ -85,8 +98,8 @@ def test_the_triton_backend_builds_its_own_metadata_from_the_common_one_also_for
     assert not hasattr(common, "seq_order")  # the common metadata is not mutated
 
 
-@pytest.mark.parametrize("prefetch_kv,cap,stages", [(True, None, None), (False, 168, 5)])
-def test_the_prefetch_register_and_stage_options_reach_the_decode_kernel(prefetch_kv, cap, stages):
+@pytest.mark.parametrize("prefetch_kv,cap,buffers", [(True, None, None), (False, 168, 2)])
+def test_the_prefetch_register_and_buffer_options_reach_the_decode_kernel(prefetch_kv, cap, buffers):
     import types
 
     import torch
@@ -96,7 +109,7 @@ def test_the_prefetch_register_and_stage_options_reach_the_decode_kernel(prefetc
     from allmos.graph_runner.cuda_graph import StaticInputs
     from allmos.registry import BuildContext
 
-    options = TritonOptions(name="triton", prefetch_kv=prefetch_kv, decode_max_registers=cap, decode_num_stages=stages)
+    options = TritonOptions(name="triton", prefetch_kv=prefetch_kv, decode_max_registers=cap, decode_kv_buffers=buffers)
     backend = TritonBackend(options, BuildContext(heads=HeadShape(4, 2, 16, 0.25)))
     calls = []
     backend.decode = types.SimpleNamespace(paged_decode_attention=lambda *args, **kwargs: calls.append(kwargs))
@@ -104,4 +117,4 @@ def test_the_prefetch_register_and_stage_options_reach_the_decode_kernel(prefetc
     cache = torch.zeros(4, 16, 2, 16)
     backend.forward(torch.zeros(3, 4, 16), None, None, cache, cache, meta)
     assert len(calls) == 1 and calls[0]["prefetch_kv"] is prefetch_kv and calls[0]["max_registers"] == cap
-    assert calls[0]["num_stages"] == stages
+    assert calls[0]["num_stages"] == (None if buffers is None else stages_for_kv_buffers(buffers))

@@ -90,7 +90,7 @@ def test_plugin_options_are_validated_by_hydra():
         "decode_block_n": None,
         "prefetch_kv": True,
         "decode_max_registers": None,
-        "decode_num_stages": None,
+        "decode_kv_buffers": None,
         "fuse_rope": False,
     }
     switches = config.switches()  # what a record holds: the options keep runs apart in the tables
@@ -109,9 +109,9 @@ def test_plugin_options_are_validated_by_hydra():
     cfg = composed("attention=triton", "attention.decode_max_registers=168")
     options = engine_options(cfg)
     assert EngineConfig.create(options.pop("model"), **options).switches()["attention.decode_max_registers"] == 168
-    cfg = composed("attention=triton", "attention.decode_num_stages=5")
+    cfg = composed("attention=triton", "attention.decode_kv_buffers=2")
     options = engine_options(cfg)
-    assert EngineConfig.create(options.pop("model"), **options).switches()["attention.decode_num_stages"] == 5
+    assert EngineConfig.create(options.pop("model"), **options).switches()["attention.decode_kv_buffers"] == 2
     cfg = composed("attention=triton", "attention.prefetch_kv=false")
     options = engine_options(cfg)
     assert EngineConfig.create(options.pop("model"), **options).switches()["attention.prefetch_kv"] is False

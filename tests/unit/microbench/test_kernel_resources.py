@@ -7,7 +7,7 @@ import re
 import pytest
 
 pytest.importorskip("triton")
-from allmos.attention.kernels.decode_heuristics import FP8_MAX_REGISTERS
+from allmos.attention.kernels.decode_heuristics import FP8_MAX_REGISTERS, default_kv_buffers, stages_for_kv_buffers
 from allmos.microbench import kernel_resources as kr
 
 
@@ -54,14 +54,19 @@ def test_the_fp8_decode_is_capped_by_default_and_fits_3_programs_per_sm_without_
     assert uncapped["config"]["max_registers"] == "none" and uncapped["registers"] > FP8_MAX_REGISTERS
 
 
-def test_five_pipeline_stages_give_the_fp8_decode_two_kv_buffers_at_3_programs_per_sm():
-    """Triton's pipeliner spends stages on the block-table load that the K/V copies hang off: at 2 to 4 stages
-    each program holds one K/V buffer (a tile's copy starts once the previous tile is consumed), at 5 two,
-    still 3 programs per SM at the default register cap and without spilling (attention.decode_num_stages)."""
-    rows = {s: kr.decode_row("decode", 256, 128, 1, fp8=True, fuse_rope=False, num_stages=s) for s in (2, 4, 5)}
-    assert [rows[s]["kv_buffers"] for s in (2, 4, 5)] == [1, 1, 2]
-    assert rows[5]["config"]["num_stages"] == 5 and rows[5]["shared_bytes"] >= 2 * 2 * 128 * 128
-    assert rows[5]["programs_per_sm"] == 3 and rows[5]["spill_bytes"] == 0
+def test_the_fp8_decode_holds_the_k_v_buffers_asked_for_at_3_programs_per_sm():
+    """attention.decode_kv_buffers maps to Triton stages by version: Triton 3.5+ spends stages 3 and 4 on the
+    block-table load that the K/V copies hang off, so its second buffer comes at 5 stages (3.3-3.4: at 3). Two
+    buffers still fit 3 programs per SM at the default register cap, without spilling."""
+    rows = {
+        b: kr.decode_row("decode", 256, 128, 1, fp8=True, fuse_rope=False, num_stages=stages_for_kv_buffers(b))
+        for b in (1, 2)
+    }
+    assert [rows[b]["kv_buffers"] for b in (1, 2)] == [1, 2]
+    assert rows[2]["shared_bytes"] >= 2 * 2 * 128 * 128
+    assert rows[2]["programs_per_sm"] == 3 and rows[2]["spill_bytes"] == 0
+    default = kr.decode_row("decode", 256, 128, 1, fp8=True, fuse_rope=False)
+    assert default["kv_buffers"] == default_kv_buffers(True, kr.SM90_CAPABILITY)
 
 
 def test_dim_major_v_pages_take_the_fp8_decodes_byte_loads_out():
