@@ -1,7 +1,7 @@
 """The Triton paged decode kernel on FP8 pages (kv_cache_dtype=fp8) against bf16 pages (needs a CUDA GPU).
 
     python -m allmos.microbench.kernel_bench_fp8 [--batches 16,64,256] [--context 2048] [--out FILE]
-    python -m allmos.microbench.kernel_bench_fp8 --tiles 64,128,256 --stages 2,3   # fp8 launch configs
+    python -m allmos.microbench.kernel_bench_fp8 --tiles 64,128,256 --stages 2,5   # fp8 launches (raw Triton stages)
     python -m allmos.microbench.kernel_bench_fp8 --max-registers 0 --batches 64,256   # default cap vs none
     python -m allmos.microbench.kernel_bench_fp8 --warps 4,8 --splits 1,2 --batches 16,64  # warps, split counts
     python -m allmos.microbench.kernel_bench_fp8 --v-dim-major   # also FP8 V pages stored [H, D, block_size]
