@@ -25,6 +25,7 @@ declare -A CONFIGS=(
   [with_fuse_rope]="attention.fuse_rope=true rope.fuse_qkv=false"
   [kv_cache_fp8]="kv_cache_dtype=fp8"
   [kv_cache_fp8_no_register_cap]="kv_cache_dtype=fp8 attention.decode_max_registers=0"
+  [kv_cache_fp8_two_kv_buffers]="kv_cache_dtype=fp8 attention.decode_kv_buffers=2"
   [all_off]="+preset=all_off"
 )
 # The sdpa configurations go last: their decode gathers whole block tables and takes minutes.

@@ -58,21 +58,27 @@ def with_options(
     qkv_rope_off=frozenset(),
     uncapped=frozenset(),
     graph_inputs_off=frozenset(),
+    two_kv_buffers=frozenset(),
 ) -> dict:
     """Each stage's switches plus whether programmatic dependent launch is left on (every `pdl` option
     of the Triton plugins at its default), whether linear=triton's multi-row GEMMs are, whether the
     Triton decode's first-tile prefetch is, whether the Triton decode fuses the rope (off by default),
     whether the qkv GEMV's rope is left on (rope.fuse_qkv, on by default), the decode's register cap
-    (None: the default, 168 on FP8 pages; 0: none), and whether one kernel loads graph replays' inputs
-    (fused_graph_inputs: on unless turned off; it does nothing without graphs)."""
-    flags = (pdl_off, gemm_off, prefetch_off, fuse_rope_on, qkv_rope_off, uncapped, graph_inputs_off)
+    (None: the default, 168 on FP8 pages; 0: none), whether one kernel loads graph replays' inputs
+    (fused_graph_inputs: on unless turned off; it does nothing without graphs), and the decode's K/V buffers
+    (decode_kv_buffers; None: the default)."""
+    flags = (pdl_off, gemm_off, prefetch_off, fuse_rope_on, qkv_rope_off, uncapped, graph_inputs_off, two_kv_buffers)
     return {name: values + stage_flags(name, *flags) for name, values in stages.items()}
 
 
-def stage_flags(name: str, pdl_off, gemm_off, prefetch_off, fuse_rope_on, qkv_rope_off, uncapped, inputs_off) -> tuple:
+def stage_flags(
+    name: str, pdl_off, gemm_off, prefetch_off, fuse_rope_on, qkv_rope_off, uncapped, inputs_off, two_kv_buffers
+) -> tuple:
     cap = 0 if name in uncapped else None
     fused = (name in fuse_rope_on, name not in qkv_rope_off)
-    return (name not in pdl_off, name not in gemm_off, name not in prefetch_off, *fused, cap, name not in inputs_off)
+    buffers = 2 if name in two_kv_buffers else None
+    on = (name not in pdl_off, name not in gemm_off, name not in prefetch_off)
+    return (*on, *fused, cap, name not in inputs_off, buffers)
 
 
 CUMULATIVE = {  # the stated order: each stage adds one optimization to the one before
@@ -109,6 +115,7 @@ LEAVE_ONE_OUT = {
     "with_fuse_rope": ALL_ON,
     "kv_cache_fp8": FP8,
     "kv_cache_fp8_no_register_cap": FP8,
+    "kv_cache_fp8_two_kv_buffers": FP8,
     "all_on_again": ALL_ON,  # the A/A pair of all_on, run last
 }
 LEAVE_ONE_OUT = with_options(
@@ -120,12 +127,17 @@ LEAVE_ONE_OUT = with_options(
     {"no_qkv_rope", "with_fuse_rope"},
     {"kv_cache_fp8_no_register_cap"},
     {"no_fused_graph_inputs"},
+    {"kv_cache_fp8_two_kv_buffers"},
 )
 # Leave-one-out points that change one switch of another point rather than of all_on.
-COMPARED_WITH = {"kv_cache_fp8_no_register_cap": "kv_cache_fp8", "with_fuse_rope": "no_qkv_rope"}
+COMPARED_WITH = {
+    "kv_cache_fp8_no_register_cap": "kv_cache_fp8",
+    "kv_cache_fp8_two_kv_buffers": "kv_cache_fp8",
+    "with_fuse_rope": "no_qkv_rope",
+}
 JOBS = {
     "ablation_cumulative": 33,
-    "ablation_leave_one_out": 60,
+    "ablation_leave_one_out": 63,
     "attention_backends": 18,
     "prefix_caching": 24,
     "latency": 6,
@@ -156,7 +168,7 @@ def switches(cfg) -> tuple:
     fuse_rope, cap = attention.get("fuse_rope", False), attention.get("decode_max_registers", None)
     qkv_rope = cfg.rope.get("fuse_qkv", True)  # as pdl: on unless turned off (rope=torch has no such option)
     flags = (pdl, cfg.linear.get("gemm", True), attention.get("prefetch_kv", True), fuse_rope, qkv_rope, cap)
-    return named + flags + (cfg.fused_graph_inputs,)
+    return named + flags + (cfg.fused_graph_inputs, attention.get("decode_kv_buffers", None))
 
 
 def sweep_params(name: str) -> dict[str, str]:
