@@ -71,9 +71,9 @@ def stages_for_kv_buffers(kv_buffers: int, triton_version: str | None = None) ->
 
 def default_kv_buffers(fp8: bool, capability: tuple[int, int] | None) -> int:
     """K/V buffers a decode program holds by default (capability: the device's compute capability, None off
-    CUDA): one. (With one buffer the FP8 decode's 32 KB tiles leave half the bf16 kernel's bytes in flight at
-    3 programs an SM; two buffers fit 3 programs too on Hopper. Whether that is faster in the engine is not
-    measured yet: docs/results/2026-12-07-session19.)"""
+    CUDA): one. With one buffer the FP8 decode's 32 KB tiles leave half the bf16 kernel's bytes in flight at
+    3 programs an SM, and two buffers fit 3 programs too on Hopper; but on an H100 two made the FP8 kernel
+    alone only 1-7% faster and nano_bench with FP8 pages 1.6% slower (docs/results/2026-12-07-h100-session20)."""
     return 1
 
 
