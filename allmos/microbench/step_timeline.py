@@ -9,6 +9,8 @@ reports the GPU span (first kernel start to last kernel end, the steps' spans su
 divided by the steps), the busy time (the union of kernel intervals), the idle time inside the span,
 the idle time between steps, and per kernel name the calls and microseconds per step; the longest
 idle gaps are listed with the kernels on each side (a gap before a step's first kernel is host time).
+It also sums the step by role (allmos.microbench.kernel_roles: attention, projections, LM head, ...) and
+gives what the step's K/V read and weights take at the device-to-device copy bandwidth measured first.
 Unprofiled, it first times the steps' wall time and the host's wait for the GPU (near zero: the GPU waits
 for the host). With `--host` the host's side is recorded too: its Python functions by own time (cProfile)
 and the CUDA runtime calls by total time per step.
@@ -25,7 +27,9 @@ import time
 
 import torch
 
+from allmos.bench.bandwidth import copy_bandwidth
 from allmos.llm import LLM
+from allmos.microbench.kernel_roles import floors_us, us_per_role
 from allmos.microbench.profile_steps import is_kernel
 from allmos.microbench.switches import architecture_of, parse_switches
 from allmos.sampling_params import SamplingParams
@@ -62,7 +66,7 @@ def gaps(rows: list[tuple[float, float, str]], top: int) -> list[dict]:
     return sorted(found, key=lambda g: -g["us"])[:top]
 
 
-def summarise(rows, steps: int, top: int) -> dict:
+def summarise(rows, steps: int, top: int, num_layers: int = 0) -> dict:
     span = rows[-1][1] - rows[0][0]
     busy = busy_time(rows)
     per_name = collections.defaultdict(lambda: [0, 0.0])
@@ -70,16 +74,18 @@ def summarise(rows, steps: int, top: int) -> dict:
         per_name[name][0] += 1
         per_name[name][1] += end - start
     kernels = sorted(per_name.items(), key=lambda kv: -kv[1][1])
+    named = [
+        {"name": name[:100], "calls_per_step": c / steps, "us_per_step": t / steps, "us_per_call": t / c}
+        for name, (c, t) in kernels
+    ]
     return {
         "steps": steps,
         "span_us_per_step": span / steps,
         "busy_us_per_step": busy / steps,
         "idle_us_per_step": (span - busy) / steps,
         "kernels_per_step": len(rows) / steps,
-        "kernels": [
-            {"name": name[:100], "calls_per_step": c / steps, "us_per_step": t / steps, "us_per_call": t / c}
-            for name, (c, t) in kernels[:top]
-        ],
+        "kernels": named[:top],
+        "us_per_role": us_per_role(named, num_layers),
         "longest_gaps": gaps(rows, 12),
     }
 
@@ -157,7 +163,9 @@ def event_sequence(prof, last_us: float) -> list[dict]:
     return [r | {"start": r["start"] - origin, "name": r["name"][:60]} for r in rows]
 
 
-def timeline(llm: LLM, batch: int, context: int, steps: int, top: int, host: bool = False, sequence: float = 0) -> dict:
+def timeline(
+    llm: LLM, batch: int, context: int, steps: int, top: int, host: bool = False, sequence: float = 0, copy=None
+) -> dict:
     engine = llm.engine
     params = SamplingParams(temperature=0, max_tokens=WARM_STEPS + 3 * steps + 4, ignore_eos=True)
     for i in range(batch):
@@ -168,6 +176,7 @@ def timeline(llm: LLM, batch: int, context: int, steps: int, top: int, host: boo
     unprofiled = host_wait_share(engine, steps)
     python = host_functions(engine, steps) if host else None
     torch.cuda.synchronize()
+    first_record = len(engine.stats.trace)
     activities = [torch.profiler.ProfilerActivity.CUDA] + ([torch.profiler.ProfilerActivity.CPU] if host else [])
     with torch.profiler.profile(activities=activities) as prof:
         start = time.perf_counter()
@@ -175,13 +184,23 @@ def timeline(llm: LLM, batch: int, context: int, steps: int, top: int, host: boo
             engine.step()
         torch.cuda.synchronize()
         wall = time.perf_counter() - start
+    profiled = [r for r in engine.stats.trace[first_record:] if r.kind == "decode"]
     while engine.has_unfinished():
         engine.step()
     result = {"batch": batch, "context": context, "profiled_wall_us_per_step": 1e6 * wall / steps} | unprofiled
-    result |= summarise(kernel_intervals(prof), steps, top)
+    runner = engine.runner
+    result |= summarise(kernel_intervals(prof), steps, top, runner.cache_shape.num_layers)
+    if copy and profiled:
+        result["floors_us"] = step_floors(runner, sum(r.context_tokens for r in profiled) / len(profiled), copy)
     if host:
         result |= {"runtime_calls": runtime_calls(prof, steps), "host_functions": python}
     return result | ({"sequence": event_sequence(prof, sequence)} if sequence else {})
+
+
+def step_floors(runner, context_tokens: float, copy_bytes_per_s: float) -> dict:
+    shape = runner.cache_shape
+    weight_bytes = sum(p.numel() * p.element_size() for p in runner.model.parameters())
+    return floors_us(context_tokens, shape.block_bytes // shape.block_size, weight_bytes, copy_bytes_per_s)
 
 
 def print_summary(result: dict) -> None:
@@ -191,6 +210,11 @@ def print_summary(result: dict) -> None:
         f"{result['kernels_per_step']:.0f} kernels per step; unprofiled: wall {result['wall_us_per_step']:.1f} us, "
         f"host waiting {result['host_wait_us_per_step']:.1f} us per step"
     )
+    roles = ", ".join(f"{role} {us:.1f}" for role, us in result["us_per_role"].items())
+    print(f"  by role, us/step: {roles}")
+    if "floors_us" in result:
+        floors = result["floors_us"]
+        print(f"  at the copy bandwidth: K/V read {floors['kv_read_us']:.1f} us, weights {floors['weights_us']:.1f} us")
     for k in result["kernels"]:
         print(f"{k['us_per_step']:9.1f} us/step {k['calls_per_step']:6.1f}x {k['us_per_call']:7.2f} us  {k['name']}")
     for call in result.get("runtime_calls", []):
@@ -231,14 +255,18 @@ def main() -> None:
     arch = architecture_of(args.arch)
     llm = LLM(args.model, architecture=arch, random_weights="if_missing", **options)
     try:
-        results = [timeline(llm, b, args.context, args.steps, args.top, args.host, args.sequence) for b in args.batch]
+        copy = copy_bandwidth(llm.engine.runner.device)
+        print(f"device-to-device copy: {copy / 1e9:.0f} GB/s (read + write)")
+        results = [
+            timeline(llm, b, args.context, args.steps, args.top, args.host, args.sequence, copy) for b in args.batch
+        ]
     finally:
         llm.close()
     for result in results:
         print_summary(result)
     if args.out:
         with open(args.out, "w") as f:
-            json.dump({"switches": options, "results": results}, f, indent=1)
+            json.dump({"switches": options, "copy_bytes_per_s": copy, "results": results}, f, indent=1)
 
 
 if __name__ == "__main__":
