@@ -153,8 +153,7 @@ def sync(config: EngineConfig) -> None:
 def run_metrics(engine, served: list[Served], slo: Slo, wall: float) -> dict:
     runner = engine.runner
     seqs = [s.seq for s in served]
-    weight_bytes = sum(p.numel() * p.element_size() for p in runner.model.parameters())
-    kv_per_token = runner.cache_shape.block_bytes // runner.cache_shape.block_size
+    weight_bytes, kv_per_token = metrics.read_sizes(runner)
     bandwidth = copy_bandwidth(runner.device) if runner.device.type == "cuda" else None
     out = metrics.throughput_metrics(seqs, engine.stats, wall) | latency_metrics(served, slo, wall)
     out["kv_usage_peak"] = engine.stats.peak_kv_blocks / runner.num_blocks

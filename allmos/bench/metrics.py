@@ -6,6 +6,13 @@ from allmos.sequence import Sequence
 from allmos.stats import EngineStats
 
 
+def read_sizes(runner) -> tuple[int, int]:
+    """The bytes a decode step cannot avoid reading: every weight (as loaded on this rank) and, per context token,
+    its K/V over every layer (FP8 pages' scales included)."""
+    weight_bytes = sum(p.numel() * p.element_size() for p in runner.model.parameters())
+    return weight_bytes, runner.cache_shape.block_bytes // runner.cache_shape.block_size
+
+
 def decode_bytes(stats: EngineStats, weight_bytes: int, kv_bytes_per_token: int) -> int:
     """The least memory traffic of the decode steps: all weights and every context token's KV once."""
     steps = [r for r in stats.trace if r.kind == "decode"]

@@ -28,6 +28,7 @@ import time
 import torch
 
 from allmos.bench.bandwidth import copy_bandwidth
+from allmos.bench.metrics import read_sizes
 from allmos.llm import LLM
 from allmos.microbench.kernel_roles import floors_us, us_per_role
 from allmos.microbench.profile_steps import is_kernel
@@ -198,9 +199,8 @@ def timeline(
 
 
 def step_floors(runner, context_tokens: float, copy_bytes_per_s: float) -> dict:
-    shape = runner.cache_shape
-    weight_bytes = sum(p.numel() * p.element_size() for p in runner.model.parameters())
-    return floors_us(context_tokens, shape.block_bytes // shape.block_size, weight_bytes, copy_bytes_per_s)
+    weight_bytes, kv_per_token = read_sizes(runner)
+    return floors_us(context_tokens, kv_per_token, weight_bytes, copy_bytes_per_s)
 
 
 def print_summary(result: dict) -> None:
