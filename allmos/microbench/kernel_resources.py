@@ -36,7 +36,7 @@ from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
 from allmos.attention.kernels.decode_heuristics import default_max_registers, default_num_stages
-from allmos.linear.kernels import gemv, gemv_rope
+from allmos.linear.kernels import gemv_kernel, gemv_rope
 from allmos.linear.kernels.gemv_config import accumulator_fits, default_config
 
 SM90 = GPUTarget("cuda", 90, 32)
@@ -129,9 +129,9 @@ def gemv_row(name: str, config: dict) -> dict:
     values = {"M": 1, "N": n, "eps": 1e-6, "stride_wn": k, "stride_ym": n, "stride_gm": 2 * k}
     values |= dict.fromkeys(("stride_xm", "stride_rm", "stride_new_rm"), k)
     kernel = {
-        "plain": gemv._skinny_linear_kernel,
-        "add_rms_norm": gemv._add_rms_norm_linear_kernel,
-        "silu_mul": gemv._silu_mul_linear_kernel,
+        "plain": gemv_kernel._skinny_linear_kernel,
+        "add_rms_norm": gemv_kernel._add_rms_norm_linear_kernel,
+        "silu_mul": gemv_kernel._silu_mul_linear_kernel,
     }[kind]
     block_k = min(config["block_k"], triton.next_power_of_2(k))
     constexprs = {"K": k, "BLOCK_M": 1, "BLOCK_N": config["block_n"], "BLOCK_K": block_k, "USE_PDL": True}

@@ -159,7 +159,7 @@ GEMV_TYPES |= {"stride_gm": "i32", "eps": "fp32"}
 
 
 def gemv_kernels():
-    from allmos.linear.kernels import gemv as k
+    from allmos.linear.kernels import gemv_kernel as k
 
     one_row = {"BLOCK_M": 1, "BLOCK_N": 2}
     return {

@@ -4,7 +4,7 @@ the element-wise prologue applied to the input as it is loaded, split-K finished
 import triton
 import triton.language as tl
 
-from allmos.linear.kernels.gemv import round_to_dtype
+from allmos.linear.kernels.gemv_kernel import round_to_dtype
 from allmos.triton_shared.pdl import wait_for_previous_kernel
 
 PLAIN = tl.constexpr(0)

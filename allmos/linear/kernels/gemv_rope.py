@@ -20,9 +20,9 @@ import triton
 import triton.language as tl
 
 from allmos.kv_store.kernels.store import check_store_args
-from allmos.linear.kernels.gemv import _tile_offsets, norm_product
 from allmos.linear.kernels.gemv_checks import check_like, check_rows, check_weight
 from allmos.linear.kernels.gemv_config import launch_config
+from allmos.linear.kernels.gemv_kernel import _tile_offsets, norm_product
 from allmos.rope.base import QKVRope
 from allmos.triton_shared.fp8 import fp8_args, store_halves
 from allmos.triton_shared.rope import check_rope_args, norm_rope, rope_cos_sin
