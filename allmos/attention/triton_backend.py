@@ -70,6 +70,8 @@ class TritonBackend(TritonPlugin, AttentionBackend):
         self.decode, self.decode_merge, self.prefill = decode, decode_merge, prefill
         self.decode_heuristics = decode_heuristics
         self.counters: Optional[torch.Tensor] = None  # grown to the largest decode batch seen
+        buffers = options.decode_kv_buffers  # None: the kernel's default for the pages and device
+        self.decode_stages = None if buffers is None else decode_heuristics.stages_for_kv_buffers(buffers)
 
     @classmethod
     def check(cls, options, where) -> None:
@@ -133,11 +135,6 @@ class TritonBackend(TritonPlugin, AttentionBackend):
             )
         return self.decode_attention(q, k_cache, v_cache, meta, scales)
 
-    def _decode_stages(self):
-        """Triton num_stages for the decode kernel: from decode_kv_buffers, or None (the kernel's default)."""
-        buffers = self.options.decode_kv_buffers
-        return None if buffers is None else self.decode_heuristics.stages_for_kv_buffers(buffers)
-
     def decode_attention(self, q, k_cache, v_cache, meta, scales, rope=None):
         return self.decode.paged_decode_attention(
             q,
@@ -156,5 +153,5 @@ class TritonBackend(TritonPlugin, AttentionBackend):
             prefetch_kv=self.options.prefetch_kv,
             rope=rope,
             max_registers=self.options.decode_max_registers,
-            num_stages=self._decode_stages(),
+            num_stages=self.decode_stages,
         )

@@ -58,14 +58,22 @@ def default_max_registers(fp8: bool) -> int | None:
     return FP8_MAX_REGISTERS if fp8 else None
 
 
+def _major_minor(version: str) -> tuple[int, int]:
+    major, minor = (int(part) for part in version.split(".")[:2])
+    return major, minor
+
+
+_INSTALLED_TRITON = _major_minor(triton.__version__)  # parsed once: the decode launch asks at every call
+
+
 def stages_for_kv_buffers(kv_buffers: int, triton_version: str | None = None) -> int:
     """The decode kernel's Triton num_stages that gives each program `kv_buffers` (1 or 2) shared-memory buffers
     for K/V tiles. With one, a tile's copy is issued only once the previous tile is consumed; with two, the
     next tile's copy runs while the current one is computed on."""
     if kv_buffers not in (1, 2):
         raise ValueError(f"kv_buffers must be 1 or 2; got {kv_buffers}")
-    major, minor = (int(part) for part in (triton_version or triton.__version__).split(".")[:2])
-    stages = _STAGES_FOR_KV_BUFFERS["3.5" if (major, minor) >= (3, 5) else "older"]
+    version = _INSTALLED_TRITON if triton_version is None else _major_minor(triton_version)
+    stages = _STAGES_FOR_KV_BUFFERS["3.5" if version >= (3, 5) else "older"]
     return stages[kv_buffers - 1]
 
 
