@@ -1,12 +1,13 @@
 """The multi-row tensor-core GEMMs (allmos.linear.kernels.gemm) against the path they replace, at
 decode batch sizes (needs a CUDA GPU).
 
-    python -m allmos.microbench.gemm_bench --out DIR [--rows 2,16,64,256] [--quick]
+    python -m allmos.microbench.gemm_bench --out DIR [--rows 2,16,64,256] [--quick] [--pdl]
 
 For each Qwen3-0.6B projection with its prologue (RMSNorm+qkv, o, RMSNorm+gate_up, SiLU+down) and each
 row count it times the torch path (the compiled element-wise op, as `compile=true` builds it, then cuBLAS
 through F.linear), the Triton kernel with its default config, and, unless --quick, every config of a
-sweep over tiles, K chunks, warps, pipeline stages and split-K counts, reporting the fastest. Times are
+sweep over tiles, K chunks, warps, pipeline stages and split-K counts, reporting the fastest (with --pdl every
+Triton call launches under programmatic dependent launch). Times are
 CUDA-graph replays of back-to-back calls rotating over enough weight copies that each call reads its
 weight from HBM, as the 28 layers of a decode step do. The sweep's kernels are compiled first in a pool
 of processes (one per config, into Triton's shared cache), so that the sweep is not bound by compiling.
@@ -116,17 +117,17 @@ class Projection:
         return graph_ms([lambda w=w: fn(w) for w in self.weights], self.moved_bytes())
 
 
-def compile_configs(tasks: list[tuple[str, int, dict]]) -> None:
-    """Run each (projection, rows, config) once in the calling process: compiles its kernel variant
+def compile_configs(tasks: list[tuple[str, int, dict, bool]]) -> None:
+    """Run each (projection, rows, config, pdl) once in the calling process: compiles its kernel variant
     (one that needs more shared memory than the GPU has is left out of the sweep later)."""
-    for name, rows, config in tasks:
+    for name, rows, config, pdl in tasks:
         projection = Projection(name, rows, None, sets=1)
         with contextlib.suppress(OutOfResources):
-            projection.triton(projection.weights[0], config)
+            projection.triton(projection.weights[0], config, pdl=pdl)
     torch.cuda.synchronize()
 
 
-def precompile(tasks: list[tuple[str, int, dict]], processes: int) -> None:
+def precompile(tasks: list[tuple[str, int, dict, bool]], processes: int) -> None:
     """Compile every kernel variant the sweep launches, spread over processes by tile config (the
     variants of one tile config share most of their compile: same process, one cache entry each)."""
     groups: dict[str, list] = {}
@@ -136,21 +137,27 @@ def precompile(tasks: list[tuple[str, int, dict]], processes: int) -> None:
         pool.map(compile_configs, list(groups.values()))
 
 
-def bench(name: str, rows: int, compiled_ops: ops.Ops, sweep: bool) -> dict:
+def bench(name: str, rows: int, compiled_ops: ops.Ops, sweep: bool, pdl: bool = False) -> dict:
+    """One projection at one row count: the torch path, the default config and (with sweep) the fastest
+    of sweep_configs; with pdl the Triton calls launch under PDL."""
     projection = Projection(name, rows, compiled_ops)
     expected = projection.torch_path(projection.weights[0])
-    torch.testing.assert_close(projection.triton(projection.weights[0]), expected, rtol=2e-2, atol=2e-2)
+    got = projection.triton(projection.weights[0], pdl=pdl)
+    torch.testing.assert_close(got, expected, rtol=2e-2, atol=2e-2)
     row = {"projection": name, "rows": rows, "n": projection.n, "k": projection.k, "bytes": projection.moved_bytes()}
+    row["pdl"] = pdl
     row["torch_ms"] = projection.time_ms(projection.torch_path)
-    row["default_ms"] = projection.time_ms(projection.triton)
+    row["default_ms"] = projection.time_ms(lambda w: projection.triton(w, pdl=pdl))
     if sweep:
         timings = []
         for c in sweep_configs(rows, projection.n, projection.k):
             with contextlib.suppress(OutOfResources):  # more shared memory than the GPU has
-                timings.append((projection.time_ms(lambda w, c=c: projection.triton(w, c)), c))
+                timings.append((projection.time_ms(lambda w, c=c: projection.triton(w, c, pdl=pdl)), c))
         timings.sort(key=lambda timing: timing[0])
         row["best_ms"], row["best_config"] = timings[0]
         row["top"] = [{"ms": ms, "config": c} for ms, c in timings[:5]]
+        if pdl:
+            return row
         # back-to-back launches with programmatic dependent launch: each starts while the last one ends
         row["best_pdl_ms"], row["best_pdl_config"] = min(
             ((projection.time_ms(lambda w, c=c: projection.triton(w, c, pdl=True)), c) for _, c in timings[:2]),
@@ -178,6 +185,7 @@ def main() -> None:
     parser.add_argument("--rows", default=",".join(map(str, ROWS)), help="comma-separated row counts")
     parser.add_argument("--projections", default=",".join(PROJECTIONS), help="comma-separated names")
     parser.add_argument("--quick", action="store_true", help="no config sweep")
+    parser.add_argument("--pdl", action="store_true", help="time the Triton GEMMs under PDL")
     parser.add_argument("--processes", type=int, default=max(1, (os.cpu_count() or 2) - 2))
     args = parser.parse_args()
     if not torch.cuda.is_available():
@@ -189,7 +197,7 @@ def main() -> None:
         parser.error(f"unknown projections {sorted(unknown)}; choose from {list(PROJECTIONS)}")
     if not args.quick:
         tasks = [
-            (name, rows, config)
+            (name, rows, config, args.pdl)
             for name in names
             for rows in row_counts
             for config in sweep_configs(rows, *PROJECTIONS[name][1:])
@@ -199,7 +207,7 @@ def main() -> None:
     os.makedirs(args.out, exist_ok=True)
     results = []
     for name in names:
-        results += [bench(name, rows, compiled_ops, not args.quick) for rows in row_counts]
+        results += [bench(name, rows, compiled_ops, not args.quick, args.pdl) for rows in row_counts]
         print_rows(results[-len(row_counts) :])
         with open(os.path.join(args.out, "gemm_bench.json"), "w") as f:  # so far: a cut-short run keeps it
             json.dump({"environment": environment(), "rows": results}, f, indent=1)

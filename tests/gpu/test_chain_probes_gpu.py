@@ -1,0 +1,68 @@
+"""The decode-chain microbenchmarks run end to end on a GPU: rows_chain (the four projections at a few to a
+few hundred rows, with a gemm_bench sweep's configs), overlap_probe (two half-batches on two streams) and
+gemm_bench's --pdl timing. Skipped without CUDA."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from repo_paths import ROOT
+from triton_guards import require_compiled_triton
+
+pytestmark = pytest.mark.gpu
+
+require_compiled_triton()
+
+
+def run_tool(module: str, *args: str) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", f"allmos.microbench.{module}", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_gemm_bench_times_the_triton_gemms_under_pdl(tmp_path):
+    run_tool(
+        "gemm_bench", "--quick", "--pdl", "--rows", "16,64", "--projections", "o,silu+down", "--out", str(tmp_path)
+    )
+    rows = json.loads((tmp_path / "gemm_bench.json").read_text())["rows"]
+    assert [(r["projection"], r["rows"], r["pdl"]) for r in rows] == [
+        ("o", 16, True),
+        ("o", 64, True),
+        ("silu+down", 16, True),
+        ("silu+down", 64, True),
+    ]
+    assert all(r["torch_ms"] > 0 and r["default_ms"] > 0 for r in rows)
+
+
+def test_rows_chain_times_every_variant_at_default_and_swept_configs(tmp_path):
+    config = {"block_m": 16, "block_n": 64, "block_k": 128, "num_stages": 3, "num_warps": 4, "split_k": 2}
+    names = ("rmsnorm+qkv", "o", "rmsnorm+gate_up", "silu+down")
+    sweep = {"rows": [{"projection": name, "rows": 16, "best_config": config} for name in names]}
+    (tmp_path / "sweep.json").write_text(json.dumps(sweep))
+    out = tmp_path / "out"
+    run_tool(
+        "rows_chain", "--layers", "2", "--rows", "16,48", "--configs", str(tmp_path / "sweep.json"), "--out", str(out)
+    )
+    result = json.loads((out / "rows_chain.json").read_text())
+    floor = result["weights_floor_us_per_layer"]
+    at_16, at_48 = result["rows"]
+    variants = {f"{configs}_{v}_us" for configs in ("default", "swept") for v in ("plain", "pdl")}
+    assert variants <= set(at_16) and at_16["swept_configs"]["o"] == config
+    assert "swept_plain_us" not in at_48  # the sweep has no 48-row entries: defaults only
+    assert all(at_16[key] > floor for key in variants | {"torch_us"})
+
+
+def test_overlap_probe_reports_each_arrangement(tmp_path):
+    run_tool("overlap_probe", "--batch", "4,40", "--context", "300", "--layers", "2", "--out", str(tmp_path))
+    rows = json.loads((tmp_path / "overlap_probe.json").read_text())["rows"]
+    assert [r["batch"] for r in rows] == [4, 40]
+    for row in rows:
+        timed = ("serial_us", "halves_one_stream_us", "two_streams_us", "two_streams_alternating_us")
+        assert all(row[key] > row["floor_us"] > 0 for key in timed), row
+        assert row["whole"]["attention_us"] > 0 and row["half"]["projections_us"] > 0
