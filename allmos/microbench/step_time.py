@@ -1,7 +1,9 @@
 """Decode step time at a fixed batch and context, with CUDA graphs on and off, in one process.
 
 `python -m allmos.microbench.step_time --batch 1 --context 512 [--graphs both] [switch=value ...]`
-(`--graphs`: both = cuda_graphs false and true; all = false, forward and true; or one of true, forward, false).
+(`--graphs`: both = cuda_graphs false and true; all = false, forward and true; or one of true, forward, false;
+`--batch 16 64 256`: several batches, measured one after the other on the same engine, which saves building an
+engine (loading, compiling and capturing its graphs) for each).
 
 Starts `--batch` sequences of `--context` prompt tokens, lets them reach steady decoding, then times
 `--steps` consecutive decode steps (engine.step(), host work included, device synchronised at the
@@ -78,12 +80,16 @@ def decode_step_ms(llm: LLM, batch: int, context: int, steps: int) -> tuple[floa
     return statistics.median(block_ms), replay
 
 
-def measure(model: str | None, arch: dict | None, options: dict, graphs: bool | str, args) -> dict:
+def measure(model: str | None, arch: dict | None, options: dict, graphs: bool | str, args) -> list[dict]:
+    """A row per batch of args.batch, on one engine built with this CUDA-graph setting."""
     llm = LLM(model, architecture=arch, random_weights="if_missing", **options, cuda_graphs=graphs)
     try:
-        ms, replay = decode_step_ms(llm, args.batch, args.context, args.steps)
-        row = {"cuda_graphs": graphs, "batch": args.batch, "context": args.context, "ms_per_step": ms}
-        return row | {"graph_replay_ms": replay}
+        rows = []
+        for batch in args.batch:
+            ms, replay = decode_step_ms(llm, batch, args.context, args.steps)
+            row = {"cuda_graphs": graphs, "batch": batch, "context": args.context, "ms_per_step": ms}
+            rows.append(row | {"graph_replay_ms": replay})
+        return rows
     finally:
         llm.close()
         del llm
@@ -96,7 +102,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=None, help="a Hugging Face folder (default: random Qwen3-0.6B)")
     parser.add_argument("--arch", default="conf/model/qwen3-0.6b.yaml", help="model config whose architecture to use")
-    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--batch", type=int, nargs="+", default=[1], help="one or more batch sizes")
     parser.add_argument("--context", type=int, default=512)
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--graphs", choices=tuple(GRAPH_SETTINGS), default="both")
@@ -104,11 +110,13 @@ def main() -> None:
     parser.add_argument("switches", nargs="*", help="engine options as key=value (e.g. attention=triton)")
     args = parser.parse_args()
     options = parse_switches(args.switches)
+    if min(args.batch) < 1:
+        parser.error(f"--batch takes positive batch sizes; got {args.batch}")
     if "cuda_graphs" in options:
         parser.error("choose CUDA graphs with --graphs, not a cuda_graphs= switch")
     arch = architecture_of(args.arch)
     settings = GRAPH_SETTINGS[args.graphs]
-    rows = [measure(args.model, arch, options, graphs, args) for graphs in settings]
+    rows = [row for graphs in settings for row in measure(args.model, arch, options, graphs, args)]
     for row in rows:
         print(
             f"cuda_graphs={str(row['cuda_graphs']).lower():7s} batch {row['batch']} context {row['context']}: "

@@ -47,11 +47,15 @@ def test_step_profiler_refuses_tensor_parallel():
 
 
 def test_step_time_reports_milliseconds_per_decode_step(tmp_path):
+    """A row per batch of --batch, measured on one engine; a bad --batch is a one-line usage error."""
     out = tmp_path / "step_time.json"
     args = [
         sys.executable,
         "-m",
         "allmos.microbench.step_time",
+        "--batch",
+        "1",
+        "3",
         "--arch",
         "conf/model/qwen3-tiny.yaml",
         "--graphs",
@@ -68,11 +72,15 @@ def test_step_time_reports_milliseconds_per_decode_step(tmp_path):
     ]
     proc = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    (row,) = json.loads(out.read_text())["rows"]
-    assert row["cuda_graphs"] is False and row["batch"] == 1 and row["ms_per_step"] > 0
-    assert "ms per decode step" in proc.stdout
+    rows = json.loads(out.read_text())["rows"]
+    assert [row["batch"] for row in rows] == [1, 3]
+    assert all(row["cuda_graphs"] is False and row["ms_per_step"] > 0 for row in rows)
+    assert proc.stdout.count("ms per decode step") == 2 and "batch 3 context 20" in proc.stdout
     refused = subprocess.run(args[:-1] + ["cuda_graphs=true"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert refused.returncode != 0 and "--graphs" in refused.stderr
+    bad_batch = args[:4] + ["0"] + args[6:]
+    refused = subprocess.run(bad_batch, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 2 and "--batch takes positive batch sizes" in refused.stderr
 
 
 def test_source_hash_follows_the_code(tmp_path):
