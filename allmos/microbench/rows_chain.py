@@ -2,12 +2,18 @@
 CUDA GPU).
 
     python -m allmos.microbench.rows_chain --out DIR [--rows 16,32,64,128,256] [--layers 28] [--configs FILE]
+        [--variants torch,deferred,plain,pdl]
 
 Each layer runs norm+qkv, o (on qkv's first 2048 columns, standing in for attention's output), norm+gate_up
 and SiLU+down, each with its own weights, so that every weight comes from HBM as in a decode step. The
-layers are captured in one CUDA graph and timed as replays, in three variants:
+layers are captured in one CUDA graph and timed as replays, in the variants --variants names (by default torch,
+plain and pdl):
 
   * torch: the compiled norm or SiLU, then cuBLAS (what linear=triton runs from 33 rows on);
+  * deferred: cuBLAS with the input norms deferred (allmos.microbench.deferred_norm): no add+RMSNorm kernel, the
+    norm weights folded into qkv's and gate_up's, o and down adding into the residual stream in place, the
+    compiled SiLU scaling its rows by 1/rms; o reads a fixed stand-in for attention's output (in a layer the rope
+    kernel would apply qkv's row scale). Two kernels a layer fewer than torch, at another rounding;
   * plain: linear=triton's split-K GEMMs with the element-wise op fused into their input load;
   * pdl: the same launched under programmatic dependent launch, waiting for the previous kernel first.
 
@@ -35,6 +41,7 @@ from allmos.linear.kernels.gemm import (
     rows_linear,
     silu_mul_rows_linear,
 )
+from allmos.microbench.deferred_norm import deferred_layer, fold_norms, silu_mul_scaled
 from allmos.microbench.gpu_timing import environment, replay_ms
 from allmos.microbench.kernel_bench import bench_copy
 
@@ -48,14 +55,15 @@ PROJECTIONS = {  # name in the chain: (name in gemm_bench, out_features, in_feat
     "down": ("silu+down", HIDDEN, 3072),
 }
 VARIANTS = {"plain": {"pdl": False}, "pdl": {"pdl": True}}
+ALL_VARIANTS = ("torch", "deferred", *VARIANTS)
 
 
-def layer_weights(layers: int) -> list[dict]:
+def layer_weights(layers: int, device="cuda", dtype=DTYPE) -> list[dict]:
     def weight(n, k):
-        return (torch.randn(n, k, device="cuda") * k**-0.5).to(DTYPE)
+        return (torch.randn(n, k, device=device) * k**-0.5).to(dtype)
 
     def norm():
-        return (1 + 0.1 * torch.randn(HIDDEN, device="cuda")).to(DTYPE)
+        return (1 + 0.1 * torch.randn(HIDDEN, device=device)).to(dtype)
 
     shapes = {name: (n, k) for name, (_, n, k) in PROJECTIONS.items()}
     return [
@@ -69,6 +77,11 @@ def torch_layer(x, residual, w: dict, compiled: ops.Ops):
     o = F.linear(F.linear(h, w["qkv"])[:, :Q_WIDTH], w["o"])
     h, residual = compiled.add_rms_norm(o, residual, w["norm2"], EPS)
     return F.linear(compiled.silu_and_mul(F.linear(h, w["gate_up"])), w["down"]), residual
+
+
+def deferred_chain_layer(stand_in: torch.Tensor, silu_mul):
+    """rows_chain's `deferred` layer (weights from fold_norms), as chain_us_per_layer calls a layer."""
+    return lambda h, residual, w: (deferred_layer(h, w, EPS, Q_WIDTH, silu_mul, stand_in), residual)
 
 
 def triton_layer(x, residual, w: dict, configs: dict, options: dict):
@@ -116,11 +129,44 @@ def check_layer(weights: list[dict], rows: int, compiled: ops.Ops, configs: dict
         torch.testing.assert_close(have, want, rtol=3e-2, atol=3e-2)
 
 
-def bench_rows(weights: list[dict], rows: int, compiled: ops.Ops, configs_file: str | None, floor_us: float):
-    result = {
-        "rows": rows,
-        "torch_us": chain_us_per_layer(lambda x, r, w: torch_layer(x, r, w, compiled), weights, rows),
-    }
+def check_deferred(weights: dict, rows: int, compiled: ops.Ops, silu_mul) -> None:
+    """One deferred layer, attention's stand-in being qkv's scaled q columns, agrees with the torch layer's
+    residual stream after it (bf16 tolerances: the folded weights round differently)."""
+    x = torch.randn(rows, HIDDEN, device="cuda").to(DTYPE)
+    residual = torch.randn(rows, HIDDEN, device="cuda").to(DTYPE)
+    out, new_residual = torch_layer(x, residual, weights, compiled)
+    got = deferred_layer(x + residual, fold_norms(weights), EPS, Q_WIDTH, silu_mul)
+    torch.testing.assert_close(got, out + new_residual, rtol=3e-2, atol=5e-2)
+
+
+def bench_rows(
+    weights: list[dict],
+    rows: int,
+    compiled: ops.Ops,
+    configs_file: str | None,
+    floor_us: float,
+    variants: tuple = ("torch", *VARIANTS),
+    deferred: tuple | None = None,
+):
+    """One row count's figures: each named variant (`deferred`: fold_norms of each layer's weights and the
+    compiled silu_mul_scaled, for the variant of that name)."""
+    result = {"rows": rows}
+    if "torch" in variants:
+        result["torch_us"] = chain_us_per_layer(lambda x, r, w: torch_layer(x, r, w, compiled), weights, rows)
+    if "deferred" in variants:
+        folded, silu_mul = deferred
+        check_deferred(weights[0], rows, compiled, silu_mul)
+        stand_in = torch.randn(rows, Q_WIDTH, device="cuda").to(DTYPE)
+        result["deferred_us"] = chain_us_per_layer(deferred_chain_layer(stand_in, silu_mul), folded, rows)
+    triton_variants = {name: options for name, options in VARIANTS.items() if name in variants}
+    if triton_variants:
+        _bench_triton(result, weights, rows, compiled, configs_file, triton_variants)
+    cells = "  ".join(f"{key[:-3]} {value:6.2f}" for key, value in result.items() if key.endswith("_us"))
+    print(f"rows {rows:4d}: us/layer (weights at copy {floor_us:.2f})  {cells}", flush=True)
+    return result
+
+
+def _bench_triton(result: dict, weights: list[dict], rows: int, compiled, configs_file, variants: dict) -> None:
     counters = new_split_counters("cuda")
     config_sets = {"default": dict.fromkeys(PROJECTIONS)}
     swept = swept_configs(configs_file, rows)
@@ -128,14 +174,11 @@ def bench_rows(weights: list[dict], rows: int, compiled: ops.Ops, configs_file: 
         config_sets["swept"] = swept
         result["swept_configs"] = swept
     for set_name, configs in config_sets.items():
-        for variant, options in VARIANTS.items():
+        for variant, options in variants.items():
             options = {**options, "counters": counters}
             check_layer(weights, rows, compiled, configs, options)
             layer = lambda x, r, w, c=configs, o=options: triton_layer(x, r, w, c, o)  # noqa: E731
             result[f"{set_name}_{variant}_us"] = chain_us_per_layer(layer, weights, rows)
-    cells = "  ".join(f"{key[:-3]} {value:6.2f}" for key, value in result.items() if key.endswith("_us"))
-    print(f"rows {rows:4d}: us/layer (weights at copy {floor_us:.2f})  {cells}", flush=True)
-    return result
 
 
 def main() -> None:
@@ -144,7 +187,11 @@ def main() -> None:
     parser.add_argument("--rows", default="16,32,64,128,256", help="comma-separated row counts")
     parser.add_argument("--layers", type=int, default=28)
     parser.add_argument("--configs", help="a gemm_bench.json whose best configs to run as well")
+    parser.add_argument("--variants", default="torch,plain,pdl", help=f"comma-separated, of {','.join(ALL_VARIANTS)}")
     args = parser.parse_args()
+    variants = tuple(args.variants.split(","))
+    if not variants or not set(variants) <= set(ALL_VARIANTS):
+        parser.error(f"--variants: each of {', '.join(ALL_VARIANTS)}; got {args.variants}")
     if not torch.cuda.is_available():
         parser.error("rows_chain needs a CUDA GPU")
     weights = layer_weights(args.layers)
@@ -152,7 +199,13 @@ def main() -> None:
     floor_us = sum(2 * n * k for _, n, k in PROJECTIONS.values()) / (copy_gbps * 1e9) * 1e6
     compiled = ops.Ops.build(compiled=True)
     result = {"environment": environment(), "copy_gbps": copy_gbps, "weights_floor_us_per_layer": floor_us}
-    result["rows"] = [bench_rows(weights, int(rows), compiled, args.configs, floor_us) for rows in args.rows.split(",")]
+    deferred = None
+    if "deferred" in variants:
+        deferred = [fold_norms(w) for w in weights], torch.compile(silu_mul_scaled, dynamic=True)
+    result["rows"] = [
+        bench_rows(weights, int(rows), compiled, args.configs, floor_us, variants, deferred)
+        for rows in args.rows.split(",")
+    ]
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "rows_chain.json"), "w") as f:
         json.dump(result, f, indent=1)

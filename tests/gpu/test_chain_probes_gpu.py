@@ -1,6 +1,6 @@
 """The decode-chain microbenchmarks run end to end on a GPU: rows_chain (the four projections at a few to a
-few hundred rows, with a gemm_bench sweep's configs), overlap_probe (two half-batches on two streams) and
-gemm_bench's --pdl timing. Skipped without CUDA."""
+few hundred rows, with a gemm_bench sweep's configs, and its deferred-norm variant), overlap_probe (two
+half-batches on two streams) and gemm_bench's --pdl timing. Skipped without CUDA."""
 
 import json
 import subprocess
@@ -56,6 +56,17 @@ def test_rows_chain_times_every_variant_at_default_and_swept_configs(tmp_path):
     assert variants <= set(at_16) and at_16["swept_configs"]["o"] == config
     assert "swept_plain_us" not in at_48  # the sweep has no 48-row entries: defaults only
     assert all(at_16[key] > floor for key in variants | {"torch_us"})
+
+
+def test_rows_chain_times_the_deferred_norm_variant_beside_torch(tmp_path):
+    """--variants torch,deferred: the deferred layer passes its check against the torch layer (bf16 tolerances)
+    and is timed beside it; the Triton variants do not run."""
+    run_tool("rows_chain", "--layers", "2", "--rows", "16,64", "--variants", "torch,deferred", "--out", str(tmp_path))
+    result = json.loads((tmp_path / "rows_chain.json").read_text())
+    floor = result["weights_floor_us_per_layer"]
+    for row in result["rows"]:
+        assert {key for key in row if key.endswith("_us")} == {"torch_us", "deferred_us"}
+        assert row["torch_us"] > floor and row["deferred_us"] > floor
 
 
 def test_overlap_probe_reports_each_arrangement(tmp_path):

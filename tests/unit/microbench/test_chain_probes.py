@@ -1,6 +1,6 @@
-"""The decode-chain probes' host side: rows_chain picks a gemm_bench sweep's configs per row count, overlap_probe
-refuses a batch it cannot halve, and both refuse to start without a GPU (their GPU runs:
-tests/gpu/test_chain_probes_gpu.py)."""
+"""The decode-chain probes' host side: rows_chain picks a gemm_bench sweep's configs per row count, its deferred-norm
+layer computes the layer it stands for, overlap_probe refuses a batch it cannot halve, and both refuse to start
+without a GPU or with a bad option (their GPU runs: tests/gpu/test_chain_probes_gpu.py)."""
 
 import json
 import subprocess
@@ -10,7 +10,9 @@ import pytest
 import torch
 from repo_paths import ROOT
 
-from allmos.microbench.rows_chain import PROJECTIONS, swept_configs
+from allmos.layers import ops
+from allmos.microbench.deferred_norm import deferred_layer, fold_norms
+from allmos.microbench.rows_chain import EPS, PROJECTIONS, Q_WIDTH, layer_weights, swept_configs, torch_layer
 
 
 def test_rows_chain_takes_a_sweeps_best_config_of_each_projection_at_its_row_count(tmp_path):
@@ -43,3 +45,27 @@ def test_overlap_probe_refuses_a_batch_it_cannot_halve(tmp_path):
     args = [sys.executable, "-m", "allmos.microbench.overlap_probe", "--batch", "64,7", "--out", str(tmp_path)]
     proc = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and "--batch: every batch must be even and at least 2; got [64, 7]" in proc.stderr
+
+
+def test_the_deferred_norm_layer_computes_the_layer_it_stands_for():
+    """Folded norm weights, the rows scaled by 1/rms after qkv and before SiLU, the residual added inside o and
+    down: in float32 the stream after the layer is the pre-norm layer's, to float32 rounding."""
+    torch.manual_seed(0)
+    weights = layer_weights(1, device="cpu", dtype=torch.float32)[0]
+    x, residual = torch.randn(5, 1024), torch.randn(5, 1024)
+    out, new_residual = torch_layer(x, residual, weights, ops.Ops())
+    folded = fold_norms(weights)
+    assert folded["qkv"] is not weights["qkv"] and folded["o"] is weights["o"]
+    h = x + residual
+    got = deferred_layer(h, folded, EPS, Q_WIDTH)
+    assert got is h  # in place: o and down add into the stream
+    torch.testing.assert_close(got, out + new_residual, rtol=1e-5, atol=1e-5)
+    skipped = deferred_layer(x + residual, folded, EPS, Q_WIDTH, silu_mul=lambda g, h, eps: ops.silu_and_mul(g))
+    assert not torch.allclose(skipped, got, rtol=1e-2, atol=1e-2)  # the SiLU's row scale is what finishes the norm
+
+
+def test_rows_chain_refuses_an_unknown_variant(tmp_path):
+    args = [sys.executable, "-m", "allmos.microbench.rows_chain", "--out", str(tmp_path), "--variants", "torch,fused"]
+    proc = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2
+    assert "--variants: each of torch, deferred, plain, pdl; got torch,fused" in proc.stderr
