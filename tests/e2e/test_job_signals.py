@@ -104,6 +104,13 @@ def test_a_worker_whose_run_was_killed_ends_too(tmp_path):
         time.sleep(0.2)
 
 
+def take_sigint() -> None:
+    """The script's shell takes SIGINT as one run from a terminal does. Where pytest itself was started in the
+    background of a non-interactive shell, SIGINT is ignored and a shell inherits that: it would never see the
+    Ctrl-C and would go on to its next command whatever run.py does."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_also_stops_the_calling_shell_script(tmp_path):
     """As in experiments/paper.sh: the script must not go on to its next sweep after a Ctrl-C."""
     run = " ".join([sys.executable, "run.py", *TINY, "probe=false", *LONG_WORKLOAD, f"hydra.run.dir={tmp_path}/run"])
@@ -115,6 +122,7 @@ def test_ctrl_c_also_stops_the_calling_shell_script(tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         start_new_session=True,
+        preexec_fn=take_sigint,
     )
     wait_for(tmp_path / "run" / "job.json")
     time.sleep(0.5)
