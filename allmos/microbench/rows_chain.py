@@ -190,7 +190,7 @@ def main() -> None:
     parser.add_argument("--variants", default="torch,plain,pdl", help=f"comma-separated, of {','.join(ALL_VARIANTS)}")
     args = parser.parse_args()
     variants = tuple(args.variants.split(","))
-    if not variants or not set(variants) <= set(ALL_VARIANTS):
+    if not set(variants) <= set(ALL_VARIANTS):
         parser.error(f"--variants: each of {', '.join(ALL_VARIANTS)}; got {args.variants}")
     if not torch.cuda.is_available():
         parser.error("rows_chain needs a CUDA GPU")
