@@ -1,6 +1,7 @@
 """The decode-chain microbenchmarks run end to end on a GPU: rows_chain (the four projections at a few to a
 few hundred rows, with a gemm_bench sweep's configs, and its deferred-norm variant), overlap_probe (two
-half-batches on two streams) and gemm_bench's --pdl timing. Skipped without CUDA."""
+half-batches on two streams), gemm_bench's --pdl timing and persistent_chain (every layer's batch-1
+projections in one persistent kernel, checked against its reference before it is timed). Skipped without CUDA."""
 
 import json
 import subprocess
@@ -77,3 +78,19 @@ def test_overlap_probe_reports_each_arrangement(tmp_path):
         timed = ("serial_us", "halves_one_stream_us", "two_streams_us", "two_streams_alternating_us")
         assert all(row[key] > row["floor_us"] > 0 for key in timed), row
         assert row["whole"]["attention_us"] > 0 and row["half"]["projections_us"] > 0
+
+
+def test_persistent_chain_checks_then_times_each_variant_beside_the_kernel_per_gemv_chain(tmp_path):
+    """All SMs' programs, the grid barrier for real: each variant matches the torch reference (persistent_chain
+    raises on a wrong barrier count) and is timed beside layer_chain's GEMVs."""
+    run_tool("persistent_chain", "--layers", "4", "--warps", "8", "--out", str(tmp_path))
+    rows = json.loads((tmp_path / "persistent_chain.json").read_text())["rows"]
+    names = [r["variant"] for r in rows]
+    assert names == [
+        "kernel per GEMV, pdl=False",
+        "kernel per GEMV, pdl=True",
+        "persistent, 8 warps, prefetch=True",
+        "persistent, 8 warps, prefetch=False",
+    ]
+    assert all(r["us_per_layer"] > 0 for r in rows)
+    assert all(r["max_rel_error"] < 2e-2 for r in rows[2:])

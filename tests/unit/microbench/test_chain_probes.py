@@ -34,11 +34,17 @@ def test_rows_chain_takes_a_sweeps_best_config_of_each_projection_at_its_row_cou
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
-@pytest.mark.parametrize("module", ["rows_chain", "overlap_probe"])
+@pytest.mark.parametrize("module", ["rows_chain", "overlap_probe", "persistent_chain"])
 def test_chain_probes_refuse_to_start_without_a_gpu(module, tmp_path):
     args = [sys.executable, "-m", f"allmos.microbench.{module}", "--out", str(tmp_path)]
     proc = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and f"{module} needs a CUDA GPU" in proc.stderr
+
+
+def test_persistent_chain_refuses_a_warp_count_triton_cannot_launch(tmp_path):
+    args = [sys.executable, "-m", "allmos.microbench.persistent_chain", "--warps", "8,12", "--out", str(tmp_path)]
+    proc = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "--warps: each must be a power of 2 up to 32; got 8,12" in proc.stderr
 
 
 def test_overlap_probe_refuses_a_batch_it_cannot_halve(tmp_path):

@@ -1,0 +1,99 @@
+"""Batch-1 projections of every layer in one persistent kernel against a kernel per GEMV (needs a CUDA GPU).
+
+    python -m allmos.microbench.persistent_chain [--layers 28] [--warps 8,16] [--out DIR]
+
+The question before building a fused per-layer decode kernel: with one program per SM running all layers,
+a grid-wide barrier between GEMVs and each program's next weight slice loaded before it waits
+(allmos.microbench.persistent_layers), how close does a layer come to its weights' time at the copy
+bandwidth, against the engine's batch-1 GEMVs (layer_chain at context 0: norm+qkv, o, norm+gate_up,
+SiLU+down, with and without PDL) over the same weights? Each persistent variant is first checked against
+the torch reference of its math and the barrier's arrival count, then timed as CUDA-graph replays; the
+figure is microseconds per layer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+import torch
+
+from allmos.microbench.layer_chain import EPS, Q_WIDTH, SHAPES, chain_us_per_layer, defaults, layer_weights
+
+DTYPE = torch.bfloat16
+
+
+def check(runner, w: dict, hidden: int) -> float:
+    """Largest error of the kernel's stream against the reference, relative to the stream's largest value;
+    raises if the barrier counted other than one arrival per program per phase."""
+    from allmos.microbench.persistent_layers import reference_layers
+
+    h = torch.randn(hidden, dtype=DTYPE, device="cuda")
+    want = reference_layers(h.clone(), w, Q_WIDTH, EPS).float()
+    got = runner.run(h.clone()).float()
+    torch.cuda.synchronize()
+    if int(runner.counter.item()) != runner.arrivals():
+        raise RuntimeError(f"barrier counter {int(runner.counter.item())}, expected {runner.arrivals()}")
+    return float((got - want).abs().max() / want.abs().max())
+
+
+def persistent_us_per_layer(runner, hidden: int, replays: int = 20) -> float:
+    from allmos.microbench.gpu_timing import replay_ms
+
+    h = torch.randn(hidden, dtype=DTYPE, device="cuda")
+    times = sorted(ms * 1e3 / runner.layers for ms in replay_ms(lambda: runner.run(h), lambda: runner.run(h), replays))
+    return times[len(times) // 2]
+
+
+def parse_warps(text: str) -> list[int]:
+    warps = [int(v) for v in text.split(",")]
+    if any(w not in (1, 2, 4, 8, 16, 32) for w in warps):
+        raise ValueError(f"--warps: each must be a power of 2 up to 32; got {text}")
+    return warps
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--layers", type=int, default=28)
+    parser.add_argument("--warps", default="8,16", help="warps a program, one variant each")
+    parser.add_argument("--out", help="directory for persistent_chain.json")
+    args = parser.parse_args()
+    try:
+        warps = parse_warps(args.warps)
+    except ValueError as err:
+        parser.error(str(err))
+    if not torch.cuda.is_available():
+        parser.error("persistent_chain needs a CUDA GPU")
+    from allmos.microbench.gpu_timing import environment
+    from allmos.microbench.kernel_bench import bench_copy
+    from allmos.microbench.persistent_layers import PersistentLayers, stacked
+
+    weights = layer_weights(args.layers)
+    copy_gbps = bench_copy()["gbps"]
+    floor_us = sum(2 * n * k for n, k in SHAPES.values()) / (copy_gbps * 1e9) * 1e6
+    env = environment()
+    result = {"environment": env, "copy_gbps": copy_gbps, "weights_floor_us_per_layer": floor_us, "rows": []}
+    print(f"{env['device']}: weights at copy bandwidth ({copy_gbps:.0f} GB/s): {floor_us:.2f} us/layer")
+    for pdl in (False, True):
+        us = chain_us_per_layer(weights, defaults(), pdl)
+        result["rows"].append({"variant": f"kernel per GEMV, pdl={pdl}", "us_per_layer": us})
+        print(f"kernel per GEMV (layer_chain, context 0), pdl={pdl}: {us:.2f} us/layer ({floor_us / us:.0%} of copy)")
+    w = stacked(weights)
+    hidden = SHAPES["qkv"][1]
+    for num_warps in warps:
+        for prefetch in (True, False):
+            runner = PersistentLayers(w, Q_WIDTH, EPS, env["num_sms"], prefetch=prefetch, num_warps=num_warps)
+            error = check(runner, w, hidden)
+            us = persistent_us_per_layer(runner, hidden)
+            name = f"persistent, {num_warps} warps, prefetch={prefetch}"
+            result["rows"].append({"variant": name, "us_per_layer": us, "max_rel_error": error})
+            print(f"{name}: {us:.2f} us/layer ({floor_us / us:.0%} of copy), error {error:.2e}", flush=True)
+    if args.out:
+        os.makedirs(args.out, exist_ok=True)
+        with open(os.path.join(args.out, "persistent_chain.json"), "w") as f:
+            json.dump(result, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,217 @@
+"""Every layer's batch-1 projections in one persistent Triton kernel: the probe of a fused per-layer decode
+kernel (persistent_chain times it; not an engine path).
+
+One program per SM runs all layers. A layer is four phases, each a GEMV whose output rows are split evenly
+over the programs, with a grid-wide barrier after each (the next phase reads every row of it):
+
+    qkv  = W_qkv rms_norm(h, norm1)                      (rows of qkv)
+    h   += W_o qkv[:q_width]                              (q's columns stand in for attention's output)
+    act  = silu(W_gate x) * W_up x,  x = rms_norm(h, norm2)
+    h   += W_down act
+
+What a kernel per GEMV cannot do and this can: a program loads its weight slice of the next phase into
+registers before it waits at the barrier (weights do not depend on the data), so the barrier's latency and
+the next phase's ramp-up overlap the weight stream. PREFETCH=False loads it after the barrier instead, to
+measure what that overlap buys. Every activation is read with .cg (past the L1, which other SMs' writes do
+not invalidate). Under the Triton interpreter programs run one after another, so a barrier among several
+deadlocks: CPU tests launch one program, which then does every row of every phase.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+PHASES_PER_LAYER = 4
+
+
+@triton.jit
+def _grid_sync(counter_ptr, target):
+    """Wait until `target` arrivals: every program's earlier stores are visible to every program after it."""
+    tl.debug_barrier()
+    tl.atomic_add(counter_ptr, 1, sem="release", scope="gpu")
+    seen = tl.atomic_add(counter_ptr, 0, sem="acquire", scope="gpu")
+    while seen < target:
+        seen = tl.atomic_add(counter_ptr, 0, sem="acquire", scope="gpu")
+    tl.debug_barrier()
+
+
+@triton.jit
+def _weight_tile(w_ptr, first_row, rows, n_rows, k_cols, BN: tl.constexpr, BK: tl.constexpr):
+    """This program's rows [first_row, first_row + rows) of a row-major [n_rows, k_cols] weight, padded to BN x BK."""
+    r = tl.arange(0, BN)
+    n = first_row + r
+    k = tl.arange(0, BK)
+    mask = ((r < rows) & (n < n_rows))[:, None] & (k < k_cols)[None, :]
+    return tl.load(w_ptr + n[:, None] * k_cols + k[None, :], mask=mask, other=0.0)
+
+
+@triton.jit
+def _activation(x_ptr, n, BK: tl.constexpr):
+    k = tl.arange(0, BK)
+    return tl.load(x_ptr + k, mask=k < n, other=0.0, cache_modifier=".cg").to(tl.float32)
+
+
+@triton.jit
+def _rms_normed(h_ptr, w_ptr, eps, hidden, BH: tl.constexpr):
+    """rms_norm(h) * w, rounded to h's dtype (as the engine hands it to the projection), in float32."""
+    h = _activation(h_ptr, hidden, BH)
+    inv_rms = tl.rsqrt(tl.sum(h * h, axis=0) / hidden + eps)
+    w = tl.load(w_ptr + tl.arange(0, BH), mask=tl.arange(0, BH) < hidden, other=0.0).to(tl.float32)
+    return (h * inv_rms * w).to(h_ptr.dtype.element_ty).to(tl.float32)
+
+
+@triton.jit
+def _matvec(tile, x):
+    return tl.sum(tile.to(tl.float32) * x[None, :], axis=1)
+
+
+@triton.jit
+def _add_to_stream(h_ptr, first_row, rows, hidden, y, BN: tl.constexpr):
+    """h[rows] += y, with y rounded to h's dtype first (the projection's output), the sum rounded once."""
+    r = tl.arange(0, BN)
+    n = first_row + r
+    mask = (r < rows) & (n < hidden)
+    dtype = h_ptr.dtype.element_ty
+    h = tl.load(h_ptr + n, mask=mask, other=0.0, cache_modifier=".cg").to(tl.float32)
+    tl.store(h_ptr + n, (h + y.to(dtype).to(tl.float32)).to(dtype), mask=mask)
+
+
+@triton.jit
+def persistent_layers_kernel(
+    h_ptr, qkv_ptr, act_ptr, counter_ptr,
+    w_qkv_ptr, w_o_ptr, w_gate_ptr, w_up_ptr, w_down_ptr, norm1_ptr, norm2_ptr,
+    layers, eps, hidden, qkv_width, q_width, inter,
+    rows_qkv, rows_o, rows_gu, rows_down,
+    BH: tl.constexpr, BQ: tl.constexpr, BI: tl.constexpr,
+    BN_QKV: tl.constexpr, BN_O: tl.constexpr, BN_GU: tl.constexpr, BN_DOWN: tl.constexpr,
+    PREFETCH: tl.constexpr,
+):  # fmt: skip
+    pid = tl.program_id(0)
+    programs = tl.num_programs(0)
+    dtype = h_ptr.dtype.element_ty
+    r0, r1, r2, r3 = pid * rows_qkv, pid * rows_o, pid * rows_gu, pid * rows_down
+    arrivals = pid * 0
+    w_qkv = _weight_tile(w_qkv_ptr, r0, rows_qkv, qkv_width, hidden, BN_QKV, BH)
+    for layer in range(layers):
+        # qkv = W_qkv rms_norm(h)
+        x = _rms_normed(h_ptr, norm1_ptr + layer * hidden, eps, hidden, BH)
+        n = r0 + tl.arange(0, BN_QKV)
+        y = _matvec(w_qkv, x)
+        tl.store(qkv_ptr + n, y.to(dtype), mask=(tl.arange(0, BN_QKV) < rows_qkv) & (n < qkv_width))
+        w_o_layer = w_o_ptr + layer * hidden * q_width
+        if PREFETCH:
+            w_o = _weight_tile(w_o_layer, r1, rows_o, hidden, q_width, BN_O, BQ)
+        arrivals += programs
+        _grid_sync(counter_ptr, arrivals)
+        if not PREFETCH:
+            w_o = _weight_tile(w_o_layer, r1, rows_o, hidden, q_width, BN_O, BQ)
+        # h += W_o q
+        _add_to_stream(h_ptr, r1, rows_o, hidden, _matvec(w_o, _activation(qkv_ptr, q_width, BQ)), BN_O)
+        w_gu_offset = layer * inter * hidden
+        if PREFETCH:
+            w_gate = _weight_tile(w_gate_ptr + w_gu_offset, r2, rows_gu, inter, hidden, BN_GU, BH)
+            w_up = _weight_tile(w_up_ptr + w_gu_offset, r2, rows_gu, inter, hidden, BN_GU, BH)
+        arrivals += programs
+        _grid_sync(counter_ptr, arrivals)
+        if not PREFETCH:
+            w_gate = _weight_tile(w_gate_ptr + w_gu_offset, r2, rows_gu, inter, hidden, BN_GU, BH)
+            w_up = _weight_tile(w_up_ptr + w_gu_offset, r2, rows_gu, inter, hidden, BN_GU, BH)
+        # act = silu(W_gate x) * W_up x
+        x = _rms_normed(h_ptr, norm2_ptr + layer * hidden, eps, hidden, BH)
+        gate = _matvec(w_gate, x).to(dtype).to(tl.float32)
+        up = _matvec(w_up, x).to(dtype).to(tl.float32)
+        n = r2 + tl.arange(0, BN_GU)
+        act = gate / (1.0 + tl.exp(-gate)) * up
+        tl.store(act_ptr + n, act.to(dtype), mask=(tl.arange(0, BN_GU) < rows_gu) & (n < inter))
+        w_down_layer = w_down_ptr + layer * hidden * inter
+        if PREFETCH:
+            w_down = _weight_tile(w_down_layer, r3, rows_down, hidden, inter, BN_DOWN, BI)
+        arrivals += programs
+        _grid_sync(counter_ptr, arrivals)
+        if not PREFETCH:
+            w_down = _weight_tile(w_down_layer, r3, rows_down, hidden, inter, BN_DOWN, BI)
+        # h += W_down act
+        _add_to_stream(h_ptr, r3, rows_down, hidden, _matvec(w_down, _activation(act_ptr, inter, BI)), BN_DOWN)
+        # the next layer's qkv slice (masked past the last layer)
+        next_qkv = w_qkv_ptr + (layer + 1) * qkv_width * hidden
+        next_rows = rows_qkv * (layer + 1 < layers)
+        if PREFETCH:
+            w_qkv = _weight_tile(next_qkv, r0, next_rows, qkv_width, hidden, BN_QKV, BH)
+        arrivals += programs
+        _grid_sync(counter_ptr, arrivals)
+        if not PREFETCH:
+            w_qkv = _weight_tile(next_qkv, r0, next_rows, qkv_width, hidden, BN_QKV, BH)
+
+
+def stacked(weights: list[dict]) -> dict:
+    """layer_chain's per-layer weights as [layers, ...] tensors, gate_up split into gate and up."""
+    inter = weights[0]["gate_up"].shape[0] // 2
+    names = ("qkv", "o", "down", "norm1", "norm2")
+    out = {name: torch.stack([w[name] for w in weights]).contiguous() for name in names}
+    out["gate"] = torch.stack([w["gate_up"][:inter] for w in weights]).contiguous()
+    out["up"] = torch.stack([w["gate_up"][inter:] for w in weights]).contiguous()
+    return out
+
+
+def _pow2(n: int) -> int:
+    return triton.next_power_of_2(max(1, n))
+
+
+class PersistentLayers:
+    """Launches the kernel over `stacked` weights with `programs` programs (one an SM on a GPU; 1 under the
+    interpreter). run(h) updates the residual stream h [hidden] in place through every layer."""
+
+    def __init__(self, w: dict, q_width: int, eps: float, programs: int, prefetch: bool = True, num_warps: int = 8):
+        self.w, self.q_width, self.eps, self.programs = w, q_width, eps, programs
+        self.prefetch, self.num_warps = prefetch, num_warps
+        self.layers, self.qkv_width, self.hidden = w["qkv"].shape
+        self.inter = w["gate"].shape[1]
+        self.rows = {
+            name: -(-n // programs)
+            for name, n in (("qkv", self.qkv_width), ("o", self.hidden), ("gu", self.inter), ("down", self.hidden))
+        }
+        device, dtype = w["qkv"].device, w["qkv"].dtype
+        self.qkv = torch.empty(self.qkv_width, dtype=dtype, device=device)
+        self.act = torch.empty(self.inter, dtype=dtype, device=device)
+        self.counter = torch.zeros(1, dtype=torch.int32, device=device)
+
+    def arrivals(self) -> int:
+        """What the barrier counter reads after a run: every program once at every phase's end."""
+        return PHASES_PER_LAYER * self.layers * self.programs
+
+    def run(self, h: torch.Tensor) -> torch.Tensor:
+        w, rows = self.w, self.rows
+        self.counter.zero_()
+        persistent_layers_kernel[(self.programs,)](
+            h, self.qkv, self.act, self.counter,
+            w["qkv"], w["o"], w["gate"], w["up"], w["down"], w["norm1"], w["norm2"],
+            self.layers, self.eps, self.hidden, self.qkv_width, self.q_width, self.inter,
+            rows["qkv"], rows["o"], rows["gu"], rows["down"],
+            BH=_pow2(self.hidden), BQ=_pow2(self.q_width), BI=_pow2(self.inter),
+            BN_QKV=_pow2(rows["qkv"]), BN_O=_pow2(rows["o"]), BN_GU=_pow2(rows["gu"]), BN_DOWN=_pow2(rows["down"]),
+            PREFETCH=self.prefetch, num_warps=self.num_warps,
+        )  # fmt: skip
+        return h
+
+
+def reference_layers(h: torch.Tensor, w: dict, q_width: int, eps: float) -> torch.Tensor:
+    """The kernel's math in torch, rounding where it rounds: h [hidden] after every layer (a new tensor)."""
+    dtype = h.dtype
+
+    def normed(h, weight):
+        hf = h.float()
+        return (hf * torch.rsqrt(hf.pow(2).mean() + eps) * weight.float()).to(dtype).float()
+
+    def matvec(weight, x):
+        return (weight.float() @ x).to(dtype).float()
+
+    for layer in range(w["qkv"].shape[0]):
+        qkv = matvec(w["qkv"][layer], normed(h, w["norm1"][layer])).to(dtype)
+        h = (h.float() + matvec(w["o"][layer], qkv[:q_width].float())).to(dtype)
+        x = normed(h, w["norm2"][layer])
+        gate, up = matvec(w["gate"][layer], x), matvec(w["up"][layer], x)
+        act = (torch.nn.functional.silu(gate) * up).to(dtype)
+        h = (h.float() + matvec(w["down"][layer], act.float())).to(dtype)
+    return h
