@@ -8,7 +8,8 @@ a grid-wide barrier between GEMVs and each program's next weight slice loaded be
 bandwidth, against the engine's batch-1 GEMVs (layer_chain at context 0: norm+qkv, o, norm+gate_up,
 SiLU+down, with and without PDL) over the same weights? Each persistent variant is first checked against
 the torch reference of its math and the barrier's arrival count, then timed as CUDA-graph replays; the
-figure is microseconds per layer.
+figure is microseconds per layer. A last variant per warp count runs without the barriers (its results are
+wrong): how much of the persistent figure the barriers themselves cost.
 """
 
 from __future__ import annotations
@@ -89,6 +90,11 @@ def main() -> None:
             name = f"persistent, {num_warps} warps, prefetch={prefetch}"
             result["rows"].append({"variant": name, "us_per_layer": us, "max_rel_error": error})
             print(f"{name}: {us:.2f} us/layer ({floor_us / us:.0%} of copy), error {error:.2e}", flush=True)
+        runner = PersistentLayers(w, Q_WIDTH, EPS, env["num_sms"], num_warps=num_warps, sync=False)
+        us = persistent_us_per_layer(runner, hidden)
+        name = f"persistent, {num_warps} warps, no barrier (wrong results: timing only)"
+        result["rows"].append({"variant": name, "us_per_layer": us})
+        print(f"{name}: {us:.2f} us/layer ({floor_us / us:.0%} of copy)", flush=True)
     if args.out:
         os.makedirs(args.out, exist_ok=True)
         with open(os.path.join(args.out, "persistent_chain.json"), "w") as f:

@@ -9,12 +9,13 @@ over the programs, with a grid-wide barrier after each (the next phase reads eve
     act  = silu(W_gate x) * W_up x,  x = rms_norm(h, norm2)
     h   += W_down act
 
-What a kernel per GEMV cannot do and this can: a program loads its weight slice of the next phase into
-registers before it waits at the barrier (weights do not depend on the data), so the barrier's latency and
-the next phase's ramp-up overlap the weight stream. PREFETCH=False loads it after the barrier instead, to
-measure what that overlap buys. Every activation is read with .cg (past the L1, which other SMs' writes do
-not invalidate). Under the Triton interpreter programs run one after another, so a barrier among several
-deadlocks: CPU tests launch one program, which then does every row of every phase.
+What a kernel per GEMV cannot do and this can: a program loads its weight slice of the next phase into registers
+before it waits at the barrier (weights do not depend on the data), so the barrier's latency and the next
+phase's ramp-up overlap the weight stream. PREFETCH=False loads it after the barrier instead, to measure what
+that overlap buys. SYNC=False drops the barriers, which leaves the results wrong (programs race ahead of the
+data they read): a timing-only bound on what a free barrier would give. Every activation is read with .cg (past
+the L1, which other SMs' writes do not invalidate). Under the Triton interpreter programs run one after another,
+so a barrier among several deadlocks: CPU tests launch one program, which then does every row of every phase.
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ def persistent_layers_kernel(
     rows_qkv, rows_o, rows_gu, rows_down,
     BH: tl.constexpr, BQ: tl.constexpr, BI: tl.constexpr,
     BN_QKV: tl.constexpr, BN_O: tl.constexpr, BN_GU: tl.constexpr, BN_DOWN: tl.constexpr,
-    PREFETCH: tl.constexpr,
+    PREFETCH: tl.constexpr, SYNC: tl.constexpr,
 ):  # fmt: skip
     pid = tl.program_id(0)
     programs = tl.num_programs(0)
@@ -104,7 +105,8 @@ def persistent_layers_kernel(
         if PREFETCH:
             w_o = _weight_tile(w_o_layer, r1, rows_o, hidden, q_width, BN_O, BQ)
         arrivals += programs
-        _grid_sync(counter_ptr, arrivals)
+        if SYNC:
+            _grid_sync(counter_ptr, arrivals)
         if not PREFETCH:
             w_o = _weight_tile(w_o_layer, r1, rows_o, hidden, q_width, BN_O, BQ)
         # h += W_o q
@@ -114,7 +116,8 @@ def persistent_layers_kernel(
             w_gate = _weight_tile(w_gate_ptr + w_gu_offset, r2, rows_gu, inter, hidden, BN_GU, BH)
             w_up = _weight_tile(w_up_ptr + w_gu_offset, r2, rows_gu, inter, hidden, BN_GU, BH)
         arrivals += programs
-        _grid_sync(counter_ptr, arrivals)
+        if SYNC:
+            _grid_sync(counter_ptr, arrivals)
         if not PREFETCH:
             w_gate = _weight_tile(w_gate_ptr + w_gu_offset, r2, rows_gu, inter, hidden, BN_GU, BH)
             w_up = _weight_tile(w_up_ptr + w_gu_offset, r2, rows_gu, inter, hidden, BN_GU, BH)
@@ -129,7 +132,8 @@ def persistent_layers_kernel(
         if PREFETCH:
             w_down = _weight_tile(w_down_layer, r3, rows_down, hidden, inter, BN_DOWN, BI)
         arrivals += programs
-        _grid_sync(counter_ptr, arrivals)
+        if SYNC:
+            _grid_sync(counter_ptr, arrivals)
         if not PREFETCH:
             w_down = _weight_tile(w_down_layer, r3, rows_down, hidden, inter, BN_DOWN, BI)
         # h += W_down act
@@ -140,7 +144,8 @@ def persistent_layers_kernel(
         if PREFETCH:
             w_qkv = _weight_tile(next_qkv, r0, next_rows, qkv_width, hidden, BN_QKV, BH)
         arrivals += programs
-        _grid_sync(counter_ptr, arrivals)
+        if SYNC:
+            _grid_sync(counter_ptr, arrivals)
         if not PREFETCH:
             w_qkv = _weight_tile(next_qkv, r0, next_rows, qkv_width, hidden, BN_QKV, BH)
 
@@ -163,9 +168,11 @@ class PersistentLayers:
     """Launches the kernel over `stacked` weights with `programs` programs (one an SM on a GPU; 1 under the
     interpreter). run(h) updates the residual stream h [hidden] in place through every layer."""
 
-    def __init__(self, w: dict, q_width: int, eps: float, programs: int, prefetch: bool = True, num_warps: int = 8):
+    def __init__(
+        self, w: dict, q_width: int, eps: float, programs: int, prefetch: bool = True, num_warps: int = 8, sync=True
+    ):
         self.w, self.q_width, self.eps, self.programs = w, q_width, eps, programs
-        self.prefetch, self.num_warps = prefetch, num_warps
+        self.prefetch, self.num_warps, self.sync = prefetch, num_warps, sync
         self.layers, self.qkv_width, self.hidden = w["qkv"].shape
         self.inter = w["gate"].shape[1]
         self.rows = {
@@ -179,7 +186,7 @@ class PersistentLayers:
 
     def arrivals(self) -> int:
         """What the barrier counter reads after a run: every program once at every phase's end."""
-        return PHASES_PER_LAYER * self.layers * self.programs
+        return PHASES_PER_LAYER * self.layers * self.programs if self.sync else 0
 
     def run(self, h: torch.Tensor) -> torch.Tensor:
         w, rows = self.w, self.rows
@@ -191,7 +198,7 @@ class PersistentLayers:
             rows["qkv"], rows["o"], rows["gu"], rows["down"],
             BH=_pow2(self.hidden), BQ=_pow2(self.q_width), BI=_pow2(self.inter),
             BN_QKV=_pow2(rows["qkv"]), BN_O=_pow2(rows["o"]), BN_GU=_pow2(rows["gu"]), BN_DOWN=_pow2(rows["down"]),
-            PREFETCH=self.prefetch, num_warps=self.num_warps,
+            PREFETCH=self.prefetch, SYNC=self.sync, num_warps=self.num_warps,
         )  # fmt: skip
         return h
 

@@ -91,6 +91,7 @@ def test_persistent_chain_checks_then_times_each_variant_beside_the_kernel_per_g
         "kernel per GEMV, pdl=True",
         "persistent, 8 warps, prefetch=True",
         "persistent, 8 warps, prefetch=False",
+        "persistent, 8 warps, no barrier (wrong results: timing only)",
     ]
     assert all(r["us_per_layer"] > 0 for r in rows)
-    assert all(r["max_rel_error"] < 2e-2 for r in rows[2:])
+    assert all(r["max_rel_error"] < 2e-2 for r in rows[2:4])
