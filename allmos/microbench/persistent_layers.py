@@ -24,6 +24,8 @@ import torch
 import triton
 import triton.language as tl
 
+from allmos.microbench.persistent_attention import attention_phase, pick_splits, reference_attention
+
 PHASES_PER_LAYER = 4
 
 
@@ -80,19 +82,33 @@ def _add_to_stream(h_ptr, first_row, rows, hidden, y, BN: tl.constexpr):
 
 
 @triton.jit
+def _end_phase(counter_ptr, arrivals, SYNC: tl.constexpr):
+    """Arrive at the barrier after a phase (every program once) and wait for the rest; returns the new count."""
+    arrivals += tl.num_programs(0)
+    if SYNC:
+        _grid_sync(counter_ptr, arrivals)
+    return arrivals
+
+
+@triton.jit
 def persistent_layers_kernel(
     h_ptr, qkv_ptr, act_ptr, counter_ptr,
     w_qkv_ptr, w_o_ptr, w_gate_ptr, w_up_ptr, w_down_ptr, norm1_ptr, norm2_ptr,
     layers, eps, hidden, qkv_width, q_width, inter,
     rows_qkv, rows_o, rows_gu, rows_down,
+    attn_ptr, k_cache_ptr, v_cache_ptr, block_table_ptr, q_norm_ptr, k_norm_ptr, cos_ptr, sin_ptr,
+    part_ptr, stat_ptr, head_count_ptr, context, scale, splits, split_len, cache_layer_stride,
     BH: tl.constexpr, BQ: tl.constexpr, BI: tl.constexpr,
     BN_QKV: tl.constexpr, BN_O: tl.constexpr, BN_GU: tl.constexpr, BN_DOWN: tl.constexpr,
-    PREFETCH: tl.constexpr, SYNC: tl.constexpr,
+    PREFETCH: tl.constexpr, SYNC: tl.constexpr, ATTENTION: tl.constexpr,
+    NUM_HEADS: tl.constexpr, NUM_KV_HEADS: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_SIZE: tl.constexpr,
+    BT: tl.constexpr, SP: tl.constexpr,
 ):  # fmt: skip
+    """With ATTENTION, o reads the attention phase's output (attn_ptr) instead of qkv's first q_width values."""
     pid = tl.program_id(0)
-    programs = tl.num_programs(0)
     dtype = h_ptr.dtype.element_ty
     r0, r1, r2, r3 = pid * rows_qkv, pid * rows_o, pid * rows_gu, pid * rows_down
+    o_in_ptr = attn_ptr if ATTENTION else qkv_ptr
     arrivals = pid * 0
     w_qkv = _weight_tile(w_qkv_ptr, r0, rows_qkv, qkv_width, hidden, BN_QKV, BH)
     for layer in range(layers):
@@ -102,22 +118,27 @@ def persistent_layers_kernel(
         y = _matvec(w_qkv, x)
         tl.store(qkv_ptr + n, y.to(dtype), mask=(tl.arange(0, BN_QKV) < rows_qkv) & (n < qkv_width))
         w_o_layer = w_o_ptr + layer * hidden * q_width
+        if ATTENTION:
+            arrivals = _end_phase(counter_ptr, arrivals, SYNC)
+            cache = layer * cache_layer_stride  # int32: the host keeps the caches below 2**31 elements
+            attention_phase(
+                qkv_ptr, attn_ptr, k_cache_ptr + cache, v_cache_ptr + cache, block_table_ptr,
+                q_norm_ptr + layer * HEAD_DIM, k_norm_ptr + layer * HEAD_DIM, cos_ptr, sin_ptr,
+                part_ptr, stat_ptr, head_count_ptr, context, eps, scale, splits, split_len,
+                NUM_HEADS, NUM_KV_HEADS, HEAD_DIM, BLOCK_SIZE, BT, SP,
+            )  # fmt: skip
         if PREFETCH:
             w_o = _weight_tile(w_o_layer, r1, rows_o, hidden, q_width, BN_O, BQ)
-        arrivals += programs
-        if SYNC:
-            _grid_sync(counter_ptr, arrivals)
+        arrivals = _end_phase(counter_ptr, arrivals, SYNC)
         if not PREFETCH:
             w_o = _weight_tile(w_o_layer, r1, rows_o, hidden, q_width, BN_O, BQ)
-        # h += W_o q
-        _add_to_stream(h_ptr, r1, rows_o, hidden, _matvec(w_o, _activation(qkv_ptr, q_width, BQ)), BN_O)
+        # h += W_o attention (or q)
+        _add_to_stream(h_ptr, r1, rows_o, hidden, _matvec(w_o, _activation(o_in_ptr, q_width, BQ)), BN_O)
         w_gu_offset = layer * inter * hidden
         if PREFETCH:
             w_gate = _weight_tile(w_gate_ptr + w_gu_offset, r2, rows_gu, inter, hidden, BN_GU, BH)
             w_up = _weight_tile(w_up_ptr + w_gu_offset, r2, rows_gu, inter, hidden, BN_GU, BH)
-        arrivals += programs
-        if SYNC:
-            _grid_sync(counter_ptr, arrivals)
+        arrivals = _end_phase(counter_ptr, arrivals, SYNC)
         if not PREFETCH:
             w_gate = _weight_tile(w_gate_ptr + w_gu_offset, r2, rows_gu, inter, hidden, BN_GU, BH)
             w_up = _weight_tile(w_up_ptr + w_gu_offset, r2, rows_gu, inter, hidden, BN_GU, BH)
@@ -131,9 +152,7 @@ def persistent_layers_kernel(
         w_down_layer = w_down_ptr + layer * hidden * inter
         if PREFETCH:
             w_down = _weight_tile(w_down_layer, r3, rows_down, hidden, inter, BN_DOWN, BI)
-        arrivals += programs
-        if SYNC:
-            _grid_sync(counter_ptr, arrivals)
+        arrivals = _end_phase(counter_ptr, arrivals, SYNC)
         if not PREFETCH:
             w_down = _weight_tile(w_down_layer, r3, rows_down, hidden, inter, BN_DOWN, BI)
         # h += W_down act
@@ -143,9 +162,7 @@ def persistent_layers_kernel(
         next_rows = rows_qkv * (layer + 1 < layers)
         if PREFETCH:
             w_qkv = _weight_tile(next_qkv, r0, next_rows, qkv_width, hidden, BN_QKV, BH)
-        arrivals += programs
-        if SYNC:
-            _grid_sync(counter_ptr, arrivals)
+        arrivals = _end_phase(counter_ptr, arrivals, SYNC)
         if not PREFETCH:
             w_qkv = _weight_tile(next_qkv, r0, next_rows, qkv_width, hidden, BN_QKV, BH)
 
@@ -166,13 +183,15 @@ def _pow2(n: int) -> int:
 
 class PersistentLayers:
     """Launches the kernel over `stacked` weights with `programs` programs (one an SM on a GPU; 1 under the
-    interpreter). run(h) updates the residual stream h [hidden] in place through every layer."""
+    interpreter). run(h) updates the residual stream h [hidden] in place through every layer. `attention` (a dict
+    as persistent_chain's attention_inputs makes) adds the attention phase over its paged caches, which the run
+    updates with the new token's K/V."""
 
     def __init__(
-        self, w: dict, q_width: int, eps: float, programs: int, prefetch: bool = True, num_warps: int = 8, sync=True
+        self, w: dict, q_width: int, eps: float, programs: int, prefetch=True, num_warps=8, sync=True, attention=None
     ):
         self.w, self.q_width, self.eps, self.programs = w, q_width, eps, programs
-        self.prefetch, self.num_warps, self.sync = prefetch, num_warps, sync
+        self.prefetch, self.num_warps, self.sync, self.attention = prefetch, num_warps, sync, attention
         self.layers, self.qkv_width, self.hidden = w["qkv"].shape
         self.inter = w["gate"].shape[1]
         self.rows = {
@@ -183,28 +202,53 @@ class PersistentLayers:
         self.qkv = torch.empty(self.qkv_width, dtype=dtype, device=device)
         self.act = torch.empty(self.inter, dtype=dtype, device=device)
         self.counter = torch.zeros(1, dtype=torch.int32, device=device)
+        self.attention_args = self._attention_args(attention, device, dtype)
+
+    def _attention_args(self, a, device, dtype) -> tuple[tuple, dict]:
+        """The kernel's attention arguments and constexprs (placeholders without attention: never read)."""
+        if a is None:
+            placeholders = (self.qkv,) * 8 + (self.qkv, self.qkv, self.counter, 2, 1.0, 2, 2, 2)
+            return placeholders, {"NUM_HEADS": 1, "NUM_KV_HEADS": 1, "HEAD_DIM": 2, "BLOCK_SIZE": 1, "BT": 1, "SP": 1}
+        heads, kv_heads, d = a["num_heads"], a["num_kv_heads"], a["head_dim"]
+        if a["k_cache"].numel() >= 2**31:
+            raise ValueError(f"the probe's caches index in int32: {a['k_cache'].numel()} elements is too many")
+        splits, split_len = pick_splits(self.programs, kv_heads, a["context"], a.get("splits"))
+        group = heads // kv_heads
+        part = torch.empty(kv_heads * splits * group * d, dtype=torch.float32, device=device)
+        stat = torch.empty(kv_heads * splits * group * 2, dtype=torch.float32, device=device)
+        head_count = torch.zeros(kv_heads, dtype=torch.int32, device=device)
+        self.attn_out = torch.empty(heads * d, dtype=dtype, device=device)
+        args = (self.attn_out, a["k_cache"], a["v_cache"], a["block_table"], a["q_norm"], a["k_norm"])
+        args += (a["cos"], a["sin"], part, stat, head_count, a["context"], d**-0.5, splits, split_len)
+        args += (a["k_cache"][0].numel(),)
+        constexprs = {"NUM_HEADS": heads, "NUM_KV_HEADS": kv_heads, "HEAD_DIM": d, "BLOCK_SIZE": a["block_size"]}
+        return args, constexprs | {"BT": min(32, _pow2(split_len)), "SP": _pow2(splits)}
 
     def arrivals(self) -> int:
         """What the barrier counter reads after a run: every program once at every phase's end."""
-        return PHASES_PER_LAYER * self.layers * self.programs if self.sync else 0
+        phases = PHASES_PER_LAYER + (self.attention is not None)
+        return phases * self.layers * self.programs if self.sync else 0
 
     def run(self, h: torch.Tensor) -> torch.Tensor:
         w, rows = self.w, self.rows
+        args, constexprs = self.attention_args
         self.counter.zero_()
         persistent_layers_kernel[(self.programs,)](
             h, self.qkv, self.act, self.counter,
             w["qkv"], w["o"], w["gate"], w["up"], w["down"], w["norm1"], w["norm2"],
             self.layers, self.eps, self.hidden, self.qkv_width, self.q_width, self.inter,
-            rows["qkv"], rows["o"], rows["gu"], rows["down"],
+            rows["qkv"], rows["o"], rows["gu"], rows["down"], *args,
             BH=_pow2(self.hidden), BQ=_pow2(self.q_width), BI=_pow2(self.inter),
             BN_QKV=_pow2(rows["qkv"]), BN_O=_pow2(rows["o"]), BN_GU=_pow2(rows["gu"]), BN_DOWN=_pow2(rows["down"]),
-            PREFETCH=self.prefetch, SYNC=self.sync, num_warps=self.num_warps,
+            PREFETCH=self.prefetch, SYNC=self.sync, ATTENTION=self.attention is not None, **constexprs,
+            num_warps=self.num_warps,
         )  # fmt: skip
         return h
 
 
-def reference_layers(h: torch.Tensor, w: dict, q_width: int, eps: float) -> torch.Tensor:
-    """The kernel's math in torch, rounding where it rounds: h [hidden] after every layer (a new tensor)."""
+def reference_layers(h: torch.Tensor, w: dict, q_width: int, eps: float, attention=None) -> torch.Tensor:
+    """The kernel's math in torch, rounding where it rounds: h [hidden] after every layer (a new tensor). With
+    `attention`, o reads reference_attention's output, which updates those caches as the kernel does."""
     dtype = h.dtype
 
     def normed(h, weight):
@@ -216,7 +260,8 @@ def reference_layers(h: torch.Tensor, w: dict, q_width: int, eps: float) -> torc
 
     for layer in range(w["qkv"].shape[0]):
         qkv = matvec(w["qkv"][layer], normed(h, w["norm1"][layer])).to(dtype)
-        h = (h.float() + matvec(w["o"][layer], qkv[:q_width].float())).to(dtype)
+        o_in = qkv[:q_width] if attention is None else reference_attention(qkv, layer, attention, eps)
+        h = (h.float() + matvec(w["o"][layer], o_in.float())).to(dtype)
         x = normed(h, w["norm2"][layer])
         gate, up = matvec(w["gate"][layer], x), matvec(w["up"][layer], x)
         act = (torch.nn.functional.silu(gate) * up).to(dtype)

@@ -95,3 +95,14 @@ def test_persistent_chain_checks_then_times_each_variant_beside_the_kernel_per_g
     ]
     assert all(r["us_per_layer"] > 0 for r in rows)
     assert all(r["max_rel_error"] < 2e-2 for r in rows[2:4])
+
+
+def test_persistent_chain_with_attention_checks_then_times_it_beside_the_engines_batch_1_chain(tmp_path):
+    """The attention phase (q/k norm, RoPE, the K/V store, split softmax merged by the last split) on all SMs:
+    each variant matches the torch reference before it is timed beside layer_chain's chain with attention."""
+    run_tool("persistent_chain", "--layers", "2", "--context", "300", "--warps", "8", "--out", str(tmp_path))
+    result = json.loads((tmp_path / "persistent_chain.json").read_text())
+    rows = result["rows"]
+    assert result["context"] == 300 and len(rows) == 6
+    assert rows[2]["variant"] == "kernel per GEMV, rope in the qkv GEMV (the engine's batch-1 path), pdl=True"
+    assert all(r["max_rel_error"] < 2e-2 for r in rows[3:5])
