@@ -50,14 +50,18 @@ def _merge_splits(part_ptr, stat_ptr, out_ptr, g, splits, GROUP: tl.constexpr, D
 def attention_phase(
     qkv_ptr, out_ptr, k_cache_ptr, v_cache_ptr, block_table_ptr, q_norm_ptr, k_norm_ptr, cos_ptr, sin_ptr,
     part_ptr, stat_ptr, head_count_ptr,
-    context, eps, scale, splits, split_len,
+    context_ptr, eps, scale, splits,
     NUM_HEADS: tl.constexpr, NUM_KV_HEADS: tl.constexpr, D: tl.constexpr, BLOCK_SIZE: tl.constexpr,
     BT: tl.constexpr, SP: tl.constexpr,
 ):  # fmt: skip
-    """One layer's attention for the token at position context - 1 (its cache pages: k_cache_ptr, v_cache_ptr,
-    contiguous [pages, BLOCK_SIZE, NUM_KV_HEADS, D]); out_ptr receives [NUM_HEADS * D]."""
+    """One layer's attention for the token at position context - 1 (context read at context_ptr, so that a
+    captured graph serves every length; its pages: k_cache_ptr, v_cache_ptr, contiguous [pages, BLOCK_SIZE,
+    NUM_KV_HEADS, D]), the context cut into `splits` equal parts (the last ones empty if it is short);
+    out_ptr receives [NUM_HEADS * D]."""
     HALF: tl.constexpr = D // 2
     GROUP: tl.constexpr = NUM_HEADS // NUM_KV_HEADS
+    context = tl.load(context_ptr)
+    split_len = tl.cdiv(context, splits)
     pos = context - 1
     cos, sin = rope_cos_sin(cos_ptr, sin_ptr, pos, HALF)
     halves = tl.arange(0, HALF)[None, :]
@@ -112,11 +116,9 @@ def attention_phase(
             tl.atomic_xchg(head_count_ptr + g, 0, sem="relaxed", scope="gpu")
 
 
-def pick_splits(programs: int, num_kv_heads: int, context: int, wanted: int | None = None) -> tuple[int, int]:
-    """(splits, tokens a split): `wanted`, or as many splits as fill the programs; none empty."""
-    splits = max(1, min(wanted or programs // num_kv_heads, context))
-    split_len = -(-context // splits)
-    return -(-context // split_len), split_len
+def pick_splits(programs: int, num_kv_heads: int, wanted: int | None = None) -> int:
+    """`wanted` splits of the context, or as many as fill the programs."""
+    return max(1, wanted or programs // num_kv_heads)
 
 
 def reference_attention(qkv, layer: int, a: dict, eps: float) -> torch.Tensor:
@@ -160,6 +162,7 @@ def attention_inputs(layers: int, context: int, shape: dict, device, dtype=torch
     angles = torch.outer(torch.arange(context + 1, dtype=torch.float32), inv_freq)
     return shape | {
         "context": context,
+        "context_len": torch.tensor([context], dtype=torch.int32, device=device),
         "k_cache": randn(*cache_shape),
         "v_cache": randn(*cache_shape),
         "block_table": torch.arange(pages - 1, -1, -1, dtype=torch.int32).to(device),

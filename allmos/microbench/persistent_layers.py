@@ -97,7 +97,7 @@ def persistent_layers_kernel(
     layers, eps, hidden, qkv_width, q_width, inter,
     rows_qkv, rows_o, rows_gu, rows_down,
     attn_ptr, k_cache_ptr, v_cache_ptr, block_table_ptr, q_norm_ptr, k_norm_ptr, cos_ptr, sin_ptr,
-    part_ptr, stat_ptr, head_count_ptr, context, scale, splits, split_len, cache_layer_stride,
+    part_ptr, stat_ptr, head_count_ptr, context_ptr, scale, splits, cache_layer_stride,
     BH: tl.constexpr, BQ: tl.constexpr, BI: tl.constexpr,
     BN_QKV: tl.constexpr, BN_O: tl.constexpr, BN_GU: tl.constexpr, BN_DOWN: tl.constexpr,
     PREFETCH: tl.constexpr, SYNC: tl.constexpr, ATTENTION: tl.constexpr,
@@ -124,7 +124,7 @@ def persistent_layers_kernel(
             attention_phase(
                 qkv_ptr, attn_ptr, k_cache_ptr + cache, v_cache_ptr + cache, block_table_ptr,
                 q_norm_ptr + layer * HEAD_DIM, k_norm_ptr + layer * HEAD_DIM, cos_ptr, sin_ptr,
-                part_ptr, stat_ptr, head_count_ptr, context, eps, scale, splits, split_len,
+                part_ptr, stat_ptr, head_count_ptr, context_ptr, eps, scale, splits,
                 NUM_HEADS, NUM_KV_HEADS, HEAD_DIM, BLOCK_SIZE, BT, SP,
             )  # fmt: skip
         if PREFETCH:
@@ -207,19 +207,20 @@ class PersistentLayers:
     def _attention_args(self, a, device, dtype) -> tuple[tuple, dict]:
         """The kernel's attention arguments and constexprs (placeholders without attention: never read)."""
         if a is None:
-            placeholders = (self.qkv,) * 8 + (self.qkv, self.qkv, self.counter, 2, 1.0, 2, 2, 2)
+            placeholders = (self.qkv,) * 8 + (self.qkv, self.qkv, self.counter, self.counter, 1.0, 2, 2)
             return placeholders, {"NUM_HEADS": 1, "NUM_KV_HEADS": 1, "HEAD_DIM": 2, "BLOCK_SIZE": 1, "BT": 1, "SP": 1}
         heads, kv_heads, d = a["num_heads"], a["num_kv_heads"], a["head_dim"]
         if a["k_cache"].numel() >= 2**31:
             raise ValueError(f"the probe's caches index in int32: {a['k_cache'].numel()} elements is too many")
-        splits, split_len = pick_splits(self.programs, kv_heads, a["context"], a.get("splits"))
+        splits = pick_splits(self.programs, kv_heads, a.get("splits"))
+        split_len = -(-a["context"] // splits)  # sets the tile only: the kernel reads the length
         group = heads // kv_heads
         part = torch.empty(kv_heads * splits * group * d, dtype=torch.float32, device=device)
         stat = torch.empty(kv_heads * splits * group * 2, dtype=torch.float32, device=device)
         head_count = torch.zeros(kv_heads, dtype=torch.int32, device=device)
         self.attn_out = torch.empty(heads * d, dtype=dtype, device=device)
         args = (self.attn_out, a["k_cache"], a["v_cache"], a["block_table"], a["q_norm"], a["k_norm"])
-        args += (a["cos"], a["sin"], part, stat, head_count, a["context"], d**-0.5, splits, split_len)
+        args += (a["cos"], a["sin"], part, stat, head_count, a["context_len"], d**-0.5, splits)
         args += (a["k_cache"][0].numel(),)
         constexprs = {"NUM_HEADS": heads, "NUM_KV_HEADS": kv_heads, "HEAD_DIM": d, "BLOCK_SIZE": a["block_size"]}
         return args, constexprs | {"BT": min(32, _pow2(split_len)), "SP": _pow2(splits)}

@@ -82,7 +82,8 @@ def cloned(attention: dict) -> dict:
     return {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in attention.items()}
 
 
-# (context, splits): one split; splits of one tile each; splits whose tile is partly masked; a new page's first token
+# (context, splits): one split; splits of one tile each; splits whose tile is partly masked; a new page's first
+# token, with the last split empty (9 tokens in splits of 3)
 @pytest.mark.parametrize("context,splits", [(11, 1), (11, 3), (11, 2), (9, 4)])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_the_attention_phase_matches_the_reference_layer_and_stores_the_new_token(context, splits, dtype):
