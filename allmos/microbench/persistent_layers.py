@@ -2,10 +2,11 @@
 kernel (persistent_chain times it; not an engine path).
 
 One program per SM runs all layers. A layer is four phases, each a GEMV whose output rows are split evenly
-over the programs, with a grid-wide barrier after each (the next phase reads every row of it):
+over the programs, with a grid-wide barrier after each (the next phase reads every row of it); with attention,
+a fifth phase between qkv and o (allmos.microbench.persistent_attention) gives o its input:
 
     qkv  = W_qkv rms_norm(h, norm1)                      (rows of qkv)
-    h   += W_o qkv[:q_width]                              (q's columns stand in for attention's output)
+    h   += W_o qkv[:q_width]                              (without attention, q's columns stand in for its output)
     act  = silu(W_gate x) * W_up x,  x = rms_norm(h, norm2)
     h   += W_down act
 
