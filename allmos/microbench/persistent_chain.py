@@ -1,18 +1,20 @@
 """Batch-1 projections of every layer in one persistent kernel against a kernel per GEMV (needs a CUDA GPU).
 
-    python -m allmos.microbench.persistent_chain [--layers 28] [--context 0] [--warps 8,16] [--out DIR]
+    python -m allmos.microbench.persistent_chain [--layers 28] [--context 0] [--warps 8,16]
+        [--prefetch registers,none,l2] [--out DIR]
 
 The question before building a fused per-layer decode kernel: with one program per SM running all layers,
-a grid-wide barrier between GEMVs and each program's next weight slice loaded before it waits
-(allmos.microbench.persistent_layers), how close does a layer come to its weights' time at the copy
-bandwidth, against the engine's batch-1 GEMVs (layer_chain at context 0: norm+qkv, o, norm+gate_up,
-SiLU+down, with and without PDL) over the same weights? Each persistent variant is first checked against
-the torch reference of its math and the barrier's arrival count, then timed as CUDA-graph replays; the
-figure is microseconds per layer. With --context, both sides run attention over that many tokens (the
-new one included): layer_chain's chain adds the q/k norm+RoPE kernel and the paged decode attention (and is also
-timed with the rope work in the qkv GEMV, the engine's batch-1 path); the persistent kernel adds its attention
-phase (allmos.microbench.persistent_attention). A last variant per warp count runs without the barriers (its results are
-wrong): how much of the persistent figure the barriers themselves cost.
+a grid-wide barrier between GEMVs and each program's next weight slice on its way before it waits (into
+registers, or into the L2 a phase ahead; allmos.microbench.persistent_layers), how close does a layer come
+to its weights' time at the copy bandwidth, against the engine's batch-1 GEMVs (layer_chain at context 0:
+norm+qkv, o, norm+gate_up, SiLU+down, with and without PDL) over the same weights? Each persistent
+variant is first checked against the torch reference of its math and the barrier's arrival count, then
+timed as CUDA-graph replays; the figure is microseconds per layer. With --context, both sides run
+attention over that many tokens (the new one included): layer_chain's chain adds the q/k norm+RoPE kernel
+and the paged decode attention (and is also timed with the rope work in the qkv GEMV, the engine's batch-1
+path); the persistent kernel adds its attention phase (allmos.microbench.persistent_attention). A last
+variant per warp count runs without the barriers (its results are wrong): how much of the persistent
+figure the barriers themselves cost.
 """
 
 from __future__ import annotations
@@ -72,15 +74,27 @@ def parse_warps(text: str) -> list[int]:
     return warps
 
 
+def parse_prefetch(text: str) -> list[str]:
+    from allmos.microbench.persistent_layers import PREFETCH_MODES
+
+    modes = text.split(",")
+    if any(m not in PREFETCH_MODES for m in modes):
+        raise ValueError(f"--prefetch: each must be one of {', '.join(PREFETCH_MODES)}; got {text}")
+    return modes
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--layers", type=int, default=28)
     parser.add_argument("--context", type=int, default=0, help="tokens attention reads, the new one included (0: none)")
     parser.add_argument("--warps", default="8,16", help="warps a program, one variant each")
+    parser.add_argument(
+        "--prefetch", default="registers,none,l2", help="how the next phase's weights travel, one variant each"
+    )
     parser.add_argument("--out", help="directory for persistent_chain.json")
     args = parser.parse_args()
     try:
-        warps = parse_warps(args.warps)
+        warps, modes = parse_warps(args.warps), parse_prefetch(args.prefetch)
     except ValueError as err:
         parser.error(str(err))
     if not torch.cuda.is_available():
@@ -120,7 +134,7 @@ def main() -> None:
     hidden = SHAPES["qkv"][1]
     attention = attention_inputs(args.layers, args.context, HEADS, "cuda") if args.context else None
     for num_warps in warps:
-        for prefetch in (True, False):
+        for prefetch in modes:
             runner = PersistentLayers(
                 w, Q_WIDTH, EPS, env["num_sms"], prefetch=prefetch, num_warps=num_warps, attention=attention
             )

@@ -10,10 +10,14 @@ a fifth phase between qkv and o (allmos.microbench.persistent_attention) gives o
     act  = silu(W_gate x) * W_up x,  x = rms_norm(h, norm2)
     h   += W_down act
 
-What a kernel per GEMV cannot do and this can: a program loads its weight slice of the next phase into registers
-before it waits at the barrier (weights do not depend on the data), so the barrier's latency and the next
-phase's ramp-up overlap the weight stream. PREFETCH=False loads it after the barrier instead, to measure what
-that overlap buys. SYNC=False drops the barriers, which leaves the results wrong (programs race ahead of the
+What a kernel per GEMV cannot do and this can: start the next phase's weight stream before the barrier ends the
+current phase (weights do not depend on the data). `prefetch` picks how:
+- "registers": a program loads its weight slice of the next phase into registers before it waits at the barrier;
+- "l2": at the start of each phase a program asks the L2 for its slice of the next phase's weights (and, in the
+  qkv phase, for the layer's K/V rows that attention will read) with bulk prefetches (inline PTX, so a compiled
+  kernel only), and loads it from there after the barrier: a software pipeline through the L2, one phase deep;
+- "none": loads after the barrier, to measure what either overlap buys.
+SYNC=False drops the barriers, which leaves the results wrong (programs race ahead of the
 data they read): a timing-only bound on what a free barrier would give. Every activation is read with .cg (past
 the L1, which other SMs' writes do not invalidate). Under the Triton interpreter programs run one after another,
 so a barrier among several deadlocks: CPU tests launch one program, which then does every row of every phase.
@@ -25,9 +29,17 @@ import torch
 import triton
 import triton.language as tl
 
-from allmos.microbench.persistent_attention import attention_phase, pick_splits, reference_attention
+from allmos.microbench.persistent_attention import (
+    attention_phase,
+    pick_splits,
+    prefetch_attention_rows,
+    reference_attention,
+)
+from allmos.triton_shared.l2_prefetch import prefetch_rows
+from allmos.triton_shared.support import interpreter_on
 
 PHASES_PER_LAYER = 4
+PREFETCH_MODES = ("registers", "none", "l2")
 
 
 @triton.jit
@@ -113,36 +125,53 @@ def persistent_layers_kernel(
     arrivals = pid * 0
     w_qkv = _weight_tile(w_qkv_ptr, r0, rows_qkv, qkv_width, hidden, BN_QKV, BH)
     for layer in range(layers):
+        w_o_layer = w_o_ptr + layer * hidden * q_width
+        w_gate_layer = w_gate_ptr + layer * inter * hidden
+        w_up_layer = w_up_ptr + layer * inter * hidden
+        w_down_layer = w_down_ptr + layer * hidden * inter
+        cache = layer * cache_layer_stride  # int32: the host keeps the caches below 2**31 elements
+        if PREFETCH == "l2":
+            prefetch_rows(w_o_layer, r1, rows_o, hidden, q_width, BN_O)
+            if ATTENTION:
+                prefetch_attention_rows(
+                    k_cache_ptr + cache, v_cache_ptr + cache, block_table_ptr, context_ptr, splits,
+                    NUM_KV_HEADS, HEAD_DIM, BLOCK_SIZE, BT,
+                )  # fmt: skip
         # qkv = W_qkv rms_norm(h)
         x = _rms_normed(h_ptr, norm1_ptr + layer * hidden, eps, hidden, BH)
         n = r0 + tl.arange(0, BN_QKV)
         y = _matvec(w_qkv, x)
         tl.store(qkv_ptr + n, y.to(dtype), mask=(tl.arange(0, BN_QKV) < rows_qkv) & (n < qkv_width))
-        w_o_layer = w_o_ptr + layer * hidden * q_width
         if ATTENTION:
             arrivals = _end_phase(counter_ptr, arrivals, SYNC)
-            cache = layer * cache_layer_stride  # int32: the host keeps the caches below 2**31 elements
+            if PREFETCH == "l2":
+                prefetch_rows(w_gate_layer, r2, rows_gu, inter, hidden, BN_GU)
+                prefetch_rows(w_up_layer, r2, rows_gu, inter, hidden, BN_GU)
             attention_phase(
                 qkv_ptr, attn_ptr, k_cache_ptr + cache, v_cache_ptr + cache, block_table_ptr,
                 q_norm_ptr + layer * HEAD_DIM, k_norm_ptr + layer * HEAD_DIM, cos_ptr, sin_ptr,
                 part_ptr, stat_ptr, head_count_ptr, context_ptr, eps, scale, splits,
                 NUM_HEADS, NUM_KV_HEADS, HEAD_DIM, BLOCK_SIZE, BT, SP,
             )  # fmt: skip
-        if PREFETCH:
+        if PREFETCH == "registers":
             w_o = _weight_tile(w_o_layer, r1, rows_o, hidden, q_width, BN_O, BQ)
         arrivals = _end_phase(counter_ptr, arrivals, SYNC)
-        if not PREFETCH:
+        if PREFETCH == "l2" and not ATTENTION:
+            prefetch_rows(w_gate_layer, r2, rows_gu, inter, hidden, BN_GU)
+            prefetch_rows(w_up_layer, r2, rows_gu, inter, hidden, BN_GU)
+        if PREFETCH != "registers":
             w_o = _weight_tile(w_o_layer, r1, rows_o, hidden, q_width, BN_O, BQ)
         # h += W_o attention (or q)
         _add_to_stream(h_ptr, r1, rows_o, hidden, _matvec(w_o, _activation(o_in_ptr, q_width, BQ)), BN_O)
-        w_gu_offset = layer * inter * hidden
-        if PREFETCH:
-            w_gate = _weight_tile(w_gate_ptr + w_gu_offset, r2, rows_gu, inter, hidden, BN_GU, BH)
-            w_up = _weight_tile(w_up_ptr + w_gu_offset, r2, rows_gu, inter, hidden, BN_GU, BH)
+        if PREFETCH == "registers":
+            w_gate = _weight_tile(w_gate_layer, r2, rows_gu, inter, hidden, BN_GU, BH)
+            w_up = _weight_tile(w_up_layer, r2, rows_gu, inter, hidden, BN_GU, BH)
         arrivals = _end_phase(counter_ptr, arrivals, SYNC)
-        if not PREFETCH:
-            w_gate = _weight_tile(w_gate_ptr + w_gu_offset, r2, rows_gu, inter, hidden, BN_GU, BH)
-            w_up = _weight_tile(w_up_ptr + w_gu_offset, r2, rows_gu, inter, hidden, BN_GU, BH)
+        if PREFETCH == "l2":
+            prefetch_rows(w_down_layer, r3, rows_down, hidden, inter, BN_DOWN)
+        if PREFETCH != "registers":
+            w_gate = _weight_tile(w_gate_layer, r2, rows_gu, inter, hidden, BN_GU, BH)
+            w_up = _weight_tile(w_up_layer, r2, rows_gu, inter, hidden, BN_GU, BH)
         # act = silu(W_gate x) * W_up x
         x = _rms_normed(h_ptr, norm2_ptr + layer * hidden, eps, hidden, BH)
         gate = _matvec(w_gate, x).to(dtype).to(tl.float32)
@@ -150,21 +179,22 @@ def persistent_layers_kernel(
         n = r2 + tl.arange(0, BN_GU)
         act = gate / (1.0 + tl.exp(-gate)) * up
         tl.store(act_ptr + n, act.to(dtype), mask=(tl.arange(0, BN_GU) < rows_gu) & (n < inter))
-        w_down_layer = w_down_ptr + layer * hidden * inter
-        if PREFETCH:
+        if PREFETCH == "registers":
             w_down = _weight_tile(w_down_layer, r3, rows_down, hidden, inter, BN_DOWN, BI)
         arrivals = _end_phase(counter_ptr, arrivals, SYNC)
-        if not PREFETCH:
-            w_down = _weight_tile(w_down_layer, r3, rows_down, hidden, inter, BN_DOWN, BI)
-        # h += W_down act
-        _add_to_stream(h_ptr, r3, rows_down, hidden, _matvec(w_down, _activation(act_ptr, inter, BI)), BN_DOWN)
         # the next layer's qkv slice (masked past the last layer)
         next_qkv = w_qkv_ptr + (layer + 1) * qkv_width * hidden
         next_rows = rows_qkv * (layer + 1 < layers)
-        if PREFETCH:
+        if PREFETCH == "l2":
+            prefetch_rows(next_qkv, r0, next_rows, qkv_width, hidden, BN_QKV)
+        if PREFETCH != "registers":
+            w_down = _weight_tile(w_down_layer, r3, rows_down, hidden, inter, BN_DOWN, BI)
+        # h += W_down act
+        _add_to_stream(h_ptr, r3, rows_down, hidden, _matvec(w_down, _activation(act_ptr, inter, BI)), BN_DOWN)
+        if PREFETCH == "registers":
             w_qkv = _weight_tile(next_qkv, r0, next_rows, qkv_width, hidden, BN_QKV, BH)
         arrivals = _end_phase(counter_ptr, arrivals, SYNC)
-        if not PREFETCH:
+        if PREFETCH != "registers":
             w_qkv = _weight_tile(next_qkv, r0, next_rows, qkv_width, hidden, BN_QKV, BH)
 
 
@@ -189,8 +219,20 @@ class PersistentLayers:
     updates with the new token's K/V."""
 
     def __init__(
-        self, w: dict, q_width: int, eps: float, programs: int, prefetch=True, num_warps=8, sync=True, attention=None
+        self,
+        w: dict,
+        q_width: int,
+        eps: float,
+        programs: int,
+        prefetch="registers",
+        num_warps=8,
+        sync=True,
+        attention=None,
     ):
+        if prefetch not in PREFETCH_MODES:
+            raise ValueError(f"prefetch must be one of {', '.join(PREFETCH_MODES)}; got {prefetch!r}")
+        if prefetch == "l2" and interpreter_on():
+            raise ValueError("prefetch='l2' issues inline PTX: a compiled kernel on a GPU, not the interpreter")
         self.w, self.q_width, self.eps, self.programs = w, q_width, eps, programs
         self.prefetch, self.num_warps, self.sync, self.attention = prefetch, num_warps, sync, attention
         self.layers, self.qkv_width, self.hidden = w["qkv"].shape
@@ -231,20 +273,24 @@ class PersistentLayers:
         phases = PHASES_PER_LAYER + (self.attention is not None)
         return phases * self.layers * self.programs if self.sync else 0
 
-    def run(self, h: torch.Tensor) -> torch.Tensor:
+    def launch_args(self, h: torch.Tensor) -> tuple[tuple, dict]:
+        """The kernel's positional arguments for stream h, and its constexprs and launch options."""
         w, rows = self.w, self.rows
         args, constexprs = self.attention_args
+        positional = (h, self.qkv, self.act, self.counter)
+        positional += (w["qkv"], w["o"], w["gate"], w["up"], w["down"], w["norm1"], w["norm2"])
+        positional += (self.layers, self.eps, self.hidden, self.qkv_width, self.q_width, self.inter)
+        positional += (rows["qkv"], rows["o"], rows["gu"], rows["down"], *args)
+        blocks = {"BH": self.hidden, "BQ": self.q_width, "BI": self.inter}
+        blocks |= {"BN_QKV": rows["qkv"], "BN_O": rows["o"], "BN_GU": rows["gu"], "BN_DOWN": rows["down"]}
+        options = {name: _pow2(n) for name, n in blocks.items()} | constexprs
+        options |= {"PREFETCH": self.prefetch, "SYNC": self.sync, "ATTENTION": self.attention is not None}
+        return positional, options
+
+    def run(self, h: torch.Tensor) -> torch.Tensor:
+        positional, options = self.launch_args(h)
         self.counter.zero_()
-        persistent_layers_kernel[(self.programs,)](
-            h, self.qkv, self.act, self.counter,
-            w["qkv"], w["o"], w["gate"], w["up"], w["down"], w["norm1"], w["norm2"],
-            self.layers, self.eps, self.hidden, self.qkv_width, self.q_width, self.inter,
-            rows["qkv"], rows["o"], rows["gu"], rows["down"], *args,
-            BH=_pow2(self.hidden), BQ=_pow2(self.q_width), BI=_pow2(self.inter),
-            BN_QKV=_pow2(rows["qkv"]), BN_O=_pow2(rows["o"]), BN_GU=_pow2(rows["gu"]), BN_DOWN=_pow2(rows["down"]),
-            PREFETCH=self.prefetch, SYNC=self.sync, ATTENTION=self.attention is not None, **constexprs,
-            num_warps=self.num_warps,
-        )  # fmt: skip
+        persistent_layers_kernel[(self.programs,)](*positional, **options, num_warps=self.num_warps)
         return h
 
 

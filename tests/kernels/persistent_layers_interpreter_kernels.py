@@ -47,7 +47,7 @@ def weights(layers, hidden, qkv_width, inter, dtype, seed=0):
     return _layers.stacked(per_layer)
 
 
-@pytest.mark.parametrize("prefetch", [True, False])
+@pytest.mark.parametrize("prefetch", ["registers", "none"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("shape", SHAPES)
 def test_the_persistent_kernel_computes_every_layer_of_the_reference(shape, dtype, prefetch):
@@ -64,6 +64,16 @@ def test_the_persistent_kernel_computes_every_layer_of_the_reference(shape, dtyp
     else:  # the same roundings in the same places: nearly bit for bit (a sum in another order may round apart)
         torch.testing.assert_close(got, want, atol=3e-2, rtol=2e-2)
         assert (got == want).float().mean() > 0.8
+
+
+def test_prefetch_into_the_l2_and_unknown_modes_are_refused_here():
+    """The L2 mode issues inline PTX, which the interpreter cannot run: refused, not silently run as another mode
+    (tests/kernels/test_triton_compile_cpu.py compiles it; the GPU test runs it)."""
+    w = weights(1, *SHAPES[0][:2], SHAPES[0][3], torch.float32)
+    with pytest.raises(ValueError, match="prefetch='l2' issues inline PTX"):
+        _layers.PersistentLayers(w, SHAPES[0][2], EPS, programs=1, prefetch="l2")
+    with pytest.raises(ValueError, match="prefetch must be one of registers, none, l2; got 'l3'"):
+        _layers.PersistentLayers(w, SHAPES[0][2], EPS, programs=1, prefetch="l3")
 
 
 def test_the_reference_differs_when_a_layer_is_left_out():

@@ -245,3 +245,37 @@ def test_graph_inputs_kernel_compiles_for_h100(sampling):
     constexprs = {"HAS_SAMPLING": sampling, "BLOCK_ROWS": k.BLOCK_ROWS, "BLOCK_COLS": k.BLOCK_COLS}
     compiled = compile_for_h100(k._load_static_inputs_kernel, types, constexprs)
     assert "cubin" in compiled.asm
+
+
+@pytest.mark.parametrize("attention", [False, True], ids=["projections", "with_attention"])
+@pytest.mark.parametrize("prefetch", ["registers", "none", "l2"])
+def test_the_persistent_layers_probe_compiles_for_h100_with_each_prefetch(prefetch, attention):
+    """Qwen3-0.6B's shapes over 132 programs, as persistent_chain launches it. The L2 mode's bulk prefetches
+    reach the PTX (the interpreter cannot run them, so this is their CPU check); the other modes issue none."""
+    import torch
+
+    from allmos.microbench import layer_chain as shapes
+    from allmos.microbench import persistent_layers as k
+    from allmos.microbench.kernel_resources import compile_sm90
+    from allmos.microbench.persistent_attention import attention_inputs
+
+    def empty(name):
+        return torch.empty(shapes.SHAPES[name], dtype=torch.bfloat16)
+
+    layer = {name: empty(name) for name in ("qkv", "o", "gate_up", "down")}
+    layer |= {"norm1": torch.ones(shapes.HIDDEN, dtype=torch.bfloat16)}
+    layer |= {"norm2": torch.ones(shapes.HIDDEN, dtype=torch.bfloat16)}
+    heads = {"num_heads": shapes.NUM_HEADS, "num_kv_heads": shapes.NUM_KV_HEADS, "head_dim": shapes.HEAD_DIM}
+    heads["block_size"] = shapes.BLOCK_SIZE
+    cache = attention_inputs(2, 512, heads, "cpu") if attention else None
+    runner = k.PersistentLayers(
+        k.stacked([layer, layer]), shapes.Q_WIDTH, 1e-6, programs=132, prefetch=prefetch, attention=cache
+    )
+    positional, options = runner.launch_args(torch.empty(shapes.HIDDEN, dtype=torch.bfloat16))
+    names = k.persistent_layers_kernel.arg_names
+    type_names = {torch.bfloat16: "*bf16", torch.float32: "*fp32", torch.int32: "*i32"}
+    pointers = {n: type_names[v.dtype] for n, v in zip(names, positional) if isinstance(v, torch.Tensor)}
+    values = {n: v for n, v in zip(names, positional) if not isinstance(v, torch.Tensor)}
+    ptx = compile_sm90(k.persistent_layers_kernel, values, options, pointers, num_warps=8).asm["ptx"]
+    prefetches = ptx.count("cp.async.bulk.prefetch.L2.global")
+    assert prefetches > 0 if prefetch == "l2" else prefetches == 0

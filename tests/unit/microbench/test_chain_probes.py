@@ -47,6 +47,12 @@ def test_persistent_chain_refuses_a_warp_count_triton_cannot_launch(tmp_path):
     assert proc.returncode == 2 and "--warps: each must be a power of 2 up to 32; got 8,12" in proc.stderr
 
 
+def test_persistent_chain_refuses_an_unknown_prefetch_mode(tmp_path):
+    args = [sys.executable, "-m", "allmos.microbench.persistent_chain", "--prefetch", "l2,l3", "--out", str(tmp_path)]
+    proc = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "--prefetch: each must be one of registers, none, l2; got l2,l3" in proc.stderr
+
+
 def test_overlap_probe_refuses_a_batch_it_cannot_halve(tmp_path):
     args = [sys.executable, "-m", "allmos.microbench.overlap_probe", "--batch", "64,7", "--out", str(tmp_path)]
     proc = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300)
