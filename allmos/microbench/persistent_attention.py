@@ -119,26 +119,20 @@ def attention_phase(
 
 @triton.jit
 def prefetch_attention_rows(
-    k_cache_ptr, v_cache_ptr, block_table_ptr, context_ptr, splits,
-    NUM_KV_HEADS: tl.constexpr, D: tl.constexpr, BLOCK_SIZE: tl.constexpr, BT: tl.constexpr,
+    k_cache_ptr, v_cache_ptr, block_table_ptr, context_ptr,
+    NUM_KV_HEADS: tl.constexpr, D: tl.constexpr, BLOCK_SIZE: tl.constexpr, THREADS: tl.constexpr,
 ):  # fmt: skip
-    """Into the L2: the cached K and V rows that this program's (kv head, split) items of attention_phase will
-    read (the same items, the same pages; the newest position's slot too, which is harmless)."""
+    """Into the L2: the cached K and V rows (every kv head's, contiguous in a page) of the context's tokens, the
+    tokens dealt over the programs, one a thread (THREADS: the program's thread count, so none is asked for
+    twice; tokens past THREADS x programs are left to the loads)."""
     context = tl.load(context_ptr)
-    split_len = tl.cdiv(context, splits)
-    row_bytes = D * (k_cache_ptr.dtype.element_ty.primitive_bitwidth // 8)
-    for item in range(tl.program_id(0), NUM_KV_HEADS * splits, tl.num_programs(0)):
-        g = item // splits
-        start = (item % splits) * split_len
-        end = tl.minimum(start + split_len, context)
-        for t0 in range(start, end, BT):
-            t = t0 + tl.arange(0, BT)
-            valid = t < end
-            page = tl.load(block_table_ptr + t // BLOCK_SIZE, mask=valid, other=0).to(tl.int64)
-            rows = (page * BLOCK_SIZE + t % BLOCK_SIZE) * (NUM_KV_HEADS * D) + g * D
-            nbytes = tl.where(valid, row_bytes, 0)
-            prefetch_to_l2(k_cache_ptr + rows, nbytes)
-            prefetch_to_l2(v_cache_ptr + rows, nbytes)
+    t = tl.program_id(0) + tl.arange(0, THREADS) * tl.num_programs(0)
+    valid = t < context
+    page = tl.load(block_table_ptr + t // BLOCK_SIZE, mask=valid, other=0).to(tl.int64)
+    rows = (page * BLOCK_SIZE + t % BLOCK_SIZE) * (NUM_KV_HEADS * D)
+    nbytes = tl.where(valid, NUM_KV_HEADS * D * (k_cache_ptr.dtype.element_ty.primitive_bitwidth // 8), 0)
+    prefetch_to_l2(k_cache_ptr + rows, nbytes)
+    prefetch_to_l2(v_cache_ptr + rows, nbytes)
 
 
 def pick_splits(programs: int, num_kv_heads: int, wanted: int | None = None) -> int:

@@ -115,7 +115,7 @@ def persistent_layers_kernel(
     BN_QKV: tl.constexpr, BN_O: tl.constexpr, BN_GU: tl.constexpr, BN_DOWN: tl.constexpr,
     PREFETCH: tl.constexpr, SYNC: tl.constexpr, ATTENTION: tl.constexpr,
     NUM_HEADS: tl.constexpr, NUM_KV_HEADS: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_SIZE: tl.constexpr,
-    BT: tl.constexpr, SP: tl.constexpr,
+    BT: tl.constexpr, SP: tl.constexpr, THREADS: tl.constexpr,
 ):  # fmt: skip
     """With ATTENTION, o reads the attention phase's output (attn_ptr) instead of qkv's first q_width values."""
     pid = tl.program_id(0)
@@ -131,11 +131,11 @@ def persistent_layers_kernel(
         w_down_layer = w_down_ptr + layer * hidden * inter
         cache = layer * cache_layer_stride  # int32: the host keeps the caches below 2**31 elements
         if PREFETCH == "l2":
-            prefetch_rows(w_o_layer, r1, rows_o, hidden, q_width, BN_O)
+            prefetch_rows(w_o_layer, r1, rows_o, hidden, q_width, THREADS)
             if ATTENTION:
                 prefetch_attention_rows(
-                    k_cache_ptr + cache, v_cache_ptr + cache, block_table_ptr, context_ptr, splits,
-                    NUM_KV_HEADS, HEAD_DIM, BLOCK_SIZE, BT,
+                    k_cache_ptr + cache, v_cache_ptr + cache, block_table_ptr, context_ptr,
+                    NUM_KV_HEADS, HEAD_DIM, BLOCK_SIZE, THREADS,
                 )  # fmt: skip
         # qkv = W_qkv rms_norm(h)
         x = _rms_normed(h_ptr, norm1_ptr + layer * hidden, eps, hidden, BH)
@@ -145,8 +145,8 @@ def persistent_layers_kernel(
         if ATTENTION:
             arrivals = _end_phase(counter_ptr, arrivals, SYNC)
             if PREFETCH == "l2":
-                prefetch_rows(w_gate_layer, r2, rows_gu, inter, hidden, BN_GU)
-                prefetch_rows(w_up_layer, r2, rows_gu, inter, hidden, BN_GU)
+                prefetch_rows(w_gate_layer, r2, rows_gu, inter, hidden, THREADS)
+                prefetch_rows(w_up_layer, r2, rows_gu, inter, hidden, THREADS)
             attention_phase(
                 qkv_ptr, attn_ptr, k_cache_ptr + cache, v_cache_ptr + cache, block_table_ptr,
                 q_norm_ptr + layer * HEAD_DIM, k_norm_ptr + layer * HEAD_DIM, cos_ptr, sin_ptr,
@@ -157,8 +157,8 @@ def persistent_layers_kernel(
             w_o = _weight_tile(w_o_layer, r1, rows_o, hidden, q_width, BN_O, BQ)
         arrivals = _end_phase(counter_ptr, arrivals, SYNC)
         if PREFETCH == "l2" and not ATTENTION:
-            prefetch_rows(w_gate_layer, r2, rows_gu, inter, hidden, BN_GU)
-            prefetch_rows(w_up_layer, r2, rows_gu, inter, hidden, BN_GU)
+            prefetch_rows(w_gate_layer, r2, rows_gu, inter, hidden, THREADS)
+            prefetch_rows(w_up_layer, r2, rows_gu, inter, hidden, THREADS)
         if PREFETCH != "registers":
             w_o = _weight_tile(w_o_layer, r1, rows_o, hidden, q_width, BN_O, BQ)
         # h += W_o attention (or q)
@@ -168,7 +168,7 @@ def persistent_layers_kernel(
             w_up = _weight_tile(w_up_layer, r2, rows_gu, inter, hidden, BN_GU, BH)
         arrivals = _end_phase(counter_ptr, arrivals, SYNC)
         if PREFETCH == "l2":
-            prefetch_rows(w_down_layer, r3, rows_down, hidden, inter, BN_DOWN)
+            prefetch_rows(w_down_layer, r3, rows_down, hidden, inter, THREADS)
         if PREFETCH != "registers":
             w_gate = _weight_tile(w_gate_layer, r2, rows_gu, inter, hidden, BN_GU, BH)
             w_up = _weight_tile(w_up_layer, r2, rows_gu, inter, hidden, BN_GU, BH)
@@ -186,7 +186,7 @@ def persistent_layers_kernel(
         next_qkv = w_qkv_ptr + (layer + 1) * qkv_width * hidden
         next_rows = rows_qkv * (layer + 1 < layers)
         if PREFETCH == "l2":
-            prefetch_rows(next_qkv, r0, next_rows, qkv_width, hidden, BN_QKV)
+            prefetch_rows(next_qkv, r0, next_rows, qkv_width, hidden, THREADS)
         if PREFETCH != "registers":
             w_down = _weight_tile(w_down_layer, r3, rows_down, hidden, inter, BN_DOWN, BI)
         # h += W_down act
@@ -285,6 +285,7 @@ class PersistentLayers:
         blocks |= {"BN_QKV": rows["qkv"], "BN_O": rows["o"], "BN_GU": rows["gu"], "BN_DOWN": rows["down"]}
         options = {name: _pow2(n) for name, n in blocks.items()} | constexprs
         options |= {"PREFETCH": self.prefetch, "SYNC": self.sync, "ATTENTION": self.attention is not None}
+        options |= {"THREADS": 32 * self.num_warps}
         return positional, options
 
     def run(self, h: torch.Tensor) -> torch.Tensor:

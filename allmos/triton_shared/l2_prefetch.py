@@ -26,11 +26,16 @@ def prefetch_to_l2(ptrs, nbytes):
 
 
 @triton.jit
-def prefetch_rows(w_ptr, first_row, rows, n_rows, k_cols, BN: tl.constexpr):
-    """Rows [first_row, first_row + rows) of a row-major [n_rows, k_cols] matrix into the L2, one bulk prefetch
-    a row (rows of k_cols elements must be whole multiples of 16 bytes, the matrix 16-byte aligned)."""
-    r = tl.arange(0, BN)
-    n = first_row + r
-    live = (r < rows) & (n < n_rows)
-    row_bytes = k_cols * (w_ptr.dtype.element_ty.primitive_bitwidth // 8)
-    prefetch_to_l2(w_ptr + n.to(tl.int64) * k_cols, tl.where(live, row_bytes, 0))
+def prefetch_rows(w_ptr, first_row, rows, n_rows, k_cols, THREADS: tl.constexpr):
+    """Rows [first_row, first_row + rows) of a row-major [n_rows, k_cols] matrix (16-byte aligned, rows a whole
+    number of 16 bytes) into the L2: the contiguous span cut in THREADS pieces, one a thread. THREADS must be
+    the program's thread count (32 x num_warps), so that no piece is asked for twice (a tensor smaller than
+    the program is replicated over its threads, and each copy would issue its own prefetch)."""
+    element_bytes: tl.constexpr = w_ptr.dtype.element_ty.primitive_bitwidth // 8
+    live_rows = tl.maximum(tl.minimum(rows, n_rows - first_row), 0)
+    span = live_rows * k_cols * element_bytes
+    piece = tl.cdiv(span, THREADS * 16) * 16
+    offset = tl.arange(0, THREADS) * piece
+    nbytes = tl.minimum(tl.maximum(span - offset, 0), piece)
+    start = (w_ptr + first_row.to(tl.int64) * k_cols).to(tl.pointer_type(tl.int8))
+    prefetch_to_l2(start + offset, nbytes)

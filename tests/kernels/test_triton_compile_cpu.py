@@ -251,7 +251,9 @@ def test_graph_inputs_kernel_compiles_for_h100(sampling):
 @pytest.mark.parametrize("prefetch", ["registers", "none", "l2"])
 def test_the_persistent_layers_probe_compiles_for_h100_with_each_prefetch(prefetch, attention):
     """Qwen3-0.6B's shapes over 132 programs, as persistent_chain launches it. The L2 mode's bulk prefetches
-    reach the PTX (the interpreter cannot run them, so this is their CPU check); the other modes issue none."""
+    reach the PTX, each from a tensor of one element a thread (a smaller one is replicated over the threads, and
+    each copy would issue its prefetch again); the interpreter cannot run them, so this is their CPU check. The
+    other modes issue none."""
     import torch
 
     from allmos.microbench import layer_chain as shapes
@@ -276,6 +278,8 @@ def test_the_persistent_layers_probe_compiles_for_h100_with_each_prefetch(prefet
     type_names = {torch.bfloat16: "*bf16", torch.float32: "*fp32", torch.int32: "*i32"}
     pointers = {n: type_names[v.dtype] for n, v in zip(names, positional) if isinstance(v, torch.Tensor)}
     values = {n: v for n, v in zip(names, positional) if not isinstance(v, torch.Tensor)}
-    ptx = compile_sm90(k.persistent_layers_kernel, values, options, pointers, num_warps=8).asm["ptx"]
-    prefetches = ptx.count("cp.async.bulk.prefetch.L2.global")
-    assert prefetches > 0 if prefetch == "l2" else prefetches == 0
+    compiled = compile_sm90(k.persistent_layers_kernel, values, options, pointers, num_warps=8)
+    prefetches = compiled.asm["ptx"].count("cp.async.bulk.prefetch.L2.global")
+    assert prefetches == (0 if prefetch != "l2" else 7 if attention else 5)
+    sites = [line for line in compiled.asm["ttgir"].splitlines() if "elementwise_inline_asm" in line]
+    assert len(sites) == prefetches and all("-> tensor<256xi32" in line for line in sites)
