@@ -117,7 +117,8 @@ def persistent_layers_kernel(
     NUM_HEADS: tl.constexpr, NUM_KV_HEADS: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_SIZE: tl.constexpr,
     BT: tl.constexpr, SP: tl.constexpr, THREADS: tl.constexpr,
 ):  # fmt: skip
-    """With ATTENTION, o reads the attention phase's output (attn_ptr) instead of qkv's first q_width values."""
+    """With ATTENTION, o reads the attention phase's output (attn_ptr) instead of qkv's first q_width values.
+    THREADS: the program's thread count (32 x num_warps), which the l2 mode's prefetches are cut into."""
     pid = tl.program_id(0)
     dtype = h_ptr.dtype.element_ty
     r0, r1, r2, r3 = pid * rows_qkv, pid * rows_o, pid * rows_gu, pid * rows_down
