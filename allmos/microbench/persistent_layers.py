@@ -209,6 +209,18 @@ def stacked(weights: list[dict]) -> dict:
     return out
 
 
+def _check_bulk_prefetchable(w: dict, attention) -> None:
+    """The l2 mode's bulk prefetches need 16-byte aligned starts and whole 16-byte rows (weight rows; with
+    attention, a token's K/V row over every kv head)."""
+    rows = {name: t[0, 0] for name, t in w.items() if t.dim() == 3}
+    if attention is not None:
+        rows |= {name: attention[name][0, 0, 0] for name in ("k_cache", "v_cache")}
+    for name, row in rows.items():
+        base = w[name] if name in w else attention[name]
+        if base.data_ptr() % 16 or (row.numel() * row.element_size()) % 16:
+            raise ValueError(f"prefetch='l2' needs 16-byte aligned {name} rows; got {row.numel()} x {row.dtype}")
+
+
 def _pow2(n: int) -> int:
     return triton.next_power_of_2(max(1, n))
 
@@ -234,6 +246,8 @@ class PersistentLayers:
             raise ValueError(f"prefetch must be one of {', '.join(PREFETCH_MODES)}; got {prefetch!r}")
         if prefetch == "l2" and interpreter_on():
             raise ValueError("prefetch='l2' issues inline PTX: a compiled kernel on a GPU, not the interpreter")
+        if prefetch == "l2":
+            _check_bulk_prefetchable(w, attention)
         self.w, self.q_width, self.eps, self.programs = w, q_width, eps, programs
         self.prefetch, self.num_warps, self.sync, self.attention = prefetch, num_warps, sync, attention
         self.layers, self.qkv_width, self.hidden = w["qkv"].shape

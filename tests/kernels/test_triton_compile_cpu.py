@@ -283,3 +283,18 @@ def test_the_persistent_layers_probe_compiles_for_h100_with_each_prefetch(prefet
     assert prefetches == (0 if prefetch != "l2" else 7 if attention else 5)
     sites = [line for line in compiled.asm["ttgir"].splitlines() if "elementwise_inline_asm" in line]
     assert len(sites) == prefetches and all("-> tensor<256xi32" in line for line in sites)
+
+
+def test_the_persistent_layers_probe_refuses_the_l2_mode_on_rows_bulk_prefetches_cannot_take():
+    """Bulk prefetches take whole 16-byte pieces: a hidden width of 1020 bf16 values (2,040 bytes a row) is
+    refused before any launch, naming the weight."""
+    import torch
+
+    from allmos.microbench import persistent_layers as k
+
+    layer = {"qkv": torch.empty(64, 1020), "o": torch.empty(1020, 32), "gate_up": torch.empty(64, 1020)}
+    layer |= {"down": torch.empty(1020, 32), "norm1": torch.ones(1020), "norm2": torch.ones(1020)}
+    w = {name: t.to(torch.bfloat16) for name, t in k.stacked([layer]).items()}
+    with pytest.raises(ValueError, match="prefetch='l2' needs 16-byte aligned qkv rows; got 1020 x torch.bfloat16"):
+        k.PersistentLayers(w, 32, 1e-6, programs=4, prefetch="l2")
+    k.PersistentLayers(w, 32, 1e-6, programs=4, prefetch="none")
