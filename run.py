@@ -25,11 +25,16 @@ def main() -> None:
     import torch
 
     from allmos.cli.machine_defaults import with_machine_defaults
+    from allmos.cli.override_check import override_problem
     from allmos.cli.schema import register_schemas
 
     os.environ.setdefault("ALLMOS_ROOT", ROOT)
     register_schemas()
     sys.argv = with_machine_defaults(sys.argv, torch.cuda.is_available())
+    problem = override_problem(sys.argv[1:], os.path.join(ROOT, "conf"))
+    if problem:
+        print(f"allmos: {problem}", file=sys.stderr)
+        sys.exit(1)
     hydra.main(config_path="conf", config_name="config", version_base="1.3")(task)()
 
 

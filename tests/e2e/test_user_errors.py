@@ -100,9 +100,27 @@ def test_run_py_end_to_end_exit_one_without_traceback_and_schemas_are_no_choices
     assert proc.returncode == 1 and "Traceback" not in proc.stderr + proc.stdout
     assert proc.stderr.strip().splitlines()[-1].startswith("allmos: workload.num_requests:")
     proc = run(tmp_path, "attention=sdpa_schema")
-    assert proc.returncode == 1 and "Could not find 'attention/sdpa_schema'" in proc.stderr
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1] == "allmos: attention: 'sdpa_schema' is not one of flash, sdpa, triton"
     help_text = run(tmp_path, "--help").stdout
     assert "attention: flash, sdpa, triton\n" in help_text and "_schema" not in help_text
+
+
+@pytest.mark.parametrize(
+    "override,line",
+    [
+        ("attention.num_splitz=4", "allmos: attention.num_splitz: unknown key; `python run.py --cfg job` shows"),
+        ("workload.num_requests=abc", "allmos: workload.num_requests: Value 'abc' of type 'str' could not be"),
+        ("workload=nano", "allmos: workload: 'nano' is not one of latency, nano_bench, serving, shared_prefix, smoke"),
+    ],
+)
+def test_an_override_hydra_cannot_compose_is_one_line_naming_the_key(tmp_path, override, line):
+    """What Hydra itself reports in several lines (a misspelt key without `+`, a value of the wrong type, a
+    plugin or workload that does not exist) is checked before Hydra runs the job: one line, status 1."""
+    proc = run(tmp_path, override)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr + proc.stdout
+    assert proc.stderr.strip().splitlines()[-1].startswith(line), proc.stderr
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.fixture(scope="module")
