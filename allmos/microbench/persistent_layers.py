@@ -212,12 +212,12 @@ def stacked(weights: list[dict]) -> dict:
 def _check_bulk_prefetchable(w: dict, attention) -> None:
     """The l2 mode's bulk prefetches need 16-byte aligned starts and whole 16-byte rows (weight rows; with
     attention, a token's K/V row over every kv head)."""
-    rows = {name: t[0, 0] for name, t in w.items() if t.dim() == 3}
+    tensors = {name: t for name, t in w.items() if t.dim() == 3}
     if attention is not None:
-        rows |= {name: attention[name][0, 0, 0] for name in ("k_cache", "v_cache")}
-    for name, row in rows.items():
-        base = w[name] if name in w else attention[name]
-        if base.data_ptr() % 16 or (row.numel() * row.element_size()) % 16:
+        tensors |= {name: attention[name] for name in ("k_cache", "v_cache")}
+    for name, t in tensors.items():
+        row = t[0, 0] if name in w else t[0, 0, 0]
+        if t.data_ptr() % 16 or (row.numel() * row.element_size()) % 16:
             raise ValueError(f"prefetch='l2' needs 16-byte aligned {name} rows; got {row.numel()} x {row.dtype}")
 
 
