@@ -1,7 +1,8 @@
 """The decode-chain microbenchmarks run end to end on a GPU: rows_chain (the four projections at a few to a
 few hundred rows, with a gemm_bench sweep's configs, and its deferred-norm variant), overlap_probe (two
 half-batches on two streams), gemm_bench's --pdl timing and persistent_chain (every layer's batch-1
-projections in one persistent kernel, checked against its reference before it is timed). Skipped without CUDA."""
+projections in one persistent kernel, checked against its reference before it is timed) and l2_side_stream (the
+batch-1 chain with a second stream fetching into the L2 ahead of it, its output unchanged). Skipped without CUDA."""
 
 import json
 import subprocess
@@ -108,3 +109,14 @@ def test_persistent_chain_with_attention_checks_then_times_it_beside_the_engines
     assert rows[2]["variant"] == "kernel per GEMV, rope in the qkv GEMV (the engine's batch-1 path), pdl=True"
     assert [r["variant"].split("prefetch=")[-1] for r in rows[3:6]] == ["registers", "none", "l2"]
     assert all(r["max_rel_error"] < 2e-2 for r in rows[3:6])
+
+
+def test_l2_side_stream_times_each_mode_and_leaves_the_chains_output_unchanged(tmp_path):
+    run_tool(
+        "l2_side_stream", "--layers", "2", "--context", "512", "--ahead", "2", "--modes", "bulk,load", "--out",
+        str(tmp_path),
+    )  # fmt: skip
+    rows = json.loads((tmp_path / "l2_side_stream.json").read_text())["rows"]
+    assert [r["variant"] for r in rows] == ["no side stream", "bulk, ahead 2", "load, ahead 2", "no side stream, again"]
+    assert all(r["us_per_layer"] > 0 for r in rows)
+    assert all(r["output_identical"] for r in rows[1:-1])

@@ -298,3 +298,21 @@ def test_the_persistent_layers_probe_refuses_the_l2_mode_on_rows_bulk_prefetches
     with pytest.raises(ValueError, match="prefetch='l2' needs 16-byte aligned qkv rows; got 1020 x torch.bfloat16"):
         k.PersistentLayers(w, 32, 1e-6, programs=4, prefetch="l2")
     k.PersistentLayers(w, 32, 1e-6, programs=4, prefetch="none")
+
+
+def test_the_l2_side_stream_kernels_compile_for_h100():
+    """The bulk mode's kernel issues one bulk prefetch a thread (its tensor is one element a thread, so no copy of it
+    is asked for twice); the load mode's keeps its lines in the L2. The interpreter cannot run the bulk prefetch, so
+    this is its CPU check."""
+    from allmos.microbench import l2_side_stream as k
+    from allmos.microbench.kernel_resources import compile_sm90
+
+    threads = k.PREFETCH_THREADS
+    bulk_args = ({"nbytes": 8 << 20}, {"PIECES": threads}, {"ptr": "*i8"})
+    bulk = compile_sm90(k._bulk_prefetch_kernel, *bulk_args, num_warps=threads // 32)
+    assert bulk.asm["ptx"].count("cp.async.bulk.prefetch.L2.global") == 1
+    sites = [line for line in bulk.asm["ttgir"].splitlines() if "elementwise_inline_asm" in line]
+    assert len(sites) == 1 and f"-> tensor<{threads}xi32" in sites[0]
+    pointers = {"ptr": "*i32", "scratch_ptr": "*i32"}
+    load = compile_sm90(k._load_to_l2_kernel, {"n_words": 2 << 20}, {"BLOCK": k.LOAD_BLOCK}, pointers, num_warps=4)
+    assert "evict_last" in load.asm["ptx"]

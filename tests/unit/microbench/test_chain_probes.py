@@ -1,6 +1,7 @@
 """The decode-chain probes' host side: rows_chain picks a gemm_bench sweep's configs per row count, its deferred-norm
-layer computes the layer it stands for, overlap_probe refuses a batch it cannot halve, and both refuse to start
-without a GPU or with a bad option (their GPU runs: tests/gpu/test_chain_probes_gpu.py)."""
+layer computes the layer it stands for, overlap_probe refuses a batch it cannot halve, l2_side_stream plans its
+fetches ahead of the chain, and each refuses to start without a GPU or with a bad option (their GPU runs:
+tests/gpu/test_chain_probes_gpu.py)."""
 
 import json
 import subprocess
@@ -34,7 +35,7 @@ def test_rows_chain_takes_a_sweeps_best_config_of_each_projection_at_its_row_cou
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
-@pytest.mark.parametrize("module", ["rows_chain", "overlap_probe", "persistent_chain"])
+@pytest.mark.parametrize("module", ["rows_chain", "overlap_probe", "persistent_chain", "l2_side_stream"])
 def test_chain_probes_refuse_to_start_without_a_gpu(module, tmp_path):
     args = [sys.executable, "-m", f"allmos.microbench.{module}", "--out", str(tmp_path)]
     proc = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300)
@@ -81,3 +82,33 @@ def test_rows_chain_refuses_an_unknown_variant(tmp_path):
     proc = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2
     assert "--variants: each of torch, deferred, plain, pdl; got torch,fused" in proc.stderr
+
+
+def test_the_l2_side_stream_fetches_each_step_ahead_once_the_step_before_it_has_finished():
+    from allmos.microbench.l2_side_stream import prefetch_plan
+
+    reads = [["qkv0"], [], ["o0"], ["gate_up0"], ["down0"], ["qkv1"], []]  # no attention kernel at context 0
+    assert prefetch_plan(reads, 2) == ([0], {0: 2, 1: 3, 2: 4, 3: 5})
+    assert prefetch_plan(reads, 3) == ([0, 2], {0: 3, 1: 4, 2: 5})
+    with pytest.raises(ValueError, match="ahead must be >= 2"):
+        prefetch_plan(reads, 1)
+
+
+def test_the_l2_side_stream_fetches_only_whole_16_byte_spans():
+    from allmos.microbench.l2_side_stream import check_fetchable
+
+    check_fetchable([torch.empty(4096, 1024, dtype=torch.bfloat16), torch.empty(2, 256, 8, 128)])
+    with pytest.raises(ValueError, match=r"whole 16-byte pieces; got \(3, 5\)"):
+        check_fetchable([torch.empty(3, 5, dtype=torch.bfloat16)])
+    with pytest.raises(ValueError, match="whole 16-byte pieces"):
+        check_fetchable([torch.empty(64, 64, dtype=torch.bfloat16).t()])
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [("--ahead=2,1", "--ahead: each must be >= 2"), ("--modes=bulk,tma", "--modes: each must be one of bulk, load")],
+)
+def test_the_l2_side_stream_refuses_a_bad_option(option, message, tmp_path):
+    args = [sys.executable, "-m", "allmos.microbench.l2_side_stream", option, "--out", str(tmp_path)]
+    proc = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and message in proc.stderr
