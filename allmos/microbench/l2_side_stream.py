@@ -21,7 +21,8 @@ How the side stream fetches (--modes):
   program per 16 KB, which compete with the main kernels for the SMs.
 
 The figure is microseconds a layer (median of CUDA-graph replays), against the chain without a side stream,
-which is timed first and again last.
+which is timed first and again last. On an H100 every variant was 1.4-1.8x slower than the chain without it
+(docs/results/2026-12-08-h100-session27).
 """
 
 from __future__ import annotations
