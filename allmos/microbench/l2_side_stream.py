@@ -195,12 +195,11 @@ def main() -> None:
         parser.error("l2_side_stream needs a CUDA GPU")
     from allmos.microbench.gpu_timing import environment
     from allmos.microbench.kernel_bench import bench_copy
-    from allmos.microbench.layer_chain import HEAD_DIM, NUM_KV_HEADS, SHAPES, defaults, layer_weights
+    from allmos.microbench.layer_chain import SHAPES, defaults, layer_weights, weights_floor_us
 
     weights = layer_weights(args.layers, args.context)
     copy_gbps = bench_copy()["gbps"]
-    kv_bytes = 2 * 2 * args.context * NUM_KV_HEADS * HEAD_DIM
-    floor_us = (sum(2 * n * k for n, k in SHAPES.values()) + kv_bytes) / (copy_gbps * 1e9) * 1e6
+    floor_us = weights_floor_us(args.context, copy_gbps)
     env = environment()
     print(f"{env['device']}: weights and {args.context} tokens of K/V at copy ({copy_gbps:.0f} GB/s):", end=" ")
     print(f"{floor_us:.2f} us/layer")

@@ -82,6 +82,12 @@ def kv_pages(context: int, rotary: tuple | None) -> dict:
     }
 
 
+def weights_floor_us(context: int, copy_gbps: float) -> float:
+    """Microseconds a layer's weights and `context` tokens of its K/V take at the copy bandwidth."""
+    kv_bytes = 2 * 2 * context * NUM_KV_HEADS * HEAD_DIM
+    return (sum(2 * n * k for n, k in SHAPES.values()) + kv_bytes) / (copy_gbps * 1e9) * 1e6
+
+
 def rotary_tables(max_positions: int = MAX_MODEL_LEN, base: float = 1e6) -> tuple[torch.Tensor, torch.Tensor]:
     inv_freq = base ** -(torch.arange(0, HEAD_DIM, 2, dtype=torch.float32, device="cuda") / HEAD_DIM)
     angles = torch.outer(torch.arange(max_positions, dtype=torch.float32, device="cuda"), inv_freq)
@@ -215,10 +221,8 @@ def main() -> None:
     parser.add_argument("--out", help="directory for layer_chain.json")
     args = parser.parse_args()
     weights = layer_weights(args.layers, args.context)
-    kv_bytes = 2 * 2 * args.context * NUM_KV_HEADS * HEAD_DIM
-    weight_bytes = sum(2 * n * k for n, k in SHAPES.values()) + kv_bytes
     copy_gbps = bench_copy()["gbps"]
-    floor_us = weight_bytes / (copy_gbps * 1e9) * 1e6
+    floor_us = weights_floor_us(args.context, copy_gbps)
     result = {"environment": environment(), "copy_gbps": copy_gbps, "weights_floor_us_per_layer": floor_us}
     for pdl in (False, True):
         result[f"default_pdl_{pdl}_us"] = chain_us_per_layer(weights, defaults(), pdl)

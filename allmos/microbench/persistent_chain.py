@@ -36,6 +36,7 @@ from allmos.microbench.layer_chain import (
     chain_us_per_layer,
     defaults,
     layer_weights,
+    weights_floor_us,
 )
 
 DTYPE = torch.bfloat16
@@ -106,8 +107,7 @@ def main() -> None:
 
     weights = layer_weights(args.layers, args.context)
     copy_gbps = bench_copy()["gbps"]
-    kv_bytes = 2 * 2 * args.context * NUM_KV_HEADS * HEAD_DIM
-    floor_us = (sum(2 * n * k for n, k in SHAPES.values()) + kv_bytes) / (copy_gbps * 1e9) * 1e6
+    floor_us = weights_floor_us(args.context, copy_gbps)
     env = environment()
     result = {"environment": env, "copy_gbps": copy_gbps, "context": args.context, "rows": []}
     result["weights_floor_us_per_layer"] = floor_us
