@@ -29,10 +29,17 @@ E4M3 = torch.float8_e4m3fn
 VARIANTS = ("fa3_bf16", "fa3_fp8", "ours_bf16", "ours_fp8")
 
 
-def fa3_calls(batch: int, context: int, fp8: bool, attend, sets: int, device: str = "cuda") -> tuple[list, int]:
-    """`sets` FA3 decode calls (attend: flash_attn_with_kvcache) over disjoint pages of one cache, and the bytes one
-    call reads and writes. FP8: q, k, v in e4m3 with unit descales per (sequence, kv head)."""
+def fa3_calls(
+    batch: int, context: int, fp8: bool, attend, sets: int | None = None, device: str = "cuda"
+) -> tuple[list, int]:
+    """`sets` FA3 decode calls (attend: flash_attn_with_kvcache; None: enough sets to rotate past the L2) over
+    disjoint pages of one cache, and the bytes one call reads and writes. FP8: q, k, v in e4m3 with unit descales per
+    (sequence, kv head)."""
+    from allmos.microbench.gpu_timing import num_sets
+
     element_bytes = 1 if fp8 else 2
+    kv_bytes = 2 * batch * context * NUM_KV_HEADS * HEAD_DIM * element_bytes
+    sets = sets or num_sets(kv_bytes)
     per_seq = triton.cdiv(context, BLOCK_SIZE)
     blocks = sets * batch * per_seq
     shape = (blocks, BLOCK_SIZE, NUM_KV_HEADS, HEAD_DIM)
@@ -49,19 +56,15 @@ def fa3_calls(batch: int, context: int, fp8: bool, attend, sets: int, device: st
         q = torch.randn(batch, 1, NUM_HEADS, HEAD_DIM, dtype=DTYPE, device=device)
         kwargs = {"cache_seqlens": lens, "page_table": table, "softmax_scale": HEAD_DIM**-0.5, "causal": True}
         calls.append(functools.partial(attend, q.to(E4M3) if fp8 else q, k_cache, v_cache, **kwargs, **descales))
-    kv_bytes = 2 * batch * context * NUM_KV_HEADS * HEAD_DIM * element_bytes
     return calls, kv_bytes + batch * NUM_HEADS * HEAD_DIM * (element_bytes + 2)
 
 
 def variant_calls(name: str, batch: int, context: int, attend) -> tuple[list, int]:
-    from allmos.microbench.gpu_timing import num_sets
     from allmos.microbench.kernel_bench_fp8 import decode_calls
 
     if name.startswith("ours_"):
         return decode_calls(batch, context, "auto" if name == "ours_bf16" else "fp8")
-    fp8 = name == "fa3_fp8"
-    sets = num_sets(2 * batch * context * NUM_KV_HEADS * HEAD_DIM * (1 if fp8 else 2))
-    return fa3_calls(batch, context, fp8, attend, sets)
+    return fa3_calls(batch, context, name == "fa3_fp8", attend)
 
 
 def bench(batch: int, context: int, copy_gbps: float, attend) -> list[dict]:
